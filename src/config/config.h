@@ -1,0 +1,75 @@
+// The daemon's configuration: a YAML file listing replication slots.
+//
+// LoadConfig() reads and validates a whole file and reports *every* problem it
+// finds, each as "<file>:<line>: <key path>: <what is wrong>", so that an
+// operator fixes them in one go. The key path is dotted with indexes for
+// sequences, e.g. "slots[1].sink.path". Line numbers are 1-based. The schema
+// (key, type, default) is the table kSchema in config.cc and docs/config.md.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace pgslotd {
+
+using Duration = std::chrono::milliseconds;
+
+enum class SinkType { kStdout, kFile, kPipe };
+enum class OutputFormat { kRaw };
+
+struct SinkConfig {
+  SinkType type = SinkType::kStdout;
+  std::string path;      // absolute; empty for stdout
+  uint32_t mode = 0600;  // file and pipe: permission bits used when created
+};
+
+struct SlotConfig {
+  std::string name;        // [a-z0-9_]{1,63}
+  std::string connection;  // top-level conninfo merged with the slot's override
+  std::string plugin;
+  bool create = false;
+  // Plugin options in file order (names and values as text).
+  std::vector<std::pair<std::string, std::string>> options;
+  OutputFormat format = OutputFormat::kRaw;
+  SinkConfig sink;
+  Duration status_interval{10000};
+  Duration fsync_interval{1000};
+  uint64_t buffer_size = 8u << 20;  // bytes held in memory waiting for the sink
+  int line = 0;                     // line of the slot's entry, for messages
+
+  bool operator==(const SlotConfig& o) const;
+  bool operator!=(const SlotConfig& o) const { return !(*this == o); }
+};
+
+struct Config {
+  std::string path;  // the file it came from
+  std::string log_level = "info";
+  std::vector<SlotConfig> slots;
+};
+
+// One problem found in a config file.
+struct ConfigError {
+  std::string file;
+  int line = 0;     // 1-based; 0 when the problem has no single place
+  std::string key;  // e.g. "slots[0].sink.path"
+  std::string message;
+  std::string ToString() const;  // "<file>:<line>: <key>: <message>"
+};
+
+// Loads and validates `path`. On failure `errors` holds at least one entry
+// and the returned Config must not be used.
+bool LoadConfig(const std::string& path, Config* config, std::vector<ConfigError>* errors);
+
+// Merges two libpq conninfo strings (key=value or URI): keys of `override_`
+// replace those of `base`. Returns the merged "key='value' ..." string, or an
+// error message in *err.
+bool MergeConninfo(const std::string& base, const std::string& override_, std::string* merged,
+                   std::string* err);
+
+}  // namespace pgslotd

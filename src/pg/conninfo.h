@@ -1,0 +1,23 @@
+// Connection strings: building the replication conninfo, and showing one in
+// logs without ever revealing a password.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pgslotd {
+
+// Keyword/value pairs ready for PQconnectStartParams: the parsed `conninfo`
+// plus replication=database, and defaults the user did not set
+// (application_name=pgslotd_<slot>, TCP keepalives). Returns false and sets
+// *err (never containing a password) if the conninfo cannot be parsed.
+bool BuildReplicationParams(const std::string& conninfo, const std::string& slot,
+                            std::vector<std::pair<std::string, std::string>>* params,
+                            std::string* err);
+
+// The conninfo as "key=value ..." with any password replaced by "********".
+// Unparseable input is shown as "(unparseable connection string)".
+std::string RedactConninfo(const std::string& conninfo);
+
+}  // namespace pgslotd

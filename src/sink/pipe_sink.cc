@@ -1,0 +1,134 @@
+#include "sink/pipe_sink.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace pgslotd {
+
+PipeSink::~PipeSink() { CloseWriter(); }
+
+void PipeSink::CloseWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Status PipeSink::Open() {
+  struct stat st;
+  if (::stat(path_.c_str(), &st) != 0) {
+    if (errno != ENOENT) return Status::Retryable(ErrnoMessage("cannot stat " + path_, errno));
+    if (::mkfifo(path_.c_str(), mode_) != 0 && errno != EEXIST) {
+      return Status::Retryable(ErrnoMessage("cannot create FIFO " + path_, errno));
+    }
+    if (::chmod(path_.c_str(), mode_) != 0) {
+      return Status::Retryable(ErrnoMessage("cannot chmod " + path_, errno));
+    }
+  } else if (!S_ISFIFO(st.st_mode)) {
+    return Status::SlotFatal(path_ + " exists and is not a named pipe (FIFO)");
+  }
+  return TryOpenWriter();
+}
+
+Status PipeSink::TryOpenWriter() {
+  if (fd_ >= 0) return Status::Ok();
+  int fd = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENXIO) return Status::Ok();  // no reader yet
+    if (errno == ENOENT) return Open();       // removed under us: make it again
+    return Status::Retryable(ErrnoMessage("cannot open " + path_, errno));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    ::close(fd);
+    return Status::SlotFatal(path_ + " is not a named pipe (FIFO)");
+  }
+  fd_ = fd;
+  return Status::Ok();
+}
+
+Status PipeSink::Write(const char* data, size_t len, size_t* written) {
+  *written = 0;
+  if (fd_ < 0) {
+    Status s = TryOpenWriter();
+    if (!s.ok()) return s;
+    if (fd_ < 0) return Status::WouldBlock("waiting for reader");
+  }
+  while (*written < len) {
+    ssize_t n = ::write(fd_, data + *written, len - *written);
+    if (n > 0) {
+      *written += static_cast<size_t>(n);
+      accepted_ += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return Status::WouldBlock("pipe full");
+    if (n < 0 && errno == EPIPE) {
+      // Measure what the reader left behind before the pipe goes away.
+      Status s = Sync();
+      CloseWriter();
+      (void)s;
+      return Status::Retryable("the reader of " + path_ + " went away");
+    }
+    return Status::Retryable(ErrnoMessage("cannot write to " + path_, n < 0 ? errno : EIO));
+  }
+  return Status::Ok();
+}
+
+Status PipeSink::Sync() {
+  if (fd_ < 0 || durable_ == accepted_) return Status::Ok();
+  int unread = 0;
+  if (::ioctl(fd_, FIONREAD, &unread) != 0) {
+    return Status::Retryable(ErrnoMessage("cannot query " + path_, errno));
+  }
+  // Bytes left in the pipe by an earlier writer count against us: that only
+  // makes durable() lag, never run ahead.
+  uint64_t pending = static_cast<uint64_t>(unread < 0 ? 0 : unread);
+  uint64_t taken = accepted_ > pending ? accepted_ - pending : 0;
+  if (taken > durable_) durable_ = taken;
+  return Status::Ok();
+}
+
+Sink::Wait PipeSink::WaitSpec() const {
+  Wait w;
+  if (fd_ < 0) {
+    w.retry = std::chrono::milliseconds(100);
+    w.reason = "waiting for reader";
+  } else {
+    w.fd = fd_;
+    w.events = POLLOUT;
+    w.reason = "waiting for reader to drain the pipe";
+  }
+  return w;
+}
+
+std::chrono::milliseconds PipeSink::RecheckAfter() const {
+  return std::chrono::milliseconds(fd_ >= 0 && durable_ < accepted_ ? 20 : 0);
+}
+
+Status PipeSink::Discard(uint64_t keep) {
+  CloseWriter();
+  accepted_ = keep;
+  durable_ = keep;
+  return Status::Ok();
+}
+
+Status PipeSink::Reopen() {
+  // The FIFO may have been removed and made again: reopen by path.
+  Status s = Sync();
+  if (!s.ok()) return s;
+  if (durable_ < accepted_) return Status::Ok();  // keep the reader's unread bytes
+  CloseWriter();
+  return Open();
+}
+
+Status PipeSink::Close() {
+  Status s = Sync();
+  CloseWriter();
+  return s;
+}
+
+}  // namespace pgslotd

@@ -1,0 +1,113 @@
+// Sinks: where a slot's output goes. One interface for stdout, files and
+// named pipes (and the test fakes).
+//
+// Byte accounting. A sink counts, since it was created, the bytes it has
+// *accepted* (taken by Write) and the bytes that are *durable*. Both only
+// grow, across Reopen, except that Discard(keep) sets both to `keep`; and
+// durable() <= accepted() always. What durable
+// means depends on the kind, and it is the only thing the slot worker may
+// acknowledge to the server:
+//   stdout  durable once write() has taken the bytes (nothing stronger
+//           exists for a stream we do not own);
+//   file    durable once fsync() (fdatasync) has returned success for the
+//           file, and, for a file this sink created, for its directory;
+//   pipe    durable once the reader has taken the bytes out of the pipe
+//           (bytes still sitting in the pipe buffer are not durable: a
+//           reader that dies leaves them unread).
+//
+// Threads: a sink belongs to one slot worker and is only ever called from
+// that worker's thread. Calls never block for long: a sink that cannot take
+// bytes now returns kWouldBlock and says, through WaitSpec(), what to wait
+// for.
+//
+// Errors: kRetryable means the worker should Discard() what is not durable,
+// back off, and have the server re-send from the last acknowledged
+// position; kSlotFatal stops the slot; kProcessFatal (a failed fsync, whose
+// outcome can no longer be known) stops the process. After a failed fsync a
+// sink never calls fsync on the same descriptor again.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "util/status.h"
+
+namespace pgslotd {
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+
+  // "file /var/lib/pgslotd/orders.log": used in every message about the sink.
+  virtual std::string Describe() const = 0;
+
+  // Opens the sink. A pipe without a reader is not an error: it opens once
+  // one appears, and Write returns kWouldBlock until then.
+  virtual Status Open() = 0;
+
+  // Writes up to `len` bytes without blocking for long; *written gets how
+  // many were accepted (possibly 0, with kWouldBlock, or some before an
+  // error).
+  virtual Status Write(const char* data, size_t len, size_t* written) = 0;
+
+  // Makes the accepted bytes durable as far as possible and updates
+  // durable(). Cheap when there is nothing to do. A pipe re-reads how much
+  // its reader has taken.
+  virtual Status Sync() = 0;
+
+  // True when Sync() has work to do that costs a system call worth batching
+  // (a file with unsynced bytes). The worker calls Sync() on its
+  // fsync_interval schedule when this is true, and on every turn otherwise.
+  virtual bool SyncIsCostly() const { return false; }
+
+  // What to wait for when Write returned kWouldBlock: a descriptor and poll
+  // events, or fd -1 and a retry delay.
+  struct Wait {
+    int fd = -1;
+    short events = 0;
+    std::chrono::milliseconds retry{100};
+    const char* reason = "blocked";  // "waiting for reader", for STATUS
+  };
+  virtual Wait WaitSpec() const { return Wait{}; }
+
+  // After an error: drop every accepted byte past `keep` (a message
+  // boundary, keep <= durable()), so that accepted() == durable() == keep,
+  // ready for the server to re-send from the position `keep` stands for. A
+  // file is truncated back to it; a pipe is closed, so that what sits in it
+  // unread is dropped with the last descriptor; stdout cannot take bytes
+  // back (the re-sent ones repeat: stdout is at-least-once).
+  virtual Status Discard(uint64_t keep) = 0;
+
+  // When durable() can advance with no event to wake the worker (a pipe
+  // reader taking bytes), how soon to call Sync() again; 0 = no need.
+  virtual std::chrono::milliseconds RecheckAfter() const { return std::chrono::milliseconds(0); }
+
+  // SIGHUP: make everything durable, close, open again (a rotated file is
+  // created anew).
+  virtual Status Reopen() = 0;
+
+  // Makes everything durable that can be and closes. Idempotent.
+  virtual Status Close() = 0;
+
+  uint64_t accepted() const { return accepted_; }
+  uint64_t durable() const { return durable_; }
+
+ protected:
+  uint64_t accepted_ = 0;
+  uint64_t durable_ = 0;
+};
+
+// Makes the sink a slot's config asks for (not yet opened). `stdout_fd` is
+// the descriptor a stdout sink writes to (1 outside tests).
+std::unique_ptr<Sink> MakeSink(const SinkConfig& config, int stdout_fd = 1);
+
+// Writes all of [data, data+len) to a blocking descriptor, retrying on
+// EINTR and short writes. Returns the errno of a failure, 0 on success;
+// *done gets the bytes written.
+int WriteFully(int fd, const char* data, size_t len, size_t* done);
+
+}  // namespace pgslotd

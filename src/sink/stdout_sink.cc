@@ -1,0 +1,76 @@
+#include "sink/stdout_sink.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+namespace pgslotd {
+
+StdoutSink::~StdoutSink() {
+  if (own_fd_ >= 0) ::close(own_fd_);
+}
+
+Status StdoutSink::Open() {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status::SlotFatal(ErrnoMessage("stdout is not open", errno));
+  if (S_ISFIFO(st.st_mode) && own_fd_ < 0) {
+    std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+    own_fd_ = ::open(proc.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);  // -1: stay blocking
+  }
+  socket_ = S_ISSOCK(st.st_mode);
+  return Status::Ok();
+}
+
+Status StdoutSink::Write(const char* data, size_t len, size_t* written) {
+  *written = 0;
+  int fd = own_fd_ >= 0 ? own_fd_ : fd_;
+  while (*written < len) {
+    ssize_t n = socket_ ? ::send(fd, data + *written, len - *written, MSG_DONTWAIT | MSG_NOSIGNAL)
+                        : ::write(fd, data + *written, len - *written);
+    if (n > 0) {
+      *written += static_cast<size_t>(n);
+      accepted_ += static_cast<uint64_t>(n);
+      durable_ = accepted_;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return Status::WouldBlock("stdout full");
+    }
+    if (n < 0 && errno == EPIPE) return Status::SlotFatal("stdout was closed by its reader");
+    return Status::Retryable(ErrnoMessage("cannot write to stdout", n < 0 ? errno : EIO));
+  }
+  return Status::Ok();
+}
+
+Status StdoutSink::Sync() {
+  durable_ = accepted_;
+  return Status::Ok();
+}
+
+Sink::Wait StdoutSink::WaitSpec() const {
+  Wait w;
+  w.fd = own_fd_ >= 0 ? own_fd_ : fd_;
+  w.events = POLLOUT;
+  w.reason = "waiting for stdout reader";
+  return w;
+}
+
+Status StdoutSink::Discard(uint64_t keep) {
+  accepted_ = keep;
+  durable_ = keep;
+  return Status::Ok();
+}
+
+Status StdoutSink::Close() {
+  if (own_fd_ >= 0) ::close(own_fd_);
+  own_fd_ = -1;
+  return Status::Ok();
+}
+
+}  // namespace pgslotd

@@ -1,0 +1,104 @@
+// Decides which LSN a slot may acknowledge as flushed.
+//
+// The worker numbers the bytes it hands to its sink as one stream (offset 0
+// is the sink's first byte). It records marks: "once every byte before
+// `offset` is durable, `lsn` may be acknowledged". A data message yields a
+// mark at the end of its bytes with its own LSN; a keepalive yields a mark at
+// the current end of the stream with the server's WAL end (everything the
+// server decoded before it has reached us, so once that is durable the whole
+// position is safe). The flushed LSN is the highest LSN of a mark whose
+// offset is durable; it never moves backwards and never drops below the
+// floor (the slot's confirmed_flush_lsn when streaming began).
+//
+// Not thread-safe: owned by one slot worker. Memory is a ring that grows to
+// the number of marks outstanding at once and is then reused: no allocation
+// per message.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "pg/lsn.h"
+
+namespace pgslotd {
+
+class AckTracker {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  AckTracker();
+
+  // Raises the flushed position to at least `lsn` (the server's own record).
+  void SetFloor(Lsn lsn);
+
+  // Records that `lsn` may be acknowledged once bytes [0, offset) are
+  // durable. Offsets must not decrease. A mark whose offset is already
+  // durable (see Advance) takes effect at once.
+  void AddMark(uint64_t offset, Lsn lsn, Clock::time_point received_at);
+
+  // Moves the flushed position past every mark at or below `durable`.
+  // Returns true if the flushed position moved.
+  bool Advance(uint64_t durable);
+
+  // The highest offset <= `durable` at which a mark ended (a message
+  // boundary the flushed position stands for); what a failing sink is cut
+  // back to. `durable` itself when no mark is pending.
+  uint64_t SafeOffset() const { return safe_offset_; }
+
+  // Forgets every pending mark and restarts the stream at `offset` (after
+  // the sink dropped what was not durable).
+  void Reset(uint64_t offset);
+
+  Lsn flushed() const { return flushed_; }
+  bool HasPending() const { return count_ > 0; }
+  // When the oldest mark not yet durable was received (lag_seconds).
+  Clock::time_point OldestPending() const;
+
+ private:
+  struct Mark {
+    uint64_t offset;
+    Lsn lsn;
+    Clock::time_point received_at;
+  };
+  void Grow();
+
+  std::vector<Mark> ring_;
+  size_t head_ = 0;   // index of the oldest mark
+  size_t count_ = 0;  // marks pending
+  Lsn flushed_ = kInvalidLsn;
+  uint64_t durable_ = 0;      // highest durable offset seen
+  uint64_t safe_offset_ = 0;  // offset of the last mark applied
+};
+
+// A growable byte buffer that is written at the end and consumed from the
+// front; its storage is reused, so steady-state appends do not allocate.
+class OutBuffer {
+ public:
+  explicit OutBuffer(size_t initial = 1 << 20) { data_.resize(initial); }
+  void Append(const char* p, size_t n) {
+    if (end_ + n > data_.size()) MakeRoom(n);
+    std::copy(p, p + n, data_.data() + end_);
+    end_ += n;
+  }
+  void Append(char c) {
+    if (end_ + 1 > data_.size()) MakeRoom(1);
+    data_[end_++] = c;
+  }
+  const char* data() const { return data_.data() + start_; }
+  size_t size() const { return end_ - start_; }
+  bool empty() const { return end_ == start_; }
+  void Consume(size_t n) {
+    start_ += n;
+    if (start_ == end_) start_ = end_ = 0;
+  }
+  void Clear() { start_ = end_ = 0; }
+
+ private:
+  void MakeRoom(size_t n);
+  std::vector<char> data_;
+  size_t start_ = 0;
+  size_t end_ = 0;
+};
+
+}  // namespace pgslotd

@@ -1,0 +1,512 @@
+#include "slot/slot_worker.h"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "pg/conninfo.h"
+#include "pg/quote.h"
+#include "pg/replication_conn.h"
+
+namespace pgslotd {
+
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kBackoffMin{100};
+constexpr milliseconds kBackoffMax{30000};
+constexpr milliseconds kConnectTimeout{30000};
+constexpr milliseconds kFinishTimeout{5000};
+constexpr std::chrono::seconds kStableSession{30};
+// A mark every this many bytes, so a pipe reader's progress is acknowledged
+// within a batch.
+constexpr uint64_t kMarkEvery = 64 * 1024;
+// Bytes gathered before writing while the server keeps sending.
+constexpr uint64_t kWriteBatch = 1 << 20;
+
+int64_t MillisUntil(std::chrono::steady_clock::time_point t,
+                    std::chrono::steady_clock::time_point now) {
+  if (t <= now) return 0;
+  return duration_cast<milliseconds>(t - now).count() + 1;
+}
+
+}  // namespace
+
+const char* SlotStateName(SlotState s) {
+  switch (s) {
+    case SlotState::kStarting:
+      return "starting";
+    case SlotState::kConnecting:
+      return "connecting";
+    case SlotState::kStreaming:
+      return "streaming";
+    case SlotState::kWaitingForSink:
+      return "waiting for sink";
+    case SlotState::kReconnecting:
+      return "reconnecting";
+    case SlotState::kStopping:
+      return "stopping";
+    case SlotState::kStopped:
+      return "stopped";
+    case SlotState::kDone:
+      return "done";
+    case SlotState::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+SlotWorker::SlotWorker(SlotConfig config, Options options)
+    : config_(std::move(config)), options_(std::move(options)) {
+  wakeup_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (!options_.make_sink) {
+    options_.make_sink = [](const SlotConfig& c) { return MakeSink(c.sink); };
+  }
+  sink_ = options_.make_sink(config_);
+  buffer_ = OutBuffer(std::min<uint64_t>(config_.buffer_size, 1 << 20));
+  Heartbeat();
+}
+
+SlotWorker::~SlotWorker() {
+  RequestStop();
+  Join();
+  if (wakeup_fd_ >= 0) ::close(wakeup_fd_);
+}
+
+void SlotWorker::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void SlotWorker::Wakeup() {
+  uint64_t one = 1;
+  ssize_t n = ::write(wakeup_fd_, &one, sizeof one);
+  (void)n;  // EAGAIN: already pending, which is just as good
+}
+
+void SlotWorker::DrainWakeup() {
+  uint64_t v;
+  while (::read(wakeup_fd_, &v, sizeof v) > 0) {
+  }
+}
+
+void SlotWorker::RequestStop() {
+  stop_.store(true, std::memory_order_release);
+  Wakeup();
+}
+
+void SlotWorker::RequestReopen() {
+  reopen_.store(true, std::memory_order_release);
+  Wakeup();
+}
+
+void SlotWorker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void SlotWorker::Heartbeat() {
+  stats_.heartbeat_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+}
+
+bool SlotWorker::SleepInterruptibly(milliseconds d) {
+  auto until = Clock::now() + d;
+  for (;;) {
+    Heartbeat();
+    if (stop_.load(std::memory_order_acquire)) return false;
+    auto now = Clock::now();
+    if (now >= until) return true;
+    struct pollfd pfd = {wakeup_fd_, POLLIN, 0};
+    int wait = static_cast<int>(std::min<int64_t>(MillisUntil(until, now), 1000));
+    if (::poll(&pfd, 1, wait) > 0) DrainWakeup();
+  }
+}
+
+void SlotWorker::Run() {
+  const std::string& name = config_.name;
+  milliseconds backoff = kBackoffMin;
+  Status result;
+  if (Status s = sink_->Open(); !s.ok()) {
+    // Not fatal by itself: the sink is opened again before each session.
+    spdlog::warn("slot {}: {}: {}", name, sink_->Describe(), s.message());
+    if (s.code() == Status::Code::kSlotFatal) result = s;
+  }
+  while (result.ok() && !stop_.load(std::memory_order_acquire)) {
+    auto started = Clock::now();
+    ReplicationConn conn(wakeup_fd_, &stop_);
+    Status s = Session(&conn);
+    conn.Close();
+    if (s.code() == Status::Code::kStopped) break;
+    if (s.ok()) {  // reached --end-lsn
+      stats_.state.store(SlotState::kDone);
+      spdlog::info("slot {}: reached end position {}; flushed {}", name,
+                   FormatLsn(*options_.end_lsn), FormatLsn(tracker_.flushed()));
+      break;
+    }
+    if (s.code() != Status::Code::kRetryable) {
+      result = s;
+      break;
+    }
+    stats_.state.store(SlotState::kReconnecting);
+    stats_.reconnects.fetch_add(1, std::memory_order_relaxed);
+    if (Clock::now() - started >= kStableSession) backoff = kBackoffMin;
+    spdlog::warn("slot {}: {}; reconnecting in {} ms from {}", name, s.message(), backoff.count(),
+                 FormatLsn(tracker_.flushed()));
+    if (Status ss = Settle(Clock::now() + backoff); !ss.ok()) {
+      result = ss;
+      break;
+    }
+    if (!SleepInterruptibly(backoff)) break;
+    backoff = std::min(backoff * 2, kBackoffMax);
+  }
+  Status cs = sink_->Close();
+  if (!cs.ok() && result.ok()) result = cs.Prefixed(sink_->Describe());
+  stats_.flushed_lsn.store(tracker_.flushed());
+  if (!result.ok()) {
+    stats_.state.store(SlotState::kFailed);
+    if (result.code() == Status::Code::kProcessFatal) {
+      spdlog::critical("slot {}: {}", name, result.message());
+    } else {
+      spdlog::error("slot {}: {}; this slot has stopped (the others go on)", name,
+                    result.message());
+    }
+  } else if (stats_.state.load() != SlotState::kDone) {
+    stats_.state.store(SlotState::kStopped);
+    spdlog::info("slot {}: stopped cleanly; flushed {}", name, FormatLsn(tracker_.flushed()));
+  }
+  error_ = result;
+  finished_.store(true, std::memory_order_release);
+  if (options_.on_exit) options_.on_exit();
+}
+
+// After a retryable failure: make durable what the sink accepted, let a pipe
+// reader take what it can until `until`, then cut the sink back to the last
+// acknowledged boundary and forget the rest (the server sends it again).
+Status SlotWorker::Settle(Clock::time_point until) {
+  Status s = sink_->Sync();
+  while (s.ok() && sink_->durable() < sink_->accepted() && Clock::now() < until &&
+         !stop_.load(std::memory_order_acquire)) {
+    Heartbeat();
+    ::poll(nullptr, 0, 20);
+    s = sink_->Sync();
+  }
+  if (s.code() == Status::Code::kProcessFatal) return s;
+  tracker_.Advance(sink_->durable());
+  uint64_t keep = tracker_.SafeOffset();
+  Status ds = sink_->Discard(keep);
+  if (!ds.ok()) spdlog::warn("slot {}: {}", config_.name, ds.message());
+  buffer_.Clear();
+  tracker_.Reset(keep);
+  last_mark_offset_ = keep;
+  has_pending_ = false;
+  unsynced_ = false;
+  reply_due_ = false;
+  stats_.flushed_lsn.store(tracker_.flushed());
+  return Status::Ok();
+}
+
+Status SlotWorker::Session(ReplicationConn* conn) {
+  stats_.state.store(SlotState::kConnecting);
+  Lsn start = kInvalidLsn;
+  Status s = Prepare(conn, &start);
+  if (!s.ok()) return s;
+  if (options_.end_lsn && tracker_.flushed() >= *options_.end_lsn) return Status::Ok();
+  s = conn->StartCopy(BuildStartReplication(config_.name, start, config_.options),
+                      Clock::now() + kConnectTimeout);
+  if (!s.ok()) return s.Prefixed("START_REPLICATION");
+  if (!announced_) {
+    spdlog::info("slot {}: streaming from {} into {} (plugin {}, connection {})", config_.name,
+                 FormatLsn(start), sink_->Describe(), config_.plugin,
+                 RedactConninfo(config_.connection));
+    announced_ = true;
+  } else {
+    spdlog::info("slot {}: streaming again from {}", config_.name, FormatLsn(start));
+  }
+  stats_.state.store(SlotState::kStreaming);
+  return Stream(conn);
+}
+
+Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string err;
+  if (!BuildReplicationParams(config_.connection, config_.name, &params, &err)) {
+    return Status::SlotFatal("invalid connection string: " + err);
+  }
+  auto deadline = Clock::now() + kConnectTimeout;
+  Status s = conn->Connect(params, deadline);
+  if (!s.ok()) return s.Prefixed("cannot connect (" + RedactConninfo(config_.connection) + ")");
+  if (Status so = sink_->Open(); !so.ok()) return so.Prefixed(sink_->Describe());
+
+  Result<Rows> ident = conn->Query("IDENTIFY_SYSTEM", deadline);
+  if (!ident.ok()) return ident.status().Prefixed("IDENTIFY_SYSTEM");
+  if (ident.value().empty() || ident.value()[0].size() < 4 || ident.value()[0][3].empty()) {
+    return Status::SlotFatal(
+        "the connection is not bound to a database (replication=database did not take)");
+  }
+  const std::string dbname = ident.value()[0][3];
+
+  const std::string lookup =
+      "SELECT slot_type, plugin, database, wal_status, confirmed_flush_lsn "
+      "FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+      QuoteLiteral(config_.name);
+  Result<Rows> found = conn->Query(lookup, deadline);
+  if (!found.ok()) return found.status().Prefixed("looking up the slot");
+  if (found.value().empty()) {
+    if (!config_.create) {
+      return Status::SlotFatal(
+          "replication slot \"" + config_.name +
+          "\" does not exist in the server (set create: true to have pgslotd create it)");
+    }
+    Result<Rows> created = conn->Query(
+        BuildCreateSlot(config_.name, config_.plugin) + " (SNAPSHOT 'nothing')", deadline);
+    if (!created.ok() && created.status().message().find("already exists") == std::string::npos) {
+      return created.status().Prefixed("creating the slot");
+    }
+    if (created.ok()) {
+      spdlog::info("slot {}: created logical replication slot with plugin {} in database {}",
+                   config_.name, config_.plugin, dbname);
+    }
+    found = conn->Query(lookup, deadline);
+    if (!found.ok()) return found.status().Prefixed("looking up the slot");
+    if (found.value().empty()) return Status::Retryable("the slot vanished right after creation");
+  }
+  const std::vector<std::string>& row = found.value()[0];
+  if (row[0] != "logical") {
+    return Status::SlotFatal("replication slot \"" + config_.name + "\" is a " + row[0] +
+                             " slot, not a logical one");
+  }
+  if (row[1] != config_.plugin) {
+    return Status::SlotFatal("replication slot \"" + config_.name + "\" uses plugin " + row[1] +
+                             " but the config says " + config_.plugin);
+  }
+  if (row[2] != dbname) {
+    return Status::SlotFatal("replication slot \"" + config_.name + "\" belongs to database " +
+                             row[2] + " but the connection is to database " + dbname);
+  }
+  if (row[3] == "lost") {
+    return Status::SlotFatal("replication slot \"" + config_.name +
+                             "\" has been invalidated by the server (wal_status lost): the "
+                             "changes it held are gone and an operator must recreate it");
+  }
+  if (!row[4].empty()) {
+    std::optional<Lsn> confirmed = ParseLsn(row[4]);
+    if (!confirmed) return Status::Retryable("unreadable confirmed_flush_lsn " + row[4]);
+    tracker_.SetFloor(*confirmed);
+  }
+  *start = tracker_.flushed();
+  received_ = std::max(received_, *start);
+  stats_.flushed_lsn.store(tracker_.flushed());
+  return Status::Ok();
+}
+
+Status SlotWorker::HandleMessage(const char* buf, int len) {
+  ServerMessage m;
+  Status s = ParseServerMessage(buf, static_cast<size_t>(len), &m);
+  if (!s.ok()) return s;
+  const std::optional<Lsn>& end = options_.end_lsn;
+  if (m.kind == ServerMessage::Kind::kXLogData) {
+    if (end && m.data_start > *end) {
+      reached_end_ = true;
+      return Status::Ok();
+    }
+    buffer_.Append(m.payload.data(), m.payload.size());
+    buffer_.Append('\n');
+    if (!has_pending_) {
+      has_pending_ = true;
+      pending_lsn_ = m.data_start;
+    } else {
+      pending_lsn_ = std::max(pending_lsn_, m.data_start);
+    }
+    received_ = std::max(received_, m.data_start);
+    stats_.messages.fetch_add(1, std::memory_order_relaxed);
+    if (end && m.data_start == *end) reached_end_ = true;
+    return Status::Ok();
+  }
+  // Keepalive: everything the server decoded before m.wal_end has reached
+  // us; once the bytes before this point are durable, it may be acknowledged.
+  auto now = Clock::now();
+  PushDataMark(now);
+  Lsn ackable = end ? std::min(m.wal_end, *end) : m.wal_end;
+  tracker_.AddMark(appended(), ackable, now);
+  received_ = std::max(received_, m.wal_end);
+  stats_.server_wal_end.store(m.wal_end, std::memory_order_relaxed);
+  if (m.reply_requested) reply_due_ = true;
+  if (end && m.wal_end >= *end) reached_end_ = true;
+  return Status::Ok();
+}
+
+void SlotWorker::PushDataMark(Clock::time_point now) {
+  if (!has_pending_) return;
+  last_mark_offset_ = appended();
+  tracker_.AddMark(last_mark_offset_, pending_lsn_, now);
+  has_pending_ = false;
+}
+
+Status SlotWorker::WriteOut(Clock::time_point now) {
+  while (!buffer_.empty()) {
+    size_t n = 0;
+    Status s = sink_->Write(buffer_.data(), buffer_.size(), &n);
+    if (n > 0) {
+      buffer_.Consume(n);
+      stats_.bytes.fetch_add(n, std::memory_order_relaxed);
+      if (!unsynced_) {
+        unsynced_ = true;
+        unsynced_since_ = now;
+      }
+    }
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status SlotWorker::SyncSink(Clock::time_point now, bool force) {
+  if (sink_->SyncIsCostly() && !force && config_.fsync_interval.count() > 0 &&
+      (!unsynced_ || now - unsynced_since_ < config_.fsync_interval)) {
+    return Status::Ok();
+  }
+  Status s = sink_->Sync();
+  if (s.ok() && !sink_->SyncIsCostly()) unsynced_ = false;
+  if (tracker_.Advance(sink_->durable())) {
+    stats_.flushed_lsn.store(tracker_.flushed(), std::memory_order_relaxed);
+  }
+  return s;
+}
+
+Status SlotWorker::Stream(ReplicationConn* conn) {
+  auto last_status = Clock::time_point();  // send one at once
+  Lsn last_sent_flush = kInvalidLsn;
+  bool flush_pending = false;
+  reached_end_ = false;
+  for (;;) {
+    Heartbeat();
+    DrainWakeup();
+    if (stop_.load(std::memory_order_acquire)) return Finish(conn, false);
+    auto now = Clock::now();
+    if (reopen_.exchange(false)) {
+      Status s = SyncSink(now, true);
+      if (s.ok()) s = sink_->Reopen();
+      if (!s.ok()) return s.Prefixed(sink_->Describe());
+      spdlog::info("slot {}: reopened {}", config_.name, sink_->Describe());
+    }
+
+    // 1. Drain everything libpq has, and read the socket again while it
+    // keeps giving, up to a batch (or the memory limit): one write and one
+    // poll per batch, not per message.
+    if (!reached_end_ && buffer_.size() < config_.buffer_size) {
+      for (;;) {
+        Status s = conn->ConsumeInput();
+        if (!s.ok()) return s;
+        bool got = false;
+        for (;;) {
+          char* buf = nullptr;
+          int len = 0;
+          s = conn->GetCopyData(&buf, &len);
+          if (!s.ok()) return s;
+          if (len == 0) break;
+          got = true;
+          s = HandleMessage(buf, len);
+          PQfreemem(buf);
+          if (!s.ok()) return s;
+          if (reached_end_ || buffer_.size() >= config_.buffer_size) break;
+          if (appended() - last_mark_offset_ >= kMarkEvery) PushDataMark(now);
+        }
+        if (!got || reached_end_ || buffer_.size() >= std::min(config_.buffer_size, kWriteBatch)) {
+          break;
+        }
+      }
+      PushDataMark(now);
+    }
+
+    // 2. Write the batch; 3. sync on schedule; 4. advance the ack.
+    Status ws = WriteOut(now);
+    bool sink_blocked = ws.code() == Status::Code::kWouldBlock;
+    if (!ws.ok() && !sink_blocked) return ws.Prefixed(sink_->Describe());
+    Status ss = SyncSink(now, reached_end_);
+    if (!ss.ok()) return ss;
+    stats_.received_lsn.store(received_, std::memory_order_relaxed);
+    stats_.state.store(sink_blocked ? SlotState::kWaitingForSink : SlotState::kStreaming,
+                       std::memory_order_relaxed);
+
+    // 5. Tell the server: at once when asked or when the flush moved, and
+    // at least every status_interval whatever the sink does.
+    Lsn flushed = tracker_.flushed();
+    if (reply_due_ || flushed != last_sent_flush || now - last_status >= config_.status_interval) {
+      Status s = conn->SendStatus(std::max(received_, flushed), flushed, false);
+      if (!s.ok()) return s;
+      reply_due_ = false;
+      last_sent_flush = flushed;
+      last_status = now;
+    }
+    if (Status s = conn->Flush(&flush_pending); !s.ok()) return s;
+
+    // 6. --end-lsn: done once everything received is written and durable.
+    if (reached_end_ && buffer_.empty() && sink_->durable() == sink_->accepted() &&
+        !tracker_.HasPending()) {
+      tracker_.SetFloor(*options_.end_lsn);
+      return Finish(conn, true);
+    }
+
+    // 7. Wait for the server, the sink, a timer or a wakeup.
+    struct pollfd fds[3];
+    int nfds = 0;
+    fds[nfds++] = {wakeup_fd_, POLLIN, 0};
+    short pg_events = 0;
+    if (!reached_end_ && buffer_.size() < config_.buffer_size) pg_events |= POLLIN;
+    if (flush_pending) pg_events |= POLLOUT;
+    fds[nfds++] = {conn->socket(), pg_events, 0};
+    int64_t timeout = MillisUntil(last_status + config_.status_interval, now);
+    timeout = std::min<int64_t>(timeout, 1000);
+    if (!buffer_.empty()) {
+      Sink::Wait w = sink_->WaitSpec();
+      if (w.fd >= 0) {
+        fds[nfds++] = {w.fd, w.events, 0};
+      } else {
+        timeout = std::min<int64_t>(timeout, w.retry.count());
+      }
+    }
+    if (unsynced_ && sink_->SyncIsCostly()) {
+      timeout = std::min(timeout, MillisUntil(unsynced_since_ + config_.fsync_interval, now));
+    }
+    if (auto r = sink_->RecheckAfter(); r.count() > 0)
+      timeout = std::min<int64_t>(timeout, r.count());
+    if (::poll(fds, nfds, static_cast<int>(timeout)) < 0 && errno != EINTR) {
+      return Status::Retryable(ErrnoMessage("poll", errno));
+    }
+  }
+}
+
+// Clean end of a session: write and sync what we have, report exactly the
+// durable position, end the copy and let the server finish its side.
+Status SlotWorker::Finish(ReplicationConn* conn, bool end_reached) {
+  stats_.state.store(SlotState::kStopping);
+  auto deadline = Clock::now() + kFinishTimeout;
+  for (;;) {
+    Status ws = WriteOut(Clock::now());
+    if (ws.ok()) break;
+    if (ws.code() != Status::Code::kWouldBlock || Clock::now() >= deadline || !end_reached) {
+      // On stop, what the sink cannot take now is left for the next run.
+      break;
+    }
+    Sink::Wait w = sink_->WaitSpec();
+    struct pollfd pfd = {w.fd, w.events, 0};
+    ::poll(&pfd, w.fd >= 0 ? 1 : 0, static_cast<int>(w.retry.count()));
+  }
+  Status ss = SyncSink(Clock::now(), true);
+  if (!ss.ok()) return ss;
+  if (end_reached) tracker_.SetFloor(*options_.end_lsn);
+  Lsn flushed = tracker_.flushed();
+  stats_.flushed_lsn.store(flushed);
+  Status s = conn->SendStatus(std::max(received_, flushed), flushed, false);
+  if (s.ok()) s = conn->EndCopy(deadline);
+  if (!s.ok()) {
+    spdlog::warn("slot {}: ending the stream: {} (flushed {} stays acknowledged on the next start)",
+                 config_.name, s.message(), FormatLsn(flushed));
+  }
+  return end_reached ? Status::Ok() : Status::Stopped();
+}
+
+}  // namespace pgslotd

@@ -1,0 +1,136 @@
+// One replication slot, streamed on its own thread into its own sink.
+//
+// The worker owns its connection, sink, buffer and AckTracker; nothing on
+// its hot path is shared with other slots. What others may read about it is
+// in SlotStats (atomics), published once per loop turn.
+//
+// Life cycle: connect (replication=database), IDENTIFY_SYSTEM, look the slot
+// up (create it if configured and missing), START_REPLICATION from the
+// flushed position, then stream: drain everything libpq has, append each
+// message to the buffer, write the buffer in one call, sync on the
+// fsync_interval schedule, and report as flushed only what the sink made
+// durable. A retryable failure makes durable what can be, cuts the sink back
+// to the acknowledged boundary, backs off (100 ms doubling to 30 s) and
+// starts again from the flushed position; a slot-fatal one stops this slot
+// only; a process-fatal one is reported to the supervisor, which stops all.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "config/config.h"
+#include "pg/lsn.h"
+#include "pg/protocol.h"
+#include "sink/sink.h"
+#include "slot/ack_tracker.h"
+#include "util/status.h"
+
+namespace pgslotd {
+
+class ReplicationConn;
+
+enum class SlotState : int {
+  kStarting,
+  kConnecting,
+  kStreaming,
+  kWaitingForSink,  // the sink cannot take bytes (e.g. no pipe reader)
+  kReconnecting,    // backing off after a failure
+  kStopping,
+  kStopped,  // clean stop
+  kDone,     // reached --end-lsn
+  kFailed,   // stopped on an error; see SlotWorker::error()
+};
+const char* SlotStateName(SlotState s);
+
+// Figures other threads may read at any time.
+struct SlotStats {
+  std::atomic<SlotState> state{SlotState::kStarting};
+  std::atomic<uint64_t> flushed_lsn{0};     // acknowledged to the server as flushed
+  std::atomic<uint64_t> received_lsn{0};    // highest position received
+  std::atomic<uint64_t> server_wal_end{0};  // the server's WAL end, from keepalives
+  std::atomic<int64_t> heartbeat_ns{0};     // steady clock, each loop turn
+  std::atomic<uint64_t> messages{0};        // messages written to the sink
+  std::atomic<uint64_t> bytes{0};           // bytes accepted by the sink
+  std::atomic<uint64_t> reconnects{0};
+};
+
+class SlotWorker {
+ public:
+  using SinkFactory = std::function<std::unique_ptr<Sink>(const SlotConfig&)>;
+  struct Options {
+    std::optional<Lsn> end_lsn;     // stop once everything up to here is durable and acked
+    SinkFactory make_sink;          // default: MakeSink(config.sink)
+    std::function<void()> on_exit;  // called on the worker thread as it ends
+  };
+
+  SlotWorker(SlotConfig config, Options options);
+  ~SlotWorker();  // stops and joins
+  SlotWorker(const SlotWorker&) = delete;
+  SlotWorker& operator=(const SlotWorker&) = delete;
+
+  void Start();
+  // Thread-safe; returns at once. The worker syncs, sends its final status
+  // update, ends the copy and exits.
+  void RequestStop();
+  // Thread-safe: reopen the sink (SIGHUP, logrotate) at the next turn.
+  void RequestReopen();
+  void Join();
+
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+  // The error that stopped the worker (ok if it stopped cleanly or is running).
+  // Only valid once finished().
+  const Status& error() const { return error_; }
+  const SlotStats& stats() const { return stats_; }
+  const SlotConfig& config() const { return config_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  void Run();
+  Status Session(ReplicationConn* conn);
+  Status Prepare(ReplicationConn* conn, Lsn* start);
+  Status Stream(ReplicationConn* conn);
+  Status HandleMessage(const char* buf, int len);
+  void PushDataMark(Clock::time_point now);
+  Status WriteOut(Clock::time_point now);
+  Status SyncSink(Clock::time_point now, bool force);
+  Status Finish(ReplicationConn* conn, bool end_reached);
+  Status Settle(Clock::time_point until);
+  bool SleepInterruptibly(std::chrono::milliseconds d);
+  void Wakeup();
+  void DrainWakeup();
+  void Heartbeat();
+  uint64_t appended() const { return sink_->accepted() + buffer_.size(); }
+
+  const SlotConfig config_;
+  Options options_;
+  std::thread thread_;
+  int wakeup_fd_ = -1;  // eventfd
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> reopen_{false};
+  std::atomic<bool> finished_{false};
+  Status error_;
+  SlotStats stats_;
+
+  // Owned by the worker thread.
+  std::unique_ptr<Sink> sink_;
+  OutBuffer buffer_;
+  AckTracker tracker_;
+  Lsn received_ = kInvalidLsn;
+  Lsn pending_lsn_ = kInvalidLsn;  // highest LSN appended since the last mark
+  bool has_pending_ = false;
+  uint64_t last_mark_offset_ = 0;
+  Clock::time_point pending_since_;
+  Clock::time_point unsynced_since_;
+  bool unsynced_ = false;
+  bool reply_due_ = false;
+  bool reached_end_ = false;
+  bool announced_ = false;  // logged the first successful start
+};
+
+}  // namespace pgslotd

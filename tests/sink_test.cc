@@ -1,0 +1,213 @@
+// The real sinks against real files, FIFOs and pipes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "sink/file_sink.h"
+#include "sink/pipe_sink.h"
+#include "sink/stdout_sink.h"
+
+namespace pgslotd {
+namespace {
+
+class SinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    signal(SIGPIPE, SIG_IGN);  // as the daemon does: a lost reader is an error value
+    char tmpl[] = "/tmp/pgslotd-sink-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  std::string Read(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::string dir_;
+};
+
+TEST_F(SinkTest, FileIsDurableOnlyAfterSync) {
+  std::string path = dir_ + "/out.log";
+  FileSink sink(path, 0600);
+  ASSERT_TRUE(sink.Open().ok());
+  size_t n = 0;
+  ASSERT_TRUE(sink.Write("line 1\nline 2\n", 14, &n).ok());
+  EXPECT_EQ(n, 14u);
+  EXPECT_EQ(sink.accepted(), 14u);
+  EXPECT_EQ(sink.durable(), 0u);
+  EXPECT_TRUE(sink.SyncIsCostly());
+  ASSERT_TRUE(sink.Sync().ok());
+  EXPECT_EQ(sink.durable(), 14u);
+  EXPECT_FALSE(sink.SyncIsCostly());
+  EXPECT_EQ(Read(path), "line 1\nline 2\n");
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(SinkTest, FileModeIsExactDespiteUmaskAndAppendsToExisting) {
+  std::string path = dir_ + "/shared.log";
+  mode_t old = umask(077);
+  {
+    FileSink sink(path, 0640);
+    ASSERT_TRUE(sink.Open().ok());
+    ASSERT_TRUE(sink.Close().ok());
+  }
+  umask(old);
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+
+  std::ofstream(path) << "old\n";
+  FileSink sink(path, 0600);
+  ASSERT_TRUE(sink.Open().ok());
+  size_t n;
+  ASSERT_TRUE(sink.Write("new\n", 4, &n).ok());
+  ASSERT_TRUE(sink.Close().ok());
+  EXPECT_EQ(Read(path), "old\nnew\n");
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u) << "an existing file keeps its mode";
+}
+
+TEST_F(SinkTest, FileDiscardCutsBackToTheKeptOffset) {
+  std::string path = dir_ + "/cut.log";
+  std::ofstream(path) << "before\n";
+  FileSink sink(path, 0600);
+  ASSERT_TRUE(sink.Open().ok());
+  size_t n;
+  ASSERT_TRUE(sink.Write("aaa\n", 4, &n).ok());
+  ASSERT_TRUE(sink.Sync().ok());
+  ASSERT_TRUE(sink.Write("bbb\nccc", 7, &n).ok());
+  ASSERT_TRUE(sink.Discard(4).ok());
+  EXPECT_EQ(sink.accepted(), 4u);
+  EXPECT_EQ(sink.durable(), 4u);
+  EXPECT_EQ(Read(path), "before\naaa\n");
+  ASSERT_TRUE(sink.Write("ddd\n", 4, &n).ok());
+  ASSERT_TRUE(sink.Close().ok());
+  EXPECT_EQ(Read(path), "before\naaa\nddd\n");
+}
+
+TEST_F(SinkTest, FileReopenFollowsLogrotateCreateMode) {
+  std::string path = dir_ + "/rot.log";
+  FileSink sink(path, 0600);
+  ASSERT_TRUE(sink.Open().ok());
+  size_t n;
+  ASSERT_TRUE(sink.Write("one\n", 4, &n).ok());
+  ASSERT_EQ(rename(path.c_str(), (path + ".1").c_str()), 0);
+  ASSERT_TRUE(sink.Write("two\n", 4, &n).ok());  // still the old file
+  ASSERT_TRUE(sink.Reopen().ok());
+  EXPECT_EQ(sink.durable(), 8u) << "reopen syncs the old file first";
+  ASSERT_TRUE(sink.Write("three\n", 6, &n).ok());
+  ASSERT_TRUE(sink.Close().ok());
+  EXPECT_EQ(Read(path + ".1"), "one\ntwo\n");
+  EXPECT_EQ(Read(path), "three\n");
+  EXPECT_EQ(sink.durable(), 14u);
+}
+
+TEST_F(SinkTest, FileRefusesADirectoryAndReportsAMissingOne) {
+  FileSink dir_sink(dir_, 0600);
+  Status s = dir_sink.Open();
+  EXPECT_FALSE(s.ok());
+  FileSink missing(dir_ + "/no/such/dir/out.log", 0600);
+  s = missing.Open();
+  EXPECT_EQ(s.code(), Status::Code::kRetryable);
+  EXPECT_NE(s.message().find(dir_ + "/no/such/dir/out.log"), std::string::npos);
+  EXPECT_NE(s.message().find("No such file or directory"), std::string::npos);
+}
+
+TEST_F(SinkTest, PipeWithoutReaderNeverBlocks) {
+  std::string path = dir_ + "/fifo";
+  PipeSink sink(path, 0620);
+  ASSERT_TRUE(sink.Open().ok());
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0620u);
+  size_t n = 99;
+  Status s = sink.Write("x\n", 2, &n);
+  EXPECT_EQ(s.code(), Status::Code::kWouldBlock);
+  EXPECT_EQ(n, 0u);
+  EXPECT_STREQ(sink.WaitSpec().reason, "waiting for reader");
+  EXPECT_EQ(sink.accepted(), 0u);
+}
+
+TEST_F(SinkTest, PipeIsDurableOnlyOnceTheReaderTookIt) {
+  std::string path = dir_ + "/fifo";
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  PipeSink sink(path, 0600);
+  ASSERT_TRUE(sink.Open().ok());
+  int reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  size_t n;
+  ASSERT_TRUE(sink.Write("hello\nworld\n", 12, &n).ok());
+  ASSERT_TRUE(sink.Sync().ok());
+  EXPECT_EQ(sink.accepted(), 12u);
+  EXPECT_EQ(sink.durable(), 0u) << "still in the pipe";
+  EXPECT_GT(sink.RecheckAfter().count(), 0);
+  char buf[6];
+  ASSERT_EQ(read(reader, buf, 6), 6);
+  ASSERT_TRUE(sink.Sync().ok());
+  EXPECT_EQ(sink.durable(), 6u);
+
+  // The reader goes away with "world\n" unread: that is not durable, and
+  // the next write reports the loss as retryable.
+  close(reader);
+  Status s_ = sink.Write("more\n", 5, &n);
+  EXPECT_EQ(s_.code(), Status::Code::kRetryable);
+  EXPECT_NE(s_.message().find("reader of " + path + " went away"), std::string::npos);
+  EXPECT_EQ(sink.durable(), 6u);
+  ASSERT_TRUE(sink.Discard(6).ok());
+
+  // A new reader gets only what is written after the discard.
+  reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  ASSERT_TRUE(sink.Write("again\n", 6, &n).ok());
+  char buf2[64];
+  ssize_t got = read(reader, buf2, sizeof buf2);
+  ASSERT_EQ(got, 6);
+  EXPECT_EQ(std::string(buf2, 6), "again\n");
+  ASSERT_TRUE(sink.Sync().ok());
+  EXPECT_EQ(sink.durable(), 12u);
+  close(reader);
+}
+
+TEST_F(SinkTest, PipeRefusesARegularFile) {
+  std::string path = dir_ + "/plain";
+  std::ofstream(path) << "x";
+  PipeSink sink(path, 0600);
+  Status s = sink.Open();
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_NE(s.message().find("is not a named pipe"), std::string::npos);
+}
+
+TEST_F(SinkTest, StdoutPipeIsNonBlockingAndSurvivesNothingAfterClose) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  StdoutSink sink(p[1]);
+  ASSERT_TRUE(sink.Open().ok());
+  std::string big(1 << 20, 'x');
+  size_t n = 0;
+  Status s = sink.Write(big.data(), big.size(), &n);
+  EXPECT_EQ(s.code(), Status::Code::kWouldBlock) << "a full pipe must not block the worker";
+  EXPECT_GT(n, 0u);
+  EXPECT_LT(n, big.size());
+  EXPECT_EQ(sink.durable(), n);
+  close(p[0]);
+  s = sink.Write("y", 1, &n);
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_NE(s.message().find("stdout was closed"), std::string::npos);
+  ASSERT_TRUE(sink.Close().ok());
+  close(p[1]);
+}
+
+}  // namespace
+}  // namespace pgslotd

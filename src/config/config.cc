@@ -1,0 +1,886 @@
+#include "config/config.h"
+
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "config/units.h"
+
+namespace pgslotd {
+namespace {
+
+// ---------------------------------------------------------------------------
+// The schema, as data. Every key of every level is one row of kSchema; the
+// loader below reads a YAML map by looking its keys up here, so adding a key
+// is adding a row (and using the value where the SlotConfig is assembled).
+// docs/config.md describes the same keys for operators.
+
+enum class Scope { kTop, kSlot, kSink };
+
+enum class Kind {
+  kString,    // any scalar, taken as its text; no NUL byte
+  kBool,      // true or false
+  kDuration,  // see ParseDuration
+  kSize,      // see ParseSize
+  kChoice,    // one of the names in KeySpec::choices
+  kMode,      // octal permission bits, at most 0777
+  kOptions,   // a map of name -> scalar, kept in file order
+  kList,      // a sequence, read by the caller (slots)
+  kMap,       // a map, read by the caller (sink)
+};
+
+enum class Need {
+  kOptional,   // when absent, default_text applies (no value if nullptr)
+  kRequired,   // when absent, an error
+  kInherited,  // when absent, the top-level key of the same name applies
+};
+
+struct Choice {
+  const char* name;  // nullptr ends a list
+  int value;
+};
+
+using Options = std::vector<std::pair<std::string, std::string>>;
+
+// A converted value. monostate: absent, refused, or a kList/kMap node.
+using Value = std::variant<std::monostate, std::string, bool, Duration, uint64_t, uint32_t,
+                           const Choice*, Options>;
+
+// A rule beyond the type; returns what is wrong, or "" when the value is fine.
+using Check = std::string (*)(const Value&);
+
+struct KeySpec {
+  Scope scope;
+  const char* name;
+  Kind kind;
+  Need need;
+  const char* default_text;  // kOptional: read as if it were written in the file
+  const Choice* choices;     // kChoice only
+  Check check;               // nullptr: the type is the only rule
+  const char* description;
+};
+
+// The names a kChoice key accepts. A new output format or sink type is one
+// more row here (and its enumerator in config.h).
+constexpr Choice kLogLevels[] = {
+    {"trace", 0}, {"debug", 0}, {"info", 0}, {"warning", 0}, {"error", 0}, {nullptr, 0},
+};
+constexpr Choice kFormats[] = {
+    {"raw", static_cast<int>(OutputFormat::kRaw)},
+    {nullptr, 0},
+};
+constexpr Choice kSinkTypes[] = {
+    {"stdout", static_cast<int>(SinkType::kStdout)},
+    {"file", static_cast<int>(SinkType::kFile)},
+    {"pipe", static_cast<int>(SinkType::kPipe)},
+    {nullptr, 0},
+};
+
+constexpr uint64_t kMinBufferSize = 64 * 1024;
+constexpr size_t kMaxSlotNameLength = 63;  // PostgreSQL's NAMEDATALEN - 1
+
+// `text` in double quotes, control characters escaped and long text cut, so
+// that a message stays on one line whatever the file holds.
+std::string Quote(const std::string& text) {
+  constexpr size_t kMaxShown = 64;
+  static const char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > kMaxShown) out += "...";
+  return out + "\"";
+}
+
+std::string CheckPositive(const Value& v) {
+  return std::get<Duration>(v).count() > 0 ? "" : "must be greater than 0";
+}
+
+std::string CheckBufferSize(const Value& v) {
+  return std::get<uint64_t>(v) >= kMinBufferSize ? "" : "must be at least 64KiB (65536 bytes)";
+}
+
+std::string CheckNotEmpty(const Value& v) {
+  return std::get<std::string>(v).empty() ? "must not be empty" : "";
+}
+
+std::string CheckSlotName(const Value& v) {
+  const std::string& name = std::get<std::string>(v);
+  bool ok = !name.empty() && name.size() <= kMaxSlotNameLength;
+  for (char c : name) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  }
+  if (ok) return "";
+  return "invalid slot name " + Quote(name) + ": use 1 to 63 characters from a-z, 0-9 and _";
+}
+
+// clang-format off
+constexpr KeySpec kSchema[] = {
+  // scope, name, kind, need, default, choices,
+  //   check, description
+  {Scope::kTop,  "connection",      Kind::kString,   Need::kOptional,  "",      nullptr,
+   nullptr, "libpq connection string (key=value or URI) shared by every slot"},
+  {Scope::kTop,  "status_interval", Kind::kDuration, Need::kOptional,  "10s",   nullptr,
+   CheckPositive, "longest time between two standby status updates to the server"},
+  {Scope::kTop,  "fsync_interval",  Kind::kDuration, Need::kOptional,  "1s",    nullptr,
+   nullptr, "longest time written data waits for its sync; 0 syncs every batch"},
+  {Scope::kTop,  "buffer_size",     Kind::kSize,     Need::kOptional,  "8MiB",  nullptr,
+   CheckBufferSize, "bytes a slot holds in memory waiting for its sink"},
+  {Scope::kTop,  "log_level",       Kind::kChoice,   Need::kOptional,  "info",  kLogLevels,
+   nullptr, "least severe message that is logged"},
+  {Scope::kTop,  "slots",           Kind::kList,     Need::kRequired,  nullptr, nullptr,
+   nullptr, "the replication slots to stream, at least one"},
+
+  {Scope::kSlot, "name",            Kind::kString,   Need::kRequired,  nullptr, nullptr,
+   CheckSlotName, "the replication slot's name on the server"},
+  {Scope::kSlot, "connection",      Kind::kString,   Need::kOptional,  "",      nullptr,
+   nullptr, "connection keys of this slot, merged over the top-level connection"},
+  {Scope::kSlot, "plugin",          Kind::kString,   Need::kRequired,  nullptr, nullptr,
+   CheckNotEmpty, "logical decoding output plugin"},
+  {Scope::kSlot, "create",          Kind::kBool,     Need::kOptional,  "false", nullptr,
+   nullptr, "create the slot when it does not exist"},
+  {Scope::kSlot, "options",         Kind::kOptions,  Need::kOptional,  nullptr, nullptr,
+   nullptr, "plugin options, sent in file order"},
+  {Scope::kSlot, "format",          Kind::kChoice,   Need::kOptional,  "raw",   kFormats,
+   nullptr, "how changes are written to the sink"},
+  {Scope::kSlot, "sink",            Kind::kMap,      Need::kRequired,  nullptr, nullptr,
+   nullptr, "where changes go"},
+  {Scope::kSlot, "status_interval", Kind::kDuration, Need::kInherited, nullptr, nullptr,
+   CheckPositive, "overrides the top-level status_interval"},
+  {Scope::kSlot, "fsync_interval",  Kind::kDuration, Need::kInherited, nullptr, nullptr,
+   nullptr, "overrides the top-level fsync_interval"},
+  {Scope::kSlot, "buffer_size",     Kind::kSize,     Need::kInherited, nullptr, nullptr,
+   CheckBufferSize, "overrides the top-level buffer_size"},
+
+  {Scope::kSink, "type",            Kind::kChoice,   Need::kRequired,  nullptr, kSinkTypes,
+   nullptr, "stdout, file or pipe"},
+  {Scope::kSink, "path",            Kind::kString,   Need::kOptional,  nullptr, nullptr,
+   nullptr, "absolute path of the file or FIFO; required for file and pipe, refused for stdout"},
+  {Scope::kSink, "mode",            Kind::kMode,     Need::kOptional,  "0600",  nullptr,
+   nullptr, "permission bits of a file or FIFO that pgslotd creates"},
+};
+// clang-format on
+
+// ---------------------------------------------------------------------------
+// Text helpers.
+
+int LineOf(const YAML::Node& node) {
+  int line = node.Mark().line;
+  return line >= 0 ? line + 1 : 0;
+}
+
+std::string Join(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return Quote(node.Scalar());
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      return "no value";
+  }
+}
+
+std::string ChoiceNames(const Choice* choices) {
+  std::string out;
+  for (const Choice* c = choices; c->name != nullptr; ++c) {
+    if (!out.empty()) out += ", ";
+    out += c->name;
+  }
+  return out;
+}
+
+std::string Expected(const KeySpec& spec) {
+  switch (spec.kind) {
+    case Kind::kString:
+      return "a string";
+    case Kind::kBool:
+      return "true or false";
+    case Kind::kDuration:
+      return "a duration such as 500ms, 10s, 5m, 1h, 1d or 0";
+    case Kind::kSize:
+      return "a size such as 64KiB, 8MiB or 1GB";
+    case Kind::kChoice:
+      return "one of " + ChoiceNames(spec.choices);
+    case Kind::kMode:
+      return "an octal mode such as \"0640\"";
+    case Kind::kOptions:
+      return "a map of option names to values";
+    case Kind::kList:
+      return "a list";
+    case Kind::kMap:
+      return "a map";
+  }
+  return "";
+}
+
+std::optional<uint32_t> ParseMode(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  uint32_t mode = 0;
+  for (char c : text) {
+    if (c < '0' || c > '7') return std::nullopt;
+    mode = mode * 8 + static_cast<uint32_t>(c - '0');
+    if (mode > 0777) return std::nullopt;
+  }
+  return mode;
+}
+
+std::optional<bool> ParseBool(const std::string& text) {
+  if (text == "true" || text == "True" || text == "TRUE") return true;
+  if (text == "false" || text == "False" || text == "FALSE") return false;
+  return std::nullopt;
+}
+
+// Converts the text of a scalar (from the file or a default) to the key's
+// type. Returns false with *err set when the text is not a valid value.
+bool Convert(const KeySpec& spec, const std::string& text, Value* out, std::string* err) {
+  switch (spec.kind) {
+    case Kind::kString:
+      if (text.find('\0') != std::string::npos) {
+        *err = "must not contain a NUL byte";
+        return false;
+      }
+      *out = text;
+      return true;
+    case Kind::kBool:
+      if (auto b = ParseBool(text)) {
+        *out = *b;
+        return true;
+      }
+      *err = "invalid value " + Quote(text) + ": expected true or false";
+      return false;
+    case Kind::kDuration:
+      if (auto d = ParseDuration(text)) {
+        *out = *d;
+        return true;
+      }
+      *err = "invalid duration " + Quote(text) +
+             ": expected a whole number followed by ms, s, m, h or d (e.g. 500ms, 10s, 5m, 1h, "
+             "1d), or 0";
+      return false;
+    case Kind::kSize:
+      if (auto s = ParseSize(text)) {
+        *out = *s;
+        return true;
+      }
+      *err = "invalid size " + Quote(text) +
+             ": expected a whole number followed by B, kB, MB, GB, TB (powers of 1000) or KiB, "
+             "MiB, GiB, TiB (powers of 1024), e.g. 64KiB or 8MiB";
+      return false;
+    case Kind::kChoice:
+      for (const Choice* c = spec.choices; c->name != nullptr; ++c) {
+        if (text == c->name) {
+          *out = c;
+          return true;
+        }
+      }
+      *err = "invalid value " + Quote(text) + ": expected one of " + ChoiceNames(spec.choices);
+      return false;
+    case Kind::kMode:
+      if (auto m = ParseMode(text)) {
+        *out = *m;
+        return true;
+      }
+      *err = "invalid mode " + Quote(text) +
+             ": expected octal permission bits from 0 to 0777, e.g. \"0640\" or \"640\"";
+      return false;
+    case Kind::kOptions:
+    case Kind::kList:
+    case Kind::kMap:
+      break;
+  }
+  *err = "expected " + Expected(spec);
+  return false;
+}
+
+// The value of one key of a map.
+struct Field {
+  Value value;      // monostate when absent, refused, or a kList/kMap
+  YAML::Node node;  // as written; undefined when absent
+  bool present = false;
+  int line = 0;  // of the value; of the enclosing map when absent
+};
+
+// The keys of one map, read through kSchema.
+struct Section {
+  std::map<std::string, Field> fields;  // every key of the scope, present or not
+  int line = 0;
+
+  template <typename T>
+  const T* Get(const std::string& name) const {
+    auto it = fields.find(name);
+    return it == fields.end() ? nullptr : std::get_if<T>(&it->second.value);
+  }
+  const Field& At(const std::string& name) const { return fields.at(name); }
+};
+
+// A slot being read, with what the checks across slots need to know.
+struct SlotDraft {
+  SlotConfig slot;
+  std::string path;        // "slots[1]"
+  int name_line = 0;       // 0 when the name is missing or invalid
+  int type_line = 0;       // 0 when the sink type is missing or invalid
+  int sink_path_line = 0;  // 0 when there is no valid absolute sink path
+};
+
+// Removes "//", "/./" and a trailing "/" from an absolute path; ".." stays,
+// since only the file system knows where it leads.
+std::string NormalizePath(const std::string& path) {
+  std::string out;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    std::string part = path.substr(start, end - start);
+    if (!part.empty() && part != ".") out += "/" + part;
+    start = end + 1;
+  }
+  return out.empty() ? "/" : out;
+}
+
+class Loader {
+ public:
+  Loader(std::string file, std::vector<ConfigError>* errors)
+      : file_(std::move(file)), errors_(errors) {}
+
+  bool Load(Config* config);
+
+ private:
+  void Error(int line, std::string key, std::string message) {
+    errors_->push_back(ConfigError{file_, line, std::move(key), std::move(message)});
+  }
+
+  Section ReadSection(const YAML::Node& map, Scope scope, const std::string& path);
+  void ReadValue(const KeySpec& spec, const std::string& key, Field* field);
+  void ReadOptions(const std::string& key, Field* field);
+  void ReadSlot(const YAML::Node& node, const Section& top, const std::string* base_conninfo,
+                SlotDraft* draft);
+  void ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft);
+  void CheckAcrossSlots(const std::vector<SlotDraft>& drafts);
+
+  std::string file_;
+  std::vector<ConfigError>* errors_;
+};
+
+bool ReadWholeFile(const std::string& path, std::string* text, int* err) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *err = errno;
+    return false;
+  }
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      *err = errno;
+      close(fd);
+      return false;
+    }
+    if (n == 0) break;
+    text->append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return true;
+}
+
+bool Loader::Load(Config* config) {
+  size_t errors_before = errors_->size();
+  std::string text;
+  int err = 0;
+  if (!ReadWholeFile(file_, &text, &err)) {
+    Error(0, "", std::string("cannot read the config file: ") + std::strerror(err));
+    return false;
+  }
+
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(text);
+  } catch (const YAML::Exception& e) {
+    int line = e.mark.line >= 0 ? e.mark.line + 1 : 0;
+    std::string where =
+        e.mark.column >= 0 ? " (column " + std::to_string(e.mark.column + 1) + ")" : std::string();
+    Error(line, "", "invalid YAML: " + e.msg + where);
+    return false;
+  }
+  if (documents.size() > 1) {
+    Error(LineOf(documents[1]), "", "the file holds more than one YAML document");
+    return false;
+  }
+  YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
+  if (!root.IsMap()) {
+    if (root.IsNull()) {
+      Error(LineOf(root), "", "the file holds no settings; expected a map with a slots key");
+    } else {
+      Error(LineOf(root), "", "expected a map of settings at the top level, got " + Describe(root));
+    }
+    return false;
+  }
+
+  Section top = ReadSection(root, Scope::kTop, "");
+
+  // The top-level connection is checked once here, not once per slot.
+  const std::string* base_conninfo = top.Get<std::string>("connection");
+  if (base_conninfo != nullptr) {
+    std::string merged, conn_err;
+    if (!MergeConninfo(*base_conninfo, "", &merged, &conn_err)) {
+      Error(top.At("connection").line, "connection", "invalid connection string: " + conn_err);
+      base_conninfo = nullptr;
+    }
+  }
+
+  std::vector<SlotDraft> drafts;
+  const Field& slots = top.At("slots");
+  if (slots.present && slots.node.IsSequence()) {
+    if (slots.node.size() == 0) {
+      Error(slots.line, "slots", "at least one slot is required");
+    }
+    for (const YAML::Node& node : slots.node) {
+      SlotDraft draft;
+      draft.path = "slots[" + std::to_string(drafts.size()) + "]";
+      ReadSlot(node, top, base_conninfo, &draft);
+      drafts.push_back(std::move(draft));
+    }
+  }
+  CheckAcrossSlots(drafts);
+
+  if (errors_->size() != errors_before) return false;
+  Config loaded;
+  loaded.path = file_;
+  loaded.log_level = (*top.Get<const Choice*>("log_level"))->name;
+  for (SlotDraft& draft : drafts) loaded.slots.push_back(std::move(draft.slot));
+  *config = std::move(loaded);
+  return true;
+}
+
+Section Loader::ReadSection(const YAML::Node& map, Scope scope, const std::string& path) {
+  Section section;
+  section.line = LineOf(map);
+  std::map<std::string, int> seen;  // key -> line of its first use
+  for (const auto& entry : map) {
+    const YAML::Node& key_node = entry.first;
+    int key_line = LineOf(key_node);
+    if (!key_node.IsScalar()) {
+      Error(key_line, path, "keys must be plain strings, got " + Describe(key_node));
+      continue;
+    }
+    const std::string& name = key_node.Scalar();
+    std::string key = Join(path, name);
+    const KeySpec* spec = nullptr;
+    std::string known;
+    for (const KeySpec& s : kSchema) {
+      if (s.scope != scope) continue;
+      if (name == s.name) spec = &s;
+      known += known.empty() ? s.name : std::string(", ") + s.name;
+    }
+    if (spec == nullptr) {
+      Error(key_line, key, "unknown key " + Quote(name) + " (known keys: " + known + ")");
+      continue;
+    }
+    auto [first, inserted] = seen.emplace(name, key_line);
+    if (!inserted) {
+      Error(key_line, key, "key given twice (first at line " + std::to_string(first->second) + ")");
+      continue;
+    }
+    Field& field = section.fields[name];
+    field.present = true;
+    field.node = entry.second;
+    // A null value ("key:" and nothing) sits wherever the parser stopped,
+    // often the next line; the key's line is where the operator looks.
+    field.line = entry.second.IsNull() ? key_line : LineOf(entry.second);
+    ReadValue(*spec, key, &field);
+  }
+
+  for (const KeySpec& spec : kSchema) {
+    if (spec.scope != scope || section.fields.count(spec.name) != 0) continue;
+    Field& field = section.fields[spec.name];
+    field.line = section.line;
+    if (spec.need == Need::kRequired) {
+      Error(section.line, Join(path, spec.name), "missing required key");
+    } else if (spec.need == Need::kOptional && spec.kind == Kind::kOptions) {
+      field.value = Options();
+    } else if (spec.need == Need::kOptional && spec.default_text != nullptr) {
+      std::string err;
+      if (!Convert(spec, spec.default_text, &field.value, &err)) {
+        Error(0, Join(path, spec.name), "internal error: bad default: " + err);
+      }
+    }
+  }
+  return section;
+}
+
+void Loader::ReadValue(const KeySpec& spec, const std::string& key, Field* field) {
+  const YAML::Node& node = field->node;
+  if (node.IsNull()) {
+    Error(field->line, key, "no value given; expected " + Expected(spec));
+    return;
+  }
+  switch (spec.kind) {
+    case Kind::kList:
+      if (!node.IsSequence()) {
+        Error(field->line, key, "expected a list, got " + Describe(node));
+      }
+      return;  // the caller reads the items
+    case Kind::kMap:
+      if (!node.IsMap()) {
+        Error(field->line, key, "expected a map, got " + Describe(node));
+      }
+      return;  // the caller reads the keys
+    case Kind::kOptions:
+      ReadOptions(key, field);
+      return;
+    default:
+      break;
+  }
+  if (!node.IsScalar()) {
+    Error(field->line, key, "expected " + Expected(spec) + ", got " + Describe(node));
+    return;
+  }
+  std::string err;
+  if (!Convert(spec, node.Scalar(), &field->value, &err)) {
+    Error(field->line, key, err);
+    return;
+  }
+  if (spec.check != nullptr) {
+    std::string problem = spec.check(field->value);
+    if (!problem.empty()) {
+      Error(field->line, key, problem);
+      field->value = std::monostate();
+    }
+  }
+}
+
+void Loader::ReadOptions(const std::string& key, Field* field) {
+  const YAML::Node& node = field->node;
+  if (!node.IsMap()) {
+    Error(field->line, key, "expected a map of option names to values, got " + Describe(node));
+    return;
+  }
+  Options options;
+  std::map<std::string, int> seen;
+  bool ok = true;
+  for (const auto& entry : node) {
+    const YAML::Node& name_node = entry.first;
+    const YAML::Node& value_node = entry.second;
+    int line = LineOf(name_node);
+    if (!name_node.IsScalar()) {
+      Error(line, key, "option names must be strings, got " + Describe(name_node));
+      ok = false;
+      continue;
+    }
+    const std::string& name = name_node.Scalar();
+    if (name.empty()) {
+      Error(line, key, "option names must not be empty");
+      ok = false;
+      continue;
+    }
+    if (name.find('\0') != std::string::npos) {
+      Error(line, key, "option name " + Quote(name) + " contains a NUL byte");
+      ok = false;
+      continue;
+    }
+    std::string option_key = Join(key, name);
+    auto [first, inserted] = seen.emplace(name, line);
+    if (!inserted) {
+      Error(line, option_key,
+            "option given twice (first at line " + std::to_string(first->second) + ")");
+      ok = false;
+      continue;
+    }
+    if (!value_node.IsScalar()) {
+      std::string got = value_node.IsNull() ? "no value given" : "got " + Describe(value_node);
+      Error(value_node.IsNull() ? line : LineOf(value_node), option_key,
+            got + "; expected a string, number or boolean");
+      ok = false;
+      continue;
+    }
+    const std::string& value = value_node.Scalar();
+    if (value.find('\0') != std::string::npos) {
+      Error(LineOf(value_node), option_key, "option value must not contain a NUL byte");
+      ok = false;
+      continue;
+    }
+    options.emplace_back(name, value);
+  }
+  if (ok) field->value = std::move(options);
+}
+
+void Loader::ReadSlot(const YAML::Node& node, const Section& top, const std::string* base_conninfo,
+                      SlotDraft* draft) {
+  SlotConfig& slot = draft->slot;
+  slot.line = LineOf(node);
+  if (!node.IsMap()) {
+    Error(slot.line, draft->path, "expected a map describing a slot, got " + Describe(node));
+    return;
+  }
+  Section s = ReadSection(node, Scope::kSlot, draft->path);
+
+  if (const auto* name = s.Get<std::string>("name")) {
+    slot.name = *name;
+    draft->name_line = s.At("name").line;
+  }
+  if (const auto* plugin = s.Get<std::string>("plugin")) slot.plugin = *plugin;
+  if (const auto* create = s.Get<bool>("create")) slot.create = *create;
+  if (const auto* options = s.Get<Options>("options")) slot.options = *options;
+  if (const auto* format = s.Get<const Choice*>("format")) {
+    slot.format = static_cast<OutputFormat>((*format)->value);
+  }
+
+  // Inherited keys: the slot's own value, else the top level's.
+  auto inherit = [&](const char* name, auto* out) {
+    using T = std::remove_pointer_t<decltype(out)>;
+    const Field& own = s.At(name);
+    if (own.present) {
+      if (const T* v = std::get_if<T>(&own.value)) *out = *v;
+    } else if (const T* v = top.Get<T>(name)) {
+      *out = *v;
+    }
+  };
+  inherit("status_interval", &slot.status_interval);
+  inherit("fsync_interval", &slot.fsync_interval);
+  inherit("buffer_size", &slot.buffer_size);
+
+  const Field& connection = s.At("connection");
+  if (const auto* own = s.Get<std::string>("connection")) {
+    std::string err;
+    const std::string& base = base_conninfo != nullptr ? *base_conninfo : std::string();
+    if (!MergeConninfo(base, *own, &slot.connection, &err)) {
+      Error(connection.line, Join(draft->path, "connection"), "invalid connection string: " + err);
+    }
+  }
+
+  const Field& sink = s.At("sink");
+  if (sink.present && sink.node.IsMap()) ReadSink(sink.node, Join(draft->path, "sink"), draft);
+}
+
+void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft) {
+  Section s = ReadSection(node, Scope::kSink, path);
+  SinkConfig& sink = draft->slot.sink;
+  if (const auto* mode = s.Get<uint32_t>("mode")) sink.mode = *mode;
+  const auto* type = s.Get<const Choice*>("type");
+  if (type == nullptr) return;
+  sink.type = static_cast<SinkType>((*type)->value);
+  draft->type_line = s.At("type").line;
+
+  const Field& path_field = s.At("path");
+  if (sink.type == SinkType::kStdout) {
+    if (path_field.present) {
+      Error(path_field.line, Join(path, "path"), "not allowed for a stdout sink");
+    }
+    const Field& mode_field = s.At("mode");
+    if (mode_field.present) {
+      Error(mode_field.line, Join(path, "mode"), "not allowed for a stdout sink");
+    }
+    return;
+  }
+  const std::string kind = (*type)->name;
+  if (!path_field.present) {
+    Error(s.line, Join(path, "path"),
+          "missing required key (a " + kind + " sink needs an absolute path)");
+    return;
+  }
+  const auto* sink_path = s.Get<std::string>("path");
+  if (sink_path == nullptr) return;  // already reported
+  if (sink_path->empty() || (*sink_path)[0] != '/') {
+    Error(path_field.line, Join(path, "path"),
+          "must be an absolute path, got " + Quote(*sink_path));
+    return;
+  }
+  sink.path = NormalizePath(*sink_path);
+  draft->sink_path_line = path_field.line;
+}
+
+void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts) {
+  // How to name an earlier slot in a message: by name when it has one.
+  auto describe = [](const SlotDraft& d) {
+    std::string who = d.name_line != 0 ? "slot " + Quote(d.slot.name) : d.path;
+    return who + " (line " + std::to_string(d.slot.line) + ")";
+  };
+  std::map<std::string, const SlotDraft*> by_name;
+  std::map<std::string, const SlotDraft*> by_sink_path;
+  const SlotDraft* on_stdout = nullptr;
+  for (const SlotDraft& d : drafts) {
+    if (d.name_line != 0) {
+      auto [it, inserted] = by_name.emplace(d.slot.name, &d);
+      if (!inserted) {
+        Error(d.name_line, Join(d.path, "name"),
+              "duplicate slot name " + Quote(d.slot.name) + " (first used at line " +
+                  std::to_string(it->second->name_line) + ")");
+      }
+    }
+    if (d.type_line != 0 && d.slot.sink.type == SinkType::kStdout) {
+      if (on_stdout == nullptr) {
+        on_stdout = &d;
+      } else {
+        Error(d.type_line, Join(d.path, "sink.type"),
+              "only one slot may write to stdout; " + describe(*on_stdout) + " already does");
+      }
+    }
+    if (d.sink_path_line != 0) {
+      auto [it, inserted] = by_sink_path.emplace(d.slot.sink.path, &d);
+      if (!inserted) {
+        Error(d.sink_path_line, Join(d.path, "sink.path"),
+              "sink path " + Quote(d.slot.sink.path) + " is already used by " +
+                  describe(*it->second));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Connection strings.
+
+struct ConninfoFree {
+  void operator()(PQconninfoOption* options) const { PQconninfoFree(options); }
+};
+using ConninfoPtr = std::unique_ptr<PQconninfoOption, ConninfoFree>;
+
+// Whether a conninfo may hold a password anywhere: a password key (also
+// sslpassword), URI user info, or percent-encoding that could spell either.
+bool MayHoldPassword(const std::string& conninfo) {
+  std::string lower;
+  for (char c : conninfo) lower += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  return lower.find("password") != std::string::npos ||
+         conninfo.find_first_of("@%") != std::string::npos;
+}
+
+// libpq's parse errors quote pieces of the input ("invalid percent-encoded
+// token: "pa%zz"", or a whole URI). When the input may hold a password, every
+// quoted piece except a lone syntax character is hidden.
+std::string SafeParseError(const std::string& conninfo, const char* libpq_message) {
+  std::string msg = libpq_message != nullptr ? libpq_message : "out of memory";
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  if (!MayHoldPassword(conninfo)) return msg;
+
+  std::string out;
+  bool hidden = false;
+  size_t pos = 0;
+  while (pos < msg.size()) {
+    size_t open = msg.find('"', pos);
+    if (open == std::string::npos) {
+      out += msg.substr(pos);
+      break;
+    }
+    size_t close = msg.find('"', open + 1);
+    std::string inner =
+        msg.substr(open + 1, close == std::string::npos ? std::string::npos : close - open - 1);
+    out += msg.substr(pos, open - pos);
+    if (inner == "=" || inner == ":" || inner == "/" || inner == "]") {
+      out += "\"" + inner + "\"";
+    } else {
+      out += "\"***\"";
+      hidden = true;
+    }
+    if (close == std::string::npos) break;
+    pos = close + 1;
+  }
+  if (hidden) out += " (quoted text hidden: the connection string may contain a password)";
+  return out;
+}
+
+bool ParseConninfo(const std::string& conninfo, ConninfoPtr* out, std::string* err) {
+  char* errmsg = nullptr;
+  out->reset(PQconninfoParse(conninfo.c_str(), &errmsg));
+  if (*out == nullptr) {
+    *err = SafeParseError(conninfo, errmsg);
+    if (errmsg != nullptr) PQfreemem(errmsg);
+    return false;
+  }
+  return true;
+}
+
+void AppendQuoted(const char* value, std::string* out) {
+  *out += '\'';
+  for (const char* p = value; *p != '\0'; ++p) {
+    if (*p == '\\' || *p == '\'') *out += '\\';
+    *out += *p;
+  }
+  *out += '\'';
+}
+
+}  // namespace
+
+std::string ConfigError::ToString() const {
+  std::string out = file;
+  if (line != 0) out += ":" + std::to_string(line);
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  return out + message;
+}
+
+bool SlotConfig::operator==(const SlotConfig& o) const {
+  return name == o.name && connection == o.connection && plugin == o.plugin && create == o.create &&
+         options == o.options && format == o.format && sink.type == o.sink.type &&
+         sink.path == o.sink.path && sink.mode == o.sink.mode &&
+         status_interval == o.status_interval && fsync_interval == o.fsync_interval &&
+         buffer_size == o.buffer_size;
+}
+
+bool LoadConfig(const std::string& path, Config* config, std::vector<ConfigError>* errors) {
+  size_t errors_before = errors->size();
+  Loader loader(path, errors);
+  bool ok = false;
+  try {
+    ok = loader.Load(config);
+  } catch (const YAML::Exception& e) {
+    // Reading a parsed document should not throw; if it does, say so
+    // rather than accept a half-read file.
+    errors->push_back(ConfigError{path, 0, "", std::string("cannot read the YAML: ") + e.what()});
+  }
+  // In file order, as an operator goes through them; checks that span
+  // several slots find their problems last.
+  std::stable_sort(errors->begin() + static_cast<std::ptrdiff_t>(errors_before), errors->end(),
+                   [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+  return ok && errors->size() == errors_before;
+}
+
+bool MergeConninfo(const std::string& base, const std::string& override_, std::string* merged,
+                   std::string* err) {
+  ConninfoPtr base_options, override_options;
+  if (!ParseConninfo(base, &base_options, err) ||
+      !ParseConninfo(override_, &override_options, err)) {
+    return false;
+  }
+  // Both arrays list every libpq keyword in libpq's order; only the keys the
+  // strings set have a value.
+  std::string out;
+  for (const PQconninfoOption* b = base_options.get(); b->keyword != nullptr; ++b) {
+    const char* value = b->val;
+    for (const PQconninfoOption* o = override_options.get(); o->keyword != nullptr; ++o) {
+      if (o->val != nullptr && std::strcmp(o->keyword, b->keyword) == 0) value = o->val;
+    }
+    if (value == nullptr) continue;
+    if (!out.empty()) out += ' ';
+    out += b->keyword;
+    out += '=';
+    AppendQuoted(value, &out);
+  }
+  *merged = std::move(out);
+  return true;
+}
+
+}  // namespace pgslotd

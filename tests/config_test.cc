@@ -1,0 +1,951 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace pgslotd {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Each test gets its own directory under /tmp, removed afterwards.
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pgslotd_config_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/pgslotd.yaml";
+  }
+
+  void TearDown() override {
+    unlink(path_.c_str());
+    rmdir(dir_.c_str());
+  }
+
+  // Writes `text` to path_; a leading newline is dropped so that the raw
+  // strings below start with line 1 on their own line.
+  void Write(std::string text) {
+    if (!text.empty() && text[0] == '\n') text.erase(0, 1);
+    FILE* f = fopen(path_.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(fwrite(text.data(), 1, text.size(), f), text.size());
+    ASSERT_EQ(fclose(f), 0);
+  }
+
+  // Loads `text`, which must be valid.
+  Config Load(const std::string& text) {
+    Write(text);
+    Config config;
+    std::vector<ConfigError> errors;
+    EXPECT_TRUE(LoadConfig(path_, &config, &errors)) << Show(errors);
+    EXPECT_TRUE(errors.empty()) << Show(errors);
+    return config;
+  }
+
+  // Loads `text`, which must be refused, and returns the errors.
+  std::vector<ConfigError> Errors(const std::string& text) {
+    Write(text);
+    Config config;
+    std::vector<ConfigError> errors;
+    EXPECT_FALSE(LoadConfig(path_, &config, &errors));
+    return errors;
+  }
+
+  static std::string Show(const std::vector<ConfigError>& errors) {
+    std::string out;
+    for (const ConfigError& e : errors) out += "\n  " + e.ToString();
+    return out;
+  }
+
+  // Checks that `text` yields exactly one error, with this line, key and
+  // every one of `words` in its message.
+  void ExpectOneError(const std::string& text, int line, const std::string& key,
+                      std::initializer_list<const char*> words) {
+    std::vector<ConfigError> errors = Errors(text);
+    ASSERT_EQ(errors.size(), 1u) << Show(errors);
+    ExpectError(errors[0], line, key, words);
+  }
+
+  void ExpectError(const ConfigError& e, int line, const std::string& key,
+                   std::initializer_list<const char*> words) {
+    EXPECT_EQ(e.file, path_);
+    EXPECT_EQ(e.line, line) << e.ToString();
+    EXPECT_EQ(e.key, key) << e.ToString();
+    for (const char* word : words) {
+      EXPECT_NE(e.message.find(word), std::string::npos)
+          << "\"" << word << "\" not in: " << e.ToString();
+    }
+  }
+
+  std::string dir_;
+  std::string path_;
+};
+
+// ---------------------------------------------------------------------------
+// Valid files.
+
+TEST_F(ConfigTest, FullConfig) {
+  Config config = Load(R"(
+# Everything set.
+connection: "host=/var/run/postgresql dbname=app user=cdc"
+status_interval: 20s
+fsync_interval: 2s
+buffer_size: 1MiB
+log_level: debug
+slots:
+  - name: orders
+    connection: "dbname=shop port=5433"
+    plugin: test_decoding
+    create: true
+    options: {skip-empty-xacts: "1", include-xids: 0, include-timestamp: true}
+    format: raw
+    sink: {type: file, path: /var/lib/pgslotd//orders.log, mode: "0640"}
+    status_interval: 5s
+    fsync_interval: 0
+    buffer_size: 16MiB
+  - name: audit_2
+    plugin: wal2json
+    sink:
+      type: stdout
+  - name: p
+    plugin: test_decoding
+    create: false
+    sink: {type: pipe, path: /run/pgslotd/p.fifo, mode: 640}
+)");
+  EXPECT_EQ(config.path, path_);
+  EXPECT_EQ(config.log_level, "debug");
+  ASSERT_EQ(config.slots.size(), 3u);
+
+  const SlotConfig& orders = config.slots[0];
+  EXPECT_EQ(orders.name, "orders");
+  // Base keys kept, dbname overridden, port added; in libpq's order.
+  EXPECT_EQ(orders.connection, "user='cdc' dbname='shop' host='/var/run/postgresql' port='5433'");
+  EXPECT_EQ(orders.plugin, "test_decoding");
+  EXPECT_TRUE(orders.create);
+  std::vector<std::pair<std::string, std::string>> options = {
+      {"skip-empty-xacts", "1"}, {"include-xids", "0"}, {"include-timestamp", "true"}};
+  EXPECT_EQ(orders.options, options);
+  EXPECT_EQ(orders.format, OutputFormat::kRaw);
+  EXPECT_EQ(orders.sink.type, SinkType::kFile);
+  EXPECT_EQ(orders.sink.path, "/var/lib/pgslotd/orders.log");
+  EXPECT_EQ(orders.sink.mode, 0640u);
+  EXPECT_EQ(orders.status_interval, milliseconds(5000));
+  EXPECT_EQ(orders.fsync_interval, milliseconds(0));
+  EXPECT_EQ(orders.buffer_size, 16u << 20);
+  EXPECT_EQ(orders.line, 8);
+
+  // Everything not set in the slot comes from the top level or the defaults.
+  SlotConfig audit;
+  audit.name = "audit_2";
+  audit.connection = "user='cdc' dbname='app' host='/var/run/postgresql'";
+  audit.plugin = "wal2json";
+  audit.sink.type = SinkType::kStdout;
+  audit.status_interval = milliseconds(20000);
+  audit.fsync_interval = milliseconds(2000);
+  audit.buffer_size = 1u << 20;
+  EXPECT_EQ(config.slots[1], audit);
+  EXPECT_EQ(config.slots[1].sink.path, "");
+  EXPECT_EQ(config.slots[1].sink.mode, 0600u);
+  EXPECT_EQ(config.slots[1].line, 18);
+
+  const SlotConfig& pipe = config.slots[2];
+  EXPECT_EQ(pipe.sink.type, SinkType::kPipe);
+  EXPECT_EQ(pipe.sink.path, "/run/pgslotd/p.fifo");
+  EXPECT_EQ(pipe.sink.mode, 0640u);
+  EXPECT_FALSE(pipe.create);
+  EXPECT_TRUE(pipe.options.empty());
+  EXPECT_EQ(pipe.line, 22);
+}
+
+TEST_F(ConfigTest, Defaults) {
+  Config config = Load(R"(
+slots:
+  - name: s
+    plugin: pgoutput
+    sink: {type: stdout}
+)");
+  EXPECT_EQ(config.log_level, "info");
+  ASSERT_EQ(config.slots.size(), 1u);
+  const SlotConfig& s = config.slots[0];
+  EXPECT_EQ(s.connection, "");
+  EXPECT_FALSE(s.create);
+  EXPECT_TRUE(s.options.empty());
+  EXPECT_EQ(s.format, OutputFormat::kRaw);
+  EXPECT_EQ(s.status_interval, milliseconds(10000));
+  EXPECT_EQ(s.fsync_interval, milliseconds(1000));
+  EXPECT_EQ(s.buffer_size, 8u << 20);
+  EXPECT_EQ(s.line, 2);
+}
+
+TEST_F(ConfigTest, OptionsKeepFileOrderAndText) {
+  Config config = Load(R"(
+slots:
+  - name: s
+    plugin: pgoutput
+    options:
+      publication_names: "pub_a,pub_b"
+      proto_version: 1
+      binary: false
+      messages: "it's \"quoted\""
+      z: ""
+    sink: {type: stdout}
+)");
+  std::vector<std::pair<std::string, std::string>> expected = {
+      {"publication_names", "pub_a,pub_b"},
+      {"proto_version", "1"},
+      {"binary", "false"},
+      {"messages", "it's \"quoted\""},
+      {"z", ""},
+  };
+  EXPECT_EQ(config.slots.at(0).options, expected);
+}
+
+TEST_F(ConfigTest, BoundaryValuesAccepted) {
+  Config config = Load(R"(
+status_interval: 1ms
+fsync_interval: 0
+buffer_size: 64KiB
+log_level: error
+slots:
+  - name: abcdefghijklmnopqrstuvwxyz_0123456789_abcdefghijklmnopqrstuvwxy
+    plugin: p
+    create: TRUE
+    sink: {type: file, path: /f, mode: "0"}
+  - name: "0"
+    plugin: p
+    sink: {type: file, path: /g, mode: "0777"}
+)");
+  ASSERT_EQ(config.slots.size(), 2u);
+  EXPECT_EQ(config.slots[0].name.size(), 63u);
+  EXPECT_EQ(config.slots[0].status_interval, milliseconds(1));
+  EXPECT_EQ(config.slots[0].buffer_size, 65536u);
+  EXPECT_TRUE(config.slots[0].create);
+  EXPECT_EQ(config.slots[0].sink.mode, 0u);
+  EXPECT_EQ(config.slots[1].sink.mode, 0777u);
+}
+
+TEST_F(ConfigTest, SlotConfigEqualityIgnoresOnlyLine) {
+  SlotConfig a;
+  a.name = "a";
+  SlotConfig b = a;
+  b.line = 42;
+  EXPECT_EQ(a, b);
+  b.sink.mode = 0640;
+  EXPECT_NE(a, b);
+  b = a;
+  b.options.emplace_back("x", "1");
+  EXPECT_NE(a, b);
+  b = a;
+  b.fsync_interval = milliseconds(0);
+  EXPECT_NE(a, b);
+  b = a;
+  b.sink.path = "/x";
+  EXPECT_NE(a, b);
+}
+
+TEST(ConfigErrorTest, ToString) {
+  EXPECT_EQ((ConfigError{"/etc/p.yaml", 7, "slots[1].sink.path", "bad"}).ToString(),
+            "/etc/p.yaml:7: slots[1].sink.path: bad");
+  EXPECT_EQ((ConfigError{"/etc/p.yaml", 0, "slots", "bad"}).ToString(), "/etc/p.yaml: slots: bad");
+  EXPECT_EQ((ConfigError{"/etc/p.yaml", 3, "", "bad"}).ToString(), "/etc/p.yaml:3: bad");
+  EXPECT_EQ((ConfigError{"/etc/p.yaml", 0, "", "bad"}).ToString(), "/etc/p.yaml: bad");
+}
+
+// ---------------------------------------------------------------------------
+// Refusals: one test each, with the exact place.
+
+TEST_F(ConfigTest, FileNotFound) {
+  Config config;
+  std::vector<ConfigError> errors;
+  std::string missing = dir_ + "/missing.yaml";
+  EXPECT_FALSE(LoadConfig(missing, &config, &errors));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].file, missing);
+  EXPECT_EQ(errors[0].line, 0);
+  EXPECT_EQ(errors[0].key, "");
+  EXPECT_NE(errors[0].message.find("No such file or directory"), std::string::npos);
+  EXPECT_EQ(errors[0].ToString(), missing + ": " + errors[0].message);
+}
+
+TEST_F(ConfigTest, FileUnreadable) {
+  Config config;
+  std::vector<ConfigError> errors;
+  EXPECT_FALSE(LoadConfig(dir_, &config, &errors));  // a directory
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].file, dir_);
+  EXPECT_EQ(errors[0].line, 0);
+  EXPECT_NE(errors[0].message.find("Is a directory"), std::string::npos) << errors[0].message;
+}
+
+TEST_F(ConfigTest, YamlSyntaxError) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: [x, y
+    sink: {type: stdout}
+)",
+                 4, "", {"invalid YAML", "column"});
+}
+
+TEST_F(ConfigTest, YamlBadIndentation) {
+  ExpectOneError(R"(
+log_level: info
+ slots: x
+)",
+                 2, "", {"invalid YAML"});
+}
+
+TEST_F(ConfigTest, TopLevelNotAMap) {
+  ExpectOneError(R"(
+- name: a
+- name: b
+)",
+                 1, "", {"expected a map", "top level", "list"});
+}
+
+TEST_F(ConfigTest, TopLevelScalar) {
+  ExpectOneError("#\njust text\n", 2, "", {"expected a map", "\"just text\""});
+}
+
+TEST_F(ConfigTest, EmptyFile) { ExpectOneError("# nothing\n", 0, "", {"no settings", "slots"}); }
+
+TEST_F(ConfigTest, TwoDocuments) {
+  ExpectOneError(R"(
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+---
+slots:
+  - {name: b, plugin: p, sink: {type: stdout}}
+)",
+                 4, "", {"more than one YAML document"});
+}
+
+TEST_F(ConfigTest, UnknownTopLevelKey) {
+  ExpectOneError(R"(
+log_level: info
+sinks: []
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 2, "sinks", {"unknown key \"sinks\""});
+}
+
+TEST_F(ConfigTest, UnknownSlotKey) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+  - name: b
+    plugin: p
+    sink: {type: file, path: /b}
+    fsync: 1s
+)",
+                 8, "slots[1].fsync", {"unknown key \"fsync\""});
+}
+
+TEST_F(ConfigTest, UnknownSinkKey) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink:
+      type: file
+      path: /x
+      owner: root
+)",
+                 7, "slots[0].sink.owner", {"unknown key \"owner\""});
+}
+
+TEST_F(ConfigTest, DuplicateKey) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    plugin: q
+)",
+                 5, "slots[0].plugin", {"given twice", "line 3"});
+}
+
+TEST_F(ConfigTest, SequenceWhereStringExpected) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: [p, q]
+    sink: {type: stdout}
+)",
+                 3, "slots[0].plugin", {"expected a string", "got a list"});
+}
+
+TEST_F(ConfigTest, MapWhereStringExpected) {
+  ExpectOneError(R"(
+connection:
+  host: x
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 2, "connection", {"expected a string", "got a map"});
+}
+
+TEST_F(ConfigTest, NotABool) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    create: maybe
+    sink: {type: stdout}
+)",
+                 4, "slots[0].create", {"\"maybe\"", "true or false"});
+}
+
+TEST_F(ConfigTest, BadTopLevelDuration) {
+  ExpectOneError(R"(
+status_interval: 10
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 1, "status_interval", {"invalid duration \"10\"", "ms, s, m, h or d"});
+}
+
+TEST_F(ConfigTest, BadSlotDuration) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    fsync_interval: 1.5s
+)",
+                 5, "slots[0].fsync_interval", {"invalid duration \"1.5s\"", "500ms"});
+}
+
+TEST_F(ConfigTest, StatusIntervalMustBePositive) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    status_interval: 0
+)",
+                 5, "slots[0].status_interval", {"greater than 0"});
+}
+
+TEST_F(ConfigTest, BadSize) {
+  ExpectOneError(R"(
+buffer_size: 8M
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 1, "buffer_size", {"invalid size \"8M\"", "MiB", "KiB"});
+}
+
+TEST_F(ConfigTest, BufferTooSmall) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    buffer_size: 65535B
+)",
+                 5, "slots[0].buffer_size", {"at least 64KiB"});
+}
+
+TEST_F(ConfigTest, BadLogLevel) {
+  ExpectOneError(R"(
+log_level: verbose
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 1, "log_level", {"\"verbose\"", "trace, debug, info, warning, error"});
+}
+
+TEST_F(ConfigTest, BadFormat) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    format: json
+    sink: {type: stdout}
+)",
+                 4, "slots[0].format", {"\"json\"", "raw"});
+}
+
+TEST_F(ConfigTest, BadSinkType) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: socket, path: /x}
+)",
+                 4, "slots[0].sink.type", {"\"socket\"", "stdout, file, pipe"});
+}
+
+TEST_F(ConfigTest, InvalidSlotNames) {
+  for (const char* name : {"Orders", "a-b", "\"\"", "\"a b\"", "caf\\u00e9",
+                           "abcdefghijklmnopqrstuvwxyz_0123456789_abcdefghijklmnopqrstuvwxyz"}) {
+    SCOPED_TRACE(name);
+    ExpectOneError(std::string(R"(
+slots:
+  - plugin: p
+    name: )") + name + R"(
+    sink: {type: stdout}
+)",
+                   3, "slots[0].name", {"invalid slot name", "a-z, 0-9 and _"});
+  }
+}
+
+TEST_F(ConfigTest, DuplicateSlotNames) {
+  ExpectOneError(R"(
+slots:
+  - name: orders
+    plugin: p
+    sink: {type: file, path: /a}
+  - name: other
+    plugin: p
+    sink: {type: file, path: /b}
+  - plugin: p
+    name: orders
+    sink: {type: file, path: /c}
+)",
+                 9, "slots[2].name", {"duplicate slot name \"orders\"", "first used at line 2"});
+}
+
+TEST_F(ConfigTest, TwoSlotsOnOneSinkPath) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: file, path: /var/lib//pgslotd/./out.log}
+  - name: b
+    plugin: p
+    sink:
+      type: pipe
+      path: /var/lib/pgslotd/out.log/
+)",
+                 9, "slots[1].sink.path",
+                 {"\"/var/lib/pgslotd/out.log\"", "already used by slot \"a\" (line 2)"});
+}
+
+TEST_F(ConfigTest, TwoSlotsOnStdout) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+  - name: b
+    plugin: p
+    sink:
+      type: stdout
+)",
+                 8, "slots[1].sink.type", {"only one slot may write to stdout", "slot \"a\""});
+}
+
+TEST_F(ConfigTest, RelativeSinkPath) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink:
+      type: file
+      path: var/out.log
+)",
+                 6, "slots[0].sink.path", {"absolute", "\"var/out.log\""});
+}
+
+TEST_F(ConfigTest, FileSinkWithoutPath) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink:
+      type: file
+      mode: "0640"
+)",
+                 5, "slots[0].sink.path", {"missing required key", "file sink"});
+}
+
+TEST_F(ConfigTest, StdoutSinkWithPath) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout,
+           path: /x}
+)",
+                 5, "slots[0].sink.path", {"not allowed for a stdout sink"});
+}
+
+TEST_F(ConfigTest, BadMode) {
+  for (const char* mode : {"\"0800\"", "\"1777\"", "\"rw-r--r--\"", "\"\"", "0o640", "-1"}) {
+    SCOPED_TRACE(mode);
+    ExpectOneError(std::string(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: file, path: /x,
+           mode: )") + mode +
+                       "}\n",
+                   5, "slots[0].sink.mode", {"invalid mode", "0777"});
+  }
+}
+
+TEST_F(ConfigTest, MissingPlugin) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    sink: {type: stdout}
+)",
+                 2, "slots[0].plugin", {"missing required key"});
+}
+
+TEST_F(ConfigTest, EmptyPlugin) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: ""
+    sink: {type: stdout}
+)",
+                 3, "slots[0].plugin", {"must not be empty"});
+}
+
+TEST_F(ConfigTest, MissingSink) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+  - name: b
+    plugin: p
+)",
+                 5, "slots[1].sink", {"missing required key"});
+}
+
+TEST_F(ConfigTest, MissingName) {
+  ExpectOneError(R"(
+slots:
+  - plugin: p
+    sink: {type: stdout}
+)",
+                 2, "slots[0].name", {"missing required key"});
+}
+
+TEST_F(ConfigTest, MissingSinkType) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {path: /x}
+)",
+                 4, "slots[0].sink.type", {"missing required key"});
+}
+
+TEST_F(ConfigTest, EmptySlotsList) {
+  ExpectOneError(R"(
+log_level: info
+slots: []
+)",
+                 2, "slots", {"at least one slot"});
+}
+
+TEST_F(ConfigTest, MissingSlots) {
+  ExpectOneError(R"(
+# no slots here
+log_level: info
+)",
+                 2, "slots", {"missing required key"});
+}
+
+TEST_F(ConfigTest, SlotsNotAList) {
+  ExpectOneError(R"(
+slots:
+  name: a
+  plugin: p
+)",
+                 2, "slots", {"expected a list", "got a map"});
+}
+
+TEST_F(ConfigTest, SlotNotAMap) {
+  ExpectOneError(R"(
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+  - orders
+)",
+                 3, "slots[1]", {"expected a map", "\"orders\""});
+}
+
+TEST_F(ConfigTest, NullValuesAreRefused) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin:
+    sink: {type: stdout}
+)",
+                 3, "slots[0].plugin", {"no value given", "expected a string"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    create: ~
+    sink: {type: stdout}
+)",
+                 4, "slots[0].create", {"no value given", "true or false"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink:
+)",
+                 4, "slots[0].sink", {"no value given", "expected a map"});
+  ExpectOneError("slots:\n", 1, "slots", {"no value given", "expected a list"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    options:
+      x:
+    sink: {type: stdout}
+)",
+                 5, "slots[0].options.x", {"no value given"});
+}
+
+TEST_F(ConfigTest, OptionValueNotAScalar) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    options: {x: [1, 2]}
+    sink: {type: stdout}
+)",
+                 4, "slots[0].options.x", {"got a list", "string, number or boolean"});
+}
+
+TEST_F(ConfigTest, OptionsNotAMap) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    options: [x, y]
+    sink: {type: stdout}
+)",
+                 4, "slots[0].options", {"expected a map of option names to values"});
+}
+
+TEST_F(ConfigTest, OptionWithNulByte) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    options:
+      ok: "1"
+      x: "a\0b"
+    sink: {type: stdout}
+)",
+                 6, "slots[0].options.x", {"NUL byte"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    options:
+      "a\0b": "1"
+    sink: {type: stdout}
+)",
+                 5, "slots[0].options", {"NUL byte", "\"a\\x00b\""});
+}
+
+TEST_F(ConfigTest, EmptyOptionName) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    options: {"": "1"}
+    sink: {type: stdout}
+)",
+                 4, "slots[0].options", {"must not be empty"});
+}
+
+TEST_F(ConfigTest, DuplicateOption) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    options:
+      x: 1
+      x: 2
+    sink: {type: stdout}
+)",
+                 6, "slots[0].options.x", {"given twice", "line 5"});
+}
+
+TEST_F(ConfigTest, InvalidTopLevelConnection) {
+  // Reported once, not once per slot.
+  ExpectOneError(R"(
+connection: "hots=db1"
+slots:
+  - {name: a, plugin: p, sink: {type: file, path: /a}}
+  - {name: b, plugin: p, sink: {type: file, path: /b}}
+)",
+                 1, "connection", {"invalid connection string", "invalid connection option"});
+}
+
+TEST_F(ConfigTest, InvalidSlotConnection) {
+  ExpectOneError(R"(
+connection: "host=db1"
+slots:
+  - name: a
+    plugin: p
+    connection: "port='5432"
+    sink: {type: stdout}
+)",
+                 5, "slots[0].connection", {"invalid connection string", "unterminated"});
+}
+
+TEST_F(ConfigTest, ConnectionErrorHidesPassword) {
+  std::vector<ConfigError> errors = Errors(R"(
+connection: "host=db1 password=se cret"
+slots:
+  - name: a
+    plugin: p
+    connection: "postgresql://cdc:hunter2%zz@db2/app"
+    sink: {type: stdout}
+)");
+  ASSERT_EQ(errors.size(), 2u) << Show(errors);
+  ExpectError(errors[0], 1, "connection", {"invalid connection string"});
+  ExpectError(errors[1], 5, "slots[0].connection", {"invalid connection string"});
+  for (const ConfigError& e : errors) {
+    EXPECT_EQ(e.ToString().find("cret"), std::string::npos) << e.ToString();
+    EXPECT_EQ(e.ToString().find("hunter2"), std::string::npos) << e.ToString();
+  }
+}
+
+TEST_F(ConfigTest, AllErrorsAreCollected) {
+  // Three problems, reported in file order even though the duplicate name is
+  // found by a check that runs after every slot has been read.
+  std::vector<ConfigError> errors = Errors(R"(
+log_level: loud
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+  - name: a
+    plugin: p
+    create: maybe
+    sink: {type: file, path: /x}
+)");
+  ASSERT_EQ(errors.size(), 3u) << Show(errors);
+  ExpectError(errors[0], 1, "log_level", {"\"loud\""});
+  ExpectError(errors[1], 6, "slots[1].name", {"duplicate slot name"});
+  ExpectError(errors[2], 8, "slots[1].create", {"\"maybe\""});
+}
+
+TEST_F(ConfigTest, FailedLoadLeavesConfigAlone) {
+  Write("slots: []\n");
+  Config config;
+  config.log_level = "trace";
+  std::vector<ConfigError> errors;
+  EXPECT_FALSE(LoadConfig(path_, &config, &errors));
+  EXPECT_EQ(config.log_level, "trace");
+  EXPECT_TRUE(config.slots.empty());
+}
+
+// ---------------------------------------------------------------------------
+// MergeConninfo.
+
+TEST(MergeConninfoTest, OverrideWins) {
+  std::string merged, err;
+  ASSERT_TRUE(MergeConninfo("host=a port=1 dbname=x", "port=2 user=u", &merged, &err)) << err;
+  EXPECT_EQ(merged, "user='u' dbname='x' host='a' port='2'");
+}
+
+TEST(MergeConninfoTest, EmptyInputs) {
+  std::string merged = "junk", err;
+  ASSERT_TRUE(MergeConninfo("", "", &merged, &err));
+  EXPECT_EQ(merged, "");
+  ASSERT_TRUE(MergeConninfo("", "host=h", &merged, &err));
+  EXPECT_EQ(merged, "host='h'");
+  ASSERT_TRUE(MergeConninfo("  host=h  ", "", &merged, &err));
+  EXPECT_EQ(merged, "host='h'");
+}
+
+TEST(MergeConninfoTest, UriInput) {
+  std::string merged, err;
+  ASSERT_TRUE(MergeConninfo("postgresql://cdc@db.example:5433/shop?sslmode=require",
+                            "application_name=pgslotd dbname=other", &merged, &err))
+      << err;
+  EXPECT_EQ(merged,
+            "user='cdc' dbname='other' host='db.example' port='5433' "
+            "application_name='pgslotd' sslmode='require'");
+  ASSERT_TRUE(MergeConninfo("host=a", "postgres://b/db", &merged, &err)) << err;
+  EXPECT_EQ(merged, "dbname='db' host='b'");
+}
+
+TEST(MergeConninfoTest, QuotesValues) {
+  std::string merged, err;
+  ASSERT_TRUE(MergeConninfo(R"(application_name='it\'s a \\ test' options='')", "", &merged, &err))
+      << err;
+  EXPECT_EQ(merged, R"(options='' application_name='it\'s a \\ test')");
+  // libpq reads the result back to the same values.
+  char* errmsg = nullptr;
+  PQconninfoOption* options = PQconninfoParse(merged.c_str(), &errmsg);
+  ASSERT_NE(options, nullptr) << errmsg;
+  std::vector<std::pair<std::string, std::string>> set;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) set.emplace_back(o->keyword, o->val);
+  }
+  PQconninfoFree(options);
+  std::vector<std::pair<std::string, std::string>> expected = {
+      {"options", ""}, {"application_name", R"(it's a \ test)"}};
+  EXPECT_EQ(set, expected);
+}
+
+TEST(MergeConninfoTest, InvalidInput) {
+  std::string merged = "unchanged", err;
+  EXPECT_FALSE(MergeConninfo("hots=x", "", &merged, &err));
+  EXPECT_EQ(err, "invalid connection option \"hots\"");  // trimmed, and shown in full
+  EXPECT_EQ(merged, "unchanged");
+  err.clear();
+  EXPECT_FALSE(MergeConninfo("host=x", "dbname", &merged, &err));
+  EXPECT_NE(err.find("missing \"=\""), std::string::npos) << err;
+  err.clear();
+  EXPECT_FALSE(MergeConninfo("postgresql://h/db?foo", "", &merged, &err));
+  EXPECT_NE(err.find("URI query parameter"), std::string::npos) << err;
+}
+
+TEST(MergeConninfoTest, PasswordNeverInError) {
+  struct Case {
+    const char* conninfo;
+    const char* secret;
+  };
+  for (const Case& c : {
+           Case{"host=a password=se cret", "cret"},
+           Case{"host=a password='s3cr3t", "s3cr3t"},
+           Case{"password=abc hots=x", "abc"},
+           Case{"postgresql://cdc:pa%zzword@h/db", "zzword"},
+           Case{"postgresql://cdc:topsecret@[::1/db", "topsecret"},
+           Case{"postgresql://cdc:topsecret@[::1]x/db", "topsecret"},
+           Case{"postgresql://h/db?password=topsecret&bad", "topsecret"},
+           Case{"postgresql://h/db?pass%77ord=topsecret&a=b=c", "topsecret"},
+           Case{"dbname=postgresql://u:p w@h/db", "w@h"},
+           Case{"sslpassword=key phrase", "phrase"},
+       }) {
+    for (bool as_override : {false, true}) {
+      SCOPED_TRACE(std::string(c.conninfo) + (as_override ? " (override)" : " (base)"));
+      std::string merged, err;
+      bool ok = as_override ? MergeConninfo("host=x", c.conninfo, &merged, &err)
+                            : MergeConninfo(c.conninfo, "", &merged, &err);
+      EXPECT_FALSE(ok);
+      EXPECT_FALSE(err.empty());
+      EXPECT_EQ(err.find(c.secret), std::string::npos) << err;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pgslotd

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Test it: installs what is missing (Debian packages), builds pgslotd and its
+# tests in ./build, and runs the whole test suite with ctest. Arguments are
+# passed on to ctest, e.g.:
+#   bash scripts/test.sh -L unit          # unit tests only (no server)
+#   bash scripts/test.sh -L integration   # throwaway PostgreSQL 15 clusters
+# Exits with ctest's exit code. Safe to run again and again.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
+
+ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_SERVER_DEPS[@]}"
+build_pgslotd "$root"
+
+say "running the tests: ctest --output-on-failure $*"
+cd "$root/build"
+exec ctest --output-on-failure "$@"

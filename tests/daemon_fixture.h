@@ -1,0 +1,67 @@
+// Shared pieces of the integration tests that run the real daemon binary
+// against the real cluster of PgCluster::Shared().
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pg_cluster.h"
+#include "test_util.h"
+
+namespace pgslotd::test {
+
+using Options = std::vector<std::pair<std::string, std::string>>;
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pg_ = PgCluster::Shared();
+    dir_ = std::make_unique<TempDir>("pgslotd-it");
+  }
+
+  // Writes `yaml` as the config file and returns its path.
+  std::string WriteConfig(const std::string& yaml, const std::string& name = "pgslotd.yaml") {
+    std::string path = dir_->File(name);
+    WriteFile(path, yaml);
+    return path;
+  }
+
+  // A slot entry for a config (indented for the `slots:` list).
+  static std::string SlotYaml(const std::string& name, const std::string& sink_yaml,
+                              const std::string& extra = "",
+                              const std::string& plugin = "test_decoding") {
+    return "  - name: " + name + "\n    plugin: " + plugin + "\n    sink: " + sink_yaml + "\n" +
+           extra;
+  }
+
+  std::string Header(const std::string& db = "postgres", const std::string& extra = "") {
+    return "connection: \"" + pg_->Conninfo(db) + "\"\nstatus_interval: 1s\n" + extra + "slots:\n";
+  }
+
+  // Runs the daemon with --end-lsn and waits for it; returns the exit code.
+  int RunUntil(const std::string& config, const std::string& end_lsn, Subprocess* p,
+               const Subprocess::Options& opts = Subprocess::Options(),
+               std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+    p->Start({PgslotdBinary(), "--config", config, "--end-lsn", end_lsn}, opts);
+    int rc = p->Wait(timeout);
+    if (rc != 0) ADD_FAILURE() << "pgslotd exited " << rc << "; stderr:\n" << p->Stderr();
+    return rc;
+  }
+
+  // The reference: what the server itself decodes for `slot` up to `upto`,
+  // one line per message as format raw writes it.
+  std::string Reference(const std::string& slot, const std::string& upto, const Options& options,
+                        const std::string& db = "postgres") {
+    std::string out;
+    for (const std::string& line : pg_->PeekChanges(slot, upto, options, db)) out += line + "\n";
+    return out;
+  }
+
+  PgCluster* pg_ = nullptr;
+  std::unique_ptr<TempDir> dir_;
+};
+
+}  // namespace pgslotd::test

@@ -1,0 +1,73 @@
+// A recording sink for tests: keeps every byte it accepted and what was
+// durable, and fails Write or Sync on demand. Thread-safe for the test
+// thread to inspect while a worker thread writes.
+#pragma once
+
+#include <mutex>
+#include <string>
+
+#include "sink/sink.h"
+
+namespace pgslotd::test {
+
+class FakeSink : public Sink {
+ public:
+  struct Shared {
+    std::mutex mu;
+    std::string content;       // every accepted byte, minus discarded ones
+    size_t durable_bytes = 0;  // prefix of content that Sync made durable
+    bool fail_write = false;   // Write accepts half, then fails (retryable)
+    bool fail_sync = false;    // Sync fails
+    bool hold = false;  // Sync succeeds but nothing becomes durable (a reader that never reads)
+    Status::Code sync_error = Status::Code::kProcessFatal;
+    int syncs = 0;
+    int discards = 0;
+  };
+  explicit FakeSink(Shared* shared) : s_(shared) {}
+
+  std::string Describe() const override { return "fake"; }
+  Status Open() override { return Status::Ok(); }
+  Status Write(const char* data, size_t len, size_t* written) override {
+    std::lock_guard<std::mutex> l(s_->mu);
+    if (s_->fail_write) {
+      *written = len / 2;
+      s_->content.append(data, *written);
+      accepted_ += *written;
+      return Status::Retryable("injected write failure");
+    }
+    *written = len;
+    s_->content.append(data, len);
+    accepted_ += len;
+    return Status::Ok();
+  }
+  bool SyncIsCostly() const override { return accepted_ > durable_; }
+  Status Sync() override {
+    std::lock_guard<std::mutex> l(s_->mu);
+    ++s_->syncs;
+    if (accepted_ == durable_ || s_->hold) return Status::Ok();  // as a file: nothing to sync
+    if (s_->fail_sync) {
+      return s_->sync_error == Status::Code::kProcessFatal
+                 ? Status::ProcessFatal("injected fsync failure")
+                 : Status::Retryable("injected fsync failure");
+    }
+    durable_ = accepted_;
+    s_->durable_bytes = s_->content.size();
+    return Status::Ok();
+  }
+  Status Discard(uint64_t keep) override {
+    std::lock_guard<std::mutex> l(s_->mu);
+    ++s_->discards;
+    uint64_t drop = accepted_ - keep;
+    s_->content.resize(s_->content.size() - drop);
+    if (s_->durable_bytes > s_->content.size()) s_->durable_bytes = s_->content.size();
+    accepted_ = durable_ = keep;
+    return Status::Ok();
+  }
+  Status Reopen() override { return Status::Ok(); }
+  Status Close() override { return Sync(); }
+
+ private:
+  Shared* s_;
+};
+
+}  // namespace pgslotd::test

@@ -1,0 +1,157 @@
+// The slot worker in-process against the real server, with a sink that
+// fails on demand: nothing past the last durable byte is ever acknowledged.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "fake_sink.h"
+#include "pg_cluster.h"
+#include "slot/slot_worker.h"
+#include "test_util.h"
+
+namespace pgslotd::test {
+namespace {
+
+using std::chrono::seconds;
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { pg_ = PgCluster::Shared(); }
+
+  SlotConfig Slot(const std::string& name) {
+    SlotConfig c;
+    c.name = name;
+    c.connection = pg_->Conninfo();
+    c.plugin = "test_decoding";
+    c.options = {{"include-xids", "1"}};
+    c.status_interval = std::chrono::milliseconds(200);
+    c.fsync_interval = std::chrono::milliseconds(0);
+    return c;
+  }
+  std::unique_ptr<SlotWorker> StartWorker(const SlotConfig& c, FakeSink::Shared* shared) {
+    SlotWorker::Options o;
+    o.make_sink = [shared](const SlotConfig&) { return std::make_unique<FakeSink>(shared); };
+    auto w = std::make_unique<SlotWorker>(c, std::move(o));
+    w->Start();
+    return w;
+  }
+  bool FlushReaches(const std::string& slot, const std::string& lsn) {
+    return WaitFor(
+        [&] {
+          return pg_->Scalar("SELECT confirmed_flush_lsn >= '" + lsn +
+                             "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + slot +
+                             "'") == "t";
+        },
+        seconds(20));
+  }
+  std::string Reference(const std::string& slot, const std::string& upto) {
+    std::string out;
+    for (auto& l : pg_->PeekChanges(slot, upto, {{"include-xids", "1"}})) out += l + "\n";
+    return out;
+  }
+  PgCluster* pg_;
+};
+
+TEST_F(WorkerTest, FailedSyncIsNeverAcknowledged) {
+  pg_->Exec("DROP TABLE IF EXISTS wf; CREATE TABLE wf(id serial primary key, v text)");
+  pg_->DropSlotIfExists("wt_sync");
+  pg_->DropSlotIfExists("wt_sync_ref");
+  pg_->CreateLogicalSlot("wt_sync");
+  pg_->CreateLogicalSlot("wt_sync_ref");
+  FakeSink::Shared shared;
+  auto w = StartWorker(Slot("wt_sync"), &shared);
+
+  pg_->Exec("INSERT INTO wf(v) VALUES ('durable')");
+  std::string durable_end = pg_->CurrentWalLsn();
+  ASSERT_TRUE(FlushReaches("wt_sync", durable_end));
+  std::string durable_content;
+  {
+    std::lock_guard<std::mutex> l(shared.mu);
+    shared.fail_sync = true;
+    durable_content = shared.content;
+  }
+  pg_->Exec("INSERT INTO wf(v) VALUES ('written, never synced')");
+  ASSERT_TRUE(WaitFor([&] { return w->finished(); }, seconds(20)));
+  EXPECT_EQ(w->error().code(), Status::Code::kProcessFatal);
+  EXPECT_NE(w->error().message().find("injected fsync failure"), std::string::npos);
+  {
+    std::lock_guard<std::mutex> l(shared.mu);
+    // The worker wrote part or all of the second transaction (the server
+    // may send its BEGIN alone) and failed to sync it.
+    EXPECT_GT(shared.content.size(), durable_content.size()) << "the write did happen";
+    EXPECT_EQ(shared.content.substr(0, shared.durable_bytes), durable_content);
+  }
+  // The server still holds the unsynced transaction for us.
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("wt_sync"), durable_end);
+  auto pending = pg_->PeekChanges("wt_sync", "", {});
+  ASSERT_EQ(pending.size(), 3u);
+  EXPECT_NE(pending[1].find("never synced"), std::string::npos);
+}
+
+TEST_F(WorkerTest, FailedWriteIsCutBackAndResentWhole) {
+  pg_->Exec("DROP TABLE IF EXISTS ww; CREATE TABLE ww(id serial primary key, v text)");
+  pg_->DropSlotIfExists("wt_write");
+  pg_->DropSlotIfExists("wt_write_ref");
+  pg_->CreateLogicalSlot("wt_write");
+  pg_->CreateLogicalSlot("wt_write_ref");
+  FakeSink::Shared shared;
+  auto w = StartWorker(Slot("wt_write"), &shared);
+  pg_->Exec("INSERT INTO ww(v) VALUES ('first')");
+  std::string first_end = pg_->CurrentWalLsn();
+  ASSERT_TRUE(FlushReaches("wt_write", first_end));
+  {
+    std::lock_guard<std::mutex> l(shared.mu);
+    shared.fail_write = true;
+  }
+  pg_->Exec("INSERT INTO ww(v) SELECT 'second ' || g FROM generate_series(1, 20) g");
+  ASSERT_TRUE(WaitFor([&] { return w->stats().reconnects.load() > 0; }, seconds(20)));
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("wt_write"), first_end);
+  {
+    std::lock_guard<std::mutex> l(shared.mu);
+    EXPECT_GE(shared.discards, 1);
+    shared.fail_write = false;
+  }
+  std::string end = pg_->CurrentWalLsn();
+  ASSERT_TRUE(FlushReaches("wt_write", end));
+  w->RequestStop();
+  w->Join();
+  EXPECT_TRUE(w->error().ok()) << w->error().message();
+  std::lock_guard<std::mutex> l(shared.mu);
+  EXPECT_EQ(shared.content, Reference("wt_write_ref", end)) << "half-written bytes were kept";
+}
+
+TEST_F(WorkerTest, StatusUpdatesFlowWhileTheSinkIsStuck) {
+  // A sink that takes bytes but never makes them durable (a pipe reader
+  // that stopped reading): the worker keeps reporting its write position,
+  // so wal_sender_timeout never fires, and never reports a flush past what
+  // is durable, however many keepalives carry a later WAL end.
+  pg_->Exec("DROP TABLE IF EXISTS wst; CREATE TABLE wst(id serial primary key, v text)");
+  pg_->DropSlotIfExists("wt_stuck");
+  pg_->CreateLogicalSlot("wt_stuck");
+  std::string start = pg_->ConfirmedFlushLsn("wt_stuck");
+  FakeSink::Shared shared;
+  shared.hold = true;
+  auto w = StartWorker(Slot("wt_stuck"), &shared);
+  pg_->Exec("INSERT INTO wst(v) VALUES ('stuck')");
+  std::string after = pg_->CurrentWalLsn();
+  pg_->Exec("SELECT pg_switch_wal()");  // more WAL: keepalives with a later end
+  auto write_reported = [&] {
+    return pg_->Scalar("SELECT coalesce(bool_or(write_lsn >= '" + after +
+                       "'::pg_lsn), false) FROM pg_stat_replication "
+                       "WHERE application_name = 'pgslotd_wt_stuck'") == "t";
+  };
+  ASSERT_TRUE(WaitFor(write_reported, seconds(20)));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("wt_stuck"), start);
+  EXPECT_EQ(w->stats().reconnects.load(), 0u);
+  {
+    std::lock_guard<std::mutex> l(shared.mu);
+    EXPECT_NE(shared.content.find("'stuck'"), std::string::npos);
+  }
+  w->RequestStop();
+  w->Join();
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("wt_stuck"), start);
+}
+
+}  // namespace
+}  // namespace pgslotd::test

@@ -1,1 +1,179 @@
-// placeholder
+// The command line, exit codes and error messages of the real binary.
+#include <signal.h>
+#include <stdio.h>
+
+#include "daemon_fixture.h"
+
+namespace pgslotd::test {
+namespace {
+
+using std::chrono::seconds;
+
+int RunCli(const std::vector<std::string>& args, Subprocess* p) {
+  std::vector<std::string> argv = {PgslotdBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  p->Start(argv);
+  return p->Wait(seconds(30));
+}
+
+TEST_F(DaemonTest, VersionHelpAndUsageErrors) {
+  Subprocess v, h, none, bad_lsn, extra;
+  EXPECT_EQ(RunCli({"--version"}, &v), 0);
+  EXPECT_EQ(v.Stdout(), "pgslotd 0.1.0\n");
+  EXPECT_EQ(RunCli({"--help"}, &h), 0);
+  EXPECT_NE(h.Stdout().find("--end-lsn LSN"), std::string::npos);
+  EXPECT_EQ(RunCli({}, &none), 64);
+  EXPECT_NE(none.Stderr().find("--config PATH is required"), std::string::npos);
+  EXPECT_EQ(RunCli({"--config", "/x.yaml", "--end-lsn", "12345"}, &bad_lsn), 64);
+  EXPECT_NE(bad_lsn.Stderr().find("--end-lsn: \"12345\" is not an LSN"), std::string::npos);
+  EXPECT_EQ(RunCli({"--config", "/x.yaml", "stray"}, &extra), 64);
+}
+
+TEST_F(DaemonTest, CheckAcceptsAGoodConfigAndRefusesABadOneWith78) {
+  std::string good = WriteConfig(Header() + SlotYaml("ok_slot", "{type: stdout}"), "good.yaml");
+  Subprocess g;
+  EXPECT_EQ(RunCli({"--config", good, "--check"}, &g), 0);
+  EXPECT_NE(g.Stderr().find("config OK: 1 slot"), std::string::npos);
+  EXPECT_EQ(g.Stdout(), "");
+
+  std::string bad = WriteConfig(Header() +
+                                    "  - name: Bad-Name\n"
+                                    "    plugin: test_decoding\n"
+                                    "    sink: {type: file, path: relative.log}\n",
+                                "bad.yaml");
+  for (bool check : {true, false}) {
+    Subprocess b;
+    std::vector<std::string> args = {"--config", bad};
+    if (check) args.push_back("--check");
+    EXPECT_EQ(RunCli(args, &b), 78);
+    EXPECT_NE(b.Stderr().find(bad + ":4: slots[0].name:"), std::string::npos) << b.Stderr();
+    EXPECT_NE(b.Stderr().find(bad + ":6: slots[0].sink.path:"), std::string::npos) << b.Stderr();
+  }
+  Subprocess missing;
+  EXPECT_EQ(RunCli({"--config", dir_->File("nope.yaml"), "--check"}, &missing), 78);
+  EXPECT_NE(missing.Stderr().find("nope.yaml"), std::string::npos);
+}
+
+TEST_F(DaemonTest, MissingSlotIsAClearErrorNamingIt) {
+  pg_->DropSlotIfExists("it_missing");
+  std::string cfg = WriteConfig(Header() + SlotYaml("it_missing", "{type: stdout}"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg, "--end-lsn", pg_->CurrentWalLsn()});
+  EXPECT_EQ(p.Wait(seconds(30)), 1);
+  EXPECT_NE(p.Stderr().find("slot it_missing: replication slot \"it_missing\" does not exist"),
+            std::string::npos)
+      << p.Stderr();
+  EXPECT_NE(p.Stderr().find("create: true"), std::string::npos);
+  EXPECT_EQ(p.Stderr().find("reconnecting"), std::string::npos) << "no retry loop";
+}
+
+TEST_F(DaemonTest, AFailingSlotNeverStopsTheOthers) {
+  pg_->Exec("DROP TABLE IF EXISTS others; CREATE TABLE others(id serial primary key, v text)");
+  pg_->DropSlotIfExists("it_absent");
+  pg_->DropSlotIfExists("it_wrongplugin");
+  pg_->DropSlotIfExists("it_healthy");
+  pg_->CreateLogicalSlot("it_wrongplugin", "test_decoding");
+  pg_->CreateLogicalSlot("it_healthy");
+  std::string log = dir_->File("healthy.log");
+  std::string cfg = WriteConfig(
+      Header() + SlotYaml("it_absent", "{type: file, path: " + dir_->File("a.log") + "}") +
+      SlotYaml("it_wrongplugin", "{type: file, path: " + dir_->File("w.log") + "}", "",
+               "pgoutput") +
+      SlotYaml("it_healthy", "{type: file, path: " + log + "}"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return p.Stderr().find("slot it_absent: replication slot \"it_absent\" does not exist") !=
+                   std::string::npos &&
+               p.Stderr().find(
+                   "slot it_wrongplugin: replication slot \"it_wrongplugin\" uses "
+                   "plugin test_decoding but the config says pgoutput") != std::string::npos;
+      },
+      seconds(20)))
+      << p.Stderr();
+  pg_->Exec("INSERT INTO others(v) VALUES ('still flowing')");
+  ASSERT_TRUE(WaitFor(
+      [&] { return FileExists(log) && ReadFile(log).find("still flowing") != std::string::npos; },
+      seconds(20)))
+      << p.Stderr();
+  EXPECT_TRUE(p.Running());
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  EXPECT_EQ(p.Wait(seconds(20)), 0);
+}
+
+TEST_F(DaemonTest, PasswordsNeverReachTheLog) {
+  pg_->DropSlotIfExists("it_secret");
+  pg_->CreateLogicalSlot("it_secret");
+  // trust authentication ignores the password; the daemon must still hide it.
+  std::string cfg =
+      WriteConfig("connection: \"" + pg_->Conninfo() + " password=hunter2-secret\"\nslots:\n" +
+                  SlotYaml("it_secret", "{type: file, path: " + dir_->File("s.log") + "}"));
+  pg_->Exec("SELECT pg_switch_wal()");  // something to stream past
+  Subprocess p;
+  ASSERT_EQ(RunUntil(cfg, pg_->CurrentWalLsn(), &p), 0);
+  EXPECT_EQ(p.Stderr().find("hunter2"), std::string::npos) << p.Stderr();
+  EXPECT_NE(p.Stderr().find("password=********"), std::string::npos) << p.Stderr();
+}
+
+TEST_F(DaemonTest, HostileOptionValuesReachThePluginIntact) {
+  pg_->Exec("DROP TABLE IF EXISTS victim; CREATE TABLE victim(id int)");
+  pg_->DropSlotIfExists("it_hostile");
+  pg_->CreateLogicalSlot("it_hostile");
+  pg_->Exec("INSERT INTO victim VALUES (1)");  // something to stream
+  const std::string value = "1'); DROP TABLE victim; --";
+  std::string cfg = WriteConfig(
+      Header() + SlotYaml("it_hostile", "{type: stdout}",
+                          "    options: {include-xids: \"1'); DROP TABLE victim; --\"}\n"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg, "--end-lsn", pg_->CurrentWalLsn()});
+  EXPECT_EQ(p.Wait(seconds(30)), 1);
+  // test_decoding received the whole value as one option and refused it.
+  EXPECT_NE(
+      p.Stderr().find("could not parse value \"" + value + "\" for parameter \"include-xids\""),
+      std::string::npos)
+      << p.Stderr();
+  EXPECT_EQ(pg_->Scalar("SELECT count(*) FROM pg_class WHERE relname = 'victim'"), "1");
+
+  // A hostile option *name* is one identifier too.
+  std::string cfg2 = WriteConfig(
+      Header() + SlotYaml("it_hostile", "{type: stdout}", "    options: {'a\" ''b': \"1\"}\n"),
+      "name.yaml");
+  Subprocess p2;
+  p2.Start({PgslotdBinary(), "--config", cfg2, "--end-lsn", pg_->CurrentWalLsn()});
+  EXPECT_EQ(p2.Wait(seconds(30)), 1);
+  EXPECT_NE(p2.Stderr().find("option \"a\" 'b\" = \"1\" is unknown"), std::string::npos)
+      << p2.Stderr();
+}
+
+TEST_F(DaemonTest, SighupReopensTheFileForLogrotate) {
+  pg_->Exec("DROP TABLE IF EXISTS rot; CREATE TABLE rot(id serial primary key, v text)");
+  pg_->DropSlotIfExists("it_rotate");
+  pg_->CreateLogicalSlot("it_rotate");
+  std::string log = dir_->File("rot.log");
+  std::string cfg =
+      WriteConfig(Header() + SlotYaml("it_rotate", "{type: file, path: " + log + "}"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  pg_->Exec("INSERT INTO rot(v) VALUES ('before rotation')");
+  ASSERT_TRUE(WaitFor(
+      [&] { return FileExists(log) && ReadFile(log).find("before rotation") != std::string::npos; },
+      seconds(20)));
+  ASSERT_EQ(rename(log.c_str(), (log + ".1").c_str()), 0);
+  ASSERT_TRUE(p.Signal(SIGHUP));
+  ASSERT_TRUE(WaitFor([&] { return p.Stderr().find("reopened file " + log) != std::string::npos; },
+                      seconds(20)))
+      << p.Stderr();
+  pg_->Exec("INSERT INTO rot(v) VALUES ('after rotation')");
+  ASSERT_TRUE(WaitFor(
+      [&] { return FileExists(log) && ReadFile(log).find("after rotation") != std::string::npos; },
+      seconds(20)));
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  ASSERT_EQ(p.Wait(seconds(20)), 0);
+  EXPECT_EQ(ReadFile(log + ".1").find("after rotation"), std::string::npos);
+  EXPECT_NE(ReadFile(log + ".1").find("before rotation"), std::string::npos);
+  EXPECT_EQ(ReadFile(log).find("before rotation"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgslotd::test

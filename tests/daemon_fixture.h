@@ -60,6 +60,14 @@ class DaemonTest : public ::testing::Test {
     return out;
   }
 
+  // Whether the slot's confirmed_flush_lsn is at least `lsn` (an idle slot
+  // may legitimately move past it on background WAL).
+  bool FlushAtLeast(const std::string& slot, const std::string& lsn) {
+    return pg_->Scalar("SELECT confirmed_flush_lsn >= '" + lsn +
+                       "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + slot + "'") ==
+           "t";
+  }
+
   PgCluster* pg_ = nullptr;
   std::unique_ptr<TempDir> dir_;
 };

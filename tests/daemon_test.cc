@@ -177,3 +177,73 @@ TEST_F(DaemonTest, SighupReopensTheFileForLogrotate) {
 
 }  // namespace
 }  // namespace pgslotd::test
+
+namespace pgslotd::test {
+namespace {
+
+TEST_F(DaemonTest, SlotHeldByAnotherConsumerIsRetriedUntilFree) {
+  pg_->Exec("DROP TABLE IF EXISTS held; CREATE TABLE held(id serial primary key, v text)");
+  pg_->DropSlotIfExists("it_held");
+  pg_->DropSlotIfExists("it_held_ref");
+  pg_->CreateLogicalSlot("it_held");
+  pg_->CreateLogicalSlot("it_held_ref");
+  Subprocess other;  // pg_recvlogical holds the slot, as a crashed run's walsender would
+  other.Start({"/usr/lib/postgresql/15/bin/pg_recvlogical", "-d", pg_->Conninfo(), "-S", "it_held",
+               "--start", "--no-loop", "-f", "/dev/null"});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return pg_->Scalar("SELECT active FROM pg_replication_slots WHERE slot_name = 'it_held'") ==
+               "t";
+      },
+      std::chrono::seconds(20)));
+  std::string log = dir_->File("held.log");
+  std::string cfg = WriteConfig(Header() + SlotYaml("it_held", "{type: file, path: " + log + "}"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return p.Stderr().find(
+                   "slot it_held: START_REPLICATION: replication slot \"it_held\" is "
+                   "active for PID") != std::string::npos &&
+               p.Stderr().find("reconnecting in") != std::string::npos;
+      },
+      std::chrono::seconds(20)))
+      << p.Stderr();
+  EXPECT_TRUE(p.Running());
+  other.Signal(SIGKILL);
+  ASSERT_EQ(other.Wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  // Once the slot is free the daemon takes it over and streams.
+  pg_->Exec("INSERT INTO held(v) VALUES ('taken over')");
+  std::string end = pg_->CurrentWalLsn();
+  std::string expected;
+  for (auto& l : pg_->PeekChanges("it_held_ref", end, {})) expected += l + "\n";
+  ASSERT_NE(expected.find("taken over"), std::string::npos);
+  EXPECT_TRUE(WaitFor([&] { return FileExists(log) && ReadFile(log) == expected; },
+                      std::chrono::seconds(60)))
+      << p.Stderr();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  ASSERT_EQ(p.Wait(std::chrono::seconds(20)), 0);
+  EXPECT_EQ(ReadFile(log), expected);
+  EXPECT_TRUE(FlushAtLeast("it_held", end));
+}
+
+TEST_F(DaemonTest, ARoleWithoutReplicationRightsStopsTheSlotWithoutRetrying) {
+  pg_->Exec(
+      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'it_noperm') THEN "
+      "CREATE ROLE it_noperm LOGIN; END IF; END $$");
+  pg_->DropSlotIfExists("it_perm");
+  pg_->CreateLogicalSlot("it_perm");
+  std::string cfg =
+      WriteConfig("connection: \"" + pg_->Conninfo() + " user=it_noperm\"\nslots:\n" +
+                  SlotYaml("it_perm", "{type: file, path: " + dir_->File("p.log") + "}"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  EXPECT_EQ(p.Wait(std::chrono::seconds(30)), 1) << "every slot failed: exit 1";
+  EXPECT_NE(p.Stderr().find("slot it_perm: cannot connect"), std::string::npos) << p.Stderr();
+  EXPECT_NE(p.Stderr().find("must be superuser or replication role"), std::string::npos)
+      << p.Stderr();
+  EXPECT_EQ(p.Stderr().find("reconnecting"), std::string::npos) << p.Stderr();
+}
+
+}  // namespace
+}  // namespace pgslotd::test

@@ -379,7 +379,7 @@ void PgCluster::StartWatchdog() {
   // backends (cwd <dir>/data), and an initdb or pg_ctl that was running (cwd
   // <dir>, see RunPgProgram) and might still start a postmaster -- until none
   // is left, then removes the directory. Postgres processes get SIGQUIT
-  // (immediate shutdown) first, anything else SIGKILL; after 5 s everything
+  // (immediate shutdown) first, anything else SIGKILL; after 1 s everything
   // gets SIGKILL.
   const std::string script =
       "while read -r _; do :; done\n"
@@ -395,7 +395,7 @@ void PgCluster::StartWatchdog() {
       "  for p in $pids; do\n"
       "    c=\n"
       "    read -r c < \"$p/comm\" 2>/dev/null\n"
-      "    if [ \"$c\" = postgres ] && [ $i -lt 50 ]; then sig=QUIT; else sig=KILL; fi\n"
+      "    if [ \"$c\" = postgres ] && [ $i -lt 10 ]; then sig=QUIT; else sig=KILL; fi\n"
       "    kill -s $sig \"${p#/proc/}\" 2>/dev/null\n"
       "  done\n"
       "  sleep 0.1\n"

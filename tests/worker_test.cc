@@ -49,6 +49,16 @@ class WorkerTest : public ::testing::Test {
     for (auto& l : pg_->PeekChanges(slot, upto, {{"include-xids", "1"}})) out += l + "\n";
     return out;
   }
+  // Whether the slot (from its confirmed_flush_lsn on) still holds a change
+  // containing `held` and none containing `acked` (if not empty).
+  bool StillHeld(const std::string& slot, const std::string& held, const std::string& acked) {
+    std::string all;
+    for (auto& l : pg_->PeekChanges(slot, "", {})) all += l + "\n";
+    bool ok = all.find(held) != std::string::npos &&
+              (acked.empty() || all.find(acked) == std::string::npos);
+    if (!ok) ADD_FAILURE() << "slot " << slot << " holds:\n" << all;
+    return ok;
+  }
   PgCluster* pg_;
 };
 
@@ -81,11 +91,8 @@ TEST_F(WorkerTest, FailedSyncIsNeverAcknowledged) {
     EXPECT_GT(shared.content.size(), durable_content.size()) << "the write did happen";
     EXPECT_EQ(shared.content.substr(0, shared.durable_bytes), durable_content);
   }
-  // The server still holds the unsynced transaction for us.
-  EXPECT_EQ(pg_->ConfirmedFlushLsn("wt_sync"), durable_end);
-  auto pending = pg_->PeekChanges("wt_sync", "", {});
-  ASSERT_EQ(pending.size(), 3u);
-  EXPECT_NE(pending[1].find("never synced"), std::string::npos);
+  // The server still holds the unsynced transaction for us, and only it.
+  EXPECT_TRUE(StillHeld("wt_sync", "never synced", "durable"));
 }
 
 TEST_F(WorkerTest, FailedWriteIsCutBackAndResentWhole) {
@@ -105,7 +112,7 @@ TEST_F(WorkerTest, FailedWriteIsCutBackAndResentWhole) {
   }
   pg_->Exec("INSERT INTO ww(v) SELECT 'second ' || g FROM generate_series(1, 20) g");
   ASSERT_TRUE(WaitFor([&] { return w->stats().reconnects.load() > 0; }, seconds(20)));
-  EXPECT_EQ(pg_->ConfirmedFlushLsn("wt_write"), first_end);
+  EXPECT_TRUE(StillHeld("wt_write", "second 20", "'first'"));
   {
     std::lock_guard<std::mutex> l(shared.mu);
     EXPECT_GE(shared.discards, 1);
@@ -128,7 +135,6 @@ TEST_F(WorkerTest, StatusUpdatesFlowWhileTheSinkIsStuck) {
   pg_->Exec("DROP TABLE IF EXISTS wst; CREATE TABLE wst(id serial primary key, v text)");
   pg_->DropSlotIfExists("wt_stuck");
   pg_->CreateLogicalSlot("wt_stuck");
-  std::string start = pg_->ConfirmedFlushLsn("wt_stuck");
   FakeSink::Shared shared;
   shared.hold = true;
   auto w = StartWorker(Slot("wt_stuck"), &shared);
@@ -142,7 +148,12 @@ TEST_F(WorkerTest, StatusUpdatesFlowWhileTheSinkIsStuck) {
   };
   ASSERT_TRUE(WaitFor(write_reported, seconds(20)));
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  EXPECT_EQ(pg_->ConfirmedFlushLsn("wt_stuck"), start);
+  // Acknowledging the transaction means reaching its end, `after`.
+  auto below = [&] {
+    return pg_->Scalar("SELECT confirmed_flush_lsn < '" + after +
+                       "'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'wt_stuck'") == "t";
+  };
+  EXPECT_TRUE(below()) << pg_->ConfirmedFlushLsn("wt_stuck") << " vs " << after;
   EXPECT_EQ(w->stats().reconnects.load(), 0u);
   {
     std::lock_guard<std::mutex> l(shared.mu);
@@ -150,7 +161,7 @@ TEST_F(WorkerTest, StatusUpdatesFlowWhileTheSinkIsStuck) {
   }
   w->RequestStop();
   w->Join();
-  EXPECT_EQ(pg_->ConfirmedFlushLsn("wt_stuck"), start);
+  EXPECT_TRUE(below()) << pg_->ConfirmedFlushLsn("wt_stuck") << " vs " << after;
 }
 
 }  // namespace

@@ -225,7 +225,12 @@ void StopSharedClusterAtExit() { SharedSlot().cluster.reset(); }
 
 PgCluster* PgCluster::Shared() {
   SharedCluster& slot = SharedSlot();
-  if (slot.cluster) return slot.cluster.get();
+  if (slot.cluster) {
+    // A test that stopped the server and failed before starting it again
+    // must not break the tests after it.
+    if (!slot.cluster->running()) slot.cluster->Start();
+    return slot.cluster.get();
+  }
   if (!slot.start_error.empty()) throw std::runtime_error(slot.start_error);
   try {
     slot.cluster = StartNew();
@@ -547,6 +552,7 @@ void PgCluster::AppendConfig(const std::string& text) {
 void PgCluster::Shutdown() {
   if (dir_.empty() || getpid() != owner_pid_) return;  // a forked child owns nothing
   std::string errors;
+  bool stopped = true;
   if (PathExists(data_dir() + "/postmaster.pid")) {
     const pid_t postmaster = PostmasterPid();
     std::string output;
@@ -558,23 +564,28 @@ void PgCluster::Shutdown() {
                         &output);
       if (rc != 0) errors += "pg_ctl stop -m immediate: " + output;
     }
-    if (rc == 0) ReapPostmaster(postmaster);
+    stopped = rc == 0;
+    if (stopped) ReapPostmaster(postmaster);
   }
   running_ = false;
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-  if (ec) errors += "cannot remove " + dir_ + ": " + ec.message();
-  dir_.clear();
+  if (stopped) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    if (ec) errors += "cannot remove " + dir_ + ": " + ec.message();
+  }
+  // If the server could not be stopped, the directory is still there and
+  // the watchdog, now released, kills what runs in it and removes it.
   if (watchdog_fd_ >= 0) {
     close(watchdog_fd_);
     watchdog_fd_ = -1;
   }
   if (watchdog_pid_ > 0) {
-    if (!ReapWithTimeout(watchdog_pid_, std::chrono::milliseconds(5000))) {
+    if (!ReapWithTimeout(watchdog_pid_, std::chrono::seconds(stopped ? 5 : 60))) {
       errors += "the watchdog process " + std::to_string(watchdog_pid_) + " did not exit";
     }
     watchdog_pid_ = 0;
   }
+  dir_.clear();
   if (!errors.empty()) throw std::runtime_error(errors);
 }
 

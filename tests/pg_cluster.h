@@ -47,8 +47,9 @@ namespace pgslotd::test {
 class PgCluster {
  public:
   // The cluster shared by all tests of this process, started on the first
-  // call (a few seconds) and stopped at process exit. If starting fails, this
-  // and every later call throw the same error.
+  // call (about 2 s) and stopped at process exit. If a test left it stopped
+  // (Stop()), it is started again. If the first start fails, this and every
+  // later call throw the same error.
   static PgCluster* Shared();
 
   // A private cluster, for tests that must stop or break their server

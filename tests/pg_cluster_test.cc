@@ -215,6 +215,40 @@ TEST(PrivateClusterTest, StartNewIsIndependentAndCleansUp) {
   EXPECT_EQ(PgCluster::Shared()->Scalar("SELECT 1"), "1");
 }
 
+// Whether `pid` exists and is not a zombie.
+bool ProcessAlive(pid_t pid) {
+  std::string stat;
+  try {
+    stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  } catch (const std::runtime_error&) {
+    return false;  // gone
+  }
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+}
+
+TEST(PrivateClusterTest, WatchdogCleansUpAfterTestProcessIsKilled) {
+  // The child is a fork of this process that starts its own cluster and
+  // dies by SIGKILL: no destructor, no atexit handler runs.
+  GTEST_FLAG_SET(death_test_style, "fast");
+  TempDir tmp;
+  const std::string report = tmp.File("cluster");
+  EXPECT_EXIT(
+      {
+        std::unique_ptr<PgCluster> pg = PgCluster::StartNew();
+        WriteFile(report,
+                  pg->dir() + "\n" + SplitLines(ReadFile(pg->data_dir() + "/postmaster.pid"))[0]);
+        raise(SIGKILL);
+      },
+      ::testing::KilledBySignal(SIGKILL), "");
+  std::vector<std::string> lines = SplitLines(ReadFile(report));
+  ASSERT_EQ(lines.size(), 2u);
+  const std::string dir = lines[0];
+  const pid_t postmaster = std::stoi(lines[1]);
+  EXPECT_TRUE(WaitFor([&] { return !FileExists(dir); }, seconds(30))) << dir;
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(postmaster); }, seconds(30))) << postmaster;
+}
+
 // --- test_util ---
 
 TEST(SubprocessTest, CapturesStdoutAndExitCode) {

@@ -18,7 +18,7 @@ constexpr int kExitConfig = 78;  // EX_CONFIG
 
 void PrintHelp() {
   std::printf(
-      "Usage: pgslotd --config PATH [--check] [--end-lsn LSN]\n"
+      "Usage: pgslotd --config PATH [--check] [--end-lsn LSN] [--log-target T]\n"
       "\n"
       "Streams PostgreSQL logical replication slots into stdout, files and named\n"
       "pipes, acknowledging each position only once its sink has made it durable.\n"
@@ -28,10 +28,13 @@ void PrintHelp() {
       "                      78 with every error on stderr if not\n"
       "      --end-lsn LSN   stream until every slot has durably written and\n"
       "                      acknowledged everything up to LSN (X/Y), then exit 0\n"
+      "      --log-target T  auto (the default: journald when stderr is the journal\n"
+      "                      stream systemd gave us), stderr or journal\n"
       "      --version       print the version and exit\n"
       "  -h, --help          print this help and exit\n"
       "\n"
-      "Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reopens sink files.\n"
+      "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads the configuration\n"
+      "(unchanged slots keep streaming) and reopens sink files.\n"
       "Exit codes: 0 clean, 1 fatal error, 64 bad usage, 78 configuration error.\n");
 }
 
@@ -41,12 +44,14 @@ int main(int argc, char** argv) {
   std::string config_path;
   bool check = false;
   std::optional<pgslotd::Lsn> end_lsn;
-  enum { kOptCheck = 1000, kOptEndLsn, kOptVersion };
+  std::string log_target = "auto";
+  enum { kOptCheck = 1000, kOptEndLsn, kOptVersion, kOptLogTarget };
   static const struct option kOptions[] = {
       {"config", required_argument, nullptr, 'c'},
       {"check", no_argument, nullptr, kOptCheck},
       {"end-lsn", required_argument, nullptr, kOptEndLsn},
       {"version", no_argument, nullptr, kOptVersion},
+      {"log-target", required_argument, nullptr, kOptLogTarget},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -66,6 +71,9 @@ int main(int argc, char** argv) {
                        optarg);
           return kExitUsage;
         }
+        break;
+      case kOptLogTarget:
+        log_target = optarg;
         break;
       case kOptVersion:
         std::printf("pgslotd %s\n", PGSLOTD_VERSION);
@@ -100,8 +108,15 @@ int main(int argc, char** argv) {
                  config.slots.size() == 1 ? "" : "s");
     return 0;
   }
-  if (!pgslotd::SetupLogging(config.log_level)) {
-    std::fprintf(stderr, "pgslotd: unknown log level %s\n", config.log_level.c_str());
+  pgslotd::LogTarget target;
+  if (!pgslotd::ParseLogTarget(log_target, &target)) {
+    std::fprintf(stderr, "pgslotd: --log-target: \"%s\" is not auto, stderr or journal\n",
+                 log_target.c_str());
+    return kExitUsage;
+  }
+  if (!pgslotd::SetupLogging(config.log_level, target)) {
+    std::fprintf(stderr, "pgslotd: cannot log to %s at level %s\n", log_target.c_str(),
+                 config.log_level.c_str());
     return kExitConfig;
   }
   pgslotd::BlockSignals();  // before any thread starts

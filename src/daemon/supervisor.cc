@@ -2,17 +2,23 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+
+#include "daemon/log.h"
+#include "daemon/status_line.h"
 
 namespace pgslotd {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::seconds kStatusEvery{2};
 
 sigset_t HandledSignals() {
   sigset_t set;
@@ -47,34 +53,136 @@ void Supervisor::StopAll() {
   for (auto& w : workers_) w->Join();
 }
 
+std::unique_ptr<SlotWorker> Supervisor::MakeWorker(const SlotConfig& slot) {
+  SlotWorker::Options wo;
+  wo.end_lsn = options_.end_lsn;
+  int done_fd = done_fd_;
+  wo.on_exit = [done_fd] {
+    uint64_t one = 1;
+    ssize_t n = ::write(done_fd, &one, sizeof one);
+    (void)n;
+  };
+  auto w = std::make_unique<SlotWorker>(slot, std::move(wo));
+  w->Start();
+  return w;
+}
+
+void Supervisor::PublishStatus() {
+  if (!notifier_.enabled()) return;
+  std::vector<SlotView> views;
+  for (auto& w : workers_) views.push_back(ViewOf(*w));
+  notifier_.Status(StatusLine(views));
+}
+
+void Supervisor::Reload() {
+  notifier_.Reloading();
+  Config fresh;
+  std::vector<ConfigError> errors;
+  if (!LoadConfig(config_.path, &fresh, &errors)) {
+    for (const ConfigError& e : errors) LogError("reload: " + e.ToString());
+    LogError("reload of " + config_.path + " failed (" + std::to_string(errors.size()) + " error" +
+             (errors.size() == 1 ? "" : "s") + "): the running configuration stays in effect");
+    notifier_.Ready();
+    return;
+  }
+  SetLogLevel(fresh.log_level);
+
+  std::map<std::string, std::unique_ptr<SlotWorker>> running;
+  for (auto& w : workers_) running[w->config().name] = std::move(w);
+  workers_.clear();
+  // Stop what is removed or changed, all at once, before anything starts:
+  // a changed slot may hand its sink path to another.
+  std::vector<std::unique_ptr<SlotWorker>> stopping;
+  std::map<std::string, const SlotConfig*> wanted;
+  for (const SlotConfig& s : fresh.slots) wanted[s.name] = &s;
+  size_t kept = 0, started = 0, restarted = 0, removed = 0;
+  for (auto it = running.begin(); it != running.end();) {
+    auto want = wanted.find(it->first);
+    SlotWorker& w = *it->second;
+    bool failed = w.finished() && !w.error().ok();
+    if (want != wanted.end() && *want->second == w.config() && !failed) {
+      ++it;
+      continue;
+    }
+    if (want == wanted.end()) {
+      ++removed;
+      Log(spdlog::level::info, LogEvent{it->first, kInvalidLsn, nullptr, {}},
+          "removed from the configuration: stopping");
+    } else {
+      ++restarted;
+      Log(spdlog::level::info, LogEvent{it->first, kInvalidLsn, nullptr, {}},
+          failed ? "had stopped on an error: starting it again" : "settings changed: restarting");
+    }
+    it->second->RequestStop();
+    stopping.push_back(std::move(it->second));
+    it = running.erase(it);
+  }
+  for (auto& w : stopping) w->Join();
+  stopping.clear();
+  for (const SlotConfig& s : fresh.slots) {
+    auto it = running.find(s.name);
+    if (it != running.end()) {
+      it->second->RequestReopen();
+      workers_.push_back(std::move(it->second));
+      ++kept;
+    } else {
+      workers_.push_back(MakeWorker(s));
+      ++started;
+    }
+  }
+  started -= restarted;  // a restarted slot was counted as started too
+  config_ = std::move(fresh);
+  Log(spdlog::level::info, LogEvent{{}, kInvalidLsn, msgid::kReloaded, {}},
+      "reloaded " + config_.path + ": " + std::to_string(kept) + " kept, " +
+          std::to_string(started) + " started, " + std::to_string(restarted) + " restarted, " +
+          std::to_string(removed) + " stopped");
+  PublishStatus();
+  notifier_.Ready();
+}
+
 int Supervisor::Run() {
   sigset_t set = HandledSignals();
   int sfd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sfd < 0) {
-    spdlog::critical("signalfd: {}", std::strerror(errno));
+    LogError(std::string("signalfd: ") + std::strerror(errno));
     return 1;
   }
-  for (const SlotConfig& slot : config_.slots) {
-    SlotWorker::Options wo;
-    wo.end_lsn = options_.end_lsn;
-    int done_fd = done_fd_;
-    wo.on_exit = [done_fd] {
-      uint64_t one = 1;
-      ssize_t n = ::write(done_fd, &one, sizeof one);
-      (void)n;
-    };
-    workers_.push_back(std::make_unique<SlotWorker>(slot, std::move(wo)));
-  }
-  for (auto& w : workers_) w->Start();
-  spdlog::info("started {} slot{}{}", workers_.size(), workers_.size() == 1 ? "" : "s",
-               options_.end_lsn ? " (until " + FormatLsn(*options_.end_lsn) + ")" : "");
+  for (const SlotConfig& slot : config_.slots) workers_.push_back(MakeWorker(slot));
+  LogInfo("started " + std::to_string(workers_.size()) + " slot" +
+          (workers_.size() == 1 ? "" : "s") +
+          (options_.end_lsn ? " (until " + FormatLsn(*options_.end_lsn) + ")" : ""));
+  notifier_.Ready();
+  PublishStatus();
 
+  const auto watchdog =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_interval());
+  auto next_status = Clock::now() + kStatusEvery;
+  auto next_ping = Clock::now();
   int exit_code = 0;
   for (;;) {
+    auto now = Clock::now();
+    if (watchdog.count() > 0 && now >= next_ping) {
+      std::vector<SlotView> views;
+      for (auto& w : workers_) views.push_back(ViewOf(*w));
+      if (AllCheckedIn(views, now.time_since_epoch().count(), watchdog)) {
+        notifier_.WatchdogPing();
+        next_ping = now + watchdog / 2;
+      } else {
+        // Withheld: systemd restarts us if no slot recovers in time.
+        next_ping = now + std::chrono::milliseconds(250);
+      }
+    }
+    if (now >= next_status) {
+      PublishStatus();
+      next_status = now + kStatusEvery;
+    }
+    auto wake = std::min(next_status, watchdog.count() > 0 ? next_ping : next_status);
+    int timeout = static_cast<int>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1));
     struct pollfd fds[2] = {{sfd, POLLIN, 0}, {done_fd_, POLLIN, 0}};
-    int n = ::poll(fds, 2, 1000);
+    int n = ::poll(fds, 2, std::min(timeout, 1000));
     if (n < 0 && errno != EINTR) {
-      spdlog::critical("poll: {}", std::strerror(errno));
+      LogError(std::string("poll: ") + std::strerror(errno));
       exit_code = 1;
       break;
     }
@@ -82,10 +190,11 @@ int Supervisor::Run() {
     struct signalfd_siginfo si;
     while (::read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
       if (si.ssi_signo == SIGHUP) {
-        spdlog::info("SIGHUP: reopening sinks");
-        for (auto& w : workers_) w->RequestReopen();
+        LogInfo("SIGHUP: reloading " + config_.path);
+        Reload();
       } else {
-        spdlog::info("{}: stopping every slot", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        LogInfo(std::string(si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT") +
+                ": stopping every slot");
         stop = true;
       }
     }
@@ -105,26 +214,28 @@ int Supervisor::Run() {
       }
     }
     if (process_fatal) {
-      spdlog::critical("stopping every slot after a fatal error");
+      Log(spdlog::level::critical, LogEvent{{}, kInvalidLsn, msgid::kFatal, {}},
+          "stopping every slot after a fatal error; exiting so that the service is restarted");
       exit_code = 1;
       break;
     }
     if (options_.end_lsn && failed > 0) {
-      spdlog::error("a slot failed before reaching the end position; stopping");
+      LogError("a slot failed before reaching the end position; stopping");
       exit_code = 1;
       break;
     }
     if (finished == workers_.size()) {
       if (failed > 0) {
-        spdlog::error("every slot has stopped on an error; exiting");
+        LogError("every slot has stopped on an error; exiting");
         exit_code = 1;
       }
       break;
     }
   }
+  notifier_.Stopping();
   StopAll();
   ::close(sfd);
-  spdlog::info("exiting with code {}", exit_code);
+  LogInfo("exiting with code " + std::to_string(exit_code));
   return exit_code;
 }
 

@@ -1,9 +1,21 @@
 // Starts one SlotWorker per configured slot and runs the main thread's loop:
-// signals (taken with signalfd; no handler does any work), worker exits and
-// the end of an --end-lsn run.
+// signals (taken with signalfd; no handler does any work), the systemd
+// service protocol, worker exits and the end of an --end-lsn run.
 //
-//   SIGTERM, SIGINT  stop every slot cleanly (sync, final ack, end copy) and exit 0
-//   SIGHUP           reopen every sink (logrotate's create mode)
+//   SIGTERM, SIGINT  STOPPING=1, stop every slot cleanly (sync, final ack,
+//                    end copy) and exit 0
+//   SIGHUP           RELOADING=1, re-read the config file: slots whose
+//                    settings did not change keep streaming on the same
+//                    connection (their sinks are reopened, for logrotate);
+//                    new slots start; removed ones stop cleanly; changed
+//                    ones, and ones that had stopped on an error, restart. A
+//                    config that does not load leaves everything as it was.
+//                    Then READY=1.
+//
+// READY=1 is sent once every slot thread has started (not once connected:
+// a server that is down shows in STATUS= and is retried). STATUS= is
+// refreshed every few seconds. WATCHDOG=1 is sent at half of WATCHDOG_USEC
+// only while every running slot thread has checked in within WATCHDOG_USEC.
 //
 // The caller must block SIGTERM, SIGINT and SIGHUP in every thread before
 // constructing the Supervisor (BlockSignals does it), so that no worker
@@ -12,9 +24,11 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/notify.h"
 #include "pg/lsn.h"
 #include "slot/slot_worker.h"
 
@@ -39,9 +53,14 @@ class Supervisor {
   int Run();
 
  private:
+  std::unique_ptr<SlotWorker> MakeWorker(const SlotConfig& slot);
+  void Reload();
   void StopAll();
+  void PublishStatus();
+
   Config config_;
   Options options_;
+  Notifier notifier_;
   int done_fd_ = -1;  // eventfd: a worker finished
   std::vector<std::unique_ptr<SlotWorker>> workers_;
 };

@@ -62,6 +62,9 @@ void ReplicationConn::Close() {
 
 Status ReplicationConn::Wait(short events, Clock::time_point deadline) {
   for (;;) {
+    if (heartbeat_) {
+      heartbeat_->store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    }
     if (!draining_ && stop_->load(std::memory_order_acquire)) return Status::Stopped();
     auto now = Clock::now();
     if (now >= deadline) return Status::Retryable("timed out waiting for the server");

@@ -34,8 +34,12 @@ class ReplicationConn {
   using Clock = std::chrono::steady_clock;
 
   // `wakeup_fd` becomes readable when `stop` may have been set.
-  ReplicationConn(int wakeup_fd, const std::atomic<bool>* stop)
-      : wakeup_fd_(wakeup_fd), stop_(stop) {}
+  // `heartbeat` (steady-clock ns, may be null) is touched on every turn of
+  // every wait, so that the watchdog sees a worker waiting on the server
+  // as alive.
+  ReplicationConn(int wakeup_fd, const std::atomic<bool>* stop,
+                  std::atomic<int64_t>* heartbeat = nullptr)
+      : wakeup_fd_(wakeup_fd), stop_(stop), heartbeat_(heartbeat) {}
   ~ReplicationConn() { Close(); }
   ReplicationConn(const ReplicationConn&) = delete;
   ReplicationConn& operator=(const ReplicationConn&) = delete;
@@ -76,6 +80,7 @@ class ReplicationConn {
 
   int wakeup_fd_;
   const std::atomic<bool>* stop_;
+  std::atomic<int64_t>* heartbeat_;
   PGconn* conn_ = nullptr;
   bool draining_ = false;  // EndCopy: finish even though stop is set
 };

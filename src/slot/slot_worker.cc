@@ -1,13 +1,13 @@
 #include "slot/slot_worker.h"
 
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 
+#include "daemon/log.h"
 #include "pg/conninfo.h"
 #include "pg/quote.h"
 #include "pg/replication_conn.h"
@@ -126,25 +126,31 @@ bool SlotWorker::SleepInterruptibly(milliseconds d) {
   }
 }
 
+void SlotWorker::Event(Level level, const char* message_id, Lsn lsn, const std::string& message) {
+  Log(level, LogEvent{config_.name, lsn, message_id, {}}, message);
+}
+
 void SlotWorker::Run() {
-  const std::string& name = config_.name;
   milliseconds backoff = kBackoffMin;
+  Event(spdlog::level::info, msgid::kSlotStarted, kInvalidLsn,
+        "started: plugin " + config_.plugin + " into " + sink_->Describe());
   Status result;
   if (Status s = sink_->Open(); !s.ok()) {
     // Not fatal by itself: the sink is opened again before each session.
-    spdlog::warn("slot {}: {}: {}", name, sink_->Describe(), s.message());
+    Event(spdlog::level::warn, nullptr, kInvalidLsn, sink_->Describe() + ": " + s.message());
     if (s.code() == Status::Code::kSlotFatal) result = s;
   }
   while (result.ok() && !stop_.load(std::memory_order_acquire)) {
     auto started = Clock::now();
-    ReplicationConn conn(wakeup_fd_, &stop_);
+    ReplicationConn conn(wakeup_fd_, &stop_, &stats_.heartbeat_ns);
     Status s = Session(&conn);
     conn.Close();
     if (s.code() == Status::Code::kStopped) break;
     if (s.ok()) {  // reached --end-lsn
       stats_.state.store(SlotState::kDone);
-      spdlog::info("slot {}: reached end position {}; flushed {}", name,
-                   FormatLsn(*options_.end_lsn), FormatLsn(tracker_.flushed()));
+      Event(spdlog::level::info, msgid::kSlotStopped, tracker_.flushed(),
+            "reached end position " + FormatLsn(*options_.end_lsn) + "; flushed " +
+                FormatLsn(tracker_.flushed()));
       break;
     }
     if (s.code() != Status::Code::kRetryable) {
@@ -154,8 +160,9 @@ void SlotWorker::Run() {
     stats_.state.store(SlotState::kReconnecting);
     stats_.reconnects.fetch_add(1, std::memory_order_relaxed);
     if (Clock::now() - started >= kStableSession) backoff = kBackoffMin;
-    spdlog::warn("slot {}: {}; reconnecting in {} ms from {}", name, s.message(), backoff.count(),
-                 FormatLsn(tracker_.flushed()));
+    Event(spdlog::level::warn, msgid::kReconnecting, tracker_.flushed(),
+          s.message() + "; reconnecting in " + std::to_string(backoff.count()) + " ms from " +
+              FormatLsn(tracker_.flushed()));
     if (Status ss = Settle(Clock::now() + backoff); !ss.ok()) {
       result = ss;
       break;
@@ -169,14 +176,16 @@ void SlotWorker::Run() {
   if (!result.ok()) {
     stats_.state.store(SlotState::kFailed);
     if (result.code() == Status::Code::kProcessFatal) {
-      spdlog::critical("slot {}: {}", name, result.message());
+      Event(spdlog::level::critical, msgid::kFatal, tracker_.flushed(), result.message());
     } else {
-      spdlog::error("slot {}: {}; this slot has stopped (the others go on)", name,
-                    result.message());
+      bool invalidated = result.message().find("invalidated") != std::string::npos;
+      Event(spdlog::level::err, invalidated ? msgid::kSlotInvalidated : msgid::kSlotFailed,
+            tracker_.flushed(), result.message() + "; this slot has stopped (the others go on)");
     }
   } else if (stats_.state.load() != SlotState::kDone) {
     stats_.state.store(SlotState::kStopped);
-    spdlog::info("slot {}: stopped cleanly; flushed {}", name, FormatLsn(tracker_.flushed()));
+    Event(spdlog::level::info, msgid::kSlotStopped, tracker_.flushed(),
+          "stopped cleanly; flushed " + FormatLsn(tracker_.flushed()));
   }
   error_ = result;
   finished_.store(true, std::memory_order_release);
@@ -198,7 +207,7 @@ Status SlotWorker::Settle(Clock::time_point until) {
   tracker_.Advance(sink_->durable());
   uint64_t keep = tracker_.SafeOffset();
   Status ds = sink_->Discard(keep);
-  if (!ds.ok()) spdlog::warn("slot {}: {}", config_.name, ds.message());
+  if (!ds.ok()) Event(spdlog::level::warn, nullptr, kInvalidLsn, ds.message());
   buffer_.Clear();
   tracker_.Reset(keep);
   last_mark_offset_ = keep;
@@ -219,12 +228,13 @@ Status SlotWorker::Session(ReplicationConn* conn) {
                       Clock::now() + kConnectTimeout);
   if (!s.ok()) return s.Prefixed("START_REPLICATION");
   if (!announced_) {
-    spdlog::info("slot {}: streaming from {} into {} (plugin {}, connection {})", config_.name,
-                 FormatLsn(start), sink_->Describe(), config_.plugin,
-                 RedactConninfo(config_.connection));
+    Event(spdlog::level::info, msgid::kConnected, start,
+          "streaming from " + FormatLsn(start) + " into " + sink_->Describe() + " (plugin " +
+              config_.plugin + ", connection " + RedactConninfo(config_.connection) + ")");
     announced_ = true;
   } else {
-    spdlog::info("slot {}: streaming again from {}", config_.name, FormatLsn(start));
+    Event(spdlog::level::info, msgid::kConnected, start,
+          "streaming again from " + FormatLsn(start));
   }
   stats_.state.store(SlotState::kStreaming);
   return Stream(conn);
@@ -267,8 +277,9 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
       return created.status().Prefixed("creating the slot");
     }
     if (created.ok()) {
-      spdlog::info("slot {}: created logical replication slot with plugin {} in database {}",
-                   config_.name, config_.plugin, dbname);
+      Event(spdlog::level::info, nullptr, kInvalidLsn,
+            "created logical replication slot with plugin " + config_.plugin + " in database " +
+                dbname);
     }
     found = conn->Query(lookup, deadline);
     if (!found.ok()) return found.status().Prefixed("looking up the slot");
@@ -322,7 +333,7 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
       pending_lsn_ = std::max(pending_lsn_, m.data_start);
     }
     received_ = std::max(received_, m.data_start);
-    stats_.messages.fetch_add(1, std::memory_order_relaxed);
+    ++messages_;
     if (end && m.data_start == *end) reached_end_ = true;
     return Status::Ok();
   }
@@ -390,7 +401,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
       Status s = SyncSink(now, true);
       if (s.ok()) s = sink_->Reopen();
       if (!s.ok()) return s.Prefixed(sink_->Describe());
-      spdlog::info("slot {}: reopened {}", config_.name, sink_->Describe());
+      Event(spdlog::level::info, nullptr, kInvalidLsn, "reopened " + sink_->Describe());
     }
 
     // 1. Drain everything libpq has, and read the socket again while it
@@ -428,6 +439,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     Status ss = SyncSink(now, reached_end_);
     if (!ss.ok()) return ss;
     stats_.received_lsn.store(received_, std::memory_order_relaxed);
+    stats_.messages.store(messages_, std::memory_order_relaxed);
     stats_.state.store(sink_blocked ? SlotState::kWaitingForSink : SlotState::kStreaming,
                        std::memory_order_relaxed);
 
@@ -503,8 +515,9 @@ Status SlotWorker::Finish(ReplicationConn* conn, bool end_reached) {
   Status s = conn->SendStatus(std::max(received_, flushed), flushed, false);
   if (s.ok()) s = conn->EndCopy(deadline);
   if (!s.ok()) {
-    spdlog::warn("slot {}: ending the stream: {} (flushed {} stays acknowledged on the next start)",
-                 config_.name, s.message(), FormatLsn(flushed));
+    Event(spdlog::level::warn, nullptr, flushed,
+          "ending the stream: " + s.message() + " (flushed " + FormatLsn(flushed) +
+              " stays acknowledged on the next start)");
   }
   return end_reached ? Status::Ok() : Status::Stopped();
 }

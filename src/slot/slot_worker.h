@@ -15,6 +15,8 @@
 // only; a process-fatal one is reported to the supervisor, which stops all.
 #pragma once
 
+#include <spdlog/common.h>
+
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -54,7 +56,7 @@ struct SlotStats {
   std::atomic<uint64_t> received_lsn{0};    // highest position received
   std::atomic<uint64_t> server_wal_end{0};  // the server's WAL end, from keepalives
   std::atomic<int64_t> heartbeat_ns{0};     // steady clock, each loop turn
-  std::atomic<uint64_t> messages{0};        // messages written to the sink
+  std::atomic<uint64_t> messages{0};        // messages received for the sink
   std::atomic<uint64_t> bytes{0};           // bytes accepted by the sink
   std::atomic<uint64_t> reconnects{0};
 };
@@ -105,6 +107,9 @@ class SlotWorker {
   void Wakeup();
   void DrainWakeup();
   void Heartbeat();
+  // Logs about this slot (SLOT= and, when valid, LSN= in the journal).
+  void Event(spdlog::level::level_enum level, const char* message_id, Lsn lsn,
+             const std::string& message);
   uint64_t appended() const { return sink_->accepted() + buffer_.size(); }
 
   const SlotConfig config_;
@@ -131,6 +136,7 @@ class SlotWorker {
   bool reply_due_ = false;
   bool reached_end_ = false;
   bool announced_ = false;  // logged the first successful start
+  uint64_t messages_ = 0;   // published to stats_ once per batch
 };
 
 }  // namespace pgslotd

@@ -1,0 +1,43 @@
+// What the supervisor reports about its slots: the one-line STATUS= text
+// and the watchdog's "has every slot thread checked in?" question. Pure
+// functions over snapshots, so that both are tested without threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pg/lsn.h"
+#include "slot/slot_worker.h"
+
+namespace pgslotd {
+
+struct SlotView {
+  std::string name;
+  SlotState state = SlotState::kStarting;
+  Lsn flushed = kInvalidLsn;
+  Lsn server_wal_end = kInvalidLsn;
+  int64_t heartbeat_ns = 0;  // steady clock
+  bool finished = false;     // its thread has ended
+};
+
+SlotView ViewOf(const SlotWorker& w);
+
+// Bytes the server holds for the slot beyond what it acknowledged.
+uint64_t LagBytes(const SlotView& v);
+
+// "1.5 MiB", "12 B".
+std::string FormatBytes(uint64_t bytes);
+
+// "orders: streaming, flushed 0/16B3748, lag 1.2 MiB; items: waiting for
+// sink, flushed 0/16B3000, lag 64.0 MiB" (no "lag" for a slot that has not
+// heard from the server yet).
+std::string StatusLine(const std::vector<SlotView>& slots);
+
+// True when every slot whose thread is still running checked in within
+// `window` of `now_ns` (steady clock).
+bool AllCheckedIn(const std::vector<SlotView>& slots, int64_t now_ns,
+                  std::chrono::nanoseconds window);
+
+}  // namespace pgslotd

@@ -54,6 +54,7 @@ class FakeSink : public Sink {
     s_->durable_bytes = s_->content.size();
     return Status::Ok();
   }
+  bool CanRetract() const override { return true; }  // like a file
   Status Discard(uint64_t keep) override {
     std::lock_guard<std::mutex> l(s_->mu);
     ++s_->discards;

@@ -220,7 +220,12 @@ int Supervisor::Run() {
       break;
     }
     if (options_.end_lsn && failed > 0) {
-      LogError("a slot failed before reaching the end position; stopping");
+      std::string names;
+      for (auto& w : workers_) {
+        if (w->finished() && !w->error().ok())
+          names += (names.empty() ? "" : ", ") + w->config().name;
+      }
+      LogError("slot " + names + " failed before reaching the end position; stopping");
       exit_code = 1;
       break;
     }

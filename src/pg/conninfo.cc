@@ -56,6 +56,25 @@ bool BuildReplicationParams(const std::string& conninfo, const std::string& slot
   return true;
 }
 
+bool BuildMonitorParams(const std::string& conninfo,
+                        std::vector<std::pair<std::string, std::string>>* params,
+                        std::string* err) {
+  ParsedOptions parsed;
+  if (!Parse(conninfo, &parsed, err)) return false;
+  params->clear();
+  bool have_app = false, have_timeout = false;
+  for (PQconninfoOption* o = parsed.opts; o->keyword; ++o) {
+    if (!o->val) continue;
+    if (std::strcmp(o->keyword, "replication") == 0) continue;
+    if (std::strcmp(o->keyword, "application_name") == 0) have_app = true;
+    if (std::strcmp(o->keyword, "connect_timeout") == 0) have_timeout = true;
+    params->emplace_back(o->keyword, o->val);
+  }
+  if (!have_app) params->emplace_back("application_name", "pgslotd_monitor");
+  if (!have_timeout) params->emplace_back("connect_timeout", "10");
+  return true;
+}
+
 std::string RedactConninfo(const std::string& conninfo) {
   ParsedOptions parsed;
   if (!Parse(conninfo, &parsed, nullptr)) return "(unparseable connection string)";

@@ -16,6 +16,12 @@ bool BuildReplicationParams(const std::string& conninfo, const std::string& slot
                             std::vector<std::pair<std::string, std::string>>* params,
                             std::string* err);
 
+// Keyword/value pairs for the monitor's plain (non-replication) side
+// connection: the parsed `conninfo` with application_name=pgslotd_monitor
+// unless set, and a connect_timeout of 10 s unless set.
+bool BuildMonitorParams(const std::string& conninfo,
+                        std::vector<std::pair<std::string, std::string>>* params, std::string* err);
+
 // The conninfo as "key=value ..." with any password replaced by "********".
 // Unparseable input is shown as "(unparseable connection string)".
 std::string RedactConninfo(const std::string& conninfo);

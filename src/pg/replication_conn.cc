@@ -1,6 +1,7 @@
 #include "pg/replication_conn.h"
 
 #include <poll.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -24,8 +25,8 @@ Status ClassifyServerError(const char* sqlstate, const std::string& message) {
   std::string code = sqlstate ? sqlstate : "";
   if (Contains(message, "can no longer get changes") || Contains(message, "has been invalidated") ||
       Contains(message, "has already been removed")) {
-    return Status::SlotFatal("the slot has been invalidated: " + message +
-                             " (changes it held are lost; an operator must recreate it)");
+    return Status::SlotInvalidated("the slot has been invalidated: " + message +
+                                   " (changes it held are lost; an operator must recreate it)");
   }
   if (code == "42704" || code == "42501" || code == "28000" || code == "28P01" || code == "3D000" ||
       code == "42602" || code == "22023" || code == "58P01" || code == "42710" || code == "0A000") {
@@ -73,7 +74,13 @@ Status ReplicationConn::Wait(short events, Clock::time_point deadline) {
     int n = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left, 1000)));
     if (n < 0 && errno != EINTR) return Status::Retryable(ErrnoMessage("poll", errno));
     if (n > 0 && fds[0].revents) return Status::Ok();
-    // The wakeup fd is drained by its owner; a short poll keeps us honest.
+    if (n > 0 && fds[1].revents) {
+      // A wakeup (stop, reopen, reload): the requests themselves live in
+      // flags, so drain it, or the next poll would return at once forever.
+      uint64_t v;
+      while (::read(wakeup_fd_, &v, sizeof v) > 0) {
+      }
+    }
   }
 }
 
@@ -90,12 +97,16 @@ Status ReplicationConn::Connect(const std::vector<std::pair<std::string, std::st
   conn_ = PQconnectStartParams(keys.data(), values.data(), 0);
   if (!conn_) return Status::Retryable("out of memory creating a connection");
   if (PQstatus(conn_) == CONNECTION_BAD) return ClassifyConnectError(LastError());
+  // As libpq asks: before the first PQconnectPoll, act as if it had said
+  // PGRES_POLLING_WRITING (wait for the socket to be writable), or a refused
+  // connection is misread and no other host is tried.
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
   for (;;) {
-    PostgresPollingStatusType st = PQconnectPoll(conn_);
-    if (st == PGRES_POLLING_OK) break;
-    if (st == PGRES_POLLING_FAILED) return ClassifyConnectError(LastError());
     Status s = Wait(st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
     if (!s.ok()) return s;
+    st = PQconnectPoll(conn_);
+    if (st == PGRES_POLLING_OK) break;
+    if (st == PGRES_POLLING_FAILED) return ClassifyConnectError(LastError());
   }
   if (PQsetnonblocking(conn_, 1) != 0) return Status::Retryable(LastError());
   return Status::Ok();
@@ -198,7 +209,10 @@ Status ReplicationConn::GetCopyData(char** buf, int* len) {
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) err = ResultError(res);
     PQclear(res);
-    if (PQisBusy(conn_)) break;
+    // A copy state result repeats for as long as the copy lasts.
+    if (PQisBusy(conn_) || st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+      break;
+    }
   }
   return err;
 }

@@ -110,7 +110,9 @@ std::chrono::milliseconds PipeSink::RecheckAfter() const {
 }
 
 Status PipeSink::Discard(uint64_t keep) {
-  CloseWriter();
+  // The writer stays open while a reader is there: closing it would hand
+  // the reader an end of file. After EPIPE it is closed already, and the
+  // bytes the reader left behind went with the pipe.
   accepted_ = keep;
   durable_ = keep;
   return Status::Ok();

@@ -74,12 +74,16 @@ class Sink {
   };
   virtual Wait WaitSpec() const { return Wait{}; }
 
+  // Whether Discard can take accepted bytes back (a file can be truncated;
+  // stdout and a pipe cannot: their reader may already have them).
+  virtual bool CanRetract() const { return false; }
+
   // After an error: drop every accepted byte past `keep` (a message
   // boundary, keep <= durable()), so that accepted() == durable() == keep,
   // ready for the server to re-send from the position `keep` stands for. A
-  // file is truncated back to it; a pipe is closed, so that what sits in it
-  // unread is dropped with the last descriptor; stdout cannot take bytes
-  // back (the re-sent ones repeat: stdout is at-least-once).
+  // file is truncated back to it. Sinks that cannot retract are given
+  // keep == accepted() and only renumber (their re-sent bytes repeat:
+  // at-least-once).
   virtual Status Discard(uint64_t keep) = 0;
 
   // When durable() can advance with no event to wake the worker (a pipe

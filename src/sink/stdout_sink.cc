@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <string>
 
 namespace pgslotd {
@@ -20,8 +22,9 @@ Status StdoutSink::Open() {
   if (::fstat(fd_, &st) != 0) return Status::SlotFatal(ErrnoMessage("stdout is not open", errno));
   if (S_ISFIFO(st.st_mode) && own_fd_ < 0) {
     std::string proc = "/proc/self/fd/" + std::to_string(fd_);
-    own_fd_ = ::open(proc.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);  // -1: stay blocking
+    own_fd_ = ::open(proc.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   }
+  fifo_polled_ = S_ISFIFO(st.st_mode) && own_fd_ < 0;
   socket_ = S_ISSOCK(st.st_mode);
   return Status::Ok();
 }
@@ -30,8 +33,16 @@ Status StdoutSink::Write(const char* data, size_t len, size_t* written) {
   *written = 0;
   int fd = own_fd_ >= 0 ? own_fd_ : fd_;
   while (*written < len) {
-    ssize_t n = socket_ ? ::send(fd, data + *written, len - *written, MSG_DONTWAIT | MSG_NOSIGNAL)
-                        : ::write(fd, data + *written, len - *written);
+    size_t chunk = len - *written;
+    if (fifo_polled_) {
+      struct pollfd pfd = {fd, POLLOUT, 0};
+      if (::poll(&pfd, 1, 0) <= 0 || !(pfd.revents & (POLLOUT | POLLERR))) {
+        return Status::WouldBlock("stdout full");
+      }
+      chunk = std::min<size_t>(chunk, PIPE_BUF);
+    }
+    ssize_t n = socket_ ? ::send(fd, data + *written, chunk, MSG_DONTWAIT | MSG_NOSIGNAL)
+                        : ::write(fd, data + *written, chunk);
     if (n > 0) {
       *written += static_cast<size_t>(n);
       accepted_ += static_cast<uint64_t>(n);

@@ -50,6 +50,14 @@ bool AckTracker::Advance(uint64_t durable) {
   return flushed_ != before;
 }
 
+uint64_t AckTracker::NextBoundary(uint64_t offset) const {
+  for (size_t i = 0; i < count_; ++i) {
+    const Mark& m = ring_[(head_ + i) % ring_.size()];
+    if (m.offset > offset) return m.offset;
+  }
+  return offset;
+}
+
 void AckTracker::Reset(uint64_t offset) {
   head_ = 0;
   count_ = 0;

@@ -46,6 +46,10 @@ class AckTracker {
   // back to. `durable` itself when no mark is pending.
   uint64_t SafeOffset() const { return safe_offset_; }
 
+  // The first mark offset above `offset` (a message boundary), or `offset`
+  // itself when no mark lies above it.
+  uint64_t NextBoundary(uint64_t offset) const;
+
   // Forgets every pending mark and restarts the stream at `offset` (after
   // the sink dropped what was not durable).
   void Reset(uint64_t offset);

@@ -58,6 +58,8 @@ const char* SlotStateName(SlotState s) {
       return "done";
     case SlotState::kFailed:
       return "failed";
+    case SlotState::kInvalidated:
+      return "invalidated";
   }
   return "unknown";
 }
@@ -163,11 +165,13 @@ void SlotWorker::Run() {
     Event(spdlog::level::warn, msgid::kReconnecting, tracker_.flushed(),
           s.message() + "; reconnecting in " + std::to_string(backoff.count()) + " ms from " +
               FormatLsn(tracker_.flushed()));
-    if (Status ss = Settle(Clock::now() + backoff); !ss.ok()) {
+    auto retry_at = Clock::now() + backoff;
+    if (Status ss = Settle(retry_at); !ss.ok()) {
       result = ss;
       break;
     }
-    if (!SleepInterruptibly(backoff)) break;
+    auto left = std::chrono::duration_cast<milliseconds>(retry_at - Clock::now());
+    if (!SleepInterruptibly(std::max(left, milliseconds(0)))) break;
     backoff = std::min(backoff * 2, kBackoffMax);
   }
   Status cs = sink_->Close();
@@ -178,7 +182,8 @@ void SlotWorker::Run() {
     if (result.code() == Status::Code::kProcessFatal) {
       Event(spdlog::level::critical, msgid::kFatal, tracker_.flushed(), result.message());
     } else {
-      bool invalidated = result.message().find("invalidated") != std::string::npos;
+      bool invalidated = result.code() == Status::Code::kSlotInvalidated;
+      if (invalidated) stats_.state.store(SlotState::kInvalidated);
       Event(spdlog::level::err, invalidated ? msgid::kSlotInvalidated : msgid::kSlotFailed,
             tracker_.flushed(), result.message() + "; this slot has stopped (the others go on)");
     }
@@ -196,20 +201,49 @@ void SlotWorker::Run() {
 // reader take what it can until `until`, then cut the sink back to the last
 // acknowledged boundary and forget the rest (the server sends it again).
 Status SlotWorker::Settle(Clock::time_point until) {
+  // A sink that cannot take bytes back (stdout, a pipe with its reader)
+  // must not be left with half a message: finish the one it is in, so that
+  // the re-sent messages start on a boundary.
+  if (!sink_->CanRetract()) {
+    uint64_t boundary = tracker_.NextBoundary(sink_->accepted());
+    while (sink_->accepted() < boundary && !buffer_.empty() && Clock::now() < until &&
+           !stop_.load(std::memory_order_acquire)) {
+      Heartbeat();
+      size_t n = 0;
+      size_t want =
+          static_cast<size_t>(std::min<uint64_t>(boundary - sink_->accepted(), buffer_.size()));
+      Status ws = sink_->Write(buffer_.data(), want, &n);
+      buffer_.Consume(n);
+      if (ws.code() == Status::Code::kWouldBlock) {
+        Sink::Wait w = sink_->WaitSpec();
+        struct pollfd pfd = {w.fd, w.events, 0};
+        ::poll(&pfd, w.fd >= 0 ? 1 : 0, static_cast<int>(std::min<int64_t>(w.retry.count(), 100)));
+      } else if (!ws.ok()) {
+        break;
+      }
+    }
+  }
   Status s = sink_->Sync();
-  while (s.ok() && sink_->durable() < sink_->accepted() && Clock::now() < until &&
-         !stop_.load(std::memory_order_acquire)) {
+  while (s.ok() && sink_->durable() < sink_->accepted() && sink_->RecheckAfter().count() > 0 &&
+         Clock::now() < until && !stop_.load(std::memory_order_acquire)) {
     Heartbeat();
     ::poll(nullptr, 0, 20);
     s = sink_->Sync();
   }
   if (s.code() == Status::Code::kProcessFatal) return s;
   tracker_.Advance(sink_->durable());
-  uint64_t keep = tracker_.SafeOffset();
+  // A file is cut back to the last acknowledged boundary; what a stream
+  // sink has taken stays taken (the re-sent copy follows: at-least-once).
+  uint64_t keep = sink_->CanRetract() ? tracker_.SafeOffset() : sink_->accepted();
   Status ds = sink_->Discard(keep);
-  if (!ds.ok()) Event(spdlog::level::warn, nullptr, kInvalidLsn, ds.message());
+  if (!ds.ok()) {
+    return Status::SlotFatal("cannot cut " + sink_->Describe() +
+                             " back to its last acknowledged position (" + ds.message() +
+                             "); stopping this slot rather than append after a torn tail");
+  }
   buffer_.Clear();
   tracker_.Reset(keep);
+  stats_.oldest_pending_ns.store(0, std::memory_order_relaxed);
   last_mark_offset_ = keep;
   has_pending_ = false;
   unsynced_ = false;
@@ -299,9 +333,9 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
                              row[2] + " but the connection is to database " + dbname);
   }
   if (row[3] == "lost") {
-    return Status::SlotFatal("replication slot \"" + config_.name +
-                             "\" has been invalidated by the server (wal_status lost): the "
-                             "changes it held are gone and an operator must recreate it");
+    return Status::SlotInvalidated("replication slot \"" + config_.name +
+                                   "\" has been invalidated by the server (wal_status lost): the "
+                                   "changes it held are gone and an operator must recreate it");
   }
   if (!row[4].empty()) {
     std::optional<Lsn> confirmed = ParseLsn(row[4]);
@@ -392,9 +426,10 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
   Lsn last_sent_flush = kInvalidLsn;
   bool flush_pending = false;
   reached_end_ = false;
+  bool wakeup_pending = true;
   for (;;) {
     Heartbeat();
-    DrainWakeup();
+    if (wakeup_pending) DrainWakeup();
     if (stop_.load(std::memory_order_acquire)) return Finish(conn, false);
     auto now = Clock::now();
     if (reopen_.exchange(false)) {
@@ -440,6 +475,9 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     if (!ss.ok()) return ss;
     stats_.received_lsn.store(received_, std::memory_order_relaxed);
     stats_.messages.store(messages_, std::memory_order_relaxed);
+    stats_.oldest_pending_ns.store(
+        tracker_.HasPending() ? tracker_.OldestPending().time_since_epoch().count() : 0,
+        std::memory_order_relaxed);
     stats_.state.store(sink_blocked ? SlotState::kWaitingForSink : SlotState::kStreaming,
                        std::memory_order_relaxed);
 
@@ -456,9 +494,10 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     if (Status s = conn->Flush(&flush_pending); !s.ok()) return s;
 
     // 6. --end-lsn: done once everything received is written and durable.
+    // The acknowledged position is what the marks give, never the end
+    // position itself: a commit that straddles it was not written.
     if (reached_end_ && buffer_.empty() && sink_->durable() == sink_->accepted() &&
         !tracker_.HasPending()) {
-      tracker_.SetFloor(*options_.end_lsn);
       return Finish(conn, true);
     }
 
@@ -488,6 +527,13 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     if (::poll(fds, nfds, static_cast<int>(timeout)) < 0 && errno != EINTR) {
       return Status::Retryable(ErrnoMessage("poll", errno));
     }
+    wakeup_pending = fds[0].revents != 0;
+    if ((fds[1].revents & (POLLHUP | POLLERR)) && !(pg_events & POLLIN)) {
+      // Not reading now (buffer full or at the end), but the connection is
+      // gone: say so rather than poll on a dead socket forever.
+      Status s = conn->ConsumeInput();
+      return s.ok() ? Status::Retryable("the connection to the server was lost") : s;
+    }
   }
 }
 
@@ -499,8 +545,12 @@ Status SlotWorker::Finish(ReplicationConn* conn, bool end_reached) {
   for (;;) {
     Status ws = WriteOut(Clock::now());
     if (ws.ok()) break;
-    if (ws.code() != Status::Code::kWouldBlock || Clock::now() >= deadline || !end_reached) {
-      // On stop, what the sink cannot take now is left for the next run.
+    bool mid_message =
+        !sink_->CanRetract() && sink_->accepted() < tracker_.NextBoundary(sink_->accepted());
+    if (ws.code() != Status::Code::kWouldBlock || Clock::now() >= deadline ||
+        (!end_reached && !mid_message)) {
+      // On stop, whole messages the sink cannot take now are left for the
+      // next run; a message half taken by a stream sink is finished first.
       break;
     }
     Sink::Wait w = sink_->WaitSpec();
@@ -509,7 +559,6 @@ Status SlotWorker::Finish(ReplicationConn* conn, bool end_reached) {
   }
   Status ss = SyncSink(Clock::now(), true);
   if (!ss.ok()) return ss;
-  if (end_reached) tracker_.SetFloor(*options_.end_lsn);
   Lsn flushed = tracker_.flushed();
   stats_.flushed_lsn.store(flushed);
   Status s = conn->SendStatus(std::max(received_, flushed), flushed, false);

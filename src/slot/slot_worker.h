@@ -43,9 +43,10 @@ enum class SlotState : int {
   kWaitingForSink,  // the sink cannot take bytes (e.g. no pipe reader)
   kReconnecting,    // backing off after a failure
   kStopping,
-  kStopped,  // clean stop
-  kDone,     // reached --end-lsn
-  kFailed,   // stopped on an error; see SlotWorker::error()
+  kStopped,      // clean stop
+  kDone,         // reached --end-lsn
+  kFailed,       // stopped on an error; see SlotWorker::error()
+  kInvalidated,  // stopped: the server invalidated the slot
 };
 const char* SlotStateName(SlotState s);
 
@@ -59,6 +60,9 @@ struct SlotStats {
   std::atomic<uint64_t> messages{0};        // messages received for the sink
   std::atomic<uint64_t> bytes{0};           // bytes accepted by the sink
   std::atomic<uint64_t> reconnects{0};
+  // When the oldest change received but not yet durable arrived (steady
+  // clock ns); 0 when nothing waits. lag_seconds = now - this.
+  std::atomic<int64_t> oldest_pending_ns{0};
 };
 
 class SlotWorker {

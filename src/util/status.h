@@ -16,7 +16,8 @@ class [[nodiscard]] Status {
     kOk,
     kInvalidArgument,  // bad input (config, LSN text, protocol value)
     kRetryable,        // transient: lost connection, server restart, disk full
-    kSlotFatal,        // this slot cannot go on: missing, invalidated, no permission
+    kSlotFatal,        // this slot cannot go on: missing, no permission, bad options
+    kSlotInvalidated,  // the server invalidated the slot: its changes are lost
     kProcessFatal,     // the process must exit: e.g. fsync failed (EIO)
     kWouldBlock,       // a non-blocking operation could not proceed yet
     kStopped,          // an operation was interrupted by a stop request
@@ -27,6 +28,9 @@ class [[nodiscard]] Status {
   static Status Invalid(std::string msg) { return Status(Code::kInvalidArgument, std::move(msg)); }
   static Status Retryable(std::string msg) { return Status(Code::kRetryable, std::move(msg)); }
   static Status SlotFatal(std::string msg) { return Status(Code::kSlotFatal, std::move(msg)); }
+  static Status SlotInvalidated(std::string msg) {
+    return Status(Code::kSlotInvalidated, std::move(msg));
+  }
   static Status ProcessFatal(std::string msg) {
     return Status(Code::kProcessFatal, std::move(msg));
   }

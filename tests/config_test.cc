@@ -856,6 +856,404 @@ TEST_F(ConfigTest, FailedLoadLeavesConfigAlone) {
 }
 
 // ---------------------------------------------------------------------------
+// monitor_interval, metrics_file and lag_alarm.
+
+TEST_F(ConfigTest, MonitorDefaultsWhenAbsent) {
+  Config config = Load(R"(
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+  - {name: b, plugin: p, sink: {type: file, path: /b}}
+)");
+  EXPECT_EQ(config.monitor_interval, milliseconds(10000));
+  EXPECT_EQ(config.metrics_file, "");
+  ASSERT_EQ(config.slots.size(), 2u);
+  for (const SlotConfig& s : config.slots) {
+    SCOPED_TRACE(s.name);
+    EXPECT_EQ(s.lag_alarm.bytes, 1ull << 30);
+    EXPECT_EQ(s.lag_alarm.seconds, milliseconds(300000));
+    EXPECT_EQ(s.lag_alarm.repeat, milliseconds(600000));
+    EXPECT_EQ(s.lag_alarm.safe_wal_size, 2ull << 30);
+    // The schema's defaults and the struct's agree.
+    EXPECT_EQ(s.lag_alarm, LagAlarmConfig());
+  }
+}
+
+TEST_F(ConfigTest, EmptyLagAlarmMapsGiveDefaults) {
+  Config config = Load(R"(
+lag_alarm: {}
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}, lag_alarm: {}}
+)");
+  EXPECT_EQ(config.slots.at(0).lag_alarm, LagAlarmConfig());
+}
+
+TEST_F(ConfigTest, MonitorIntervalAndMetricsFile) {
+  Config config = Load(R"(
+monitor_interval: 500ms
+metrics_file: /var/lib//pgslotd/./metrics.prom
+slots:
+  - {name: a, plugin: p, sink: {type: file, path: /var/lib/pgslotd/a.log}}
+)");
+  EXPECT_EQ(config.monitor_interval, milliseconds(500));
+  EXPECT_EQ(config.metrics_file, "/var/lib/pgslotd/metrics.prom");
+}
+
+TEST_F(ConfigTest, TopLevelLagAlarmAppliesToEverySlot) {
+  Config config = Load(R"(
+lag_alarm:
+  bytes: 100MB
+  seconds: 30s
+  repeat: 1h
+  safe_wal_size: 0B
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+  - {name: b, plugin: p, sink: {type: file, path: /b}}
+)");
+  LagAlarmConfig expected;
+  expected.bytes = 100000000;
+  expected.seconds = milliseconds(30000);
+  expected.repeat = milliseconds(3600000);
+  expected.safe_wal_size = 0;
+  ASSERT_EQ(config.slots.size(), 2u);
+  EXPECT_EQ(config.slots[0].lag_alarm, expected);
+  EXPECT_EQ(config.slots[1].lag_alarm, expected);
+}
+
+TEST_F(ConfigTest, SlotLagAlarmOverridesKeyByKey) {
+  Config config = Load(R"(
+lag_alarm:
+  seconds: 1m
+  repeat: 30s
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm:
+      bytes: 64MiB
+  - name: b
+    plugin: p
+    sink: {type: file, path: /b}
+  - name: c
+    plugin: p
+    sink: {type: file, path: /c}
+    lag_alarm: {repeat: 5m, safe_wal_size: 0B}
+)");
+  ASSERT_EQ(config.slots.size(), 3u);
+  // Top level: seconds and repeat set; bytes and safe_wal_size default.
+  LagAlarmConfig top;
+  top.seconds = milliseconds(60000);
+  top.repeat = milliseconds(30000);
+  EXPECT_EQ(config.slots[1].lag_alarm, top);
+
+  // Only bytes is the slot's own; the rest comes from the top level, then
+  // the defaults.
+  const LagAlarmConfig& a = config.slots[0].lag_alarm;
+  EXPECT_EQ(a.bytes, 64ull << 20);
+  EXPECT_EQ(a.seconds, milliseconds(60000));
+  EXPECT_EQ(a.repeat, milliseconds(30000));
+  EXPECT_EQ(a.safe_wal_size, 2ull << 30);
+
+  const LagAlarmConfig& c = config.slots[2].lag_alarm;
+  EXPECT_EQ(c.bytes, 1ull << 30);
+  EXPECT_EQ(c.seconds, milliseconds(60000));
+  EXPECT_EQ(c.repeat, milliseconds(300000));
+  EXPECT_EQ(c.safe_wal_size, 0u);
+}
+
+TEST_F(ConfigTest, SlotLagAlarmWithoutTopLevel) {
+  Config config = Load(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm: {seconds: 10s}
+)");
+  LagAlarmConfig expected;
+  expected.seconds = milliseconds(10000);
+  EXPECT_EQ(config.slots.at(0).lag_alarm, expected);
+}
+
+TEST_F(ConfigTest, SlotEqualityIgnoresLagAlarm) {
+  SlotConfig a;
+  a.name = "a";
+  SlotConfig b = a;
+  b.lag_alarm.bytes = 1;
+  b.lag_alarm.seconds = milliseconds(1);
+  b.lag_alarm.repeat = milliseconds(1);
+  b.lag_alarm.safe_wal_size = 0;
+  // A reload must not restart a slot's stream for a new alarm threshold...
+  EXPECT_EQ(a, b);
+  EXPECT_FALSE(a != b);
+  // ... but the thresholds themselves do differ.
+  EXPECT_NE(a.lag_alarm, b.lag_alarm);
+  EXPECT_FALSE(a.lag_alarm == b.lag_alarm);
+}
+
+TEST_F(ConfigTest, LagAlarmEqualitySeesEveryField) {
+  const LagAlarmConfig base;
+  EXPECT_EQ(base, LagAlarmConfig());
+  LagAlarmConfig other = base;
+  other.bytes += 1;
+  EXPECT_NE(base, other);
+  other = base;
+  other.seconds += milliseconds(1);
+  EXPECT_NE(base, other);
+  other = base;
+  other.repeat += milliseconds(1);
+  EXPECT_NE(base, other);
+  other = base;
+  other.safe_wal_size = 0;
+  EXPECT_NE(base, other);
+}
+
+TEST_F(ConfigTest, ReloadedFileDifferingInLagAlarmOnly) {
+  const char* before = R"(
+lag_alarm: {bytes: 1GiB}
+slots:
+  - {name: a, plugin: p, sink: {type: file, path: /a}}
+)";
+  const char* after = R"(
+lag_alarm: {bytes: 2GiB}
+slots:
+  - {name: a, plugin: p, sink: {type: file, path: /a}, lag_alarm: {repeat: 1m}}
+)";
+  Config old_config = Load(before);
+  Config new_config = Load(after);
+  ASSERT_EQ(old_config.slots.size(), 1u);
+  ASSERT_EQ(new_config.slots.size(), 1u);
+  EXPECT_EQ(old_config.slots[0], new_config.slots[0]);
+  EXPECT_NE(old_config.slots[0].lag_alarm, new_config.slots[0].lag_alarm);
+  EXPECT_EQ(new_config.slots[0].lag_alarm.bytes, 2ull << 30);
+  EXPECT_EQ(new_config.slots[0].lag_alarm.repeat, milliseconds(60000));
+}
+
+TEST_F(ConfigTest, UnknownTopLevelLagAlarmKey) {
+  ExpectOneError(R"(
+lag_alarm:
+  bytes: 1GiB
+  sizes: 2GiB
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 3, "lag_alarm.sizes",
+                 {"unknown key \"sizes\"", "(known keys: bytes, seconds, repeat, safe_wal_size)"});
+}
+
+TEST_F(ConfigTest, UnknownSlotLagAlarmKey) {
+  ExpectOneError(R"(
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+  - name: b
+    plugin: p
+    sink: {type: file, path: /b}
+    lag_alarm:
+      sizes: 1GiB
+)",
+                 7, "slots[1].lag_alarm.sizes", {"unknown key \"sizes\""});
+}
+
+TEST_F(ConfigTest, LagAlarmNotAMap) {
+  ExpectOneError(R"(
+lag_alarm: 1GiB
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 1, "lag_alarm", {"expected a map", "\"1GiB\""});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm: [1GiB, 5m]
+)",
+                 5, "slots[0].lag_alarm", {"expected a map", "got a list"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm:
+)",
+                 5, "slots[0].lag_alarm", {"no value given", "expected a map"});
+}
+
+TEST_F(ConfigTest, LagAlarmKeyGivenTwice) {
+  ExpectOneError(R"(
+lag_alarm:
+  seconds: 1m
+  seconds: 2m
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 3, "lag_alarm.seconds", {"given twice", "line 2"});
+}
+
+TEST_F(ConfigTest, BadLagAlarmSize) {
+  ExpectOneError(R"(
+lag_alarm:
+  bytes: 1G
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 2, "lag_alarm.bytes", {"invalid size \"1G\"", "GiB"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm:
+      safe_wal_size: -1GiB
+)",
+                 6, "slots[0].lag_alarm.safe_wal_size", {"invalid size \"-1GiB\""});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm: {bytes: [1]}
+)",
+                 5, "slots[0].lag_alarm.bytes", {"expected a size", "got a list"});
+}
+
+TEST_F(ConfigTest, BadLagAlarmDuration) {
+  ExpectOneError(R"(
+lag_alarm:
+  repeat: 10
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 2, "lag_alarm.repeat", {"invalid duration \"10\"", "ms, s, m, h or d"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm:
+      seconds: 1.5m
+)",
+                 6, "slots[0].lag_alarm.seconds", {"invalid duration \"1.5m\""});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm:
+      seconds:
+)",
+                 6, "slots[0].lag_alarm.seconds", {"no value given", "duration"});
+}
+
+TEST_F(ConfigTest, LagAlarmZeroRefusedWherePositiveRequired) {
+  for (const char* entry : {"bytes: 0B", "seconds: 0", "repeat: 0ms"}) {
+    SCOPED_TRACE(entry);
+    std::string name(entry, std::string(entry).find(':'));
+    ExpectOneError(std::string("lag_alarm:\n  ") + entry + R"(
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                   2, "lag_alarm." + name, {"must be greater than 0"});
+    ExpectOneError(std::string(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm:
+      )") + entry + "\n",
+                   6, "slots[0].lag_alarm." + name, {"must be greater than 0"});
+  }
+}
+
+TEST_F(ConfigTest, MonitorIntervalRefusals) {
+  ExpectOneError(R"(
+monitor_interval: 0
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 1, "monitor_interval", {"must be greater than 0"});
+  ExpectOneError(R"(
+monitor_interval: 10
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 1, "monitor_interval", {"invalid duration \"10\""});
+}
+
+TEST_F(ConfigTest, MonitorKeysAreTopLevelOnly) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    monitor_interval: 5s
+)",
+                 5, "slots[0].monitor_interval", {"unknown key \"monitor_interval\""});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    metrics_file: /m.prom
+)",
+                 5, "slots[0].metrics_file", {"unknown key \"metrics_file\""});
+}
+
+TEST_F(ConfigTest, RelativeMetricsFile) {
+  ExpectOneError(R"(
+log_level: info
+metrics_file: metrics/pgslotd.prom
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 2, "metrics_file", {"absolute", "\"metrics/pgslotd.prom\""});
+  ExpectOneError(R"(
+metrics_file: ""
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 1, "metrics_file", {"absolute", "\"\""});
+  ExpectOneError(R"(
+metrics_file: [/a, /b]
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+)",
+                 1, "metrics_file", {"expected a string", "got a list"});
+}
+
+TEST_F(ConfigTest, MetricsFileIsASinkPath) {
+  // Compared after normalization, as sink paths are.
+  ExpectOneError(R"(
+metrics_file: /var/lib/pgslotd//metrics.prom/
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+  - name: b
+    plugin: p
+    sink: {type: pipe, path: /var/lib/pgslotd/./metrics.prom}
+)",
+                 1, "metrics_file", {"metrics_file is also the sink of slot \"b\" (line 4)"});
+}
+
+TEST_F(ConfigTest, LagAlarmErrorsAreCollected) {
+  std::vector<ConfigError> errors = Errors(R"(
+lag_alarm:
+  bytes: 0B
+  repeat: often
+metrics_file: rel
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+    lag_alarm: {seconds: 0, extra: 1}
+)");
+  ASSERT_EQ(errors.size(), 5u) << Show(errors);
+  ExpectError(errors[0], 2, "lag_alarm.bytes", {"greater than 0"});
+  ExpectError(errors[1], 3, "lag_alarm.repeat", {"invalid duration \"often\""});
+  ExpectError(errors[2], 4, "metrics_file", {"absolute"});
+  // Same line: in the order they are written.
+  ExpectError(errors[3], 9, "slots[0].lag_alarm.seconds", {"greater than 0"});
+  ExpectError(errors[4], 9, "slots[0].lag_alarm.extra", {"unknown key \"extra\""});
+}
+
+// ---------------------------------------------------------------------------
 // MergeConninfo.
 
 TEST(MergeConninfoTest, OverrideWins) {

@@ -24,7 +24,10 @@ namespace {
 // is adding a row (and using the value where the SlotConfig is assembled).
 // docs/config.md describes the same keys for operators.
 
-enum class Scope { kTop, kSlot, kSink };
+// kLagAlarm holds the keys of a lag_alarm map, which the top level and each
+// slot may have. At the top level, an absent key takes its default; in a
+// slot, it takes the top level's value (see Loader::ReadLagAlarm).
+enum class Scope { kTop, kSlot, kSink, kLagAlarm };
 
 enum class Kind {
   kString,    // any scalar, taken as its text; no NUL byte
@@ -115,6 +118,10 @@ std::string CheckPositive(const Value& v) {
   return std::get<Duration>(v).count() > 0 ? "" : "must be greater than 0";
 }
 
+std::string CheckPositiveSize(const Value& v) {
+  return std::get<uint64_t>(v) > 0 ? "" : "must be greater than 0";
+}
+
 std::string CheckBufferSize(const Value& v) {
   return std::get<uint64_t>(v) >= kMinBufferSize ? "" : "must be at least 64KiB (65536 bytes)";
 }
@@ -147,6 +154,12 @@ constexpr KeySpec kSchema[] = {
    CheckBufferSize, "bytes a slot holds in memory waiting for its sink"},
   {Scope::kTop,  "log_level",       Kind::kChoice,   Need::kOptional,  "info",  kLogLevels,
    nullptr, "least severe message that is logged"},
+  {Scope::kTop,  "monitor_interval", Kind::kDuration, Need::kOptional, "10s",   nullptr,
+   CheckPositive, "how often the server's slots and WAL position are polled"},
+  {Scope::kTop,  "metrics_file",    Kind::kString,   Need::kOptional,  nullptr, nullptr,
+   nullptr, "absolute path of the metrics file; none when absent"},
+  {Scope::kTop,  "lag_alarm",       Kind::kMap,      Need::kOptional,  nullptr, nullptr,
+   nullptr, "when to warn that a slot falls behind, for every slot"},
   {Scope::kTop,  "slots",           Kind::kList,     Need::kRequired,  nullptr, nullptr,
    nullptr, "the replication slots to stream, at least one"},
 
@@ -170,6 +183,8 @@ constexpr KeySpec kSchema[] = {
    nullptr, "overrides the top-level fsync_interval"},
   {Scope::kSlot, "buffer_size",     Kind::kSize,     Need::kInherited, nullptr, nullptr,
    CheckBufferSize, "overrides the top-level buffer_size"},
+  {Scope::kSlot, "lag_alarm",       Kind::kMap,      Need::kInherited, nullptr, nullptr,
+   nullptr, "overrides the top-level lag_alarm keys, each on its own"},
 
   {Scope::kSink, "type",            Kind::kChoice,   Need::kRequired,  nullptr, kSinkTypes,
    nullptr, "stdout, file or pipe"},
@@ -177,6 +192,16 @@ constexpr KeySpec kSchema[] = {
    nullptr, "absolute path of the file or FIFO; required for file and pipe, refused for stdout"},
   {Scope::kSink, "mode",            Kind::kMode,     Need::kOptional,  "0600",  nullptr,
    nullptr, "permission bits of a file or FIFO that pgslotd creates"},
+
+  // The defaults must match LagAlarmConfig's in config.h.
+  {Scope::kLagAlarm, "bytes",       Kind::kSize,     Need::kOptional,  "1GiB",  nullptr,
+   CheckPositiveSize, "alarm when the lag stays above this many bytes for `seconds`"},
+  {Scope::kLagAlarm, "seconds",     Kind::kDuration, Need::kOptional,  "5m",    nullptr,
+   CheckPositive, "... and when the oldest change not yet durable is older than this"},
+  {Scope::kLagAlarm, "repeat",      Kind::kDuration, Need::kOptional,  "10m",   nullptr,
+   CheckPositive, "how often the warning is repeated while the alarm lasts"},
+  {Scope::kLagAlarm, "safe_wal_size", Kind::kSize,   Need::kOptional,  "2GiB",  nullptr,
+   nullptr, "alarm when the slot's safe_wal_size falls below this; 0 disables"},
 };
 // clang-format on
 
@@ -378,9 +403,13 @@ class Loader {
   void ReadValue(const KeySpec& spec, const std::string& key, Field* field);
   void ReadOptions(const std::string& key, Field* field);
   void ReadSlot(const YAML::Node& node, const Section& top, const std::string* base_conninfo,
-                SlotDraft* draft);
+                const LagAlarmConfig& top_alarm, SlotDraft* draft);
   void ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft);
-  void CheckAcrossSlots(const std::vector<SlotDraft>& drafts);
+  void ReadLagAlarm(const Field& field, const std::string& path, bool with_defaults,
+                    LagAlarmConfig* alarm);
+  bool ReadAbsolutePath(const Field& field, const std::string& key, std::string* out);
+  void CheckAcrossSlots(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
+                        int metrics_line);
 
   std::string file_;
   std::vector<ConfigError>* errors_;
@@ -453,6 +482,15 @@ bool Loader::Load(Config* config) {
     }
   }
 
+  LagAlarmConfig top_alarm;
+  ReadLagAlarm(top.At("lag_alarm"), "lag_alarm", true, &top_alarm);
+
+  std::string metrics_file;
+  int metrics_line = 0;
+  if (ReadAbsolutePath(top.At("metrics_file"), "metrics_file", &metrics_file)) {
+    metrics_line = top.At("metrics_file").line;
+  }
+
   std::vector<SlotDraft> drafts;
   const Field& slots = top.At("slots");
   if (slots.present && slots.node.IsSequence()) {
@@ -462,16 +500,18 @@ bool Loader::Load(Config* config) {
     for (const YAML::Node& node : slots.node) {
       SlotDraft draft;
       draft.path = "slots[" + std::to_string(drafts.size()) + "]";
-      ReadSlot(node, top, base_conninfo, &draft);
+      ReadSlot(node, top, base_conninfo, top_alarm, &draft);
       drafts.push_back(std::move(draft));
     }
   }
-  CheckAcrossSlots(drafts);
+  CheckAcrossSlots(drafts, metrics_file, metrics_line);
 
   if (errors_->size() != errors_before) return false;
   Config loaded;
   loaded.path = file_;
   loaded.log_level = (*top.Get<const Choice*>("log_level"))->name;
+  loaded.monitor_interval = *top.Get<Duration>("monitor_interval");
+  loaded.metrics_file = std::move(metrics_file);
   for (SlotDraft& draft : drafts) loaded.slots.push_back(std::move(draft.slot));
   *config = std::move(loaded);
   return true;
@@ -630,7 +670,7 @@ void Loader::ReadOptions(const std::string& key, Field* field) {
 }
 
 void Loader::ReadSlot(const YAML::Node& node, const Section& top, const std::string* base_conninfo,
-                      SlotDraft* draft) {
+                      const LagAlarmConfig& top_alarm, SlotDraft* draft) {
   SlotConfig& slot = draft->slot;
   slot.line = LineOf(node);
   if (!node.IsMap()) {
@@ -663,6 +703,8 @@ void Loader::ReadSlot(const YAML::Node& node, const Section& top, const std::str
   inherit("status_interval", &slot.status_interval);
   inherit("fsync_interval", &slot.fsync_interval);
   inherit("buffer_size", &slot.buffer_size);
+  slot.lag_alarm = top_alarm;
+  ReadLagAlarm(s.At("lag_alarm"), Join(draft->path, "lag_alarm"), false, &slot.lag_alarm);
 
   const Field& connection = s.At("connection");
   if (const auto* own = s.Get<std::string>("connection")) {
@@ -703,18 +745,49 @@ void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft
           "missing required key (a " + kind + " sink needs an absolute path)");
     return;
   }
-  const auto* sink_path = s.Get<std::string>("path");
-  if (sink_path == nullptr) return;  // already reported
-  if (sink_path->empty() || (*sink_path)[0] != '/') {
-    Error(path_field.line, Join(path, "path"),
-          "must be an absolute path, got " + Quote(*sink_path));
-    return;
+  if (ReadAbsolutePath(path_field, Join(path, "path"), &sink.path)) {
+    draft->sink_path_line = path_field.line;
   }
-  sink.path = NormalizePath(*sink_path);
-  draft->sink_path_line = path_field.line;
 }
 
-void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts) {
+// Reads a lag_alarm map (or none) over *alarm. With `with_defaults` (the top
+// level), every key absent from the map takes its default from kSchema;
+// without (a slot), an absent key keeps the value *alarm already holds.
+void Loader::ReadLagAlarm(const Field& field, const std::string& path, bool with_defaults,
+                          LagAlarmConfig* alarm) {
+  // Absent, or not a map (already reported): read as an empty map, which
+  // gives the defaults.
+  YAML::Node map =
+      field.present && field.node.IsMap() ? field.node : YAML::Node(YAML::NodeType::Map);
+  Section s = ReadSection(map, Scope::kLagAlarm, path);
+  auto take = [&](const char* name, auto* out) {
+    using T = std::remove_pointer_t<decltype(out)>;
+    const Field& f = s.At(name);
+    if (!f.present && !with_defaults) return;
+    if (const T* v = std::get_if<T>(&f.value)) *out = *v;
+  };
+  take("bytes", &alarm->bytes);
+  take("seconds", &alarm->seconds);
+  take("repeat", &alarm->repeat);
+  take("safe_wal_size", &alarm->safe_wal_size);
+}
+
+// An absolute path (a sink's path, metrics_file), normalized into *out.
+// False when the field has no valid value (absent, or refused here or
+// before).
+bool Loader::ReadAbsolutePath(const Field& field, const std::string& key, std::string* out) {
+  const auto* text = std::get_if<std::string>(&field.value);
+  if (text == nullptr) return false;
+  if (text->empty() || (*text)[0] != '/') {
+    Error(field.line, key, "must be an absolute path, got " + Quote(*text));
+    return false;
+  }
+  *out = NormalizePath(*text);
+  return true;
+}
+
+void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
+                              int metrics_line) {
   // How to name an earlier slot in a message: by name when it has one.
   auto describe = [](const SlotDraft& d) {
     std::string who = d.name_line != 0 ? "slot " + Quote(d.slot.name) : d.path;
@@ -723,6 +796,7 @@ void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts) {
   std::map<std::string, const SlotDraft*> by_name;
   std::map<std::string, const SlotDraft*> by_sink_path;
   const SlotDraft* on_stdout = nullptr;
+  bool metrics_clash = false;  // reported once, for the first slot
   for (const SlotDraft& d : drafts) {
     if (d.name_line != 0) {
       auto [it, inserted] = by_name.emplace(d.slot.name, &d);
@@ -746,6 +820,10 @@ void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts) {
         Error(d.sink_path_line, Join(d.path, "sink.path"),
               "sink path " + Quote(d.slot.sink.path) + " is already used by " +
                   describe(*it->second));
+      }
+      if (metrics_line != 0 && !metrics_clash && d.slot.sink.path == metrics_file) {
+        metrics_clash = true;
+        Error(metrics_line, "metrics_file", "metrics_file is also the sink of " + describe(d));
       }
     }
   }
@@ -833,11 +911,17 @@ std::string ConfigError::ToString() const {
 }
 
 bool SlotConfig::operator==(const SlotConfig& o) const {
+  // lag_alarm is left out on purpose: see config.h.
   return name == o.name && connection == o.connection && plugin == o.plugin && create == o.create &&
          options == o.options && format == o.format && sink.type == o.sink.type &&
          sink.path == o.sink.path && sink.mode == o.sink.mode &&
          status_interval == o.status_interval && fsync_interval == o.fsync_interval &&
          buffer_size == o.buffer_size;
+}
+
+bool LagAlarmConfig::operator==(const LagAlarmConfig& o) const {
+  return bytes == o.bytes && seconds == o.seconds && repeat == o.repeat &&
+         safe_wal_size == o.safe_wal_size;
 }
 
 bool LoadConfig(const std::string& path, Config* config, std::vector<ConfigError>* errors) {

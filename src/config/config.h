@@ -29,6 +29,24 @@ struct SinkConfig {
   uint32_t mode = 0600;  // file and pipe: permission bits used when created
 };
 
+// When to warn that a slot falls behind. Watched by the monitor over a side
+// connection, not by the slot's stream.
+struct LagAlarmConfig {
+  // Alarm when the slot's lag stays above this many bytes for longer than
+  // `seconds`.
+  uint64_t bytes = 1ull << 30;
+  // Also alarm when the oldest change not yet durable is older than this.
+  Duration seconds{300000};
+  // How often the warning is repeated while the alarm lasts.
+  Duration repeat{600000};
+  // Alarm when the server's safe_wal_size for the slot falls below this; 0
+  // disables this check.
+  uint64_t safe_wal_size = 2ull << 30;
+
+  bool operator==(const LagAlarmConfig& o) const;  // all fields
+  bool operator!=(const LagAlarmConfig& o) const { return !(*this == o); }
+};
+
 struct SlotConfig {
   std::string name;        // [a-z0-9_]{1,63}
   std::string connection;  // top-level conninfo merged with the slot's override
@@ -42,7 +60,14 @@ struct SlotConfig {
   Duration fsync_interval{1000};
   uint64_t buffer_size = 8u << 20;  // bytes held in memory waiting for the sink
   int line = 0;                     // line of the slot's entry, for messages
+  // The effective thresholds: the slot's own lag_alarm keys, else the
+  // top-level ones, else the defaults.
+  LagAlarmConfig lag_alarm;
 
+  // Whether the two describe the same stream: on reload, a slot whose new
+  // SlotConfig is not equal to the running one has its stream restarted.
+  // Ignores `line`, and ignores `lag_alarm` on purpose: alarm thresholds do
+  // not affect the stream, so changing them must not restart it.
   bool operator==(const SlotConfig& o) const;
   bool operator!=(const SlotConfig& o) const { return !(*this == o); }
 };
@@ -50,6 +75,10 @@ struct SlotConfig {
 struct Config {
   std::string path;  // the file it came from
   std::string log_level = "info";
+  // How often the server's pg_replication_slots and pg_current_wal_lsn() are
+  // polled over a normal (non-replication) side connection.
+  Duration monitor_interval{10000};
+  std::string metrics_file;  // absolute and normalized; empty: no metrics written
   std::vector<SlotConfig> slots;
 };
 

@@ -52,8 +52,10 @@ class NotifySocket {
 };
 
 std::string ActivePid(PgCluster* pg, const std::string& slot) {
-  return pg->Scalar("SELECT coalesce(active_pid::text, '') FROM pg_replication_slots "
-                    "WHERE slot_name = '" + slot + "'");
+  return pg->Scalar(
+      "SELECT coalesce(active_pid::text, '') FROM pg_replication_slots "
+      "WHERE slot_name = '" +
+      slot + "'");
 }
 
 TEST_F(DaemonTest, SpeaksTheServiceProtocolAndReloadsWithoutTouchingUnchangedSlots) {
@@ -64,7 +66,8 @@ TEST_F(DaemonTest, SpeaksTheServiceProtocolAndReloadsWithoutTouchingUnchangedSlo
   }
   auto file = [&](const std::string& n) { return "{type: file, path: " + dir_->File(n) + "}"; };
   std::string v1 = Header() + SlotYaml("sp_keep", file("keep.log")) +
-                   SlotYaml("sp_change", file("change.log")) + SlotYaml("sp_drop", file("drop.log"));
+                   SlotYaml("sp_change", file("change.log")) +
+                   SlotYaml("sp_drop", file("drop.log"));
   std::string cfg = WriteConfig(v1);
   NotifySocket notify(dir_->File("notify.sock"));
   Subprocess::Options o;

@@ -120,7 +120,8 @@ void Log(Level level, const LogEvent& event, const std::string& message) {
     std::vector<std::string> fields;
     fields.reserve(6 + event.fields.size());
     fields.push_back("MESSAGE=" + text);
-    fields.push_back("PRIORITY=" + std::to_string(Priority(level)));
+    fields.push_back("PRIORITY=" +
+                     std::to_string(event.priority >= 0 ? event.priority : Priority(level)));
     fields.push_back("SYSLOG_IDENTIFIER=pgslotd");
     if (!event.slot.empty()) fields.push_back("SLOT=" + std::string(event.slot));
     if (event.lsn != kInvalidLsn) fields.push_back("LSN=" + FormatLsn(event.lsn));

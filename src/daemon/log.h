@@ -55,6 +55,7 @@ struct LogEvent {
   Lsn lsn = kInvalidLsn;                                    // kInvalidLsn: none
   const char* message_id = nullptr;                         // one of msgid::, or none
   std::vector<std::pair<const char*, std::string>> fields;  // extra NAME=value
+  int priority = -1;  // journal PRIORITY override (5 = notice); -1: from the level
 };
 
 // Writes one entry. On stderr a slot entry reads "slot <name>: <message>".

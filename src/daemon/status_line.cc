@@ -13,6 +13,7 @@ SlotView ViewOf(const SlotWorker& w) {
   v.server_wal_end = s.server_wal_end.load(std::memory_order_relaxed);
   v.heartbeat_ns = s.heartbeat_ns.load(std::memory_order_relaxed);
   v.finished = w.finished();
+  v.oldest_pending_ns = s.oldest_pending_ns.load(std::memory_order_relaxed);
   return v;
 }
 
@@ -42,6 +43,7 @@ std::string StatusLine(const std::vector<SlotView>& slots) {
     out += v.name + ": " + SlotStateName(v.state);
     if (v.flushed != kInvalidLsn) out += ", flushed " + FormatLsn(v.flushed);
     if (v.server_wal_end != kInvalidLsn) out += ", lag " + FormatBytes(LagBytes(v));
+    if (v.alarm) out += ", LAG ALARM";
   }
   return out;
 }

@@ -18,8 +18,10 @@ struct SlotView {
   SlotState state = SlotState::kStarting;
   Lsn flushed = kInvalidLsn;
   Lsn server_wal_end = kInvalidLsn;
-  int64_t heartbeat_ns = 0;  // steady clock
-  bool finished = false;     // its thread has ended
+  int64_t heartbeat_ns = 0;       // steady clock
+  bool finished = false;          // its thread has ended
+  int64_t oldest_pending_ns = 0;  // steady clock; 0: nothing waits
+  bool alarm = false;             // the lag alarm is raised
 };
 
 SlotView ViewOf(const SlotWorker& w);
@@ -31,8 +33,8 @@ uint64_t LagBytes(const SlotView& v);
 std::string FormatBytes(uint64_t bytes);
 
 // "orders: streaming, flushed 0/16B3748, lag 1.2 MiB; items: waiting for
-// sink, flushed 0/16B3000, lag 64.0 MiB" (no "lag" for a slot that has not
-// heard from the server yet).
+// sink, flushed 0/16B3000, lag 64.0 MiB, LAG ALARM" (no "lag" for a slot
+// that has not heard from the server yet).
 std::string StatusLine(const std::vector<SlotView>& slots);
 
 // True when every slot whose thread is still running checked in within

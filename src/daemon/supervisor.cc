@@ -6,11 +6,14 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <map>
 
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/status_line.h"
 
 namespace pgslotd {
@@ -19,6 +22,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::seconds kStatusEvery{2};
+constexpr std::chrono::seconds kAlarmEvery{1};
+constexpr std::chrono::seconds kMetricsEvery{5};
+
+bool Streaming(SlotState s) {
+  return s == SlotState::kStreaming || s == SlotState::kWaitingForSink ||
+         s == SlotState::kStopping || s == SlotState::kStopped || s == SlotState::kDone;
+}
+
+std::string Fixed(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
 
 sigset_t HandledSignals() {
   sigset_t set;
@@ -67,11 +83,100 @@ std::unique_ptr<SlotWorker> Supervisor::MakeWorker(const SlotConfig& slot) {
   return w;
 }
 
+std::vector<SlotView> Supervisor::Views() {
+  std::vector<SlotView> views;
+  for (auto& w : workers_) {
+    SlotView v = ViewOf(*w);
+    if (auto info = monitor_.Get(v.name)) {
+      v.flushed = std::max(v.flushed, info->confirmed_flush);
+      v.server_wal_end = std::max(v.server_wal_end, info->current_wal_lsn);
+    }
+    auto a = alarms_.find(v.name);
+    v.alarm = a != alarms_.end() && a->second.active();
+    views.push_back(std::move(v));
+  }
+  return views;
+}
+
 void Supervisor::PublishStatus() {
   if (!notifier_.enabled()) return;
-  std::vector<SlotView> views;
-  for (auto& w : workers_) views.push_back(ViewOf(*w));
-  notifier_.Status(StatusLine(views));
+  notifier_.Status(StatusLine(Views()));
+}
+
+void Supervisor::UpdateMonitorTargets() {
+  std::vector<std::pair<std::string, std::string>> targets;
+  for (const SlotConfig& s : config_.slots) targets.emplace_back(s.name, s.connection);
+  monitor_.SetTargets(targets, config_.monitor_interval);
+}
+
+void Supervisor::CheckAlarms() {
+  auto now = Clock::now();
+  std::map<std::string, const SlotConfig*> by_name;
+  for (const SlotConfig& s : config_.slots) by_name[s.name] = &s;
+  for (const SlotView& v : Views()) {
+    auto cfg = by_name.find(v.name);
+    if (cfg == by_name.end()) continue;
+    LagSample sample;
+    sample.lag_bytes = LagBytes(v);
+    if (v.oldest_pending_ns > 0) {
+      sample.lag_seconds = std::max<double>(
+          0, static_cast<double>(now.time_since_epoch().count() - v.oldest_pending_ns) / 1e9);
+    }
+    sample.streaming = Streaming(v.state);
+    sample.state = SlotStateName(v.state);
+    if (auto info = monitor_.Get(v.name)) {
+      sample.wal_status = info->wal_status;
+      sample.safe_wal_size = info->safe_wal_size;
+      sample.max_slot_wal_keep_size = info->max_slot_wal_keep_size;
+    }
+    std::string reason;
+    LagAlarm& alarm = alarms_[v.name];
+    LagAlarm::Event e = alarm.Update(now, sample, cfg->second->lag_alarm, &reason);
+    if (e == LagAlarm::Event::kNone) continue;
+    LogEvent ev{v.name, v.flushed, nullptr, {}};
+    ev.fields = {{"LAG_BYTES", std::to_string(sample.lag_bytes)},
+                 {"LAG_SECONDS", Fixed(sample.lag_seconds)},
+                 {"WAL_STATUS", sample.wal_status.empty() ? "unknown" : sample.wal_status}};
+    std::string figures = "lag " + FormatBytes(sample.lag_bytes) + ", oldest change waiting " +
+                          Fixed(sample.lag_seconds) + " s, wal_status " +
+                          (sample.wal_status.empty() ? "unknown" : sample.wal_status) + ", " +
+                          sample.state;
+    if (e == LagAlarm::Event::kCleared) {
+      ev.message_id = msgid::kLagAlarmCleared;
+      ev.priority = 5;  // notice
+      Log(spdlog::level::info, ev, "lag alarm cleared (" + figures + ")");
+    } else {
+      ev.message_id = msgid::kLagAlarmRaised;
+      Log(spdlog::level::warn, ev,
+          std::string(e == LagAlarm::Event::kRaised ? "lag alarm" : "lag alarm continues") + ": " +
+              reason + " (" + figures + ")");
+    }
+  }
+}
+
+void Supervisor::WriteMetrics() {
+  if (config_.metrics_file.empty()) return;
+  auto now = Clock::now().time_since_epoch().count();
+  std::vector<SlotMetrics> metrics;
+  std::vector<SlotView> views = Views();
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    const SlotStats& st = workers_[i]->stats();
+    const SlotView& v = views[i];
+    SlotMetrics m;
+    m.slot = v.name;
+    m.lag_bytes = LagBytes(v);
+    m.lag_seconds =
+        v.oldest_pending_ns > 0 ? static_cast<double>(now - v.oldest_pending_ns) / 1e9 : 0;
+    m.flushed_lsn = v.flushed;
+    m.changes = st.messages.load(std::memory_order_relaxed);
+    m.bytes = st.bytes.load(std::memory_order_relaxed);
+    m.reconnects = st.reconnects.load(std::memory_order_relaxed);
+    m.alarm = v.alarm;
+    m.streaming = v.state == SlotState::kStreaming || v.state == SlotState::kWaitingForSink;
+    metrics.push_back(std::move(m));
+  }
+  Status s = WriteMetricsFile(config_.metrics_file, start_time_, metrics);
+  if (!s.ok()) LogWarn("metrics: " + s.message());
 }
 
 void Supervisor::Reload() {
@@ -132,6 +237,12 @@ void Supervisor::Reload() {
   }
   started -= restarted;  // a restarted slot was counted as started too
   config_ = std::move(fresh);
+  for (auto it = alarms_.begin(); it != alarms_.end();) {
+    bool still = false;
+    for (const SlotConfig& s : config_.slots) still = still || s.name == it->first;
+    it = still ? std::next(it) : alarms_.erase(it);
+  }
+  UpdateMonitorTargets();
   Log(spdlog::level::info, LogEvent{{}, kInvalidLsn, msgid::kReloaded, {}},
       "reloaded " + config_.path + ": " + std::to_string(kept) + " kept, " +
           std::to_string(started) + " started, " + std::to_string(restarted) + " restarted, " +
@@ -151,12 +262,18 @@ int Supervisor::Run() {
   LogInfo("started " + std::to_string(workers_.size()) + " slot" +
           (workers_.size() == 1 ? "" : "s") +
           (options_.end_lsn ? " (until " + FormatLsn(*options_.end_lsn) + ")" : ""));
+  start_time_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  UpdateMonitorTargets();
+  if (!options_.end_lsn) monitor_.Start();
   notifier_.Ready();
   PublishStatus();
 
   const auto watchdog =
       std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_interval());
   auto next_status = Clock::now() + kStatusEvery;
+  auto next_alarm = Clock::now() + kAlarmEvery;
+  auto next_metrics = Clock::now();
   auto next_ping = Clock::now();
   int exit_code = 0;
   for (;;) {
@@ -172,11 +289,20 @@ int Supervisor::Run() {
         next_ping = now + std::chrono::milliseconds(250);
       }
     }
+    if (now >= next_alarm) {
+      CheckAlarms();
+      next_alarm = now + kAlarmEvery;
+    }
     if (now >= next_status) {
       PublishStatus();
       next_status = now + kStatusEvery;
     }
-    auto wake = std::min(next_status, watchdog.count() > 0 ? next_ping : next_status);
+    if (now >= next_metrics) {
+      WriteMetrics();
+      next_metrics = now + kMetricsEvery;
+    }
+    auto wake = std::min(
+        {next_status, next_alarm, next_metrics, watchdog.count() > 0 ? next_ping : next_status});
     int timeout = static_cast<int>(std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1));
     struct pollfd fds[2] = {{sfd, POLLIN, 0}, {done_fd_, POLLIN, 0}};
@@ -239,6 +365,8 @@ int Supervisor::Run() {
   }
   notifier_.Stopping();
   StopAll();
+  monitor_.Stop();
+  WriteMetrics();
   ::close(sfd);
   LogInfo("exiting with code " + std::to_string(exit_code));
   return exit_code;

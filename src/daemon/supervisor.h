@@ -12,6 +12,10 @@
 //                    config that does not load leaves everything as it was.
 //                    Then READY=1.
 //
+// Every second the lag alarm of each slot is evaluated (daemon/lag_alarm.h)
+// from the worker's figures and the server's (daemon/monitor.h); with
+// metrics_file set, Prometheus text is written every few seconds.
+//
 // READY=1 is sent once every slot thread has started (not once connected:
 // a server that is down shows in STATUS= and is retried). STATUS= is
 // refreshed every few seconds. WATCHDOG=1 is sent at half of WATCHDOG_USEC
@@ -22,13 +26,17 @@
 // thread ever receives them.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/lag_alarm.h"
+#include "daemon/monitor.h"
 #include "daemon/notify.h"
+#include "daemon/status_line.h"
 #include "pg/lsn.h"
 #include "slot/slot_worker.h"
 
@@ -57,12 +65,21 @@ class Supervisor {
   void Reload();
   void StopAll();
   void PublishStatus();
+  // Views of every slot with the server's side folded in (flushed and WAL
+  // end from the monitor when it knows more) and the alarm state.
+  std::vector<SlotView> Views();
+  void UpdateMonitorTargets();
+  void CheckAlarms();
+  void WriteMetrics();
 
   Config config_;
   Options options_;
   Notifier notifier_;
   int done_fd_ = -1;  // eventfd: a worker finished
   std::vector<std::unique_ptr<SlotWorker>> workers_;
+  Monitor monitor_;
+  std::map<std::string, LagAlarm> alarms_;  // by slot name; kept across reloads
+  double start_time_ = 0;                   // Unix seconds
 };
 
 }  // namespace pgslotd

@@ -1,0 +1,94 @@
+#include "daemon/metrics.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "sink/sink.h"
+
+namespace pgslotd {
+
+namespace {
+
+struct Family {
+  const char* name;
+  const char* type;
+  const char* help;
+  double (*get)(const SlotMetrics&);
+};
+
+const Family kFamilies[] = {
+    {"pgslotd_slot_lag_bytes", "gauge",
+     "Bytes of WAL the server holds for the slot beyond its flushed position.",
+     [](const SlotMetrics& m) { return static_cast<double>(m.lag_bytes); }},
+    {"pgslotd_slot_lag_seconds", "gauge",
+     "Age in seconds of the oldest change received but not yet durable.",
+     [](const SlotMetrics& m) { return m.lag_seconds; }},
+    {"pgslotd_slot_flushed_lsn", "gauge",
+     "Flushed (acknowledged) LSN of the slot, as a byte position.",
+     [](const SlotMetrics& m) { return static_cast<double>(m.flushed_lsn); }},
+    {"pgslotd_slot_changes_total", "counter", "Messages received for the sink.",
+     [](const SlotMetrics& m) { return static_cast<double>(m.changes); }},
+    {"pgslotd_slot_bytes_total", "counter", "Bytes the sink accepted.",
+     [](const SlotMetrics& m) { return static_cast<double>(m.bytes); }},
+    {"pgslotd_slot_reconnects_total", "counter", "Streaming sessions that ended in a retry.",
+     [](const SlotMetrics& m) { return static_cast<double>(m.reconnects); }},
+    {"pgslotd_slot_lag_alarm", "gauge", "1 while the slot's lag alarm is raised.",
+     [](const SlotMetrics& m) { return m.alarm ? 1.0 : 0.0; }},
+    {"pgslotd_slot_streaming", "gauge", "1 while the slot is streaming.",
+     [](const SlotMetrics& m) { return m.streaming ? 1.0 : 0.0; }},
+};
+
+std::string Number(double v) {
+  char buf[64];
+  // Integers exactly (LSNs exceed 2^53 only past 8 PiB of WAL).
+  if (v == static_cast<double>(static_cast<int64_t>(v)) && v < 9e15 && v > -9e15) {
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.6f", v);
+  }
+  return buf;
+}
+
+}  // namespace
+
+std::string RenderMetrics(double start_time_seconds, const std::vector<SlotMetrics>& slots) {
+  std::string out;
+  out += "# HELP pgslotd_start_time_seconds Start time of the process, in Unix seconds.\n";
+  out += "# TYPE pgslotd_start_time_seconds gauge\n";
+  out += "pgslotd_start_time_seconds " + Number(start_time_seconds) + "\n";
+  for (const Family& f : kFamilies) {
+    out += std::string("# HELP ") + f.name + " " + f.help + "\n";
+    out += std::string("# TYPE ") + f.name + " " + f.type + "\n";
+    for (const SlotMetrics& m : slots) {
+      // Slot names are [a-z0-9_]: nothing to escape in the label.
+      out += std::string(f.name) + "{slot=\"" + m.slot + "\"} " + Number(f.get(m)) + "\n";
+    }
+  }
+  return out;
+}
+
+Status WriteMetricsFile(const std::string& path, double start_time_seconds,
+                        const std::vector<SlotMetrics>& slots) {
+  std::string text = RenderMetrics(start_time_seconds, slots);
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Retryable(ErrnoMessage("cannot create " + tmp, errno));
+  size_t done = 0;
+  int err = WriteFully(fd, text.data(), text.size(), &done);
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    return Status::Retryable(ErrnoMessage("cannot write " + tmp, err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return Status::Retryable(ErrnoMessage("cannot rename " + tmp + " to " + path, e));
+  }
+  return Status::Ok();
+}
+
+}  // namespace pgslotd

@@ -1,0 +1,170 @@
+#include "daemon/monitor.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "daemon/log.h"
+#include "pg/conninfo.h"
+#include "pg/quote.h"
+#include "pg/replication_conn.h"
+
+namespace pgslotd {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::seconds kQueryTimeout{10};
+
+}  // namespace
+
+Monitor::Monitor() { wakeup_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+Monitor::~Monitor() {
+  Stop();
+  if (wakeup_fd_ >= 0) ::close(wakeup_fd_);
+}
+
+void Monitor::Wakeup() {
+  uint64_t one = 1;
+  ssize_t n = ::write(wakeup_fd_, &one, sizeof one);
+  (void)n;
+}
+
+void Monitor::SetTargets(const std::vector<std::pair<std::string, std::string>>& targets,
+                         Duration interval) {
+  std::lock_guard<std::mutex> l(mu_);
+  groups_.clear();
+  for (const auto& [slot, conninfo] : targets) groups_[conninfo].push_back(slot);
+  bool sooner = interval < interval_;
+  interval_ = interval;
+  if (sooner) Wakeup();
+}
+
+void Monitor::Start() {
+  if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+}
+
+void Monitor::Stop() {
+  stop_.store(true);
+  Wakeup();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::optional<ServerSlotInfo> Monitor::Get(const std::string& slot) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = infos_.find(slot);
+  if (it == infos_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Monitor::Run() {
+  struct Server {
+    std::unique_ptr<ReplicationConn> conn;
+    bool failing = false;
+  };
+  std::map<std::string, Server> servers;  // conninfo -> connection
+  while (!stop_.load()) {
+    std::map<std::string, std::vector<std::string>> groups;
+    Duration interval;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      groups = groups_;
+      interval = interval_;
+    }
+    for (auto it = servers.begin(); it != servers.end();) {
+      it = groups.count(it->first) ? std::next(it) : servers.erase(it);
+    }
+    std::map<std::string, ServerSlotInfo> fresh;
+    for (const auto& [conninfo, slots] : groups) {
+      if (stop_.load()) break;
+      Server& server = servers[conninfo];
+      Status s;
+      if (!server.conn || !server.conn->connected()) {
+        std::vector<std::pair<std::string, std::string>> params;
+        std::string err;
+        if (!BuildMonitorParams(conninfo, &params, &err)) {
+          s = Status::SlotFatal("invalid connection string: " + err);
+        } else {
+          server.conn = std::make_unique<ReplicationConn>(wakeup_fd_, &stop_);
+          s = server.conn->Connect(params, Clock::now() + kQueryTimeout);
+        }
+      }
+      if (s.ok()) {
+        std::string in;
+        for (const std::string& slot : slots) in += (in.empty() ? "" : ", ") + QuoteLiteral(slot);
+        Result<Rows> rows = server.conn->Query(
+            "SELECT slot_name, active, active_pid, wal_status, safe_wal_size, restart_lsn, "
+            "confirmed_flush_lsn, pg_current_wal_lsn(), "
+            "current_setting('max_slot_wal_keep_size') FROM pg_catalog.pg_replication_slots "
+            "WHERE slot_name IN (" +
+                in + ")",
+            Clock::now() + kQueryTimeout);
+        s = rows.status();
+        if (rows.ok()) {
+          auto now = Clock::now();
+          for (const auto& r : rows.value()) {
+            if (r.size() < 9) continue;
+            ServerSlotInfo info;
+            info.active = r[1] == "t";
+            info.active_pid = r[2];
+            info.wal_status = r[3];
+            if (!r[4].empty()) info.safe_wal_size = std::strtoll(r[4].c_str(), nullptr, 10);
+            info.restart_lsn = ParseLsn(r[5]).value_or(kInvalidLsn);
+            info.confirmed_flush = ParseLsn(r[6]).value_or(kInvalidLsn);
+            info.current_wal_lsn = ParseLsn(r[7]).value_or(kInvalidLsn);
+            // The setting reads as "-1" (unlimited) or with a unit ("64MB").
+            if (r[8] != "-1") {
+              char* end = nullptr;
+              uint64_t v = std::strtoull(r[8].c_str(), &end, 10);
+              std::string unit = end ? end : "";
+              uint64_t mult = unit == "kB"   ? 1024ull
+                              : unit == "MB" ? 1ull << 20
+                              : unit == "GB" ? 1ull << 30
+                              : unit == "TB" ? 1ull << 40
+                                             : 1ull << 20;  // a bare number is in MB
+              info.max_slot_wal_keep_size = v * mult;
+            }
+            info.polled_at = now;
+            fresh[r[0]] = info;
+          }
+        }
+      }
+      if (s.code() == Status::Code::kStopped) break;
+      if (!s.ok()) {
+        if (server.conn) server.conn->Close();
+        if (!server.failing) {
+          LogWarn("monitor: cannot read the slots' state from the server (" +
+                  RedactConninfo(conninfo) + "): " + s.message() + "; retrying every poll");
+        }
+        server.failing = true;
+      } else if (server.failing) {
+        LogInfo("monitor: reading the slots' state from the server again (" +
+                RedactConninfo(conninfo) + ")");
+        server.failing = false;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      infos_ = std::move(fresh);
+    }
+    // Sleep until the next poll, a stop, or a shorter interval.
+    auto until = Clock::now() + interval;
+    while (!stop_.load() && Clock::now() < until) {
+      struct pollfd pfd = {wakeup_fd_, POLLIN, 0};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+      if (::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(1, left.count()))) > 0) {
+        uint64_t v;
+        while (::read(wakeup_fd_, &v, sizeof v) > 0) {
+        }
+        std::lock_guard<std::mutex> l(mu_);
+        if (interval_ < interval) break;
+      }
+    }
+  }
+}
+
+}  // namespace pgslotd

@@ -1,0 +1,73 @@
+// Watches the slots from the server's side, through plain (non-replication)
+// side connections: one per distinct connection string, polled every
+// monitor_interval on a thread of its own, so that a slow or unreachable
+// server never delays the supervisor's signals or the workers' streams.
+//
+// Each poll reads, for the slots of that connection, pg_replication_slots
+// (active, active_pid, wal_status, safe_wal_size, restart_lsn,
+// confirmed_flush_lsn) and pg_current_wal_lsn(). A failed poll drops the
+// figures of its slots (they are unknown, not stale) and is logged once per
+// run of failures.
+//
+// Thread-safety: SetTargets, Get and Stop may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "pg/lsn.h"
+
+namespace pgslotd {
+
+struct ServerSlotInfo {
+  bool active = false;
+  std::string active_pid;                // "" when inactive
+  std::string wal_status;                // reserved, extended, unreserved, lost, or ""
+  std::optional<int64_t> safe_wal_size;  // none when NULL (no max_slot_wal_keep_size)
+  Lsn restart_lsn = kInvalidLsn;
+  Lsn confirmed_flush = kInvalidLsn;
+  Lsn current_wal_lsn = kInvalidLsn;  // the server's, at the poll
+  std::optional<uint64_t> max_slot_wal_keep_size;  // bytes; none when unlimited (-1)
+  std::chrono::steady_clock::time_point polled_at;
+};
+
+class Monitor {
+ public:
+  Monitor();
+  ~Monitor();  // stops and joins
+  Monitor(const Monitor&) = delete;
+  Monitor& operator=(const Monitor&) = delete;
+
+  // Which slots to watch, as (slot name, connection string) pairs, and how
+  // often. Takes effect at the next poll (at once if the interval shrank).
+  void SetTargets(const std::vector<std::pair<std::string, std::string>>& targets,
+                  Duration interval);
+  void Start();
+  void Stop();
+
+  // The latest figures for `slot`, if the last poll of its server succeeded
+  // and found it.
+  std::optional<ServerSlotInfo> Get(const std::string& slot) const;
+
+ private:
+  void Run();
+  void Wakeup();
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::vector<std::string>> groups_;  // conninfo -> slots (mu_)
+  std::map<std::string, ServerSlotInfo> infos_;             // slot -> figures (mu_)
+  Duration interval_{10000};                                // (mu_)
+  std::atomic<bool> stop_{false};
+  int wakeup_fd_ = -1;
+  std::thread thread_;
+};
+
+}  // namespace pgslotd

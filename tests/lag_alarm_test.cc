@@ -1,0 +1,140 @@
+#include "daemon/lag_alarm.h"
+
+#include <gtest/gtest.h>
+
+#include "daemon/metrics.h"
+#include "prom_parser.h"
+
+namespace pgslotd {
+namespace {
+
+using std::chrono::seconds;
+using Event = LagAlarm::Event;
+
+class LagAlarmTest : public ::testing::Test {
+ protected:
+  LagAlarmTest() {
+    cfg_.bytes = 1000;
+    cfg_.seconds = seconds(10);
+    cfg_.repeat = seconds(60);
+    cfg_.safe_wal_size = 5000;
+  }
+  Event At(int second, LagSample s) {
+    return alarm_.Update(t0_ + seconds(second), s, cfg_, &reason_);
+  }
+  LagAlarmConfig cfg_;
+  LagAlarm alarm_;
+  LagAlarm::Clock::time_point t0_ = LagAlarm::Clock::now();
+  std::string reason_;
+};
+
+LagSample Bytes(uint64_t b) {
+  LagSample s;
+  s.lag_bytes = b;
+  return s;
+}
+
+TEST_F(LagAlarmTest, ABurstThatDrainsInTimeNeverAlarms) {
+  for (int t = 0; t <= 9; ++t) EXPECT_EQ(At(t, Bytes(50000)), Event::kNone) << t;
+  EXPECT_EQ(At(10, Bytes(10)), Event::kNone);
+  for (int t = 11; t < 100; ++t) EXPECT_EQ(At(t, Bytes(10)), Event::kNone);
+  EXPECT_FALSE(alarm_.active());
+}
+
+TEST_F(LagAlarmTest, BytesAboveForLongerThanSecondsRaisesRepeatsAndClearsWithHysteresis) {
+  for (int t = 0; t <= 10; ++t) EXPECT_EQ(At(t, Bytes(2000)), Event::kNone) << t;
+  EXPECT_EQ(At(11, Bytes(2000)), Event::kRaised);
+  EXPECT_NE(reason_.find("lag 2.0 KiB above 1000 B for 11 s"), std::string::npos) << reason_;
+  EXPECT_EQ(At(30, Bytes(2000)), Event::kNone);
+  EXPECT_EQ(At(71, Bytes(2000)), Event::kRepeated);
+  // Under the threshold but above half of it: not cleared (hysteresis).
+  for (int t = 72; t < 150; ++t) EXPECT_EQ(At(t, Bytes(700)), Event::kNone) << t;
+  EXPECT_TRUE(alarm_.active());
+  // Under half: cleared once that has lasted min(seconds, 30 s) = 10 s.
+  for (int t = 150; t < 160; ++t) EXPECT_EQ(At(t, Bytes(100)), Event::kNone) << t;
+  EXPECT_EQ(At(160, Bytes(100)), Event::kCleared);
+  EXPECT_FALSE(alarm_.active());
+}
+
+TEST_F(LagAlarmTest, EachOtherCauseRaisesIt) {
+  LagSample old;
+  old.lag_seconds = 11;
+  EXPECT_EQ(At(0, old), Event::kRaised);
+  EXPECT_NE(reason_.find("oldest change not yet durable is 11 s old"), std::string::npos);
+
+  LagAlarm a2;
+  LagSample unreserved;
+  unreserved.wal_status = "unreserved";
+  EXPECT_EQ(a2.Update(t0_, unreserved, cfg_, &reason_), Event::kRaised);
+  EXPECT_NE(reason_.find("wal_status unreserved"), std::string::npos);
+
+  LagAlarm a3;
+  LagSample low;
+  low.safe_wal_size = 4000;
+  EXPECT_EQ(a3.Update(t0_, low, cfg_, &reason_), Event::kRaised);
+  EXPECT_NE(reason_.find("safe_wal_size"), std::string::npos);
+  LagAlarm a6;  // the server's limit is small: the floor is a quarter of it
+  low.max_slot_wal_keep_size = 8192;
+  EXPECT_EQ(a6.Update(t0_, low, cfg_, &reason_), Event::kNone) << reason_;
+  low.safe_wal_size = 2047;
+  EXPECT_EQ(a6.Update(t0_, low, cfg_, &reason_), Event::kRaised);
+  EXPECT_NE(reason_.find("below 2.0 KiB"), std::string::npos) << reason_;
+  low.max_slot_wal_keep_size.reset();
+  low.safe_wal_size = 4000;
+  cfg_.safe_wal_size = 0;  // disabled
+  LagAlarm a4;
+  EXPECT_EQ(a4.Update(t0_, low, cfg_, &reason_), Event::kNone);
+
+  LagAlarm a5;
+  LagSample down;
+  down.streaming = false;
+  down.state = "reconnecting";
+  EXPECT_EQ(a5.Update(t0_, down, cfg_, &reason_), Event::kNone);
+  EXPECT_EQ(a5.Update(t0_ + seconds(11), down, cfg_, &reason_), Event::kRaised);
+  EXPECT_NE(reason_.find("not streaming (reconnecting) for 11 s"), std::string::npos);
+}
+
+TEST(MetricsTest, RendersStrictPrometheusText) {
+  SlotMetrics a;
+  a.slot = "orders";
+  a.lag_bytes = 123;
+  a.lag_seconds = 1.5;
+  a.flushed_lsn = 0x16B3748;
+  a.changes = 7;
+  a.alarm = true;
+  a.streaming = true;
+  SlotMetrics b;
+  b.slot = "items";
+  std::string text = RenderMetrics(1764000000.25, {a, b});
+  std::vector<test::PromSample> samples;
+  std::map<std::string, std::string> types;
+  std::string err;
+  ASSERT_TRUE(test::ParsePrometheusText(text, &samples, &types, &err)) << err << "\n" << text;
+  EXPECT_EQ(types["pgslotd_slot_changes_total"], "counter");
+  EXPECT_EQ(types["pgslotd_slot_lag_bytes"], "gauge");
+  std::map<std::string, double> orders;
+  for (const auto& s : samples) {
+    if (s.labels.count("slot") && s.labels.at("slot") == "orders") orders[s.name] = s.value;
+  }
+  EXPECT_EQ(orders["pgslotd_slot_lag_bytes"], 123);
+  EXPECT_EQ(orders["pgslotd_slot_lag_seconds"], 1.5);
+  EXPECT_EQ(orders["pgslotd_slot_flushed_lsn"], 0x16B3748);
+  EXPECT_EQ(orders["pgslotd_slot_lag_alarm"], 1);
+  EXPECT_EQ(samples.size(), 1u + 8 * 2);
+  EXPECT_NE(text.find("pgslotd_start_time_seconds 1764000000.250000\n"), std::string::npos);
+}
+
+TEST(MetricsTest, TheStrictParserRefusesMalformedText) {
+  std::vector<test::PromSample> s;
+  std::map<std::string, std::string> t;
+  std::string err;
+  EXPECT_FALSE(test::ParsePrometheusText("x 1", &s, &t, &err));
+  EXPECT_FALSE(test::ParsePrometheusText("x{a=b} 1\n", &s, &t, &err));
+  EXPECT_FALSE(test::ParsePrometheusText("x one\n", &s, &t, &err));
+  EXPECT_FALSE(test::ParsePrometheusText("x 1\n# TYPE x gauge\n", &s, &t, &err));
+  EXPECT_FALSE(test::ParsePrometheusText("9x 1\n", &s, &t, &err));
+  EXPECT_TRUE(test::ParsePrometheusText("# TYPE x gauge\nx{a=\"b\"} 1\n", &s, &t, &err)) << err;
+}
+
+}  // namespace
+}  // namespace pgslotd

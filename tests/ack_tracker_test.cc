@@ -1,4 +1,5 @@
 #include "slot/ack_tracker.h"
+#include "util/out_buffer.h"
 
 #include <gtest/gtest.h>
 

@@ -69,14 +69,4 @@ AckTracker::Clock::time_point AckTracker::OldestPending() const {
   return count_ > 0 ? ring_[head_].received_at : Clock::time_point();
 }
 
-void OutBuffer::MakeRoom(size_t n) {
-  size_t live = end_ - start_;
-  if (start_ > 0) {
-    std::memmove(data_.data(), data_.data() + start_, live);
-    start_ = 0;
-    end_ = live;
-  }
-  if (live + n > data_.size()) data_.resize(std::max(data_.size() * 2, live + n));
-}
-
 }  // namespace pgslotd

@@ -30,6 +30,7 @@
 #include "pg/protocol.h"
 #include "sink/sink.h"
 #include "slot/ack_tracker.h"
+#include "util/out_buffer.h"
 #include "util/status.h"
 
 namespace pgslotd {

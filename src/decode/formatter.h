@@ -1,0 +1,55 @@
+// Formatters: how a slot turns the plugin's messages into sink bytes.
+//
+// The worker calls Format() once per XLogData message, in stream order, on
+// its own thread (a formatter belongs to one worker; no locking). Format
+// appends zero or more complete output units to `out`: raw appends the
+// payload and "\n"; json (pgoutput) appends one JSON object per line per
+// change, nothing for a relation or type message, and for a streamed
+// (in-progress) transaction nothing until its Stream Commit, when every
+// spooled change is appended in order.
+//
+// `lsn` is the message's dataStart. Everything a formatter appends for
+// messages up to and including this one may be acknowledged once durable:
+// a formatter must therefore never hold back output it has been given
+// beyond the current call, except a streamed transaction's spool, whose
+// changes the server sends again in full if the stream is restarted before
+// its commit (acknowledging one of its change positions never skips it).
+//
+// Errors: a malformed or truncated message, an unknown relation id, an
+// unknown message type, a column count that does not match its relation
+// are kRetryable (the worker reconnects without acknowledging, and the
+// server sends the data again); never a crash or an out-of-bounds read.
+// Reset() is called before each new stream (reconnect): it drops all
+// per-stream state (relation cache, open transaction, spools).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/config.h"
+#include "pg/lsn.h"
+#include "util/out_buffer.h"
+#include "util/status.h"
+
+namespace pgslotd {
+
+class Formatter {
+ public:
+  virtual ~Formatter() = default;
+  virtual Status Format(std::string_view payload, Lsn lsn, OutBuffer* out) = 0;
+  virtual void Reset() = 0;
+};
+
+// Each message as received, followed by "\n".
+class RawFormatter : public Formatter {
+ public:
+  Status Format(std::string_view payload, Lsn, OutBuffer* out) override {
+    out->Append(payload.data(), payload.size());
+    out->Append('\n');
+    return Status::Ok();
+  }
+  void Reset() override {}
+};
+
+}  // namespace pgslotd

@@ -147,6 +147,7 @@ slots:
   audit.name = "audit_2";
   audit.connection = "user='cdc' dbname='app' host='/var/run/postgresql'";
   audit.plugin = "wal2json";
+  audit.state_directory = "/var/lib/pgslotd";
   audit.sink.type = SinkType::kStdout;
   audit.status_interval = milliseconds(20000);
   audit.fsync_interval = milliseconds(2000);
@@ -472,10 +473,63 @@ TEST_F(ConfigTest, BadFormat) {
 slots:
   - name: a
     plugin: p
+    format: xml
+    sink: {type: stdout}
+)",
+                 4, "slots[0].format", {"\"xml\"", "raw", "json"});
+}
+
+TEST_F(ConfigTest, JsonNeedsPgoutput) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: wal2json
     format: json
     sink: {type: stdout}
 )",
-                 4, "slots[0].format", {"\"json\"", "raw"});
+                 4, "slots[0].format", {"format json needs plugin: pgoutput", "\"wal2json\""});
+  Config ok = Load(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    include_transactions: true
+    sink: {type: stdout}
+)");
+  ASSERT_EQ(ok.slots.size(), 1u);
+  EXPECT_EQ(ok.slots[0].format, OutputFormat::kJson);
+  EXPECT_TRUE(ok.slots[0].include_transactions);
+}
+
+TEST_F(ConfigTest, IncludeTransactionsIsForJsonOnly) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: test_decoding
+    include_transactions: true
+    sink: {type: stdout}
+)",
+                 4, "slots[0].include_transactions", {"format json only"});
+}
+
+TEST_F(ConfigTest, StateDirectoryFromFileEnvironmentOrDefault) {
+  const char* slot = R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+)";
+  unsetenv("STATE_DIRECTORY");
+  EXPECT_EQ(Load(slot).state_directory, "/var/lib/pgslotd");
+  setenv("STATE_DIRECTORY", "/run/state/pgslotd:/other", 1);
+  Config from_env = Load(slot);
+  EXPECT_EQ(from_env.state_directory, "/run/state/pgslotd");
+  EXPECT_EQ(from_env.slots[0].state_directory, "/run/state/pgslotd");
+  Config explicit_dir = Load(std::string("state_directory: /srv/cdc//state/\n") + slot);
+  EXPECT_EQ(explicit_dir.state_directory, "/srv/cdc/state");
+  unsetenv("STATE_DIRECTORY");
+  ExpectOneError(std::string("state_directory: relative/dir\n") + slot, 1, "state_directory",
+                 {"must be an absolute path"});
 }
 
 TEST_F(ConfigTest, BadSinkType) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <type_traits>
@@ -79,6 +80,7 @@ constexpr Choice kLogLevels[] = {
 };
 constexpr Choice kFormats[] = {
     {"raw", static_cast<int>(OutputFormat::kRaw)},
+    {"json", static_cast<int>(OutputFormat::kJson)},
     {nullptr, 0},
 };
 constexpr Choice kSinkTypes[] = {
@@ -156,6 +158,8 @@ constexpr KeySpec kSchema[] = {
    nullptr, "least severe message that is logged"},
   {Scope::kTop,  "monitor_interval", Kind::kDuration, Need::kOptional, "10s",   nullptr,
    CheckPositive, "how often the server's slots and WAL position are polled"},
+  {Scope::kTop,  "state_directory", Kind::kString,   Need::kOptional,  nullptr, nullptr,
+   nullptr, "directory for pgslotd's own files; default $STATE_DIRECTORY, else /var/lib/pgslotd"},
   {Scope::kTop,  "metrics_file",    Kind::kString,   Need::kOptional,  nullptr, nullptr,
    nullptr, "absolute path of the metrics file; none when absent"},
   {Scope::kTop,  "lag_alarm",       Kind::kMap,      Need::kOptional,  nullptr, nullptr,
@@ -173,6 +177,8 @@ constexpr KeySpec kSchema[] = {
    nullptr, "create the slot when it does not exist"},
   {Scope::kSlot, "options",         Kind::kOptions,  Need::kOptional,  nullptr, nullptr,
    nullptr, "plugin options, sent in file order"},
+  {Scope::kSlot, "include_transactions", Kind::kBool, Need::kOptional, "false", nullptr,
+   nullptr, "format json: write begin and commit lines too"},
   {Scope::kSlot, "format",          Kind::kChoice,   Need::kOptional,  "raw",   kFormats,
    nullptr, "how changes are written to the sink"},
   {Scope::kSlot, "sink",            Kind::kMap,      Need::kRequired,  nullptr, nullptr,
@@ -491,6 +497,15 @@ bool Loader::Load(Config* config) {
     metrics_line = top.At("metrics_file").line;
   }
 
+  // state_directory: the file's, else systemd's (first of a colon list),
+  // else the packaged default.
+  std::string state_directory;
+  if (!ReadAbsolutePath(top.At("state_directory"), "state_directory", &state_directory)) {
+    const char* env = std::getenv("STATE_DIRECTORY");
+    std::string first = env ? std::string(env).substr(0, std::string(env).find(':')) : "";
+    state_directory = !first.empty() && first[0] == '/' ? NormalizePath(first) : "/var/lib/pgslotd";
+  }
+
   std::vector<SlotDraft> drafts;
   const Field& slots = top.At("slots");
   if (slots.present && slots.node.IsSequence()) {
@@ -512,6 +527,8 @@ bool Loader::Load(Config* config) {
   loaded.log_level = (*top.Get<const Choice*>("log_level"))->name;
   loaded.monitor_interval = *top.Get<Duration>("monitor_interval");
   loaded.metrics_file = std::move(metrics_file);
+  loaded.state_directory = std::move(state_directory);
+  for (SlotDraft& draft : drafts) draft.slot.state_directory = loaded.state_directory;
   for (SlotDraft& draft : drafts) loaded.slots.push_back(std::move(draft.slot));
   *config = std::move(loaded);
   return true;
@@ -688,6 +705,20 @@ void Loader::ReadSlot(const YAML::Node& node, const Section& top, const std::str
   if (const auto* options = s.Get<Options>("options")) slot.options = *options;
   if (const auto* format = s.Get<const Choice*>("format")) {
     slot.format = static_cast<OutputFormat>((*format)->value);
+    // json decodes pgoutput's binary protocol; no other plugin speaks it.
+    if (slot.format == OutputFormat::kJson && s.Get<std::string>("plugin") != nullptr &&
+        slot.plugin != "pgoutput") {
+      Error(s.At("format").line, Join(draft->path, "format"),
+            "format json needs plugin: pgoutput (it decodes pgoutput's messages), not " +
+                Quote(slot.plugin) + "; use format raw for other plugins");
+    }
+  }
+  if (const auto* it = s.Get<bool>("include_transactions")) {
+    slot.include_transactions = *it;
+    if (*it && slot.format != OutputFormat::kJson && s.At("include_transactions").present) {
+      Error(s.At("include_transactions").line, Join(draft->path, "include_transactions"),
+            "include_transactions applies to format json only");
+    }
   }
 
   // Inherited keys: the slot's own value, else the top level's.
@@ -913,8 +944,9 @@ std::string ConfigError::ToString() const {
 bool SlotConfig::operator==(const SlotConfig& o) const {
   // lag_alarm is left out on purpose: see config.h.
   return name == o.name && connection == o.connection && plugin == o.plugin && create == o.create &&
-         options == o.options && format == o.format && sink.type == o.sink.type &&
-         sink.path == o.sink.path && sink.mode == o.sink.mode &&
+         options == o.options && format == o.format &&
+         include_transactions == o.include_transactions && state_directory == o.state_directory &&
+         sink.type == o.sink.type && sink.path == o.sink.path && sink.mode == o.sink.mode &&
          status_interval == o.status_interval && fsync_interval == o.fsync_interval &&
          buffer_size == o.buffer_size;
 }

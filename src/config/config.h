@@ -21,7 +21,7 @@ namespace pgslotd {
 using Duration = std::chrono::milliseconds;
 
 enum class SinkType { kStdout, kFile, kPipe };
-enum class OutputFormat { kRaw };
+enum class OutputFormat { kRaw, kJson };
 
 struct SinkConfig {
   SinkType type = SinkType::kStdout;
@@ -55,6 +55,7 @@ struct SlotConfig {
   // Plugin options in file order (names and values as text).
   std::vector<std::pair<std::string, std::string>> options;
   OutputFormat format = OutputFormat::kRaw;
+  bool include_transactions = false;  // json: begin/commit lines too
   SinkConfig sink;
   Duration status_interval{10000};
   Duration fsync_interval{1000};
@@ -63,6 +64,7 @@ struct SlotConfig {
   // The effective thresholds: the slot's own lag_alarm keys, else the
   // top-level ones, else the defaults.
   LagAlarmConfig lag_alarm;
+  std::string state_directory;  // the top-level one, for this slot's files
 
   // Whether the two describe the same stream: on reload, a slot whose new
   // SlotConfig is not equal to the running one has its stream restarted.
@@ -74,6 +76,10 @@ struct SlotConfig {
 
 struct Config {
   std::string path;  // the file it came from
+  // Where pgslotd keeps its own files (spools of streamed transactions,
+  // sink state): state_directory, else systemd's $STATE_DIRECTORY (its
+  // first entry), else /var/lib/pgslotd. Also copied into each SlotConfig.
+  std::string state_directory = "/var/lib/pgslotd";
   std::string log_level = "info";
   // How often the server's pg_replication_slots and pg_current_wal_lsn() are
   // polled over a normal (non-replication) side connection.

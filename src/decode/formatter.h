@@ -52,4 +52,7 @@ class RawFormatter : public Formatter {
   void Reset() override {}
 };
 
+// The formatter a slot's config asks for.
+std::unique_ptr<Formatter> MakeFormatter(const SlotConfig& config);
+
 }  // namespace pgslotd

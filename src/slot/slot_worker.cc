@@ -71,6 +71,7 @@ SlotWorker::SlotWorker(SlotConfig config, Options options)
     options_.make_sink = [](const SlotConfig& c) { return MakeSink(c.sink); };
   }
   sink_ = options_.make_sink(config_);
+  formatter_ = MakeFormatter(config_);
   buffer_ = OutBuffer(std::min<uint64_t>(config_.buffer_size, 1 << 20));
   Heartbeat();
 }
@@ -258,6 +259,7 @@ Status SlotWorker::Session(ReplicationConn* conn) {
   Status s = Prepare(conn, &start);
   if (!s.ok()) return s;
   if (options_.end_lsn && tracker_.flushed() >= *options_.end_lsn) return Status::Ok();
+  formatter_->Reset();  // a new stream: no relation cache, no open transaction
   s = conn->StartCopy(BuildStartReplication(config_.name, start, config_.options),
                       Clock::now() + kConnectTimeout);
   if (!s.ok()) return s.Prefixed("START_REPLICATION");
@@ -358,8 +360,8 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
       reached_end_ = true;
       return Status::Ok();
     }
-    buffer_.Append(m.payload.data(), m.payload.size());
-    buffer_.Append('\n');
+    Status fs = formatter_->Format(m.payload, m.data_start, &buffer_);
+    if (!fs.ok()) return fs;
     if (!has_pending_) {
       has_pending_ = true;
       pending_lsn_ = m.data_start;

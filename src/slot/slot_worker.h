@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "config/config.h"
+#include "decode/formatter.h"
 #include "pg/lsn.h"
 #include "pg/protocol.h"
 #include "sink/sink.h"
@@ -129,6 +130,7 @@ class SlotWorker {
 
   // Owned by the worker thread.
   std::unique_ptr<Sink> sink_;
+  std::unique_ptr<Formatter> formatter_;
   OutBuffer buffer_;
   AckTracker tracker_;
   Lsn received_ = kInvalidLsn;

@@ -10,6 +10,10 @@ PGSLOTD_BUILD_DEPS=(cmake g++ make pkg-config libpq-dev libyaml-cpp-dev libspdlo
 # What the integration tests and try-it need on top: a PostgreSQL 15 server
 # (binaries in /usr/lib/postgresql/15/bin) and the wal2json plugin.
 PGSLOTD_SERVER_DEPS=(postgresql-15 postgresql-15-wal2json)
+# What the system tests need (PGSLOTD_SYSTEM_TESTS=1): a systemd to boot in
+# systemd-nspawn, and CPack's .deb tools (dpkg-shlibdeps, file) and man-db
+# for the package test.
+PGSLOTD_SYSTEM_TEST_DEPS=(systemd systemd-container dpkg-dev file man-db)
 # Where the server binaries live; they are not on PATH on Debian.
 PG_BINDIR=/usr/lib/postgresql/15/bin
 
@@ -64,13 +68,16 @@ build_pgslotd() {
   if [ "${QUIET_BUILD:-0}" = 1 ]; then
     mkdir -p "$root/build"
     local log=$root/build/build.log
-    if ! { cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+    # shellcheck disable=SC2086 # PGSLOTD_CMAKE_ARGS is a list of arguments
+    if ! { cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      ${PGSLOTD_CMAKE_ARGS:-} &&
       make -C "$root/build" -j"$(nproc)" "$@"; } >"$log" 2>&1; then
       tail -n 40 "$log" >&2
       die "the build failed; the whole log is $log"
     fi
   else
-    cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    # shellcheck disable=SC2086 # PGSLOTD_CMAKE_ARGS is a list of arguments
+    cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${PGSLOTD_CMAKE_ARGS:-}
     make -C "$root/build" -j"$(nproc)" "$@"
   fi
 }

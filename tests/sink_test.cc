@@ -25,7 +25,10 @@ class SinkTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
   }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  void TearDown() override {
+    int rc = std::system(("rm -rf " + dir_).c_str());
+    (void)rc;
+  }
   std::string Read(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     std::stringstream ss;

@@ -187,6 +187,9 @@ void Supervisor::Reload() {
     for (const ConfigError& e : errors) LogError("reload: " + e.ToString());
     LogError("reload of " + config_.path + " failed (" + std::to_string(errors.size()) + " error" +
              (errors.size() == 1 ? "" : "s") + "): the running configuration stays in effect");
+    // logrotate may have moved the files away while the config was being
+    // edited: reopen them all the same.
+    for (auto& w : workers_) w->RequestReopen();
     notifier_.Ready();
     return;
   }

@@ -164,8 +164,8 @@ void SlotWorker::Run() {
     stats_.reconnects.fetch_add(1, std::memory_order_relaxed);
     if (Clock::now() - started >= kStableSession) backoff = kBackoffMin;
     Event(spdlog::level::warn, msgid::kReconnecting, tracker_.flushed(),
-          s.message() + "; reconnecting in " + std::to_string(backoff.count()) + " ms from " +
-              FormatLsn(tracker_.flushed()));
+          s.message() + "; reconnecting in " + std::to_string(backoff.count()) + " ms" +
+              (tracker_.flushed() != kInvalidLsn ? " from " + FormatLsn(tracker_.flushed()) : ""));
     auto retry_at = Clock::now() + backoff;
     if (Status ss = Settle(retry_at); !ss.ok()) {
       result = ss;
@@ -191,7 +191,9 @@ void SlotWorker::Run() {
   } else if (stats_.state.load() != SlotState::kDone) {
     stats_.state.store(SlotState::kStopped);
     Event(spdlog::level::info, msgid::kSlotStopped, tracker_.flushed(),
-          "stopped cleanly; flushed " + FormatLsn(tracker_.flushed()));
+          tracker_.flushed() != kInvalidLsn
+              ? "stopped cleanly; flushed " + FormatLsn(tracker_.flushed())
+              : std::string("stopped cleanly before streaming"));
   }
   error_ = result;
   finished_.store(true, std::memory_order_release);

@@ -1,0 +1,753 @@
+#include "decode/pgoutput_formatter.h"
+
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+#include "decode/json.h"
+
+namespace pgslotd {
+
+namespace {
+
+// Type OIDs from pg_type.dat that get a JSON form other than a string.
+constexpr uint32_t kBoolOid = 16;
+constexpr uint32_t kInt8Oid = 20;
+constexpr uint32_t kInt2Oid = 21;
+constexpr uint32_t kInt4Oid = 23;
+constexpr uint32_t kOidOid = 26;
+constexpr uint32_t kJsonOid = 114;
+constexpr uint32_t kFloat4Oid = 700;
+constexpr uint32_t kFloat8Oid = 701;
+constexpr uint32_t kJsonbOid = 3802;
+
+// Truncate option bits.
+constexpr uint8_t kTruncateCascade = 1;
+constexpr uint8_t kTruncateRestartIdentity = 2;
+
+void Put(OutBuffer* o, std::string_view s) { o->Append(s.data(), s.size()); }
+
+void PutUnsigned(OutBuffer* o, uint64_t v) {
+  char buf[24];
+  o->Append(buf, json::FormatUnsigned(v, buf));
+}
+
+void PutLsn(OutBuffer* o, Lsn lsn) {
+  char buf[json::kLsnBufferSize];
+  o->Append(buf, json::FormatLsnTo(lsn, buf));
+}
+
+std::string Hex2(uint8_t v) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02x", v);
+  return buf;
+}
+
+Status Truncated(const char* what) {
+  return Status::Retryable(std::string("pgoutput: truncated ") + what + " message");
+}
+
+}  // namespace
+
+// Reads big-endian fields from a message, never past its end.
+class PgoutputFormatter::Reader {
+ public:
+  explicit Reader(std::string_view data) : p_(data.data()), end_(data.data() + data.size()) {}
+
+  bool U8(uint8_t* v) {
+    if (end_ - p_ < 1) return false;
+    *v = static_cast<uint8_t>(*p_++);
+    return true;
+  }
+  bool U16(uint16_t* v) {
+    uint64_t x;
+    if (!Read(2, &x)) return false;
+    *v = static_cast<uint16_t>(x);
+    return true;
+  }
+  bool U32(uint32_t* v) {
+    uint64_t x;
+    if (!Read(4, &x)) return false;
+    *v = static_cast<uint32_t>(x);
+    return true;
+  }
+  bool U64(uint64_t* v) { return Read(8, v); }
+  // A NUL-terminated string (the NUL is consumed, not returned).
+  bool String(std::string_view* s) {
+    if (p_ == end_) return false;
+    const void* nul = std::memchr(p_, '\0', static_cast<size_t>(end_ - p_));
+    if (!nul) return false;
+    const char* z = static_cast<const char*>(nul);
+    *s = std::string_view(p_, static_cast<size_t>(z - p_));
+    p_ = z + 1;
+    return true;
+  }
+  bool Bytes(size_t n, std::string_view* s) {
+    if (static_cast<size_t>(end_ - p_) < n) return false;
+    *s = std::string_view(p_, n);
+    p_ += n;
+    return true;
+  }
+  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
+
+ private:
+  bool Read(int n, uint64_t* v) {
+    if (end_ - p_ < n) return false;
+    uint64_t x = 0;
+    for (int i = 0; i < n; ++i) x = (x << 8) | static_cast<uint8_t>(p_[i]);
+    p_ += n;
+    *v = x;
+    return true;
+  }
+
+  const char* p_;
+  const char* end_;
+};
+
+// Writes replayed spool records to `out` with the commit fields filled in.
+class PgoutputFormatter::ReplayWriter : public Spool::Visitor {
+ public:
+  ReplayWriter(OutBuffer* out, std::string_view commit_fields)
+      : out_(out), commit_fields_(commit_fields) {}
+  void OnRecord(uint32_t split, std::string_view line) override {
+    if (split == Spool::kNoSplit || split > line.size()) {
+      Put(out_, line);
+      return;
+    }
+    out_->Append(line.data(), split);
+    Put(out_, commit_fields_);
+    out_->Append(line.data() + split, line.size() - split);
+  }
+
+ private:
+  OutBuffer* out_;
+  std::string_view commit_fields_;
+};
+
+PgoutputFormatter::PgoutputFormatter(const JsonOptions& options)
+    : options_(options),
+      spool_(options.spool_dir, options.slot_name, options.spool_memory) {
+  ClearStaleSpools();
+}
+
+PgoutputFormatter::~PgoutputFormatter() = default;
+
+void PgoutputFormatter::ClearStaleSpools() { spool_.ClearStale(); }
+
+void PgoutputFormatter::ClearState() {
+  relations_.clear();
+  in_txn_ = false;
+  txn_xid_ = 0;
+  commit_fields_.clear();
+  origin_field_.clear();
+  in_stream_ = false;
+  stream_xid_ = 0;
+  stream_txn_ = nullptr;
+  streams_.clear();
+  spool_.Clear();
+  line_.Clear();
+}
+
+void PgoutputFormatter::Reset() {
+  ClearState();
+  ClearStaleSpools();
+}
+
+Status PgoutputFormatter::Format(std::string_view payload, Lsn lsn, OutBuffer* out) {
+  if (payload.empty()) return Status::Retryable("pgoutput: empty message");
+  Reader r(payload.substr(1));
+  switch (payload[0]) {
+    case 'B':
+      return HandleBegin(&r, lsn, out);
+    case 'C':
+      return HandleCommit(&r, lsn, out);
+    case 'O':
+      return HandleOrigin(&r);
+    case 'R':
+      return HandleRelation(&r);
+    case 'Y':
+      return HandleType(&r);
+    case 'I':
+      return HandleInsert(&r, lsn, out);
+    case 'U':
+      return HandleUpdate(&r, lsn, out);
+    case 'D':
+      return HandleDelete(&r, lsn, out);
+    case 'T':
+      return HandleTruncate(&r, lsn, out);
+    case 'M':
+      return HandleMessage(&r, lsn, out);
+    case 'S':
+      return HandleStreamStart(&r, lsn);
+    case 'E':
+      return HandleStreamStop();
+    case 'c':
+      return HandleStreamCommit(&r, lsn, out);
+    case 'A':
+      return HandleStreamAbort(&r);
+    default:
+      return Status::Retryable("pgoutput: unknown message type " +
+                               Hex2(static_cast<uint8_t>(payload[0])));
+  }
+}
+
+void PgoutputFormatter::FormatCommitFields(Lsn commit_lsn, int64_t commit_time,
+                                           std::string* fields) {
+  char lsn[json::kLsnBufferSize];
+  char time[json::kTimestampBufferSize];
+  fields->assign(",\"commit_lsn\":\"");
+  fields->append(lsn, json::FormatLsnTo(commit_lsn, lsn));
+  fields->append("\",\"commit_time\":\"");
+  fields->append(time, json::FormatTimestampTo(commit_time, time));
+  fields->push_back('"');
+}
+
+void PgoutputFormatter::WriteTransactionLine(std::string_view op, Lsn lsn, uint32_t xid,
+                                             const std::string& commit_fields, OutBuffer* out) {
+  Put(out, "{\"op\":\"");
+  Put(out, op);
+  Put(out, "\",\"lsn\":\"");
+  PutLsn(out, lsn);
+  Put(out, "\",\"xid\":");
+  PutUnsigned(out, xid);
+  Put(out, commit_fields);
+  Put(out, "}\n");
+}
+
+Status PgoutputFormatter::HandleBegin(Reader* r, Lsn lsn, OutBuffer* out) {
+  if (in_stream_) return Status::Retryable("pgoutput: Begin message inside a streamed block");
+  if (in_txn_) return Status::Retryable("pgoutput: Begin message inside a transaction");
+  uint64_t final_lsn;
+  uint64_t commit_time;
+  uint32_t xid;
+  if (!r->U64(&final_lsn) || !r->U64(&commit_time) || !r->U32(&xid)) return Truncated("Begin");
+  in_txn_ = true;
+  txn_xid_ = xid;
+  FormatCommitFields(final_lsn, static_cast<int64_t>(commit_time), &commit_fields_);
+  origin_field_.clear();
+  if (options_.include_transactions) WriteTransactionLine("begin", lsn, xid, commit_fields_, out);
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::HandleCommit(Reader* r, Lsn lsn, OutBuffer* out) {
+  if (in_stream_) return Status::Retryable("pgoutput: Commit message inside a streamed block");
+  if (!in_txn_) return Status::Retryable("pgoutput: Commit message outside a transaction");
+  uint8_t flags;
+  uint64_t commit_lsn;
+  uint64_t end_lsn;
+  uint64_t commit_time;
+  if (!r->U8(&flags) || !r->U64(&commit_lsn) || !r->U64(&end_lsn) || !r->U64(&commit_time)) {
+    return Truncated("Commit");
+  }
+  if (options_.include_transactions) {
+    WriteTransactionLine("commit", lsn, txn_xid_, commit_fields_, out);
+  }
+  in_txn_ = false;
+  origin_field_.clear();
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::HandleOrigin(Reader* r) {
+  uint64_t origin_lsn;
+  std::string_view name;
+  if (!r->U64(&origin_lsn) || !r->String(&name)) return Truncated("Origin");
+  std::string* field = nullptr;
+  if (in_stream_) {
+    field = &stream_txn_->origin_field;
+  } else if (in_txn_) {
+    field = &origin_field_;
+  } else {
+    return Status::Ok();  // no transaction it could belong to
+  }
+  field->assign(",\"origin\":");
+  json::StringOut so{field};
+  json::AppendString(name, &so);
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::HandleRelation(Reader* r) {
+  uint32_t xid;
+  if (in_stream_ && !r->U32(&xid)) return Truncated("Relation");
+  uint32_t id;
+  std::string_view nspname;
+  std::string_view relname;
+  uint8_t replident;
+  uint16_t ncols;
+  if (!r->U32(&id) || !r->String(&nspname) || !r->String(&relname) || !r->U8(&replident) ||
+      !r->U16(&ncols)) {
+    return Truncated("Relation");
+  }
+  // Check every column before touching the cache, so a bad message leaves
+  // the old entry as it was.
+  Reader check = *r;
+  for (uint16_t i = 0; i < ncols; ++i) {
+    uint8_t flags;
+    std::string_view name;
+    uint32_t type_oid;
+    uint32_t typmod;
+    if (!check.U8(&flags) || !check.String(&name) || !check.U32(&type_oid) ||
+        !check.U32(&typmod)) {
+      return Truncated("Relation");
+    }
+  }
+  Relation& rel = relations_[id];
+  rel.display_name.assign(nspname.data(), nspname.size());
+  rel.display_name.push_back('.');
+  rel.display_name.append(relname.data(), relname.size());
+  rel.fields.assign("\"schema\":");
+  json::StringOut fields{&rel.fields};
+  json::AppendString(nspname, &fields);
+  rel.fields.append(",\"table\":");
+  json::AppendString(relname, &fields);
+  rel.qualified.clear();
+  json::StringOut qualified{&rel.qualified};
+  json::AppendString(rel.display_name, &qualified);
+  rel.columns.resize(ncols);
+  for (Column& col : rel.columns) {
+    uint8_t flags = 0;
+    std::string_view name;
+    uint32_t typmod;
+    // Cannot fail: checked above.
+    if (!r->U8(&flags) || !r->String(&name) || !r->U32(&col.type_oid) || !r->U32(&typmod)) {
+      return Truncated("Relation");
+    }
+    col.name.assign(name.data(), name.size());
+    col.key.clear();
+    json::StringOut key{&col.key};
+    json::AppendString(name, &key);
+    col.key.push_back(':');
+    col.is_key = (flags & 1) != 0;
+    switch (col.type_oid) {
+      case kInt2Oid:
+      case kInt4Oid:
+      case kInt8Oid:
+      case kOidOid:
+      case kFloat4Oid:
+      case kFloat8Oid:
+        col.kind = ValueKind::kNumber;
+        break;
+      case kBoolOid:
+        col.kind = ValueKind::kBool;
+        break;
+      case kJsonOid:
+      case kJsonbOid:
+        col.kind = ValueKind::kJson;
+        break;
+      default:
+        col.kind = ValueKind::kString;  // numeric (1700) too: exact, as text
+        break;
+    }
+  }
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::HandleType(Reader* r) {
+  uint32_t xid;
+  uint32_t oid;
+  std::string_view nspname;
+  std::string_view typname;
+  if ((in_stream_ && !r->U32(&xid)) || !r->U32(&oid) || !r->String(&nspname) ||
+      !r->String(&typname)) {
+    return Truncated("Type");
+  }
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::ReadChangeXid(Reader* r, const char* what, uint32_t* subxid) {
+  if (in_stream_) {
+    if (!r->U32(subxid)) return Truncated(what);
+    return Status::Ok();
+  }
+  if (!in_txn_) {
+    return Status::Retryable(std::string("pgoutput: ") + what + " message outside a transaction");
+  }
+  *subxid = txn_xid_;
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::FindRelation(uint32_t id, const char* what, const Relation** rel) {
+  auto it = relations_.find(id);
+  if (it == relations_.end()) {
+    return Status::Retryable(std::string("pgoutput: ") + what + " message for unknown relation " +
+                             std::to_string(id));
+  }
+  *rel = &it->second;
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::ReadTuple(Reader* r, const Relation& rel, const char* what,
+                                    std::vector<Datum>* tuple) {
+  uint16_t ncols;
+  if (!r->U16(&ncols)) return Truncated(what);
+  if (ncols != rel.columns.size()) {
+    return Status::Retryable("pgoutput: tuple has " + std::to_string(ncols) +
+                             " columns, relation " + rel.display_name + " has " +
+                             std::to_string(rel.columns.size()));
+  }
+  tuple->resize(ncols);
+  for (Datum& d : *tuple) {
+    uint8_t kind;
+    if (!r->U8(&kind)) return Truncated(what);
+    d.kind = static_cast<char>(kind);
+    d.data = std::string_view();
+    switch (kind) {
+      case 'n':
+      case 'u':
+        break;
+      case 't':
+      case 'b': {
+        uint32_t len;
+        if (!r->U32(&len) || !r->Bytes(len, &d.data)) return Truncated(what);
+        break;
+      }
+      default:
+        return Status::Retryable("pgoutput: unknown column kind " + Hex2(kind) + " in " + what +
+                                 " message");
+    }
+  }
+  return Status::Ok();
+}
+
+OutBuffer* PgoutputFormatter::LineTarget(OutBuffer* out) {
+  if (!in_stream_) return out;
+  line_.Clear();
+  return &line_;
+}
+
+void PgoutputFormatter::WriteChangeHead(std::string_view op, Lsn lsn, OutBuffer* o) {
+  Put(o, "{\"op\":\"");
+  Put(o, op);
+  Put(o, "\",\"lsn\":\"");
+  PutLsn(o, lsn);
+  Put(o, "\",\"xid\":");
+  if (in_stream_) {
+    PutUnsigned(o, stream_xid_);
+    split_ = static_cast<uint32_t>(o->size());
+    Put(o, stream_txn_->origin_field);
+  } else {
+    PutUnsigned(o, txn_xid_);
+    Put(o, commit_fields_);
+    Put(o, origin_field_);
+  }
+}
+
+Status PgoutputFormatter::FinishLine(uint32_t subxid, OutBuffer* o) {
+  Put(o, "}\n");
+  if (o != &line_) return Status::Ok();
+  Status s = spool_.Append(stream_xid_, subxid, split_, std::string_view(o->data(), o->size()));
+  line_.Clear();
+  return s;
+}
+
+void PgoutputFormatter::WriteValue(const Column& col, const Datum& d, OutBuffer* o) {
+  if (d.kind == 'n') {
+    Put(o, "null");
+    return;
+  }
+  if (d.kind == 'b') {
+    json::AppendHexString(d.data, o);
+    return;
+  }
+  switch (col.kind) {
+    case ValueKind::kNumber:
+      // NaN, Infinity and -Infinity are not JSON numbers: strings.
+      if (json::IsNumber(d.data)) {
+        Put(o, d.data);
+        return;
+      }
+      break;
+    case ValueKind::kBool:
+      if (d.data == "t") {
+        Put(o, "true");
+        return;
+      }
+      if (d.data == "f") {
+        Put(o, "false");
+        return;
+      }
+      break;
+    case ValueKind::kJson:
+      if (json::IsValidDocument(d.data, &json_stack_)) {
+        json::AppendDocument(d.data, o);
+        return;
+      }
+      break;
+    case ValueKind::kString:
+      break;
+  }
+  json::AppendString(d.data, o);
+}
+
+void PgoutputFormatter::WriteTuple(const Relation& rel, const std::vector<Datum>& tuple,
+                                   bool key_only, OutBuffer* o) {
+  o->Append('{');
+  bool first = true;
+  for (size_t i = 0; i < tuple.size(); ++i) {
+    const Datum& d = tuple[i];
+    const Column& col = rel.columns[i];
+    if (d.kind == 'u') continue;
+    // A key-only old tuple sends the other columns as nulls: leave them out.
+    if (key_only && !col.is_key && d.kind == 'n') continue;
+    if (!first) o->Append(',');
+    first = false;
+    Put(o, col.key);
+    WriteValue(col, d, o);
+  }
+  o->Append('}');
+}
+
+void PgoutputFormatter::WriteUnchangedToast(const Relation& rel, const std::vector<Datum>& tuple,
+                                            OutBuffer* o) {
+  bool first = true;
+  for (size_t i = 0; i < tuple.size(); ++i) {
+    if (tuple[i].kind != 'u') continue;
+    Put(o, first ? ",\"unchanged_toast\":[" : ",");
+    first = false;
+    const std::string& key = rel.columns[i].key;
+    o->Append(key.data(), key.size() - 1);  // without the ':'
+  }
+  if (!first) o->Append(']');
+}
+
+Status PgoutputFormatter::HandleInsert(Reader* r, Lsn lsn, OutBuffer* out) {
+  uint32_t subxid;
+  uint32_t id;
+  uint8_t marker;
+  const Relation* rel;
+  Status s = ReadChangeXid(r, "Insert", &subxid);
+  if (!s.ok()) return s;
+  if (!r->U32(&id)) return Truncated("Insert");
+  s = FindRelation(id, "Insert", &rel);
+  if (!s.ok()) return s;
+  if (!r->U8(&marker)) return Truncated("Insert");
+  if (marker != 'N') {
+    return Status::Retryable("pgoutput: unexpected tuple type " + Hex2(marker) +
+                             " in Insert message");
+  }
+  s = ReadTuple(r, *rel, "Insert", &new_tuple_);
+  if (!s.ok()) return s;
+
+  OutBuffer* o = LineTarget(out);
+  WriteChangeHead("insert", lsn, o);
+  o->Append(',');
+  Put(o, rel->fields);
+  Put(o, ",\"new\":");
+  WriteTuple(*rel, new_tuple_, false, o);
+  WriteUnchangedToast(*rel, new_tuple_, o);
+  return FinishLine(subxid, o);
+}
+
+Status PgoutputFormatter::HandleUpdate(Reader* r, Lsn lsn, OutBuffer* out) {
+  uint32_t subxid;
+  uint32_t id;
+  uint8_t marker;
+  const Relation* rel;
+  Status s = ReadChangeXid(r, "Update", &subxid);
+  if (!s.ok()) return s;
+  if (!r->U32(&id)) return Truncated("Update");
+  s = FindRelation(id, "Update", &rel);
+  if (!s.ok()) return s;
+  if (!r->U8(&marker)) return Truncated("Update");
+  bool has_old = false;
+  bool old_key_only = false;
+  if (marker == 'K' || marker == 'O') {
+    has_old = true;
+    old_key_only = marker == 'K';
+    s = ReadTuple(r, *rel, "Update", &old_tuple_);
+    if (!s.ok()) return s;
+    if (!r->U8(&marker)) return Truncated("Update");
+  }
+  if (marker != 'N') {
+    return Status::Retryable("pgoutput: unexpected tuple type " + Hex2(marker) +
+                             " in Update message");
+  }
+  s = ReadTuple(r, *rel, "Update", &new_tuple_);
+  if (!s.ok()) return s;
+
+  OutBuffer* o = LineTarget(out);
+  WriteChangeHead("update", lsn, o);
+  o->Append(',');
+  Put(o, rel->fields);
+  Put(o, ",\"new\":");
+  WriteTuple(*rel, new_tuple_, false, o);
+  WriteUnchangedToast(*rel, new_tuple_, o);
+  if (has_old) {
+    Put(o, ",\"old\":");
+    WriteTuple(*rel, old_tuple_, old_key_only, o);
+  }
+  return FinishLine(subxid, o);
+}
+
+Status PgoutputFormatter::HandleDelete(Reader* r, Lsn lsn, OutBuffer* out) {
+  uint32_t subxid;
+  uint32_t id;
+  uint8_t marker;
+  const Relation* rel;
+  Status s = ReadChangeXid(r, "Delete", &subxid);
+  if (!s.ok()) return s;
+  if (!r->U32(&id)) return Truncated("Delete");
+  s = FindRelation(id, "Delete", &rel);
+  if (!s.ok()) return s;
+  if (!r->U8(&marker)) return Truncated("Delete");
+  if (marker != 'K' && marker != 'O') {
+    return Status::Retryable("pgoutput: unexpected tuple type " + Hex2(marker) +
+                             " in Delete message");
+  }
+  s = ReadTuple(r, *rel, "Delete", &old_tuple_);
+  if (!s.ok()) return s;
+
+  OutBuffer* o = LineTarget(out);
+  WriteChangeHead("delete", lsn, o);
+  o->Append(',');
+  Put(o, rel->fields);
+  Put(o, ",\"old\":");
+  WriteTuple(*rel, old_tuple_, marker == 'K', o);
+  return FinishLine(subxid, o);
+}
+
+Status PgoutputFormatter::HandleTruncate(Reader* r, Lsn lsn, OutBuffer* out) {
+  uint32_t subxid;
+  uint32_t count;
+  uint8_t options;
+  Status s = ReadChangeXid(r, "Truncate", &subxid);
+  if (!s.ok()) return s;
+  if (!r->U32(&count) || !r->U8(&options)) return Truncated("Truncate");
+  if (count > r->remaining() / 4) return Truncated("Truncate");
+  // Every relation must be known before anything is written.
+  Reader check = *r;
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t id;
+    const Relation* rel;
+    if (!check.U32(&id)) return Truncated("Truncate");
+    s = FindRelation(id, "Truncate", &rel);
+    if (!s.ok()) return s;
+  }
+
+  OutBuffer* o = LineTarget(out);
+  WriteChangeHead("truncate", lsn, o);
+  Put(o, ",\"tables\":[");
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t id = 0;
+    const Relation* rel = nullptr;
+    if (!r->U32(&id) || !FindRelation(id, "Truncate", &rel).ok()) break;  // checked above
+    if (i > 0) o->Append(',');
+    Put(o, rel->qualified);
+  }
+  Put(o, "],\"cascade\":");
+  Put(o, (options & kTruncateCascade) ? "true" : "false");
+  Put(o, ",\"restart_identity\":");
+  Put(o, (options & kTruncateRestartIdentity) ? "true" : "false");
+  return FinishLine(subxid, o);
+}
+
+Status PgoutputFormatter::HandleMessage(Reader* r, Lsn lsn, OutBuffer* out) {
+  uint32_t subxid = 0;
+  uint8_t flags;
+  uint64_t message_lsn;
+  std::string_view prefix;
+  uint32_t length;
+  std::string_view content;
+  if ((in_stream_ && !r->U32(&subxid)) || !r->U8(&flags) || !r->U64(&message_lsn) ||
+      !r->String(&prefix) || !r->U32(&length) || !r->Bytes(length, &content)) {
+    return Truncated("Message");
+  }
+  bool transactional = (flags & 1) != 0;
+  if (transactional && !in_stream_ && !in_txn_) {
+    return Status::Retryable("pgoutput: transactional Message outside a transaction");
+  }
+  if (!in_stream_) subxid = txn_xid_;
+
+  // A non-transactional message is never spooled: it is not part of the
+  // streamed transaction and the server does not send it again.
+  OutBuffer* o = transactional ? LineTarget(out) : out;
+  Put(o, "{\"op\":\"message\",\"lsn\":\"");
+  PutLsn(o, lsn);
+  o->Append('"');
+  if (transactional) {
+    Put(o, ",\"xid\":");
+    PutUnsigned(o, in_stream_ ? stream_xid_ : txn_xid_);
+    Put(o, in_stream_ ? stream_txn_->origin_field : origin_field_);
+    Put(o, ",\"transactional\":true");
+  } else {
+    Put(o, ",\"transactional\":false");
+  }
+  split_ = Spool::kNoSplit;
+  Put(o, ",\"prefix\":");
+  json::AppendString(prefix, o);
+  Put(o, ",\"content\":");
+  json::AppendStringOrLatin1(content, o);
+  return FinishLine(subxid, o);
+}
+
+Status PgoutputFormatter::HandleStreamStart(Reader* r, Lsn lsn) {
+  if (in_stream_) {
+    return Status::Retryable("pgoutput: Stream Start message inside a streamed block");
+  }
+  if (in_txn_) return Status::Retryable("pgoutput: Stream Start message inside a transaction");
+  uint32_t xid;
+  uint8_t first_segment;
+  if (!r->U32(&xid) || !r->U8(&first_segment)) return Truncated("Stream Start");
+  auto [it, inserted] = streams_.try_emplace(xid);
+  if (inserted) it->second.first_lsn = lsn;
+  in_stream_ = true;
+  stream_xid_ = xid;
+  stream_txn_ = &it->second;
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::HandleStreamStop() {
+  if (!in_stream_) {
+    return Status::Retryable("pgoutput: Stream Stop message outside a streamed block");
+  }
+  in_stream_ = false;
+  stream_txn_ = nullptr;
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::HandleStreamCommit(Reader* r, Lsn lsn, OutBuffer* out) {
+  if (in_stream_) {
+    return Status::Retryable("pgoutput: Stream Commit message inside a streamed block");
+  }
+  if (in_txn_) return Status::Retryable("pgoutput: Stream Commit message inside a transaction");
+  uint32_t xid;
+  uint8_t flags;
+  uint64_t commit_lsn;
+  uint64_t end_lsn;
+  uint64_t commit_time;
+  if (!r->U32(&xid) || !r->U8(&flags) || !r->U64(&commit_lsn) || !r->U64(&end_lsn) ||
+      !r->U64(&commit_time)) {
+    return Truncated("Stream Commit");
+  }
+  FormatCommitFields(commit_lsn, static_cast<int64_t>(commit_time), &stream_commit_fields_);
+  Lsn first_lsn = lsn;
+  auto it = streams_.find(xid);
+  if (it != streams_.end()) {
+    first_lsn = it->second.first_lsn;
+    streams_.erase(it);
+  }
+  if (options_.include_transactions) {
+    WriteTransactionLine("begin", first_lsn, xid, stream_commit_fields_, out);
+  }
+  ReplayWriter writer(out, stream_commit_fields_);
+  Status s = spool_.Replay(xid, &writer);
+  if (!s.ok()) return s;
+  if (options_.include_transactions) {
+    WriteTransactionLine("commit", lsn, xid, stream_commit_fields_, out);
+  }
+  return Status::Ok();
+}
+
+Status PgoutputFormatter::HandleStreamAbort(Reader* r) {
+  if (in_stream_) {
+    return Status::Retryable("pgoutput: Stream Abort message inside a streamed block");
+  }
+  if (in_txn_) return Status::Retryable("pgoutput: Stream Abort message inside a transaction");
+  uint32_t xid;
+  uint32_t subxid;
+  if (!r->U32(&xid) || !r->U32(&subxid)) return Truncated("Stream Abort");
+  spool_.Abort(xid, subxid);
+  if (xid == subxid) streams_.erase(xid);
+  return Status::Ok();
+}
+
+}  // namespace pgslotd

@@ -1,0 +1,196 @@
+// The json format: decodes the messages of PostgreSQL's pgoutput plugin
+// (protocol chapter "Logical Replication Message Formats", proto_version 1
+// and 2, with or without streaming) into one JSON object per line per
+// change. docs/output-formats.md describes the output users see.
+//
+// Messages handled: Begin, Commit, Origin, Relation, Type, Insert, Update,
+// Delete, Truncate, Message, Stream Start, Stream Stop, Stream Commit and
+// Stream Abort. Relation, Type and Origin produce no line; they update the
+// relation cache (keyed by relation id, an entry replaced whenever the
+// server sends the relation again) or the transaction's origin.
+//
+// Ordinary transactions: every change is appended to `out` as soon as its
+// message arrives (its commit position and time come from Begin), so memory
+// does not grow with the size of a transaction.
+//
+// Streamed transactions (proto_version 2, streaming on): between Stream
+// Start and Stream Stop each change message carries the id of the
+// (sub)transaction that made it. Its line is rendered at once, except for
+// commit_lsn and commit_time, which only Stream Commit knows, and put in a
+// Spool (see spool.h) under the top-level transaction id, with the
+// subtransaction id and the offset where the commit fields go. Stream Commit
+// appends the surviving lines to `out` in order with the commit fields
+// filled in; Stream Abort drops the whole transaction or one
+// subtransaction's lines.
+//
+// Errors: a message that is truncated, of unknown type, for an unknown
+// relation, with a tuple whose column count does not match its relation, or
+// out of place (a change outside a transaction, a Begin inside one, nested
+// Stream Start) returns kRetryable with a message starting "pgoutput: ",
+// and appends nothing to `out` for that message (one exception: when a spool
+// file cannot be read back at Stream Commit, the lines before the failure
+// are already in `out`; the worker reconnects without acknowledging them and
+// the server sends the transaction again). Reading never goes past the
+// payload. Bytes after the last field a message type defines are ignored
+// (later protocol versions append fields). Values the server would never
+// send (an int4 column holding "abc") are not errors: they are written as
+// JSON strings, so every output line is valid JSON.
+//
+// Performance: after warm-up, formatting a change allocates nothing (tuple
+// views, the relation cache's pre-escaped names and the line buffer are
+// reused) and makes no system call unless it is spooled to disk.
+//
+// Not thread-safe: owned by one slot worker.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "decode/formatter.h"
+#include "decode/spool.h"
+#include "pg/lsn.h"
+#include "util/out_buffer.h"
+#include "util/status.h"
+
+namespace pgslotd {
+
+struct JsonOptions {
+  // Also write a line for each transaction's begin and commit.
+  bool include_transactions = false;
+  // Where streamed transactions are spooled; created (one level) if
+  // missing. Empty: streamed transactions are held in memory only.
+  std::string spool_dir;
+  // Bytes of streamed changes held in memory, across all transactions,
+  // before they go to spool files.
+  uint64_t spool_memory = 4u << 20;
+  // Part of spool file names ([a-z0-9_]*), so that each slot's files can be
+  // told apart and stale ones cleared at start.
+  std::string slot_name;
+};
+
+// Defined in formatter.cc.
+std::unique_ptr<Formatter> MakePgoutputFormatter(const JsonOptions& options);
+
+class PgoutputFormatter : public Formatter {
+ public:
+  // Clears stale spool files of this slot (ClearStaleSpools).
+  explicit PgoutputFormatter(const JsonOptions& options);
+  ~PgoutputFormatter() override;
+
+  Status Format(std::string_view payload, Lsn lsn, OutBuffer* out) override;
+  // Drops the relation cache, any open or streamed transaction and all
+  // spool files, then clears stale spool files.
+  void Reset() override;
+
+  // Removes spool_dir/pgslotd-<slot>-<pid>-<xid>.spool files of this slot
+  // left by this process or by a process that no longer runs.
+  void ClearStaleSpools();
+
+  // For tests: the spool of streamed transactions.
+  const Spool& spool() const { return spool_; }
+
+ private:
+  // How a column's text value becomes JSON, from its type OID.
+  enum class ValueKind : uint8_t { kNumber, kBool, kJson, kString };
+
+  struct Column {
+    std::string name;
+    std::string key;  // "\"<escaped name>\":"
+    uint32_t type_oid = 0;
+    ValueKind kind = ValueKind::kString;
+    bool is_key = false;  // part of the replica identity
+  };
+
+  struct Relation {
+    std::string display_name;  // schema.table, unescaped, for messages
+    std::string fields;        // "\"schema\":\"...\",\"table\":\"...\""
+    std::string qualified;     // "\"schema.table\"" escaped, for truncate
+    std::vector<Column> columns;
+  };
+
+  // One column of a TupleData part: kind 'n', 'u', 't' or 'b' and its bytes.
+  struct Datum {
+    char kind = 'n';
+    std::string_view data;
+  };
+
+  // The state of one streamed (top-level) transaction between blocks.
+  struct StreamTxn {
+    Lsn first_lsn = 0;         // of its first Stream Start
+    std::string origin_field;  // ",\"origin\":\"...\"" or empty
+  };
+
+  class Reader;
+  class ReplayWriter;
+
+  Status HandleBegin(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleCommit(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleOrigin(Reader* r);
+  Status HandleRelation(Reader* r);
+  Status HandleType(Reader* r);
+  Status HandleInsert(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleUpdate(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleDelete(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleTruncate(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleMessage(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleStreamStart(Reader* r, Lsn lsn);
+  Status HandleStreamStop();
+  Status HandleStreamCommit(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleStreamAbort(Reader* r);
+
+  // Reads the streamed-transaction xid of a change message inside a stream
+  // block (into *subxid), or checks that a transaction is open outside one.
+  Status ReadChangeXid(Reader* r, const char* what, uint32_t* subxid);
+  // The relation with `id`, or an error naming the message.
+  Status FindRelation(uint32_t id, const char* what, const Relation** rel);
+  // Parses a TupleData part into *tuple, checking it against `rel`.
+  Status ReadTuple(Reader* r, const Relation& rel, const char* what, std::vector<Datum>* tuple);
+
+  // Where the current change's line goes: `out`, or the scratch line of a
+  // streamed change.
+  OutBuffer* LineTarget(OutBuffer* out);
+  // Writes `{"op":"<op>","lsn":..,"xid":..` and the commit and origin
+  // fields (or, streamed, remembers where the commit fields go).
+  void WriteChangeHead(std::string_view op, Lsn lsn, OutBuffer* o);
+  // Ends a change line; a streamed one goes to the spool.
+  Status FinishLine(uint32_t subxid, OutBuffer* o);
+  void WriteTuple(const Relation& rel, const std::vector<Datum>& tuple, bool key_only,
+                  OutBuffer* o);
+  void WriteValue(const Column& col, const Datum& d, OutBuffer* o);
+  void WriteUnchangedToast(const Relation& rel, const std::vector<Datum>& tuple, OutBuffer* o);
+  // Fills *fields with ",\"commit_lsn\":\"..\",\"commit_time\":\"..\"".
+  static void FormatCommitFields(Lsn commit_lsn, int64_t commit_time, std::string* fields);
+  void WriteTransactionLine(std::string_view op, Lsn lsn, uint32_t xid,
+                            const std::string& commit_fields, OutBuffer* out);
+  void ClearState();
+
+  JsonOptions options_;
+  std::unordered_map<uint32_t, Relation> relations_;
+
+  // The ordinary transaction between Begin and Commit.
+  bool in_txn_ = false;
+  uint32_t txn_xid_ = 0;
+  std::string commit_fields_;
+  std::string origin_field_;
+
+  // The stream block between Stream Start and Stream Stop.
+  bool in_stream_ = false;
+  uint32_t stream_xid_ = 0;
+  StreamTxn* stream_txn_ = nullptr;
+  std::unordered_map<uint32_t, StreamTxn> streams_;
+  Spool spool_;
+  std::string stream_commit_fields_;
+
+  // Reused per message.
+  OutBuffer line_{4096};
+  uint32_t split_ = Spool::kNoSplit;  // of the streamed line being written
+  std::vector<Datum> old_tuple_;
+  std::vector<Datum> new_tuple_;
+  std::string json_stack_;
+};
+
+}  // namespace pgslotd

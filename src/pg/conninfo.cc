@@ -27,52 +27,53 @@ bool Parse(const std::string& conninfo, ParsedOptions* parsed, std::string* err)
   return false;
 }
 
+// The parsed `conninfo` (without any replication key), then each of
+// `defaults` the user did not set.
+bool ParamsWithDefaults(const std::string& conninfo,
+                        const std::vector<std::pair<std::string, std::string>>& defaults,
+                        std::vector<std::pair<std::string, std::string>>* params,
+                        std::string* err) {
+  ParsedOptions parsed;
+  if (!Parse(conninfo, &parsed, err)) return false;
+  params->clear();
+  for (PQconninfoOption* o = parsed.opts; o->keyword; ++o) {
+    if (o->val && std::strcmp(o->keyword, "replication") != 0) {
+      params->emplace_back(o->keyword, o->val);
+    }
+  }
+  size_t given = params->size();
+  for (const auto& [key, value] : defaults) {
+    bool set = false;
+    for (size_t i = 0; i < given; ++i) set = set || (*params)[i].first == key;
+    if (!set) params->emplace_back(key, value);
+  }
+  return true;
+}
+
 }  // namespace
 
 bool BuildReplicationParams(const std::string& conninfo, const std::string& slot,
                             std::vector<std::pair<std::string, std::string>>* params,
                             std::string* err) {
-  ParsedOptions parsed;
-  if (!Parse(conninfo, &parsed, err)) return false;
-  params->clear();
-  bool have_app = false;
-  bool have_keepalives_idle = false;
-  for (PQconninfoOption* o = parsed.opts; o->keyword; ++o) {
-    if (!o->val) continue;
-    if (std::strcmp(o->keyword, "replication") == 0) continue;
-    if (std::strcmp(o->keyword, "application_name") == 0) have_app = true;
-    if (std::strcmp(o->keyword, "keepalives_idle") == 0) have_keepalives_idle = true;
-    params->emplace_back(o->keyword, o->val);
+  // TCP keepalives notice a dead peer in about half a minute, not two hours.
+  if (!ParamsWithDefaults(conninfo,
+                          {{"application_name", "pgslotd_" + slot},
+                           {"keepalives", "1"},
+                           {"keepalives_idle", "10"},
+                           {"keepalives_interval", "5"},
+                           {"keepalives_count", "3"}},
+                          params, err)) {
+    return false;
   }
   params->emplace_back("replication", "database");
-  if (!have_app) params->emplace_back("application_name", "pgslotd_" + slot);
-  if (!have_keepalives_idle) {
-    // Notice a dead peer in about half a minute rather than two hours.
-    params->emplace_back("keepalives", "1");
-    params->emplace_back("keepalives_idle", "10");
-    params->emplace_back("keepalives_interval", "5");
-    params->emplace_back("keepalives_count", "3");
-  }
   return true;
 }
 
 bool BuildMonitorParams(const std::string& conninfo,
                         std::vector<std::pair<std::string, std::string>>* params,
                         std::string* err) {
-  ParsedOptions parsed;
-  if (!Parse(conninfo, &parsed, err)) return false;
-  params->clear();
-  bool have_app = false, have_timeout = false;
-  for (PQconninfoOption* o = parsed.opts; o->keyword; ++o) {
-    if (!o->val) continue;
-    if (std::strcmp(o->keyword, "replication") == 0) continue;
-    if (std::strcmp(o->keyword, "application_name") == 0) have_app = true;
-    if (std::strcmp(o->keyword, "connect_timeout") == 0) have_timeout = true;
-    params->emplace_back(o->keyword, o->val);
-  }
-  if (!have_app) params->emplace_back("application_name", "pgslotd_monitor");
-  if (!have_timeout) params->emplace_back("connect_timeout", "10");
-  return true;
+  return ParamsWithDefaults(
+      conninfo, {{"application_name", "pgslotd_monitor"}, {"connect_timeout", "10"}}, params, err);
 }
 
 std::string RedactConninfo(const std::string& conninfo) {

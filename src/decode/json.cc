@@ -117,8 +117,8 @@ bool ScanString(const char** p, const char* end) {
     } else if (c < 0x80) {
       ++q;
     } else {
-      size_t len =
-          Utf8SequenceLength(reinterpret_cast<const unsigned char*>(q), static_cast<size_t>(end - q));
+      size_t len = Utf8SequenceLength(reinterpret_cast<const unsigned char*>(q),
+                                      static_cast<size_t>(end - q));
       if (len == 0) return false;
       q += len;
     }

@@ -1,12 +1,21 @@
 #include "decode/formatter.h"
+#include "decode/pgoutput_formatter.h"
 
 namespace pgslotd {
 
 std::unique_ptr<Formatter> MakeFormatter(const SlotConfig& config) {
   switch (config.format) {
     case OutputFormat::kRaw:
-    case OutputFormat::kJson:  // wired to the pgoutput decoder when it lands
       break;
+    case OutputFormat::kJson: {
+      JsonOptions options;
+      options.include_transactions = config.include_transactions;
+      // Streamed transactions wait in <state_directory>/spool until their
+      // commit; files are named after the slot.
+      if (!config.state_directory.empty()) options.spool_dir = config.state_directory + "/spool";
+      options.slot_name = config.name;
+      return MakePgoutputFormatter(options);
+    }
   }
   return std::make_unique<RawFormatter>();
 }

@@ -125,8 +125,7 @@ class PgoutputFormatter::ReplayWriter : public Spool::Visitor {
 };
 
 PgoutputFormatter::PgoutputFormatter(const JsonOptions& options)
-    : options_(options),
-      spool_(options.spool_dir, options.slot_name, options.spool_memory) {
+    : options_(options), spool_(options.spool_dir, options.slot_name, options.spool_memory) {
   ClearStaleSpools();
 }
 
@@ -285,8 +284,7 @@ Status PgoutputFormatter::HandleRelation(Reader* r) {
     std::string_view name;
     uint32_t type_oid;
     uint32_t typmod;
-    if (!check.U8(&flags) || !check.String(&name) || !check.U32(&type_oid) ||
-        !check.U32(&typmod)) {
+    if (!check.U8(&flags) || !check.String(&name) || !check.U32(&type_oid) || !check.U32(&typmod)) {
       return Truncated("Relation");
     }
   }

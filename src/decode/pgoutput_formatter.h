@@ -87,7 +87,8 @@ class PgoutputFormatter : public Formatter {
   void Reset() override;
 
   // Removes spool_dir/pgslotd-<slot>-<pid>-<xid>.spool files of this slot
-  // left by this process or by a process that no longer runs.
+  // that no running formatter holds (left by a process that ended, or by
+  // this one); see Spool::ClearStale.
   void ClearStaleSpools();
 
   // For tests: the spool of streamed transactions.

@@ -2,7 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -127,13 +127,17 @@ Status Spool::WriteToFile(uint32_t xid, Txn* txn, const char* data, size_t len) 
       return Status::Retryable(ErrnoMessage("pgoutput: cannot create spool file " + path, errno));
     }
     txn->file_written = true;
+    // Held until the file is closed (or this process ends, however it
+    // ends): ClearStale leaves locked files alone. Best effort: a file
+    // system without locks only loses that protection.
+    (void)::flock(txn->fd, LOCK_EX | LOCK_NB);
   }
   while (len > 0) {
     ssize_t n = ::write(txn->fd, data, len);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::Retryable(ErrnoMessage("pgoutput: cannot write spool file " + PathFor(xid),
-                                            errno));
+      return Status::Retryable(
+          ErrnoMessage("pgoutput: cannot write spool file " + PathFor(xid), errno));
     }
     data += n;
     len -= static_cast<size_t>(n);
@@ -255,13 +259,16 @@ void Spool::ClearStale() {
         !ParseDecimal(middle.substr(dash + 1), &xid)) {
       continue;
     }
-    bool ours = pid == static_cast<uint64_t>(pid_);
-    if (ours && xid <= UINT32_MAX && Contains(static_cast<uint32_t>(xid))) continue;
-    bool dead = false;
-    if (!ours && pid > 0 && pid <= static_cast<uint64_t>(INT32_MAX)) {
-      dead = ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+    if (pid == static_cast<uint64_t>(pid_) && xid <= UINT32_MAX &&
+        Contains(static_cast<uint32_t>(xid))) {
+      continue;  // ours and in use
     }
-    if (ours || dead) ::unlinkat(::dirfd(d), e->d_name, 0);
+    // A live owner holds a lock on its file; a file nobody can be holding
+    // (its process ended, even as a zombie, or it was closed) is stale.
+    int fd = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) ::unlinkat(::dirfd(d), e->d_name, 0);
+    ::close(fd);
   }
   ::closedir(d);
 }

@@ -14,7 +14,8 @@
 // goes straight to the file. Files are
 //   <dir>/pgslotd-<slot>-<pid>-<xid>.spool   (pgslotd-<pid>-<xid>.spool
 //                                             when `slot` is empty)
-// created mode 0600 with O_CLOEXEC, written with plain write(2) (never
+// created mode 0600 with O_CLOEXEC and flock(2)ed while they exist (see
+// ClearStale), written with plain write(2) (never
 // fsynced: a spool only lives as long as its stream, and after a restart the
 // server sends the transaction again). `dir` itself is created (mode 0700)
 // when the first file is, if it is missing; its parent must exist. With an
@@ -76,8 +77,11 @@ class Spool {
   // Forgets every transaction and removes their files.
   void Clear();
 
-  // Removes spool files of this slot left in `dir` by this process or by a
-  // process that no longer exists (one that crashed or was killed).
+  // Removes spool files of this slot left in `dir` by a process that has
+  // ended (crashed, killed) or by this one, i.e. every such file that no
+  // live Spool holds: the owner of a file keeps an flock(2) on it while the
+  // file exists, and the kernel drops it when the owner ends, so neither a
+  // reused pid nor a not yet reaped process keeps a stale file alive.
   void ClearStale();
 
   bool Contains(uint32_t xid) const { return txns_.count(xid) != 0; }

@@ -1,0 +1,284 @@
+// format json (pgoutput decoded by pgslotd) against a real server: every
+// value of a type-rich row compared with the server's own text for it, and
+// every op, identity and streaming case the format documents.
+#include <algorithm>
+#include <map>
+
+#include "daemon_fixture.h"
+#include "json_parse.h"
+
+namespace pgslotd::test {
+namespace {
+
+using std::chrono::seconds;
+
+bool SameJson(const Json& a, const Json& b) {
+  if (a.kind != b.kind) return false;
+  switch (a.kind) {
+    case Json::Kind::kNull:
+      return true;
+    case Json::Kind::kBool:
+      return a.boolean == b.boolean;
+    case Json::Kind::kNumber:
+      return std::stod(a.text) == std::stod(b.text);
+    case Json::Kind::kString:
+      return a.text == b.text;
+    case Json::Kind::kArray:
+      if (a.items.size() != b.items.size()) return false;
+      for (size_t i = 0; i < a.items.size(); ++i) {
+        if (!SameJson(a.items[i], b.items[i])) return false;
+      }
+      return true;
+    case Json::Kind::kObject: {
+      if (a.members.size() != b.members.size()) return false;
+      for (const auto& [k, v] : a.members) {
+        if (!b.Has(k) || !SameJson(v, b[k])) return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+class JsonFormatTest : public DaemonTest {
+ protected:
+  // The columns of `kinds` and how the format maps each one.
+  enum class As { kNumber, kFloat, kString, kBool, kJson };
+  const std::vector<std::pair<std::string, As>> kColumns = {
+      {"s", As::kNumber},  {"i", As::kNumber},  {"b", As::kNumber},   {"o", As::kNumber},
+      {"r", As::kFloat},   {"d", As::kFloat},   {"n", As::kString},   {"t", As::kBool},
+      {"j", As::kJson},    {"jb", As::kJson},   {"txt", As::kString}, {"by", As::kString},
+      {"ts", As::kString}, {"dt", As::kString}, {"u", As::kString},   {"arr", As::kString},
+      {"iv", As::kString}, {"m", As::kString},  {"p", As::kString},   {"big", As::kString},
+  };
+
+  // Checks one JSON value against the server's text for it.
+  void ExpectValue(const std::string& column, As as, const Json& got, const std::string& text,
+                   bool is_null) {
+    SCOPED_TRACE("column " + column + ", server text: " + text);
+    if (is_null) {
+      EXPECT_EQ(got.kind, Json::Kind::kNull);
+      return;
+    }
+    switch (as) {
+      case As::kNumber:
+        ASSERT_EQ(got.kind, Json::Kind::kNumber);
+        EXPECT_EQ(got.text, text);
+        break;
+      case As::kFloat:
+        if (text == "NaN" || text == "Infinity" || text == "-Infinity") {
+          ASSERT_EQ(got.kind, Json::Kind::kString);
+          EXPECT_EQ(got.text, text);
+        } else {
+          ASSERT_EQ(got.kind, Json::Kind::kNumber);
+          EXPECT_EQ(got.text, text);
+        }
+        break;
+      case As::kString:
+        ASSERT_EQ(got.kind, Json::Kind::kString);
+        EXPECT_EQ(got.text, text);
+        break;
+      case As::kBool:
+        ASSERT_EQ(got.kind, Json::Kind::kBool);
+        EXPECT_EQ(got.boolean, text == "true");
+        break;
+      case As::kJson:
+        EXPECT_TRUE(SameJson(got, JsonParser::Parse(text)));
+        break;
+    }
+  }
+
+  // The server's text of every column of kinds row `id` (and NULL flags).
+  std::map<std::string, std::pair<std::string, bool>> ServerRow(int id) {
+    std::map<std::string, std::pair<std::string, bool>> row;
+    for (const auto& [c, as] : kColumns) {
+      (void)as;
+      std::string isnull = pg_->Scalar(
+          "SELECT (" + c + " IS NULL)::text FROM kinds WHERE id = " + std::to_string(id));
+      std::string text = pg_->Scalar("SELECT coalesce(" + c +
+                                     "::text, '') FROM kinds WHERE id = " + std::to_string(id));
+      row[c] = {text, isnull == "true"};
+    }
+    return row;
+  }
+};
+
+TEST_F(JsonFormatTest, EveryKindOpAndStreamedTransactionAsTheServerSeesIt) {
+  pg_->Exec(R"(
+    DROP PUBLICATION IF EXISTS js_pub;
+    DROP TABLE IF EXISTS kinds, full_id, keyed, streamed;
+    DROP TYPE IF EXISTS mood; DROP DOMAIN IF EXISTS posint;
+    CREATE TYPE mood AS ENUM ('sad', 'happy');
+    CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+    CREATE TABLE kinds(id int PRIMARY KEY, s smallint, i int, b bigint, o oid, r real,
+      d double precision, n numeric, t boolean, j json, jb jsonb, txt text, by bytea,
+      ts timestamptz, dt date, u uuid, arr int[], iv interval, m mood, p posint, big text);
+    ALTER TABLE kinds ALTER COLUMN big SET STORAGE EXTERNAL;
+    CREATE TABLE full_id(id int PRIMARY KEY, v text);
+    ALTER TABLE full_id REPLICA IDENTITY FULL;
+    CREATE TABLE keyed(id int PRIMARY KEY, v text);
+    CREATE TABLE streamed(id serial PRIMARY KEY, v text);
+    CREATE PUBLICATION js_pub FOR TABLE kinds, full_id, keyed, streamed;
+  )");
+  pg_->Exec("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'");
+  pg_->Exec("SELECT pg_reload_conf()");
+  pg_->DropSlotIfExists("js_slot");
+  pg_->CreateLogicalSlot("js_slot", "pgoutput");
+
+  pg_->Exec(R"(INSERT INTO kinds VALUES (1, -32768, 2147483647, -9223372036854775808, 4000000000,
+      1.5, 'NaN', 12345678901234567890.000000000001, true,
+      '{"a": [1, 2.50, "x"], "b": null}', '{"k": {"n": 1e3}}',
+      E'quote " back \\ slash\n tab\t bell\x07 ünïcødé ✓ 😀', '\x00ff10',
+      '2026-11-25 07:35:10.123456+00', '2026-11-25', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+      '{1,NULL,3}', '1 day 02:03:04.5', 'happy', 42,
+      (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200) g)))");
+  pg_->Exec("INSERT INTO kinds(id, r, d) VALUES (2, 'Infinity', '-Infinity')");
+  pg_->Exec("INSERT INTO kinds(id) VALUES (3)");
+  auto row1 = ServerRow(1);
+  auto row2 = ServerRow(2);
+  auto row3 = ServerRow(3);
+  pg_->Exec("UPDATE kinds SET i = 7 WHERE id = 1");  // big stays: unchanged TOAST
+  pg_->Exec(
+      "INSERT INTO full_id VALUES (1, 'one'); UPDATE full_id SET v = 'uno' WHERE id = 1; "
+      "DELETE FROM full_id WHERE id = 1");
+  pg_->Exec(
+      "INSERT INTO keyed VALUES (1, 'k'); UPDATE keyed SET id = 2 WHERE id = 1; "
+      "DELETE FROM keyed WHERE id = 2");
+  pg_->Exec("INSERT INTO keyed VALUES (5, 'to be truncated'); TRUNCATE keyed");
+  pg_->Exec("SELECT pg_logical_emit_message(true, 'app', 'in a transaction')");
+  pg_->Exec("SELECT pg_logical_emit_message(false, 'audit', 'outside any transaction')");
+  pg_->Exec("BEGIN; INSERT INTO keyed VALUES (99, 'rolled back'); ROLLBACK;");
+  // Larger than logical_decoding_work_mem: streamed while in progress.
+  pg_->Exec("INSERT INTO streamed(v) SELECT 'stream ok ' || g FROM generate_series(1, 3000) g");
+  pg_->Exec(
+      "BEGIN; INSERT INTO streamed(v) SELECT 'stream abort ' || g FROM "
+      "generate_series(1, 3000) g; ROLLBACK;");
+  pg_->Exec(
+      "BEGIN; INSERT INTO streamed(v) SELECT 'sub keep ' || g FROM generate_series(1, 1500) g;"
+      "SAVEPOINT s1; INSERT INTO streamed(v) SELECT 'sub drop ' || g FROM "
+      "generate_series(1, 1500) g; ROLLBACK TO s1; "
+      "INSERT INTO streamed(v) SELECT 'sub after ' || g FROM generate_series(1, 1500) g; "
+      "COMMIT;");
+  std::string end = pg_->CurrentWalLsn();
+
+  std::string out = dir_->File("js.jsonl");
+  std::string cfg = WriteConfig(
+      Header("postgres", "state_directory: " + dir_->path() + "\n") +
+      SlotYaml("js_slot", "{type: file, path: " + out + "}",
+               "    format: json\n"
+               "    options: {proto_version: \"2\", publication_names: \"js_pub\", messages: "
+               "\"true\", streaming: \"on\"}\n",
+               "pgoutput"));
+  Subprocess p;
+  ASSERT_EQ(RunUntil(cfg, end, &p), 0);
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("js_slot"), end);
+  EXPECT_NE(pg_->Scalar("SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = "
+                        "'js_slot'"),
+            "0")
+      << "the server did not stream: the test would not test the spool";
+
+  std::vector<Json> lines;
+  for (const std::string& l : SplitLines(ReadFile(out))) {
+    ASSERT_NO_THROW(lines.push_back(JsonParser::Parse(l))) << l;
+  }
+  auto of = [&](const std::string& op, const std::string& table) {
+    std::vector<const Json*> r;
+    for (const Json& j : lines) {
+      if (j["op"].text == op && (table.empty() || (j.Has("table") && j["table"].text == table))) {
+        r.push_back(&j);
+      }
+    }
+    return r;
+  };
+  // Every line carries lsn; change lines carry xid, commit_lsn, commit_time.
+  for (const Json& j : lines) {
+    ASSERT_TRUE(j.Has("lsn"));
+    if (j["op"].text == "message") continue;
+    ASSERT_TRUE(j.Has("xid") && j.Has("commit_lsn") && j.Has("commit_time"));
+    EXPECT_EQ(j["commit_time"].text.size(), std::string("2026-11-25T07:35:10.123456Z").size());
+  }
+
+  auto inserts = of("insert", "kinds");
+  ASSERT_EQ(inserts.size(), 3u);
+  for (size_t k = 0; k < 3; ++k) {
+    const Json& row = (*inserts[k])["new"];
+    auto& server = k == 0 ? row1 : k == 1 ? row2 : row3;
+    EXPECT_EQ(row["id"].text, std::to_string(k + 1));
+    for (const auto& [c, as] : kColumns) {
+      ASSERT_TRUE(row.Has(c)) << c;
+      ExpectValue(c, as, row[c], server[c].first, server[c].second);
+    }
+  }
+  auto updates = of("update", "kinds");
+  ASSERT_EQ(updates.size(), 1u);
+  const Json& up = *updates[0];
+  EXPECT_EQ(up["new"]["i"].text, "7");
+  EXPECT_FALSE(up["new"].Has("big")) << "an unchanged TOAST value is never written";
+  ASSERT_TRUE(up.Has("unchanged_toast"));
+  ASSERT_EQ(up["unchanged_toast"].items.size(), 1u);
+  EXPECT_EQ(up["unchanged_toast"].items[0].text, "big");
+  EXPECT_FALSE(up.Has("old"));
+
+  auto full_up = of("update", "full_id");
+  ASSERT_EQ(full_up.size(), 1u);
+  EXPECT_EQ((*full_up[0])["old"]["v"].text, "one") << "REPLICA IDENTITY FULL sends the old row";
+  EXPECT_EQ((*full_up[0])["new"]["v"].text, "uno");
+  auto full_del = of("delete", "full_id");
+  ASSERT_EQ(full_del.size(), 1u);
+  EXPECT_EQ((*full_del[0])["old"]["v"].text, "uno");
+
+  auto key_up = of("update", "keyed");
+  ASSERT_EQ(key_up.size(), 1u);
+  EXPECT_EQ((*key_up[0])["old"]["id"].text, "1") << "a key change sends the old key";
+  EXPECT_EQ((*key_up[0])["new"]["id"].text, "2");
+  auto key_del = of("delete", "keyed");
+  ASSERT_EQ(key_del.size(), 1u);
+  EXPECT_EQ((*key_del[0])["old"]["id"].text, "2");
+
+  auto truncs = of("truncate", "");
+  ASSERT_EQ(truncs.size(), 1u);
+  ASSERT_EQ((*truncs[0])["tables"].items.size(), 1u);
+  EXPECT_EQ((*truncs[0])["tables"].items[0].text, "public.keyed");
+  EXPECT_FALSE((*truncs[0])["cascade"].boolean);
+  EXPECT_FALSE((*truncs[0])["restart_identity"].boolean);
+
+  auto msgs = of("message", "");
+  ASSERT_EQ(msgs.size(), 2u);
+  std::map<std::string, const Json*> by_prefix;
+  for (const Json* m : msgs) by_prefix[(*m)["prefix"].text] = m;
+  EXPECT_TRUE((*by_prefix["app"])["transactional"].boolean);
+  EXPECT_TRUE(by_prefix["app"]->Has("xid"));
+  EXPECT_EQ((*by_prefix["app"])["content"].text, "in a transaction");
+  EXPECT_FALSE((*by_prefix["audit"])["transactional"].boolean);
+  EXPECT_FALSE(by_prefix["audit"]->Has("xid"));
+  EXPECT_EQ((*by_prefix["audit"])["content"].text, "outside any transaction");
+
+  std::string all = ReadFile(out);
+  EXPECT_EQ(all.find("rolled back"), std::string::npos);
+  EXPECT_EQ(all.find("stream abort"), std::string::npos);
+  EXPECT_EQ(all.find("sub drop"), std::string::npos);
+  std::map<std::string, int> streamed;
+  for (const Json* j : of("insert", "streamed")) {
+    std::string v = (*j)["new"]["v"].text;
+    streamed[v.substr(0, v.rfind(' '))]++;
+  }
+  EXPECT_EQ(streamed["stream ok"], 3000);
+  EXPECT_EQ(streamed["sub keep"], 1500);
+  EXPECT_EQ(streamed["sub after"], 1500);
+  EXPECT_EQ(streamed.size(), 3u);
+  // Streamed lines come in commit order, each transaction whole.
+  auto ins = of("insert", "streamed");
+  ASSERT_EQ(ins.size(), 6000u);
+  EXPECT_EQ((*ins[0])["new"]["v"].text, "stream ok 1");
+  EXPECT_EQ((*ins[2999])["new"]["v"].text, "stream ok 3000");
+  EXPECT_EQ((*ins[3000])["new"]["v"].text, "sub keep 1");
+  EXPECT_EQ((*ins[5999])["new"]["v"].text, "sub after 1500");
+  // No spool file is left behind.
+  Subprocess ls;
+  ls.Start({"/bin/sh", "-c", "ls " + dir_->path() + "/spool 2>/dev/null | wc -l"});
+  ASSERT_EQ(ls.Wait(seconds(10)), 0);
+  EXPECT_EQ(ls.Stdout(), "0\n");
+}
+
+}  // namespace
+}  // namespace pgslotd::test

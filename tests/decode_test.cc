@@ -952,3 +952,55 @@ TEST(JsonTest, DocumentValidation) {
 
 }  // namespace
 }  // namespace pgslotd
+
+namespace pgslotd {
+namespace {
+
+// A streamed transaction larger than one replay piece comes out a piece at
+// a time: Format of its Stream Commit owes the rest, Continue hands it over,
+// and memory never holds the whole transaction.
+TEST_F(StreamTest, LargeCommitIsReplayedInPiecesInOrder) {
+  options_.spool_memory = 4096;
+  options_.include_transactions = true;
+  const int kRows = 20000;
+  const std::string pad(80, 'x');
+  Feed(StreamStart(900, true), 0x1000000);
+  Feed(Relation(kOrders, "public", "orders", kCols, 900));
+  for (int i = 1; i <= kRows; ++i) {
+    Feed(Insert(kOrders, {T(std::to_string(i)), T(pad)}, 900), 0x1000000 + i);
+  }
+  Feed(StreamStop());
+  Feed(StreamCommit(900, 0x2000000, 0x2000030, kTs2), 0x2000000);
+  ASSERT_TRUE(F().Owes()) << "2 MB of lines in one piece";
+  size_t first_piece = out_.size();
+  EXPECT_LT(first_piece, 3u << 20);
+  std::string all = Take();
+  int calls = 0;
+  while (F().Owes()) {
+    Status s = F().Continue(&out_, 256 * 1024);
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_LT(out_.size(), 512u * 1024) << "a piece is about its budget";
+    all += Take();
+    ++calls;
+  }
+  EXPECT_GT(calls, 3);
+  std::vector<std::string> lines;
+  for (size_t start = 0, nl; (nl = all.find('\n', start)) != std::string::npos; start = nl + 1) {
+    lines.push_back(all.substr(start, nl - start));
+  }
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kRows) + 2);
+  EXPECT_EQ(lines.front().rfind("{\"op\":\"begin\"", 0), 0u);
+  EXPECT_EQ(lines.back().rfind("{\"op\":\"commit\"", 0), 0u);
+  for (int i = 1; i <= kRows; ++i) {
+    ASSERT_NE(lines[i].find("\"new\":{\"id\":" + std::to_string(i) + ","), std::string::npos)
+        << i << ": " << lines[i];
+  }
+  EXPECT_TRUE(SpoolFiles().empty());
+  // And the formatter goes on with the next transaction.
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(kOrders, {T("1"), T("after")}));
+  EXPECT_NE(Take().find("after"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgslotd

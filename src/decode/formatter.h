@@ -13,7 +13,8 @@
 // a formatter must therefore never hold back output it has been given
 // beyond the current call, except a streamed transaction's spool, whose
 // changes the server sends again in full if the stream is restarted before
-// its commit (acknowledging one of its change positions never skips it).
+// its commit (acknowledging one of its change positions never skips it), and
+// the owed output of a commit that is replayed in pieces (Owes/Continue).
 //
 // Errors: a malformed or truncated message, an unknown relation id, an
 // unknown message type, a column count that does not match its relation
@@ -39,6 +40,21 @@ class Formatter {
   virtual ~Formatter() = default;
   virtual Status Format(std::string_view payload, Lsn lsn, OutBuffer* out) = 0;
   virtual void Reset() = 0;
+
+  // Output still owed for the last message given to Format: a streamed
+  // transaction's commit, replayed from its spool a piece at a time so that
+  // it never sits in memory whole. While Owes(), the worker gives the
+  // formatter no new message, writes `out` to the sink between calls, calls
+  // Continue() until Owes() is false, and only then counts the message's
+  // position as written (so it is never acknowledged half written).
+  virtual bool Owes() const { return false; }
+  // Appends about `budget` more bytes of the owed output (at least one
+  // line). Errors as Format's.
+  virtual Status Continue(OutBuffer* out, size_t budget) {
+    (void)out;
+    (void)budget;
+    return Status::Ok();
+  }
 };
 
 // Each message as received, followed by "\n".

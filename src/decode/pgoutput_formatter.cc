@@ -145,6 +145,7 @@ void PgoutputFormatter::ClearState() {
   streams_.clear();
   spool_.Clear();
   line_.Clear();
+  replaying_ = false;
 }
 
 void PgoutputFormatter::Reset() {
@@ -726,11 +727,29 @@ Status PgoutputFormatter::HandleStreamCommit(Reader* r, Lsn lsn, OutBuffer* out)
   if (options_.include_transactions) {
     WriteTransactionLine("begin", first_lsn, xid, stream_commit_fields_, out);
   }
+  // The transaction's lines come out a piece at a time (Continue), so that
+  // a large one never sits in memory whole.
+  spool_.BeginReplay(xid);
+  replaying_ = true;
+  replay_xid_ = xid;
+  replay_commit_lsn_ = lsn;
+  return Continue(out, kReplayBudget);
+}
+
+Status PgoutputFormatter::Continue(OutBuffer* out, size_t budget) {
+  if (!replaying_) return Status::Ok();
   ReplayWriter writer(out, stream_commit_fields_);
-  Status s = spool_.Replay(xid, &writer);
-  if (!s.ok()) return s;
-  if (options_.include_transactions) {
-    WriteTransactionLine("commit", lsn, xid, stream_commit_fields_, out);
+  bool done = false;
+  Status s = spool_.ReplaySome(&writer, budget, &done);
+  if (!s.ok()) {
+    replaying_ = false;
+    return s;
+  }
+  if (done) {
+    replaying_ = false;
+    if (options_.include_transactions) {
+      WriteTransactionLine("commit", replay_commit_lsn_, replay_xid_, stream_commit_fields_, out);
+    }
   }
   return Status::Ok();
 }

@@ -85,6 +85,8 @@ class PgoutputFormatter : public Formatter {
   // Drops the relation cache, any open or streamed transaction and all
   // spool files, then clears stale spool files.
   void Reset() override;
+  bool Owes() const override { return replaying_; }
+  Status Continue(OutBuffer* out, size_t budget) override;
 
   // Removes spool_dir/pgslotd-<slot>-<pid>-<xid>.spool files of this slot
   // that no running formatter holds (left by a process that ended, or by
@@ -185,6 +187,11 @@ class PgoutputFormatter : public Formatter {
   std::unordered_map<uint32_t, StreamTxn> streams_;
   Spool spool_;
   std::string stream_commit_fields_;
+  // A Stream Commit whose lines are still being replayed (Owes/Continue).
+  static constexpr size_t kReplayBudget = 1 << 20;
+  bool replaying_ = false;
+  uint32_t replay_xid_ = 0;
+  Lsn replay_commit_lsn_ = kInvalidLsn;
 
   // Reused per message.
   OutBuffer line_{4096};

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -173,9 +174,10 @@ void Spool::Abort(uint32_t xid, uint32_t subxid) {
   m.resize(out);
 }
 
-size_t Spool::VisitRecords(const Txn& txn, const char* data, size_t len, Visitor* visitor) {
+size_t Spool::VisitRecords(const Txn& txn, const char* data, size_t len, Visitor* visitor,
+                           size_t budget) {
   size_t pos = 0;
-  while (len - pos >= kHeaderSize) {
+  while (pos < budget && len - pos >= kHeaderSize) {
     RecordHeader h = ReadHeader(data + pos);
     if (len - pos - kHeaderSize < h.length) break;
     if (std::find(txn.aborted.begin(), txn.aborted.end(), h.subxid) == txn.aborted.end()) {
@@ -187,42 +189,77 @@ size_t Spool::VisitRecords(const Txn& txn, const char* data, size_t len, Visitor
 }
 
 Status Spool::Replay(uint32_t xid, Visitor* visitor) {
-  auto it = txns_.find(xid);
-  if (it == txns_.end()) return Status::Ok();
+  BeginReplay(xid);
+  bool done = false;
+  while (!done) {
+    Status s = ReplaySome(visitor, SIZE_MAX, &done);
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+void Spool::BeginReplay(uint32_t xid) {
+  replay_active_ = true;
+  replay_xid_ = xid;
+  replay_offset_ = 0;
+  replay_have_ = 0;
+  replay_file_done_ = false;
+}
+
+Status Spool::ReplaySome(Visitor* visitor, size_t budget, bool* done) {
+  *done = false;
+  auto it = txns_.find(replay_xid_);
+  if (!replay_active_ || it == txns_.end()) {
+    replay_active_ = false;
+    *done = true;
+    return Status::Ok();
+  }
   Txn& txn = it->second;
+  size_t visited = 0;
   Status status;
-  if (txn.fd >= 0) {
+  if (txn.fd < 0) replay_file_done_ = true;
+  if (!replay_file_done_) {
     if (read_buffer_.size() < kReadChunk) read_buffer_.resize(kReadChunk);
-    off_t offset = 0;
-    size_t have = 0;
-    for (;;) {
-      ssize_t n = ::pread(txn.fd, read_buffer_.data() + have, read_buffer_.size() - have, offset);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        status = Status::Retryable(
-            ErrnoMessage("pgoutput: cannot read spool file " + PathFor(xid), errno));
-        break;
-      }
-      if (n == 0) {
-        if (have != 0) {
-          status = Status::Retryable("pgoutput: spool file " + PathFor(xid) + " ends mid-record");
-        }
-        break;
-      }
-      offset += n;
-      have += static_cast<size_t>(n);
-      size_t used = VisitRecords(txn, read_buffer_.data(), have, visitor);
-      std::memmove(read_buffer_.data(), read_buffer_.data() + used, have - used);
-      have -= used;
-      if (have >= kHeaderSize) {
+    while (visited < budget) {
+      size_t used = VisitRecords(txn, read_buffer_.data(), replay_have_, visitor, budget - visited);
+      visited += used;
+      std::memmove(read_buffer_.data(), read_buffer_.data() + used, replay_have_ - used);
+      replay_have_ -= used;
+      if (visited >= budget) break;
+      if (replay_have_ >= kHeaderSize) {
         size_t need = kHeaderSize + ReadHeader(read_buffer_.data()).length;
         if (need > read_buffer_.size()) read_buffer_.resize(need);
       }
+      ssize_t n = ::pread(txn.fd, read_buffer_.data() + replay_have_,
+                          read_buffer_.size() - replay_have_, replay_offset_);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        status = Status::Retryable(
+            ErrnoMessage("pgoutput: cannot read spool file " + PathFor(replay_xid_), errno));
+        break;
+      }
+      if (n == 0) {
+        if (replay_have_ != 0) {
+          status = Status::Retryable("pgoutput: spool file " + PathFor(replay_xid_) +
+                                     " ends mid-record");
+        }
+        replay_file_done_ = true;
+        break;
+      }
+      replay_offset_ += n;
+      replay_have_ += static_cast<size_t>(n);
     }
+  }
+  if (status.ok() && replay_file_done_ && visited < budget) {
+    // The records still in memory (at most the memory limit) go in one call.
+    VisitRecords(txn, txn.memory.data(), txn.memory.size(), visitor);
+    *done = true;
+  }
+  if (!status.ok() || *done) {
+    Forget(replay_xid_);
+    replay_active_ = false;
     if (read_buffer_.size() > kKeepReadBuffer) std::vector<char>().swap(read_buffer_);
   }
-  if (status.ok()) VisitRecords(txn, txn.memory.data(), txn.memory.size(), visitor);
-  Forget(xid);
   return status;
 }
 

@@ -74,6 +74,15 @@ class Spool {
   // still forgotten.
   Status Replay(uint32_t xid, Visitor* visitor);
 
+  // The same, a piece at a time, so that a large transaction never sits in
+  // memory whole: BeginReplay(xid), then ReplaySome until *done. Each call
+  // visits records until about `budget` bytes of them were visited (at
+  // least one record). Only one replay runs at a time; Append and Abort of
+  // other transactions may come between calls, not of this one.
+  void BeginReplay(uint32_t xid);
+  Status ReplaySome(Visitor* visitor, size_t budget, bool* done);
+  bool replaying() const { return replay_active_; }
+
   // Forgets every transaction and removes their files.
   void Clear();
 
@@ -105,7 +114,8 @@ class Spool {
   void Forget(uint32_t xid);
   // Hands every complete record in `data` to `visitor`; returns how many
   // bytes were consumed (the rest is an incomplete record).
-  size_t VisitRecords(const Txn& txn, const char* data, size_t len, Visitor* visitor);
+  size_t VisitRecords(const Txn& txn, const char* data, size_t len, Visitor* visitor,
+                      size_t budget = SIZE_MAX);
 
   std::string dir_;
   std::string prefix_;  // "pgslotd-<slot>-" or "pgslotd-"
@@ -114,6 +124,12 @@ class Spool {
   pid_t pid_;
   std::unordered_map<uint32_t, Txn> txns_;
   std::vector<char> read_buffer_;
+  // The replay in progress (BeginReplay).
+  bool replay_active_ = false;
+  uint32_t replay_xid_ = 0;
+  off_t replay_offset_ = 0;  // next file byte to read
+  size_t replay_have_ = 0;   // bytes of read_buffer_ not yet visited
+  bool replay_file_done_ = false;
 };
 
 }  // namespace pgslotd

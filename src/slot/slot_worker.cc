@@ -249,6 +249,7 @@ Status SlotWorker::Settle(Clock::time_point until) {
   stats_.oldest_pending_ns.store(0, std::memory_order_relaxed);
   last_mark_offset_ = keep;
   has_pending_ = false;
+  owing_ = false;  // the formatter is Reset before the next stream
   unsynced_ = false;
   reply_due_ = false;
   stats_.flushed_lsn.store(tracker_.flushed());
@@ -362,16 +363,31 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
       reached_end_ = true;
       return Status::Ok();
     }
+    uint64_t before = appended();
     Status fs = formatter_->Format(m.payload, m.data_start, &buffer_);
     if (!fs.ok()) return fs;
+    received_ = std::max(received_, m.data_start);
+    ++messages_;
+    if (formatter_->Owes()) {
+      // A commit replayed in pieces: what came before is safe at `before`;
+      // this message counts only once all of its output is appended, and no
+      // mark may fall inside that output (a cut-back there would keep half a
+      // transaction).
+      if (has_pending_) {
+        last_mark_offset_ = before;
+        tracker_.AddMark(before, pending_lsn_, Clock::now());
+        has_pending_ = false;
+      }
+      owing_ = true;
+      owed_lsn_ = m.data_start;
+      return Status::Ok();
+    }
     if (!has_pending_) {
       has_pending_ = true;
       pending_lsn_ = m.data_start;
     } else {
       pending_lsn_ = std::max(pending_lsn_, m.data_start);
     }
-    received_ = std::max(received_, m.data_start);
-    ++messages_;
     if (end && m.data_start == *end) reached_end_ = true;
     return Status::Ok();
   }
@@ -446,7 +462,20 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     // 1. Drain everything libpq has, and read the socket again while it
     // keeps giving, up to a batch (or the memory limit): one write and one
     // poll per batch, not per message.
-    if (!reached_end_ && buffer_.size() < config_.buffer_size) {
+    // 0. A commit replayed in pieces comes first: one piece a turn, written
+    // before the next, and no new message until it is all out.
+    if (owing_ && buffer_.size() < config_.buffer_size) {
+      size_t room = static_cast<size_t>(config_.buffer_size - buffer_.size());
+      Status s = formatter_->Continue(&buffer_, std::min<size_t>(room, kWriteBatch));
+      if (!s.ok()) return s;
+      if (!formatter_->Owes()) {
+        owing_ = false;
+        pending_lsn_ = has_pending_ ? std::max(pending_lsn_, owed_lsn_) : owed_lsn_;
+        has_pending_ = true;
+        PushDataMark(now);
+      }
+    }
+    if (!owing_ && !reached_end_ && buffer_.size() < config_.buffer_size) {
       for (;;) {
         Status s = conn->ConsumeInput();
         if (!s.ok()) return s;
@@ -461,10 +490,11 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
           s = HandleMessage(buf, len);
           PQfreemem(buf);
           if (!s.ok()) return s;
-          if (reached_end_ || buffer_.size() >= config_.buffer_size) break;
+          if (owing_ || reached_end_ || buffer_.size() >= config_.buffer_size) break;
           if (appended() - last_mark_offset_ >= kMarkEvery) PushDataMark(now);
         }
-        if (!got || reached_end_ || buffer_.size() >= std::min(config_.buffer_size, kWriteBatch)) {
+        if (!got || owing_ || reached_end_ ||
+            buffer_.size() >= std::min(config_.buffer_size, kWriteBatch)) {
           break;
         }
       }
@@ -500,7 +530,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     // 6. --end-lsn: done once everything received is written and durable.
     // The acknowledged position is what the marks give, never the end
     // position itself: a commit that straddles it was not written.
-    if (reached_end_ && buffer_.empty() && sink_->durable() == sink_->accepted() &&
+    if (reached_end_ && !owing_ && buffer_.empty() && sink_->durable() == sink_->accepted() &&
         !tracker_.HasPending()) {
       return Finish(conn, true);
     }
@@ -528,6 +558,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     }
     if (auto r = sink_->RecheckAfter(); r.count() > 0)
       timeout = std::min<int64_t>(timeout, r.count());
+    if (owing_ && buffer_.size() < config_.buffer_size) timeout = 0;  // more to replay
     if (::poll(fds, nfds, static_cast<int>(timeout)) < 0 && errno != EINTR) {
       return Status::Retryable(ErrnoMessage("poll", errno));
     }

@@ -137,6 +137,8 @@ class SlotWorker {
   Lsn pending_lsn_ = kInvalidLsn;  // highest LSN appended since the last mark
   bool has_pending_ = false;
   uint64_t last_mark_offset_ = 0;
+  bool owing_ = false;          // the formatter owes output for one message
+  Lsn owed_lsn_ = kInvalidLsn;  // that message's position
   Clock::time_point pending_since_;
   Clock::time_point unsynced_since_;
   bool unsynced_ = false;

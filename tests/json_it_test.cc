@@ -149,9 +149,10 @@ TEST_F(JsonFormatTest, EveryKindOpAndStreamedTransactionAsTheServerSeesIt) {
   pg_->Exec("SELECT pg_logical_emit_message(false, 'audit', 'outside any transaction')");
   pg_->Exec("BEGIN; INSERT INTO keyed VALUES (99, 'rolled back'); ROLLBACK;");
   // Larger than logical_decoding_work_mem: streamed while in progress.
-  // Its JSON (about 3 MB) is more than one replay piece and than the slot's
+  // Its JSON (about 6 MB spooled) is more than the spool keeps in memory (4 MiB), one
+  // replay piece and the slot's
   // buffer_size: it reaches the sink a piece at a time.
-  pg_->Exec("INSERT INTO streamed(v) SELECT 'stream ok ' || g FROM generate_series(1, 15000) g");
+  pg_->Exec("INSERT INTO streamed(v) SELECT 'stream ok ' || g FROM generate_series(1, 50000) g");
   pg_->Exec(
       "BEGIN; INSERT INTO streamed(v) SELECT 'stream abort ' || g FROM "
       "generate_series(1, 3000) g; ROLLBACK;");
@@ -264,18 +265,18 @@ TEST_F(JsonFormatTest, EveryKindOpAndStreamedTransactionAsTheServerSeesIt) {
     std::string v = (*j)["new"]["v"].text;
     streamed[v.substr(0, v.rfind(' '))]++;
   }
-  EXPECT_EQ(streamed["stream ok"], 15000);
+  EXPECT_EQ(streamed["stream ok"], 50000);
   EXPECT_EQ(streamed["sub keep"], 1500);
   EXPECT_EQ(streamed["sub after"], 1500);
   EXPECT_EQ(streamed.size(), 3u);
   // Streamed lines come in commit order, each transaction whole.
   auto ins = of("insert", "streamed");
-  ASSERT_EQ(ins.size(), 18000u);
-  for (int k = 0; k < 15000; ++k) {
+  ASSERT_EQ(ins.size(), 53000u);
+  for (int k = 0; k < 50000; ++k) {
     ASSERT_EQ((*ins[k])["new"]["v"].text, "stream ok " + std::to_string(k + 1));
   }
-  EXPECT_EQ((*ins[15000])["new"]["v"].text, "sub keep 1");
-  EXPECT_EQ((*ins[17999])["new"]["v"].text, "sub after 1500");
+  EXPECT_EQ((*ins[50000])["new"]["v"].text, "sub keep 1");
+  EXPECT_EQ((*ins[52999])["new"]["v"].text, "sub after 1500");
   // No spool file is left behind.
   Subprocess ls;
   ls.Start({"/bin/sh", "-c", "ls " + dir_->path() + "/spool 2>/dev/null | wc -l"});

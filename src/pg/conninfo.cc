@@ -57,7 +57,10 @@ bool BuildReplicationParams(const std::string& conninfo, const std::string& slot
                             std::string* err) {
   // TCP keepalives notice a dead peer in about half a minute, not two hours.
   if (!ParamsWithDefaults(conninfo,
+                          // pgoutput converts text to the client's encoding:
+                          // JSON output is UTF-8 whatever the database's is.
                           {{"application_name", "pgslotd_" + slot},
+                           {"client_encoding", "UTF8"},
                            {"keepalives", "1"},
                            {"keepalives_idle", "10"},
                            {"keepalives_interval", "5"},

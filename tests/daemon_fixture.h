@@ -60,6 +60,14 @@ class DaemonTest : public ::testing::Test {
     return out;
   }
 
+  // Drops each slot if it exists and creates it anew (test_decoding), so
+  // that they all start at the same point.
+  void FreshSlots(std::initializer_list<const char*> names,
+                  const std::string& plugin = "test_decoding") {
+    for (const char* n : names) pg_->DropSlotIfExists(n);
+    for (const char* n : names) pg_->CreateLogicalSlot(n, plugin);
+  }
+
   // Whether the slot's confirmed_flush_lsn is at least `lsn` (an idle slot
   // may legitimately move past it on background WAL).
   bool FlushAtLeast(const std::string& slot, const std::string& lsn) {

@@ -24,6 +24,8 @@
 #include <system_error>
 #include <thread>
 
+#include "test_util.h"
+
 extern char** environ;
 
 namespace pgslotd::test {
@@ -87,14 +89,6 @@ int PickFreePort() {
   }
   close(fd);
   return ntohs(addr.sin_port);
-}
-
-std::vector<char*> CStrings(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  out.reserve(strings.size() + 1);
-  for (std::string& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
 }
 
 // Waits for `pid` for up to `timeout`; returns whether it was reaped.

@@ -141,10 +141,7 @@ TEST_F(DaemonTest, SecondRunResumesWithNothingLostOrRepeated) {
 
 TEST_F(DaemonTest, CleanStopBySignalAcknowledgesExactlyWhatIsWritten) {
   pg_->Exec("DROP TABLE IF EXISTS stopme; CREATE TABLE stopme(id serial primary key, v text)");
-  pg_->DropSlotIfExists("it_stop");
-  pg_->DropSlotIfExists("it_stop_ref");
-  pg_->CreateLogicalSlot("it_stop");
-  pg_->CreateLogicalSlot("it_stop_ref");
+  FreshSlots({"it_stop", "it_stop_ref"});
   std::string log = dir_->File("s.log");
   std::string cfg = WriteConfig(Header() + SlotYaml("it_stop", "{type: file, path: " + log + "}",
                                                     "    options: {include-xids: \"1\"}\n"));
@@ -168,10 +165,7 @@ TEST_F(DaemonTest, CleanStopBySignalAcknowledgesExactlyWhatIsWritten) {
 
 TEST_F(DaemonTest, KillNineMidStreamLosesNothing) {
   pg_->Exec("DROP TABLE IF EXISTS k9; CREATE TABLE k9(id serial primary key, v text)");
-  pg_->DropSlotIfExists("it_k9");
-  pg_->DropSlotIfExists("it_k9_ref");
-  pg_->CreateLogicalSlot("it_k9");
-  pg_->CreateLogicalSlot("it_k9_ref");
+  FreshSlots({"it_k9", "it_k9_ref"});
   std::string log = dir_->File("k9.log");
   std::string cfg = WriteConfig(Header() + SlotYaml("it_k9", "{type: file, path: " + log + "}",
                                                     "    fsync_interval: 50ms\n"
@@ -239,10 +233,7 @@ TEST_F(DaemonTest, IdleSlotAdvancesWhileAnotherDatabaseIsWritten) {
 
 TEST_F(DaemonTest, PipeReaderThatGoesAwayAndComesBackLosesNothing) {
   pg_->Exec("DROP TABLE IF EXISTS piped; CREATE TABLE piped(id serial primary key, v text)");
-  pg_->DropSlotIfExists("it_pipe2");
-  pg_->DropSlotIfExists("it_pipe2_ref");
-  pg_->CreateLogicalSlot("it_pipe2");
-  pg_->CreateLogicalSlot("it_pipe2_ref");
+  FreshSlots({"it_pipe2", "it_pipe2_ref"});
   // Far more than a pipe holds, in many transactions.
   for (int i = 0; i < 40; ++i) {
     pg_->Exec("INSERT INTO piped(v) SELECT repeat('p', 100) FROM generate_series(1, 50)");
@@ -308,10 +299,7 @@ TEST_F(DaemonTest, EndLsnEndsOnAnIdleServer) {
 
 TEST_F(DaemonTest, ServerRestartMidStreamIsSurvived) {
   pg_->Exec("DROP TABLE IF EXISTS rs; CREATE TABLE rs(id serial primary key, v text)");
-  pg_->DropSlotIfExists("it_rs");
-  pg_->DropSlotIfExists("it_rs_ref");
-  pg_->CreateLogicalSlot("it_rs");
-  pg_->CreateLogicalSlot("it_rs_ref");
+  FreshSlots({"it_rs", "it_rs_ref"});
   std::string log = dir_->File("rs.log");
   std::string cfg = WriteConfig(Header() + SlotYaml("it_rs", "{type: file, path: " + log + "}",
                                                     "    options: {include-xids: \"1\"}\n"));

@@ -96,14 +96,6 @@ std::vector<std::string> BuildEnv(const Subprocess::Options& options) {
   return env;
 }
 
-std::vector<char*> CStrings(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  out.reserve(strings.size() + 1);
-  for (std::string& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
 int DecodeWaitStatus(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -329,6 +321,14 @@ std::string Subprocess::Stdout() const {
 std::string Subprocess::Stderr() const {
   if (stderr_path_.empty()) throw std::runtime_error("Subprocess::Stderr before Start");
   return ReadFile(stderr_path_);
+}
+
+std::vector<char*> CStrings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (std::string& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
 }
 
 }  // namespace pgslotd::test

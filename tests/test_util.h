@@ -135,4 +135,8 @@ class Subprocess {
   std::string stderr_path_;
 };
 
+// argv/envp for execve: pointers into `strings` (which must outlive them),
+// ending with nullptr.
+std::vector<char*> CStrings(std::vector<std::string>& strings);
+
 }  // namespace pgslotd::test

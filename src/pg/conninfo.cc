@@ -55,7 +55,10 @@ bool ParamsWithDefaults(const std::string& conninfo,
 bool BuildReplicationParams(const std::string& conninfo, const std::string& slot,
                             std::vector<std::pair<std::string, std::string>>* params,
                             std::string* err) {
-  // TCP keepalives notice a dead peer in about half a minute, not two hours.
+  // TCP keepalives notice a dead peer of an idle connection in about half a
+  // minute, not two hours; tcp_user_timeout bounds the other case, a peer
+  // that vanished while our status updates wait unacknowledged (else the
+  // kernel retransmits for some fifteen minutes).
   if (!ParamsWithDefaults(conninfo,
                           // pgoutput converts text to the client's encoding:
                           // JSON output is UTF-8 whatever the database's is.
@@ -64,7 +67,8 @@ bool BuildReplicationParams(const std::string& conninfo, const std::string& slot
                            {"keepalives", "1"},
                            {"keepalives_idle", "10"},
                            {"keepalives_interval", "5"},
-                           {"keepalives_count", "3"}},
+                           {"keepalives_count", "3"},
+                           {"tcp_user_timeout", "60000"}},
                           params, err)) {
     return false;
   }

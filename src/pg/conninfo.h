@@ -10,7 +10,8 @@ namespace pgslotd {
 
 // Keyword/value pairs ready for PQconnectStartParams: the parsed `conninfo`
 // plus replication=database, and defaults the user did not set
-// (application_name=pgslotd_<slot>, client_encoding=UTF8, TCP keepalives). Returns false and sets
+// (application_name=pgslotd_<slot>, client_encoding=UTF8, TCP keepalives,
+// tcp_user_timeout=60000). Returns false and sets
 // *err (never containing a password) if the conninfo cannot be parsed.
 bool BuildReplicationParams(const std::string& conninfo, const std::string& slot,
                             std::vector<std::pair<std::string, std::string>>* params,

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-#include <vector>
+#include <memory>
 
 namespace pgslotd {
 
@@ -12,17 +12,20 @@ namespace pgslotd {
 // front; its storage is reused, so steady-state appends do not allocate.
 class OutBuffer {
  public:
-  explicit OutBuffer(size_t initial = 1 << 20) { data_.resize(initial); }
+  // The storage is allocated, not initialized: pages an idle slot never
+  // writes are never made resident.
+  explicit OutBuffer(size_t initial = 1 << 20)
+      : data_(new char[initial > 0 ? initial : 1]), capacity_(initial > 0 ? initial : 1) {}
   void Append(const char* p, size_t n) {
-    if (end_ + n > data_.size()) MakeRoom(n);
-    std::copy(p, p + n, data_.data() + end_);
+    if (end_ + n > capacity_) MakeRoom(n);
+    std::memcpy(data_.get() + end_, p, n);
     end_ += n;
   }
   void Append(char c) {
-    if (end_ + 1 > data_.size()) MakeRoom(1);
+    if (end_ + 1 > capacity_) MakeRoom(1);
     data_[end_++] = c;
   }
-  const char* data() const { return data_.data() + start_; }
+  const char* data() const { return data_.get() + start_; }
   size_t size() const { return end_ - start_; }
   bool empty() const { return end_ == start_; }
   void Consume(size_t n) {
@@ -35,13 +38,20 @@ class OutBuffer {
   void MakeRoom(size_t n) {
     size_t live = end_ - start_;
     if (start_ > 0) {
-      std::memmove(data_.data(), data_.data() + start_, live);
+      std::memmove(data_.get(), data_.get() + start_, live);
       start_ = 0;
       end_ = live;
     }
-    if (live + n > data_.size()) data_.resize(std::max(data_.size() * 2, live + n));
+    if (live + n > capacity_) {
+      size_t bigger = std::max(capacity_ * 2, live + n);
+      std::unique_ptr<char[]> grown(new char[bigger]);
+      std::memcpy(grown.get(), data_.get(), live);
+      data_ = std::move(grown);
+      capacity_ = bigger;
+    }
   }
-  std::vector<char> data_;
+  std::unique_ptr<char[]> data_;
+  size_t capacity_;
   size_t start_ = 0;
   size_t end_ = 0;
 };

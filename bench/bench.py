@@ -1,0 +1,1397 @@
+#!/usr/bin/env python3
+"""pgslotd benchmark: pgslotd against pg_recvlogical on the same WAL.
+
+Start it through bench/run.sh, which makes the work directory, passes it as
+--workdir and cleans up after this script whatever happens to it. What is
+measured and why is described in docs/performance.md.
+
+Exit status: 0 when every measurement ran (whether or not the targets were
+met), 1 when something broke (a client failed, an output is wrong, the
+cluster would not start, ...), 130 when interrupted, 2 for a bad command line.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from datetime import datetime, timedelta, timezone
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NPROC = os.cpu_count() or 1
+TIME = "/usr/bin/time"
+MiB = 1024 * 1024
+
+T_START = time.time()
+
+
+class Broken(Exception):
+    """Something did not work, so the run as a whole is not valid."""
+
+
+class Interrupted(Exception):
+    pass
+
+
+def log(msg):
+    sys.stderr.write("[%7.1fs] %s\n" % (time.time() - T_START, msg))
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------
+# /proc helpers
+
+
+def proc_stat(pid):
+    """(utime+stime in ticks, starttime, state) of a process, or None if gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after
+    # its last ')'. Then field 3 is at index 0, utime (14) at 11, stime (15)
+    # at 12, starttime (22) at 19.
+    rest = data[data.rindex(")") + 2:].split()
+    return int(rest[11]) + int(rest[12]), int(rest[19]), rest[0]
+
+
+def proc_status(pid):
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                out[key] = value.strip()
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def kib(status_value):
+    return int(status_value.split()[0]) if status_value else 0
+
+
+def count_lines(path):
+    n = 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(8 * MiB)
+            if not chunk:
+                return n
+            n += chunk.count(b"\n")
+
+
+def md5_file(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(8 * MiB)
+            if not chunk:
+                return h.hexdigest()
+            h.update(chunk)
+
+
+def read_file(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def tail(path, n=15):
+    lines = read_file(path).splitlines()
+    return "\n".join("    " + line for line in lines[-n:])
+
+
+def machine_info(pgbin):
+    cpu = "unknown"
+    for line in read_file("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in read_file("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    distro = ""
+    for line in read_file("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            distro = line.split("=", 1)[1].strip('"')
+    pg = subprocess.run([os.path.join(pgbin, "postgres"), "--version"], capture_output=True,
+                        text=True).stdout.strip()
+    return {
+        "nproc": NPROC,
+        "cpu": cpu,
+        "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": distro,
+        "postgres": pg,
+    }
+
+
+def cpu_times():
+    """Machine-wide /proc/stat cpu line: (busy, idle, iowait, steal) in ticks."""
+    f = [int(x) for x in read_file("/proc/stat").splitlines()[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (f + [0] * 8)[:8]
+    return user + nice + system + irq + softirq, idle, iowait, steal
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_shares(waits):
+    """{event: samples} -> (samples, [(event, percent)] largest first)."""
+    n = sum(waits.values()) if waits else 0
+    if not n:
+        return 0, []
+    return n, sorted(((e, 100.0 * c / n) for e, c in waits.items()), key=lambda x: -x[1])
+
+
+def pct(values, q):
+    """The q-th percentile (0..100) by nearest rank."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(q / 100.0 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+# --------------------------------------------------------------------------
+# A psql session kept open, for frequent small queries (polling).
+
+
+class Psql:
+    MARK = "__pgslotd_bench_done__"
+
+    def __init__(self, argv, errlog):
+        self.err = open(errlog, "ab")
+        self.p = subprocess.Popen(argv + ["-X", "-q", "-A", "-t"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.err, text=True, bufsize=1)
+
+    def query(self, sql):
+        self.p.stdin.write(sql.rstrip().rstrip(";") + ";\n\\echo " + self.MARK + "\n")
+        self.p.stdin.flush()
+        rows = []
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                raise Broken("psql session ended unexpectedly")
+            line = line.rstrip("\n")
+            if line == self.MARK:
+                return rows
+            if line:
+                rows.append(line)
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(timeout=5)
+        except Exception:
+            self.p.kill()
+        self.err.close()
+
+
+# --------------------------------------------------------------------------
+# Walsender CPU: find each slot's walsender from pg_replication_slots.active_pid
+# and read its utime+stime until it exits. The last value read is its total.
+
+
+class WalsenderWatch(threading.Thread):
+    def __init__(self, bench, slots):
+        super().__init__(daemon=True)
+        self.bench = bench
+        self.slots = list(slots)
+        self.st = {s: {"pid": None, "start": None, "last": 0, "done": 0, "pids": [],
+                       "found": None, "gone": None, "waits": {}} for s in self.slots}
+        self.stop_evt = threading.Event()
+        self.error = None
+        self.lock = threading.Lock()
+
+    def run(self):
+        try:
+            psql = self.bench.psql_session()
+            try:
+                self.loop(psql)
+            finally:
+                psql.close()
+        except Exception as e:  # reported by finish()
+            self.error = e
+
+    def loop(self, psql):
+        names = ",".join("'%s'" % s for s in self.slots)
+        sql = ("SELECT slot_name, active_pid FROM pg_replication_slots "
+               "WHERE active_pid IS NOT NULL AND slot_name IN (%s)" % names)
+        last_query = 0.0
+        while True:
+            stopping = self.stop_evt.is_set()
+            now = time.time()
+            with self.lock:
+                untracked = [s for s in self.slots if self.st[s]["pid"] is None]
+                never_found = [s for s in untracked if self.st[s]["found"] is None]
+            # Poll every 10 ms until each walsender is found; after that only
+            # every 250 ms, in case one comes back (a reconnect).
+            if untracked and not stopping and (never_found or now - last_query >= 0.25):
+                last_query = now
+                for row in psql.query(sql):
+                    name, pid = row.split("|")
+                    pid = int(pid)
+                    with self.lock:
+                        s = self.st[name]
+                        if s["pid"] is None and pid not in s["pids"]:
+                            ps = proc_stat(pid)
+                            if ps is not None:
+                                s.update(pid=pid, start=ps[1], last=ps[0])
+                                s["pids"].append(pid)
+                                if s["found"] is None:
+                                    s["found"] = time.time()
+            # What each walsender is doing: its wait event, or CPU when it
+            # waits for nothing (working, or in a system call that has no
+            # wait event).
+            with self.lock:
+                live = {self.st[n]["pid"]: n for n in self.slots if self.st[n]["pid"] is not None}
+            if live and not stopping:
+                rows = psql.query("SELECT pid, coalesce(wait_event, 'CPU') FROM pg_stat_activity "
+                                  "WHERE pid IN (%s)" % ",".join(str(p) for p in live))
+                with self.lock:
+                    for row in rows:
+                        pid, event = row.split("|")
+                        name = live.get(int(pid))
+                        if name is not None and self.st[name]["pid"] == int(pid):
+                            w = self.st[name]["waits"]
+                            w[event] = w.get(event, 0) + 1
+            with self.lock:
+                for name in self.slots:
+                    s = self.st[name]
+                    if s["pid"] is None:
+                        continue
+                    ps = proc_stat(s["pid"])
+                    if ps is None or ps[1] != s["start"] or ps[2] == "Z":
+                        s["done"] += s["last"]
+                        s.update(pid=None, start=None, last=0, gone=time.time())
+                    else:
+                        s["last"] = ps[0]
+            if stopping:
+                return
+            self.stop_evt.wait(0.01 if never_found else 0.05)
+
+    def finish(self, grace=10.0):
+        """Wait (up to grace seconds) until every walsender found has exited."""
+        deadline = time.time() + grace
+        while time.time() < deadline and self.is_alive():
+            with self.lock:
+                if all(self.st[s]["pid"] is None for s in self.slots):
+                    break
+            time.sleep(0.05)
+        self.stop_evt.set()
+        self.join(10)
+        if self.error:
+            raise Broken("watching the walsenders: %s" % self.error)
+        out = {}
+        for name in self.slots:
+            s = self.st[name]
+            ticks = s["done"] + (s["last"] if s["pid"] is not None else 0)
+            out[name] = {
+                "cpu": ticks / CLK_TCK if s["found"] else None,
+                "found": s["found"],
+                "gone": s["gone"] if s["pid"] is None else None,
+                "sessions": len(s["pids"]),
+                "waits": dict(s["waits"]),
+            }
+        return out
+
+
+# --------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.work = os.path.abspath(args.workdir)
+        self.pgbin = args.pgbin
+        self.sock = os.path.join(self.work, "sock")
+        self.data = os.path.join(self.work, "data")
+        self.pglog = os.path.join(self.work, "pglog", "postgres.log")
+        self.out = os.path.join(self.work, "out")
+        self.logs = os.path.join(self.work, "logs")
+        self.state = os.path.join(self.work, "state")
+        self.port = free_port() if args.tcp else 5432
+        # Clients connect through the Unix socket in the work directory, or
+        # with --tcp through 127.0.0.1.
+        self.host = "127.0.0.1" if args.tcp else self.sock
+        self.db = "bench"
+        self.conninfo = "host=%s port=%d user=postgres dbname=%s" % (self.host, self.port, self.db)
+        self.children = []  # Popen objects, each the leader of its own process group
+        self.cluster_started = False
+        self.problems = []  # things that broke; any makes the exit status 1
+        self.as_root = os.geteuid() == 0
+        self.results = {"mode": "quick" if args.quick else "full"}
+
+    # -- processes ---------------------------------------------------------
+
+    def pg_argv(self, argv):
+        """initdb and pg_ctl refuse to run as root: run them as postgres."""
+        return ["runuser", "-u", "postgres", "--"] + argv if self.as_root else argv
+
+    def spawn(self, argv, **kw):
+        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        self.children.append(p)
+        with open(os.path.join(self.work, "pids"), "a") as f:
+            f.write("%d\n" % p.pid)
+        return p
+
+    def kill_children(self):
+        for p in self.children:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + 5
+        for p in self.children:
+            try:
+                p.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+
+    def run(self, argv, what, env=None, timeout=None, check=True):
+        p = self.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            raise Broken("%s: did not finish within %ss" % (what, timeout))
+        if check and p.returncode != 0:
+            raise Broken("%s failed (exit %d):\n%s" % (what, p.returncode, out))
+        return out
+
+    def psql_argv(self, db=None):
+        return [os.path.join(self.pgbin, "psql"), "-h", self.sock, "-p", str(self.port),
+                "-U", "postgres", "-d", db or self.db]
+
+    def sql(self, sql, db=None, env=None, timeout=None):
+        argv = self.psql_argv(db) + ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]
+        return self.run(argv, "psql -c %r" % sql[:60], env=env, timeout=timeout).strip()
+
+    def psql_session(self):
+        return Psql(self.psql_argv(), os.path.join(self.logs, "psql-session.log"))
+
+    # -- cluster -----------------------------------------------------------
+
+    def make_dirs(self):
+        for d in (self.out, self.logs, self.state):
+            os.makedirs(d, exist_ok=True)
+        for d in (self.sock, self.data, os.path.dirname(self.pglog)):
+            os.makedirs(d, exist_ok=True)
+            if self.as_root:
+                pw = pwd.getpwnam("postgres")
+                os.chown(d, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.data, 0o700)
+
+    def plugin_whitelist_line(self):
+        """This PostgreSQL build may restrict output plugins to a list
+        (output_plugin_libraries, default 'pgoutput, test_decoding'); stock
+        PostgreSQL has no such setting and would refuse to start with it."""
+        described = subprocess.run([os.path.join(self.pgbin, "postgres"), "--describe-config"],
+                                   capture_output=True, text=True).stdout
+        for line in described.splitlines():
+            fields = line.split("\t")
+            if fields[0] == "output_plugin_libraries":
+                value = fields[4] if len(fields) > 4 else "pgoutput, test_decoding"
+                if "wal2json" not in value:
+                    value = (value + ", " if value else "") + "wal2json"
+                return "output_plugin_libraries = '%s'\n" % value
+        return ""
+
+    def start_cluster(self):
+        log("initdb into %s" % self.data)
+        self.run(self.pg_argv([os.path.join(self.pgbin, "initdb"), "-D", self.data, "-U", "postgres",
+                               "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync",
+                               "--no-instructions"]), "initdb", timeout=300)
+        conf = (
+            "\n# pgslotd benchmark\n"
+            "listen_addresses = '%s'\n"
+            "unix_socket_directories = '%s'\n"
+            "port = %d\n"
+            "wal_level = logical\n"
+            "max_replication_slots = 64\n"
+            "max_wal_senders = 64\n"
+            "shared_buffers = 256MB\n"
+            "fsync = on\n"
+            "synchronous_commit = on\n"   # the bulk workload sets it off for itself
+            "max_wal_size = 4GB\n"
+            "checkpoint_timeout = 1h\n"
+            "autovacuum = off\n"          # no background noise while measuring
+            "timezone = 'UTC'\n"
+            "log_timezone = 'UTC'\n"
+            "logging_collector = off\n"
+            "log_min_messages = warning\n"
+            % ("127.0.0.1" if self.a.tcp else "", self.sock, self.port)
+        ) + self.plugin_whitelist_line()
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write(conf)
+        self.cluster_started = True  # from here on, try to stop it
+        self.run(self.pg_argv([os.path.join(self.pgbin, "pg_ctl"), "-D", self.data, "-l", self.pglog,
+                               "-w", "-t", "120", "start"]), "pg_ctl start", timeout=180)
+        log("cluster up: %s" % self.sql("SELECT version()", db="postgres"))
+
+    def stop_cluster(self):
+        if not self.cluster_started:
+            return
+        pg_ctl = os.path.join(self.pgbin, "pg_ctl")
+        for mode in ("fast", "immediate"):
+            rc = subprocess.run(self.pg_argv([pg_ctl, "-D", self.data, "-m", mode, "-w", "-t", "60",
+                                              "stop"]),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            if rc == 0 or not os.path.exists(os.path.join(self.data, "postmaster.pid")):
+                break
+        self.cluster_started = False
+
+    # -- pgslotd configs -----------------------------------------------------
+
+    def write_config(self, name, slots, fsync_interval="1s"):
+        """slots: list of (slot name, plugin, format, options dict)."""
+        q = json.dumps
+        lines = [
+            "# written by bench/bench.py",
+            "connection: %s" % q(self.conninfo),
+            "state_directory: %s" % q(self.state),
+            "log_level: info",
+            "fsync_interval: %s" % fsync_interval,
+            "slots:",
+        ]
+        for slot, plugin, fmt, options in slots:
+            lines.append("  - name: %s" % slot)
+            lines.append("    plugin: %s" % plugin)
+            lines.append("    format: %s" % fmt)
+            if options:
+                lines.append("    options: {%s}" % ", ".join("%s: %s" % (q(k), q(v))
+                                                            for k, v in options.items()))
+            lines.append("    sink: {type: file, path: %s}" % q(self.outfile(slot)))
+        path = os.path.join(self.work, name + ".yaml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        out = self.run([self.a.pgslotd, "--config", path, "--check"], "pgslotd --check " + path,
+                       check=False)
+        if "config OK" not in out:
+            raise Broken("pgslotd refuses the config %s:\n%s" % (path, out))
+        return path
+
+    def outfile(self, slot):
+        return os.path.join(self.out, slot + ".out")
+
+    # -- one measured client run -------------------------------------------
+
+    def wait_quiet(self, what):
+        """Other programs on the machine (a build, a fuzzer) take CPU from the
+        clients and the walsenders: wait (up to --wait-quiet seconds) until
+        the machine is nearly idle before a measurement."""
+        if self.a.wait_quiet <= 0:
+            return
+        deadline = time.time() + self.a.wait_quiet
+        told = False
+        while True:
+            c0 = cpu_times()
+            time.sleep(1)
+            d = [b - a for a, b in zip(c0, cpu_times())]
+            cores_busy = NPROC * d[0] / float(sum(d) or 1)
+            if cores_busy <= self.a.quiet_cores:
+                return
+            if time.time() >= deadline:
+                log("  the machine is still busy (%.2f cores) after waiting %ds; measuring anyway"
+                    % (cores_busy, self.a.wait_quiet))
+                self.results.setdefault("warnings", []).append(
+                    "%s: measured while other programs kept %.2f cores busy" % (what, cores_busy))
+                return
+            if not told:
+                log("  waiting for the machine to be quiet before %s (%.2f cores busy)"
+                    % (what, cores_busy))
+                told = True
+
+    def timed_run(self, label, argv, slots, timeout):
+        """Runs argv under /usr/bin/time while watching the slots' walsenders."""
+        self.wait_quiet(label)
+        timefile = os.path.join(self.logs, label + ".time")
+        logpath = os.path.join(self.logs, label + ".log")
+        watch = WalsenderWatch(self, slots)
+        with open(logpath, "wb") as lf:
+            c0 = cpu_times()
+            t0 = time.time()
+            p = self.spawn([TIME, "-f", "%e %U %S %M %w %c", "-o", timefile] + argv, stdout=lf,
+                           stderr=subprocess.STDOUT)
+            watch.start()
+            try:
+                rc = p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                rc = "timeout after %ds" % timeout
+        t1 = time.time()
+        c1 = cpu_times()
+        ws = watch.finish()
+        r = {"label": label, "rc": rc, "log": logpath, "t0": t0, "elapsed": t1 - t0, "ws": ws}
+        d = [b - a for a, b in zip(c0, c1)]
+        total = float(sum(d)) or 1.0
+        r["machine"] = {"busy_pct": 100 * d[0] / total, "idle_pct": 100 * d[1] / total,
+                        "iowait_pct": 100 * d[2] / total, "steal_pct": 100 * d[3] / total}
+        # The walsender's life within the run: from when it was first seen
+        # active on the slot to when it exited.
+        first = [v["found"] for v in ws.values() if v["found"]]
+        last = [v["gone"] for v in ws.values() if v["gone"]]
+        r["ws_seen_after"] = min(first) - t0 if first else None
+        r["ws_exit_to_end"] = t1 - max(last) if last and len(last) == len(ws) else None
+        lines = read_file(timefile).strip().splitlines()
+        try:
+            e, u, s, m, vcs, ics = lines[-1].split()
+            r.update(wall=float(e), user=float(u), sys=float(s), cpu=float(u) + float(s),
+                     rss_mib=int(m) / 1024.0, vcsw=int(vcs), icsw=int(ics))
+        except (IndexError, ValueError):
+            r.update(wall=None, user=None, sys=None, cpu=None, rss_mib=None, vcsw=None, icsw=None)
+        # CPU the machine spent on anything but the client and its walsenders:
+        # the server's other processes, this script, the kernel's writeback,
+        # and other programs. More than a fifth of a core on average (after a
+        # tenth of a second for the fixed costs of a short run) means the run
+        # was disturbed.
+        if r.get("cpu") is not None:
+            known = r["cpu"] + sum(v["cpu"] or 0 for v in ws.values())
+            r["other_cpu"] = max(0.0, d[0] / float(CLK_TCK) - known)
+            r["disturbed"] = r["other_cpu"] > 0.1 + 0.2 * (t1 - t0)
+        if rc != 0:
+            r["error"] = "exit %s; last lines of %s:\n%s" % (rc, logpath, tail(logpath))
+        return r
+
+    # -- workload -----------------------------------------------------------
+
+    def setup_schema(self):
+        self.sql("CREATE DATABASE %s" % self.db, db="postgres")
+        self.sql("CREATE TABLE t (id bigserial PRIMARY KEY, k int, v text, "
+                 "ts timestamptz DEFAULT now());"
+                 "CREATE TABLE lat (id bigserial PRIMARY KEY, k int, "
+                 "ts timestamptz DEFAULT clock_timestamp());"
+                 "CREATE PUBLICATION bench_pub FOR TABLE t;")
+
+    def create_slots(self, slots):
+        values = ",".join("('%s','%s')" % (s, p) for s, p in slots)
+        self.sql("SELECT count(pg_create_logical_replication_slot(s, p)) FROM (VALUES %s) v(s, p)"
+                 % values, timeout=120)
+
+    def workload(self):
+        a = self.a
+        env = dict(os.environ, PGOPTIONS="-c synchronous_commit=off")
+        self.wait_quiet("the workload")
+        log("workload: one transaction of %d rows" % a.rows)
+        t0 = time.time()
+        self.sql("INSERT INTO t (k, v) SELECT k, md5(k::text) FROM generate_series(1, %d) AS k"
+                 % a.rows, env=env, timeout=3600)
+        t1 = time.time()
+        script = os.path.join(self.work, "insert.sql")
+        with open(script, "w") as f:
+            f.write("\\set k random(1, 1000000)\n"
+                    "INSERT INTO t (k, v) VALUES (:k, md5(:k::text));\n")
+        log("workload: pgbench -c %d -j %d -t %d (%d single-row transactions)"
+            % (a.clients, a.threads, a.tx_per_client, a.clients * a.tx_per_client))
+        out = self.run([os.path.join(self.pgbin, "pgbench"), "-n", "-c", str(a.clients), "-j",
+                        str(a.threads), "-t", str(a.tx_per_client), "-f", script, "-h", self.sock,
+                        "-p", str(self.port), "-U", "postgres", self.db], "pgbench", env=env,
+                       timeout=3600)
+        t2 = time.time()
+        m = re.search(r"number of transactions actually processed: (\d+)", out)
+        done = int(m.group(1)) if m else 0
+        if done != a.clients * a.tx_per_client:
+            raise Broken("pgbench processed %d transactions, expected %d:\n%s"
+                         % (done, a.clients * a.tx_per_client, out))
+        # The insert position, not pg_current_wal_lsn(): that is the write
+        # position, which with asynchronous commit can still be short of the
+        # last commits (by up to a WAL page or two).
+        end = self.sql("SELECT pg_current_wal_insert_lsn()")
+        # Move the WAL on past the end position (nothing here is decoded into
+        # any output), so that every client sees the server go beyond it, then
+        # leave the table cleaned and the buffers written: no background work
+        # while the clients are measured.
+        self.sql("CHECKPOINT")
+        self.sql("VACUUM ANALYZE t")
+        self.sql("CHECKPOINT")
+        tps = re.search(r"tps = ([\d.]+)", out)
+        return {"end_lsn": end, "bulk_s": t1 - t0, "pgbench_s": t2 - t1,
+                "pgbench_tps": float(tps.group(1)) if tps else None,
+                "rows": a.rows + done, "transactions": 1 + done}
+
+    # -- the main comparison -------------------------------------------------
+
+    CONTENDERS = [
+        # key, label, slot prefix, plugin
+        ("rl_td", "pg_recvlogical + test_decoding", "rl_td", "test_decoding"),
+        ("ps_td", "pgslotd raw + test_decoding", "ps_td", "test_decoding"),
+        ("rl_w2j", "pg_recvlogical + wal2json v2", "rl_w2j", "wal2json"),
+        ("ps_json", "pgslotd json + pgoutput", "ps_json", "pgoutput"),
+    ]
+
+    def contender_argv(self, key, slot, end):
+        out = self.outfile(slot)
+        rl = [os.path.join(self.pgbin, "pg_recvlogical"), "-d", self.conninfo, "-S", slot,
+              "--start", "-f", out, "-F", "1", "--endpos", end, "--no-loop"]
+        if key == "rl_td":
+            return rl + ["-P", "test_decoding"]
+        if key == "rl_w2j":
+            return rl + ["-P", "wal2json", "-o", "format-version=2"]
+        if key == "ps_td":
+            cfg = self.write_config(slot, [(slot, "test_decoding", "raw", {})])
+        else:
+            cfg = self.write_config(slot, [(slot, "pgoutput", "json",
+                                            {"proto_version": "1",
+                                             "publication_names": "bench_pub"})])
+        return [self.a.pgslotd, "--config", cfg, "--end-lsn", end, "--log-target", "stderr"]
+
+    def measure_output(self, r, slot):
+        path = self.outfile(slot)
+        if os.path.exists(path):
+            r["bytes"] = os.path.getsize(path)
+            r["lines"] = count_lines(path)
+        else:
+            r["bytes"] = r["lines"] = None
+
+    def run_contenders(self, end, expect):
+        runs = {k: [] for k, *_ in self.CONTENDERS}
+        timeout = self.a.timeout
+        for rep in range(1, self.a.reps + 1):
+            for key, label, prefix, _ in self.CONTENDERS:
+                slot = "%s_%d" % (prefix, rep)
+                log("run %d/%d: %s (slot %s)" % (rep, self.a.reps, label, slot))
+                r = self.timed_run(slot, self.contender_argv(key, slot, end), [slot], timeout)
+                r.update(key=key, rep=rep, slot=slot)
+                ws = r["ws"][slot]
+                r["ws_cpu"] = ws["cpu"]
+                r["ws_sessions"] = ws["sessions"]
+                r["ws_waits"] = ws["waits"]
+                self.measure_output(r, slot)
+                if "error" in r:
+                    self.problems.append("%s run %d: %s" % (label, rep, r["error"]))
+                    log("  FAILED: " + r["error"])
+                else:
+                    log("  wall %.2fs, client CPU %.2fs, RSS %.1f MiB, walsender CPU %s, %s lines"
+                        % (r["wall"], r["cpu"], r["rss_mib"],
+                           "%.2fs" % r["ws_cpu"] if r["ws_cpu"] is not None else "n/a",
+                           r["lines"]))
+                if ws["sessions"] > 1:
+                    self.problems.append("%s run %d: the client connected %d times (a reconnect?)"
+                                         % (label, rep, ws["sessions"]))
+                runs[key].append(r)
+            self.check_outputs(rep, expect)
+            if not self.a.keep:
+                for _, _, prefix, _ in self.CONTENDERS:
+                    try:
+                        os.unlink(self.outfile("%s_%d" % (prefix, rep)))
+                    except FileNotFoundError:
+                        pass
+        return runs
+
+    def check_outputs(self, rep, expect):
+        """pgslotd raw must write exactly what pg_recvlogical writes; pgslotd
+        json one line per row."""
+        a, b = self.outfile("rl_td_%d" % rep), self.outfile("ps_td_%d" % rep)
+        if os.path.exists(a) and os.path.exists(b):
+            if os.path.getsize(a) != os.path.getsize(b) or md5_file(a) != md5_file(b):
+                self.problems.append(
+                    "run %d: pgslotd raw output differs from pg_recvlogical's (%d vs %d bytes)"
+                    % (rep, os.path.getsize(b), os.path.getsize(a)))
+            elif count_lines(a) != expect["td_lines"]:
+                self.problems.append("run %d: test_decoding output has %d lines, expected %d"
+                                     % (rep, count_lines(a), expect["td_lines"]))
+        j = self.outfile("ps_json_%d" % rep)
+        if os.path.exists(j):
+            n = count_lines(j)
+            if n != expect["rows"]:
+                self.problems.append("run %d: pgslotd json wrote %d lines, expected one per row "
+                                     "(%d)" % (rep, n, expect["rows"]))
+
+    # -- 8 busy slots in one process ------------------------------------------
+
+    def run_busy(self, end, n):
+        slots = ["busy_%d" % i for i in range(1, n + 1)]
+        cfg = self.write_config("busy", [(s, "test_decoding", "raw", {}) for s in slots])
+        log("busy: %d slots in one pgslotd over the same WAL" % n)
+        r = self.timed_run("busy", [self.a.pgslotd, "--config", cfg, "--end-lsn", end,
+                                    "--log-target", "stderr"], slots, self.a.timeout * 2)
+        if "error" in r:
+            self.problems.append("busy slots: " + r["error"])
+        per = []
+        for s in slots:
+            ws = r["ws"][s]
+            size = os.path.getsize(self.outfile(s)) if os.path.exists(self.outfile(s)) else None
+            per.append({"slot": s, "ws_cpu": ws["cpu"], "ws_waits": ws["waits"],
+                        "done_s": ws["gone"] - r["t0"] if ws["gone"] else None, "bytes": size})
+        sizes = {p["bytes"] for p in per}
+        if len(sizes) != 1:
+            self.problems.append("busy slots: the outputs differ in size: %s" % sorted(
+                x for x in sizes if x is not None))
+        if not self.a.keep:
+            for s in slots:
+                if os.path.exists(self.outfile(s)):
+                    os.unlink(self.outfile(s))
+        r["per_slot"] = per
+        return r
+
+    # -- idle ----------------------------------------------------------------
+
+    def run_idle(self, n, seconds):
+        slots = ["idle_%02d" % i for i in range(1, n + 1)]
+        self.create_slots([(s, "test_decoding") for s in slots])
+        cfg = self.write_config("idle", [(s, "test_decoding", "raw", {}) for s in slots])
+        logpath = os.path.join(self.logs, "idle.log")
+        log("idle: %d idle slots in one pgslotd, %ds" % (n, seconds))
+        with open(logpath, "wb") as lf:
+            p = self.spawn([self.a.pgslotd, "--config", cfg, "--log-target", "stderr"], stdout=lf,
+                           stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        active = 0
+        while time.time() < deadline and p.poll() is None:
+            active = int(self.sql("SELECT count(*) FROM pg_replication_slots "
+                                  "WHERE slot_name LIKE 'idle\\_%' AND active"))
+            if active == n:
+                break
+            time.sleep(0.2)
+        if active != n:
+            p.terminate()
+            p.wait()
+            raise Broken("idle: only %d of %d slots became active:\n%s" % (active, n, tail(logpath)))
+        time.sleep(3)  # let the start-up settle
+        self.wait_quiet("the idle measurement")
+        s0, t0 = proc_stat(p.pid), time.time()
+        time.sleep(seconds)
+        s1, t1 = proc_stat(p.pid), time.time()
+        status = proc_status(p.pid)
+        os.kill(p.pid, signal.SIGTERM)
+        rc = p.wait(30)
+        if rc != 0:
+            self.problems.append("idle: pgslotd exited %d after SIGTERM:\n%s" % (rc, tail(logpath)))
+        cpu = (s1[0] - s0[0]) / CLK_TCK
+        return {"slots": n, "seconds": t1 - t0, "cpu_s": cpu, "cpu_pct": 100.0 * cpu / (t1 - t0),
+                "rss_mib": kib(status.get("VmRSS")) / 1024.0,
+                "hwm_mib": kib(status.get("VmHWM")) / 1024.0,
+                "threads": int(status.get("Threads", "0"))}
+
+    # -- latency ---------------------------------------------------------------
+
+    def run_latency(self, fsync_interval, rate, seconds):
+        slot = "lat_fsync_%s" % fsync_interval.replace("ms", "").replace("s", "")
+        self.create_slots([(slot, "test_decoding")])
+        cfg = self.write_config(slot, [(slot, "test_decoding", "raw",
+                                        {"include-timestamp": "1"})],
+                                fsync_interval=fsync_interval)
+        trace = os.path.join(self.logs, slot + ".strace")
+        logpath = os.path.join(self.logs, slot + ".log")
+        log("latency: fsync_interval %s, pgbench --rate %d for %ds" % (fsync_interval, rate, seconds))
+        # Only these syscalls stop the process (seccomp-bpf): the writes and
+        # syncs of the sink, to know when each line was written and synced.
+        with open(logpath, "wb") as lf:
+            p = self.spawn(["strace", "-f", "--seccomp-bpf", "-ttt", "-T", "-s", "0",
+                            "-e", "trace=openat,write,fdatasync,fsync", "-o", trace,
+                            self.a.pgslotd, "--config", cfg, "--log-target", "stderr"],
+                           stdout=lf, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline and p.poll() is None:
+            if self.sql("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'"
+                        % slot) == "t":
+                break
+            time.sleep(0.1)
+        else:
+            raise Broken("latency: pgslotd did not start streaming:\n%s" % tail(logpath))
+        time.sleep(1)
+        self.wait_quiet("the latency measurement")
+        script = os.path.join(self.work, "lat.sql")
+        with open(script, "w") as f:
+            f.write("\\set k random(1, 1000000)\nINSERT INTO lat (k) VALUES (:k);\n")
+        out = self.run([os.path.join(self.pgbin, "pgbench"), "-n", "-c", "4", "-j", "2",
+                        "--rate", str(rate), "-T", str(seconds), "-f", script, "-h", self.sock,
+                        "-p", str(self.port), "-U", "postgres", self.db], "pgbench --rate",
+                       timeout=seconds + 120)
+        m = re.search(r"number of transactions actually processed: (\d+)", out)
+        done = int(m.group(1)) if m else 0
+        end = self.sql("SELECT pg_current_wal_insert_lsn()")
+        self.sql("CHECKPOINT")  # WAL beyond the end, so keepalives pass it
+        deadline = time.time() + 30
+        acked = False
+        while time.time() < deadline:
+            if self.sql("SELECT confirmed_flush_lsn >= '%s' FROM pg_replication_slots "
+                        "WHERE slot_name = '%s'" % (end, slot)) == "t":
+                acked = True
+                break
+            time.sleep(0.1)
+        # SIGTERM to pgslotd itself (strace's child): it stops cleanly, and
+        # strace exits with its status.
+        children = read_file("/proc/%d/task/%d/children" % (p.pid, p.pid)).split()
+        os.kill(int(children[0]) if children else p.pid, signal.SIGTERM)
+        try:
+            rc = p.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            raise Broken("latency (%s): pgslotd did not stop within 60s of SIGTERM"
+                         % fsync_interval)
+        if rc != 0:
+            self.problems.append("latency (%s): pgslotd under strace exited %d:\n%s"
+                                 % (fsync_interval, rc, tail(logpath)))
+        if not acked:
+            self.problems.append("latency (%s): the slot was not acknowledged up to %s within 30s"
+                                 % (fsync_interval, end))
+        r = self.latency_from_trace(trace, self.outfile(slot))
+        r.update(fsync_interval=fsync_interval, target_rate=rate, seconds=seconds, committed=done,
+                 rate=done / float(seconds))
+        if r["commits"] != done:
+            self.problems.append("latency (%s): %d COMMIT lines in the file, pgbench committed %d"
+                                 % (fsync_interval, r["commits"], done))
+        return r
+
+    @staticmethod
+    def parse_strace(trace):
+        """[(syscall, fd, ret, start, end)] from strace -f -ttt -T output. A call
+        that another thread's call interrupted in the trace is written as
+        "<unfinished ...>" and "<... name resumed>": put back together."""
+        calls, pending = [], {}
+        head = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(.*)$")
+        body = re.compile(r"^(\w+)\((\d+)?[^\n]*?\)\s*=\s*(-?\d+)[^<]*<([\d.]+)>\s*$")
+        with open(trace) as f:
+            for line in f:
+                m = head.match(line.rstrip("\n"))
+                if not m:
+                    continue
+                pid, ts, rest = m.group(1), float(m.group(2)), m.group(3)
+                if rest.endswith("<unfinished ...>"):
+                    pending[pid] = (ts, rest[:-len("<unfinished ...>")])
+                    continue
+                if rest.startswith("<..."):
+                    if pid not in pending:
+                        continue
+                    ts, start_text = pending.pop(pid)
+                    rest = start_text + rest.split("resumed>", 1)[1]
+                b = body.match(rest)
+                if not b:
+                    continue
+                calls.append((b.group(1), int(b.group(2)) if b.group(2) else None, int(b.group(3)),
+                              ts, ts + float(b.group(4))))
+        return calls
+
+    def latency_from_trace(self, trace, outfile):
+        calls = self.parse_strace(trace)
+        # The sink's descriptor: the openat of the output file.
+        fd = None
+        with open(trace) as f:
+            for line in f:
+                if '"%s"' % outfile in line and "openat(" in line:
+                    m = re.search(r"\)\s*=\s*(\d+)", line)
+                    if m:
+                        fd = int(m.group(1))
+                        break
+        if fd is None:
+            raise Broken("latency: no openat of %s in %s" % (outfile, trace))
+        writes, syncs = [], []
+        offset = 0
+        for name, cfd, ret, start, end in calls:
+            if cfd != fd or ret < 0:
+                continue
+            if name == "write":
+                offset += ret
+                writes.append((offset, end))  # bytes [.., offset) are in the file at `end`
+            elif name in ("fdatasync", "fsync"):
+                syncs.append((start, end))
+        commit_re = re.compile(rb"^COMMIT \d+ \(at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d+)?"
+                               rb"([+-]\d\d)(?::?(\d\d))?\)$")
+        visible, durable = [], []
+        wi = si = 0
+        pos = 0
+        with open(outfile, "rb") as f:
+            for line in f:
+                pos += len(line)
+                m = commit_re.match(line.rstrip(b"\n"))
+                if not m:
+                    continue
+                base = datetime.strptime(m.group(1).decode(), "%Y-%m-%d %H:%M:%S")
+                frac = float(m.group(2) or b"0")
+                off = timedelta(hours=int(m.group(3)), minutes=int(m.group(4) or b"0")
+                                * (1 if m.group(3)[0:1] == b"+" else -1))
+                commit = (base - off).replace(tzinfo=timezone.utc).timestamp() + frac
+                while wi < len(writes) and writes[wi][0] < pos:
+                    wi += 1
+                if wi == len(writes):
+                    break
+                written = writes[wi][1]
+                while si < len(syncs) and syncs[si][0] < written:
+                    si += 1
+                visible.append(written - commit)
+                if si < len(syncs):
+                    durable.append(syncs[si][1] - commit)
+        ms = lambda v: 1000.0 * v
+        return {"commits": len(visible), "synced": len(durable),
+                "writes": len(writes), "syncs": len(syncs),
+                "visible_p50_ms": ms(pct(visible, 50)), "visible_p99_ms": ms(pct(visible, 99)),
+                "durable_p50_ms": ms(pct(durable, 50)), "durable_p99_ms": ms(pct(durable, 99)),
+                "durable_max_ms": ms(max(durable)) if durable else float("nan")}
+
+    # -- profile ---------------------------------------------------------------
+
+    PROFILE_SLOTS = ["prof_ps_perf", "prof_rl_perf", "prof_ps_strace", "prof_rl_strace"]
+
+    def profile_argv(self, slot, end):
+        if "_rl_" in slot:
+            return [os.path.join(self.pgbin, "pg_recvlogical"), "-d", self.conninfo, "-S", slot,
+                    "--start", "-f", self.outfile(slot), "-F", "1", "--endpos", end, "--no-loop"]
+        cfg = self.write_config(slot, [(slot, "test_decoding", "raw", {})])
+        return [self.a.pgslotd, "--config", cfg, "--end-lsn", end, "--log-target", "stderr"]
+
+    @staticmethod
+    def perf_lines(text):
+        out = []
+        for line in text.splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            out.append(re.sub(r"(\s+-)+\s*$", "", line.rstrip()))
+        return "\n".join(out)
+
+    def run_profile(self, end):
+        """Both test_decoding clients under perf (cpu-clock sampling), then under
+        strace -c -f. Not timed: where the CPU time goes, and how many system
+        calls each makes per message."""
+        res = {}
+        for slot, who in (("prof_ps_perf", "pgslotd"), ("prof_rl_perf", "pg_recvlogical")):
+            data = os.path.join(self.logs, slot + ".perf.data")
+            self.wait_quiet(slot)
+            log("profile: perf record -e cpu-clock %s" % who)
+            self.run(["perf", "record", "-e", "cpu-clock", "-F", "1999", "-o", data, "--"]
+                     + self.profile_argv(slot, end), "perf record", timeout=self.a.timeout)
+            rep = lambda sort, limit: self.perf_lines(self.run(
+                ["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", sort,
+                 "-g", "none", "--percent-limit", limit], "perf report", timeout=600))
+            res[slot] = {"dso": rep("dso", "0.5"), "sym": rep("dso,sym", "1")}
+            with open(os.path.join(self.logs, slot + ".perf-report.txt"), "w") as f:
+                f.write(res[slot]["dso"] + "\n\n" + rep("dso,sym", "0.1") + "\n")
+            if not self.a.keep:
+                os.unlink(self.outfile(slot))
+                os.unlink(data)
+        for slot, who in (("prof_ps_strace", "pgslotd"), ("prof_rl_strace", "pg_recvlogical")):
+            summary = os.path.join(self.logs, slot + ".strace-c")
+            self.wait_quiet(slot)
+            log("profile: strace -c -f %s" % who)
+            self.run(["strace", "-c", "-f", "-o", summary] + self.profile_argv(slot, end),
+                     "strace -c", timeout=self.a.timeout * 3)
+            msgs = count_lines(self.outfile(slot))
+            res[slot] = {"messages": msgs, "summary": read_file(summary),
+                         "per_1000": self.syscalls_per_1000(read_file(summary), msgs)}
+            if not self.a.keep:
+                os.unlink(self.outfile(slot))
+        return res
+
+    @staticmethod
+    def syscalls_per_1000(summary, msgs):
+        out = {}
+        for line in summary.splitlines():
+            f = line.split()
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+                try:
+                    calls = int(f[3])
+                except ValueError:
+                    continue
+                out[f[-1]] = round(1000.0 * calls / msgs, 2) if msgs else None
+        return out
+
+    # -- report ------------------------------------------------------------------
+
+    def report(self, res):
+        a = self.a
+        o = []
+        w = o.append
+        m = res["machine"]
+        w("## Machine\n")
+        w("| | |\n|---|---|")
+        w("| CPU | %s, %d cores (nproc) |" % (m["cpu"], m["nproc"]))
+        w("| RAM | %.1f GiB |" % m["ram_gib"])
+        w("| kernel | %s (%s) |" % (m["kernel"], m["os"]))
+        w("| PostgreSQL | %s |" % m["postgres"])
+        w("| pgslotd | %s |" % res["pgslotd_version"])
+        w("| date | %s |" % res["date"])
+        w("")
+        wl = res["workload"]
+        w("## Workload (%s, clients connect through %s)\n"
+          % (res["mode"], "TCP on 127.0.0.1" if a.tcp else "the Unix socket"))
+        w("One transaction inserting %d rows (%.1f s), then %d single-row transactions from "
+          "pgbench -c %d -j %d (%.1f s, %.0f tps); %s of WAL from the slots' start to the end "
+          "position %s. Each output holds %d rows in %d transactions."
+          % (a.rows, wl["bulk_s"], a.clients * a.tx_per_client, a.clients, a.threads,
+             wl["pgbench_s"], wl["pgbench_tps"] or 0, "%.0f MiB" % (wl["wal_bytes"] / MiB),
+             wl["end_lsn"], wl["rows"], wl["transactions"]))
+        w("")
+        runs = res["runs"]
+        best = {}
+        for key, _, _, _ in self.CONTENDERS:
+            ok = [r for r in runs.get(key, []) if "error" not in r and r["wall"] is not None]
+            calm = [r for r in ok if not r.get("disturbed")]
+            best[key] = min(calm or ok, key=lambda r: r["wall"]) if ok else None
+
+        def f(v, fmt="%.2f"):
+            return fmt % v if v is not None else "n/a"
+
+        w("## Draining the same WAL, one client at a time (best of %d by wall time)\n" % a.reps)
+        w("Runs that other programs disturbed (see \"other CPU\" below) are only used when "
+          "no other run is left.\n")
+        w("| client | wall s | client CPU s (user+sys) | client CPU µs/line | peak RSS MiB "
+          "| walsender CPU s | output MiB | lines |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for key, label, _, _ in self.CONTENDERS:
+            r = best[key]
+            if r is None:
+                err = [x for x in runs.get(key, []) if "error" in x]
+                w("| %s | FAILED | | | | | | |" % label)
+                continue
+            w("| %s%s | %.2f | %.2f | %.2f | %.1f | %s | %.1f | %d |"
+              % (label, " (disturbed)" if r.get("disturbed") else "", r["wall"], r["cpu"], 1e6 * r["cpu"] / r["lines"] if r["lines"] else 0,
+                 r["rss_mib"], f(r["ws_cpu"]), r["bytes"] / MiB, r["lines"]))
+        w("")
+        w("Every run:\n")
+        w("| client | run | wall s | user s | sys s | peak RSS MiB | context switches "
+          "(voluntary + involuntary) | walsender CPU s | walsender seen after s "
+          "| machine busy % | other CPU s | steal % | exit |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for key, label, _, _ in self.CONTENDERS:
+            for r in runs.get(key, []):
+                mc = r.get("machine", {})
+                w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                  % (label, r["rep"], f(r["wall"]), f(r["user"]), f(r["sys"]),
+                     f(r["rss_mib"], "%.1f"),
+                     "%d + %d" % (r["vcsw"], r["icsw"]) if r.get("vcsw") is not None else "n/a",
+                     f(r["ws_cpu"]), f(r.get("ws_seen_after")), f(mc.get("busy_pct"), "%.0f"),
+                     f(r.get("other_cpu")) + (" (disturbed)" if r.get("disturbed") else ""), f(mc.get("steal_pct"), "%.1f"), r["rc"]))
+        w("")
+        w("What each walsender was doing while it served the best run (pg_stat_activity."
+          "wait_event sampled every 50 ms; CPU means no wait event: decoding, or a system call "
+          "that has none). WalSenderWriteData means its output is full and it waits for the "
+          "client to read:\n")
+        w("| client | samples | CPU | WalSenderWriteData (waiting for the client) | other |")
+        w("|---|---:|---:|---:|---|")
+        for key, label, _, _ in self.CONTENDERS:
+            r = best[key]
+            if r is None:
+                continue
+            n, shares = wait_shares(r.get("ws_waits"))
+            d = dict(shares)
+            other = ", ".join("%s %.0f%%" % (e, v) for e, v in shares
+                              if e not in ("CPU", "WalSenderWriteData") and v >= 1)
+            w("| %s | %d | %.0f%% | %.0f%% | %s |" % (label, n, d.get("CPU", 0),
+                                                     d.get("WalSenderWriteData", 0), other))
+        w("")
+
+        # Targets
+        targets = []
+
+        def ratio(x, y):
+            return x / y if x is not None and y not in (None, 0) else None
+
+        b = best
+        g = lambda k, f_: b[k][f_] if b[k] else None
+        targets.append(("1a", "pgslotd test_decoding client CPU / pg_recvlogical client CPU",
+                        ratio(g("ps_td", "cpu"), g("rl_td", "cpu")), "<=", 0.35, "%.3f"))
+        targets.append(("1b", "pgslotd test_decoding wall / its walsender's CPU",
+                        ratio(g("ps_td", "wall"), g("ps_td", "ws_cpu")), "<=", 1.10, "%.3f"))
+        targets.append(("1c", "pgslotd test_decoding wall / pg_recvlogical wall",
+                        ratio(g("ps_td", "wall"), g("rl_td", "wall")), "<=", 1.0, "%.3f"))
+        targets.append(("2a", "pgslotd json wall / pg_recvlogical+wal2json wall",
+                        ratio(g("ps_json", "wall"), g("rl_w2j", "wall")), "<=", 0.90, "%.3f"))
+        targets.append(("2b", "pgslotd json client CPU / pg_recvlogical+wal2json client CPU",
+                        ratio(g("ps_json", "cpu"), g("rl_w2j", "cpu")), "<=", 1.0, "%.3f"))
+        rss = [r["rss_mib"] for k in ("ps_td", "ps_json") for r in runs.get(k, [])
+               if r.get("rss_mib") is not None and "error" not in r]
+        targets.append(("3", "pgslotd peak RSS over the %d-row transaction (MiB, worst run)"
+                        % a.rows, max(rss) if rss else None, "<=", 64.0, "%.1f"))
+        idle = res.get("idle")
+        if idle:
+            targets.append(("4a", "%d idle slots: CPU, %% of one core" % idle["slots"],
+                            idle["cpu_pct"], "<", 1.0, "%.2f"))
+            targets.append(("4b", "%d idle slots: RSS (MiB)" % idle["slots"], idle["rss_mib"],
+                            "<", 64.0, "%.1f"))
+        w("## Targets\n")
+        w("| # | measure | value | target | result |")
+        w("|---|---|---:|---:|---|")
+        verdicts = []
+        for tid, what, v, op, lim, fmt in targets:
+            if v is None:
+                verdict = "n/a (no measurement)"
+            else:
+                ok = v <= lim if op == "<=" else v < lim
+                verdict = "PASS" if ok else "FAIL"
+            verdicts.append((tid, verdict))
+            w("| %s | %s | %s | %s %s | %s |" % (tid, what, fmt % v if v is not None else "n/a",
+                                                 op, lim, verdict))
+        w("")
+        res["targets"] = [{"id": t[0], "what": t[1], "value": t[2], "op": t[3], "limit": t[4],
+                           "verdict": v} for t, (_, v) in zip(targets, verdicts)]
+
+        busy = res.get("busy")
+        if busy:
+            w("## %d busy slots in one pgslotd process\n" % len(busy["per_slot"]))
+            w("All slots drain the same WAL to its end at once (%d walsenders and pgslotd share "
+              "%d cores). pgslotd: wall %s s, CPU %s s, peak RSS %s MiB. Other CPU during the "
+              "run: %s s%s.\n"
+              % (len(busy["per_slot"]), NPROC, f(busy.get("wall")), f(busy.get("cpu")),
+                 f(busy.get("rss_mib"), "%.1f"), f(busy.get("other_cpu")),
+                 " (disturbed)" if busy.get("disturbed") else ""))
+            w("| slot | done after s | walsender CPU s | walsender CPU / done time "
+              "| walsender waiting for pgslotd (WalSenderWriteData) |")
+            w("|---|---:|---:|---:|---:|")
+            tot = 0.0
+            for p in busy["per_slot"]:
+                tot += p["ws_cpu"] or 0
+                d = dict(wait_shares(p.get("ws_waits"))[1])
+                w("| %s | %s | %s | %s | %.0f%% |"
+                  % (p["slot"], f(p["done_s"]), f(p["ws_cpu"]), f(ratio(p["ws_cpu"], p["done_s"])),
+                     d.get("WalSenderWriteData", 0)))
+            if busy.get("wall"):
+                used = tot + (busy.get("cpu") or 0)
+                w("\nWalsenders %.1f s + pgslotd %.1f s of CPU in %.1f s of wall time: %.0f%% of "
+                  "the %d cores; pgslotd's share of the CPU used: %.1f%%.\n"
+                  % (tot, busy["cpu"] or 0, busy["wall"], 100 * used / (NPROC * busy["wall"]),
+                     NPROC, 100 * (busy["cpu"] or 0) / used if used else 0))
+            else:
+                w("")
+
+        if idle:
+            w("## Idle\n")
+            w("%d slots with nothing to stream, one pgslotd process, measured over %.0f s: "
+              "CPU %.2f s (%.2f%% of one core), RSS %.1f MiB (peak %.1f MiB), %d threads.\n"
+              % (idle["slots"], idle["seconds"], idle["cpu_s"], idle["cpu_pct"], idle["rss_mib"],
+                 idle["hwm_mib"], idle["threads"]))
+
+        lat = res.get("latency")
+        if lat:
+            w("## Latency: commit to line in the file\n")
+            w("| fsync_interval | commits | rate /s | written p50 ms | written p99 ms "
+              "| durable p50 ms | durable p99 ms | durable max ms | fdatasync calls |")
+            w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for r in lat:
+                w("| %s | %d | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %d |"
+                  % (r["fsync_interval"], r["commits"], r["rate"], r["visible_p50_ms"],
+                     r["visible_p99_ms"], r["durable_p50_ms"], r["durable_p99_ms"],
+                     r["durable_max_ms"], r["syncs"]))
+            w("")
+
+        prof = res.get("profile")
+        if prof:
+            w("## Profile (test_decoding, one client at a time, not timed)\n")
+            for slot, who in (("prof_ps_perf", "pgslotd"), ("prof_rl_perf", "pg_recvlogical")):
+                w("%s, perf record -e cpu-clock, by object:\n" % who)
+                w("```\n%s\n```\n" % prof[slot]["dso"])
+                w("%s, by function (>= 1%%):\n" % who)
+                w("```\n%s\n```\n" % prof[slot]["sym"])
+            ps, rl = prof["prof_ps_strace"], prof["prof_rl_strace"]
+            keys = sorted(set(ps["per_1000"]) | set(rl["per_1000"]),
+                          key=lambda k: -max(ps["per_1000"].get(k) or 0, rl["per_1000"].get(k) or 0))
+            w("System calls per 1,000 messages (strace -c -f; %d messages; calls below 0.1 per "
+              "1,000 left out):\n" % ps["messages"])
+            w("| syscall | pgslotd | pg_recvlogical |")
+            w("|---|---:|---:|")
+            for k in keys:
+                a_, b_ = ps["per_1000"].get(k) or 0, rl["per_1000"].get(k) or 0
+                if max(a_, b_) >= 0.1:
+                    w("| %s | %.1f | %.1f |" % (k, a_, b_))
+            w("")
+        if res.get("warnings"):
+            w("## Warnings\n")
+            for x in res["warnings"]:
+                w("- " + x)
+            w("")
+        return "\n".join(o)
+
+
+# --------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="bench/run.sh",
+        description="Benchmark pgslotd against pg_recvlogical on the same WAL "
+                    "(see docs/performance.md).")
+    p.add_argument("--workdir", required=True, help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 20,000-row transaction + 2,000 pgbench transactions, one "
+                        "repetition, no idle/latency parts")
+    p.add_argument("--pgslotd", default=None, metavar="PATH",
+                   help="the pgslotd binary (default: build/pgslotd)")
+    p.add_argument("--pgbin", default="/usr/lib/postgresql/15/bin", metavar="DIR",
+                   help="PostgreSQL's bin directory (default /usr/lib/postgresql/15/bin)")
+    p.add_argument("--reps", type=int, default=None, metavar="N",
+                   help="runs per client, the best counts (default 2)")
+    p.add_argument("--rows", type=int, default=None, metavar="N",
+                   help="rows of the big transaction (default 1000000)")
+    p.add_argument("--tx-per-client", type=int, default=None, metavar="N",
+                   help="single-row transactions per pgbench client, 4 clients (default 20000)")
+    p.add_argument("--busy-slots", type=int, default=8, metavar="N",
+                   help="slots in the one-process busy run (default 8)")
+    p.add_argument("--idle-slots", type=int, default=32, metavar="N",
+                   help="slots in the idle run (default 32)")
+    p.add_argument("--idle-seconds", type=int, default=30, metavar="S",
+                   help="how long the idle run is measured (default 30)")
+    p.add_argument("--latency-rate", type=int, default=1000, metavar="TPS",
+                   help="commits per second in the latency runs (default 1000)")
+    p.add_argument("--latency-seconds", type=int, default=20, metavar="S",
+                   help="length of each latency run (default 20)")
+    p.add_argument("--tcp", action="store_true",
+                   help="connect through TCP on 127.0.0.1 instead of the Unix socket")
+    p.add_argument("--wait-quiet", type=int, default=None, metavar="S",
+                   help="before each measurement wait up to S seconds for the machine to be "
+                        "quiet (default 600; --quick: 0, do not wait)")
+    p.add_argument("--quiet-cores", type=float, default=0.15, help=argparse.SUPPRESS)
+    p.add_argument("--skip-idle", action="store_true", help="leave out the idle run")
+    p.add_argument("--skip-latency", action="store_true", help="leave out the latency runs")
+    p.add_argument("--skip-busy", action="store_true", help="leave out the busy-slots run")
+    p.add_argument("--profile", action="store_true",
+                   help="also run pgslotd under perf and strace -c (not timed)")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="write results.md, results.json and the logs into DIR")
+    p.add_argument("--keep", action="store_true",
+                   help="with --results: keep every client's output file there too (GBs in a "
+                        "full run)")
+    a = p.parse_args(argv)
+    a.clients, a.threads = 4, 2
+    if a.quick:
+        a.reps = a.reps or 1
+        a.rows = a.rows or 20000
+        a.tx_per_client = a.tx_per_client or 500
+        a.skip_idle = a.skip_latency = True
+        a.timeout = 120
+        a.wait_quiet = 0 if a.wait_quiet is None else a.wait_quiet
+    else:
+        a.reps = a.reps or 2
+        a.rows = a.rows or 1000000
+        a.tx_per_client = a.tx_per_client or 20000
+        a.timeout = 1800
+        a.wait_quiet = 600 if a.wait_quiet is None else a.wait_quiet
+    return a
+
+
+def main(argv):
+    a = parse_args(argv)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    a.pgslotd = os.path.abspath(a.pgslotd or os.path.join(root, "build", "pgslotd"))
+    bench = Bench(a)
+
+    def on_signal(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted("signal %d" % signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    status = 0
+    res = bench.results
+    try:
+        for tool in (TIME, os.path.join(a.pgbin, "pg_recvlogical"), os.path.join(a.pgbin, "pgbench")):
+            if not os.access(tool, os.X_OK):
+                raise Broken("%s is missing" % tool)
+        if not os.access(a.pgslotd, os.X_OK):
+            raise Broken("%s is missing (build it first)" % a.pgslotd)
+        # The build directory may be rebuilt while we run: use a copy.
+        binary = os.path.join(bench.work, "pgslotd")
+        shutil.copy2(a.pgslotd, binary)
+        a.pgslotd = binary
+        version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+        git = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True).stdout.strip()
+        res["pgslotd_version"] = version + (" (git %s)" % git if git else "")
+        res["machine"] = machine_info(a.pgbin)
+        res["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+        bench.make_dirs()
+        bench.start_cluster()
+        bench.setup_schema()
+        slots = []
+        for rep in range(1, a.reps + 1):
+            for _, _, prefix, plugin in Bench.CONTENDERS:
+                slots.append(("%s_%d" % (prefix, rep), plugin))
+        if not a.skip_busy:
+            slots += [("busy_%d" % i, "test_decoding") for i in range(1, a.busy_slots + 1)]
+        if a.profile:
+            slots += [(s, "test_decoding") for s in Bench.PROFILE_SLOTS]
+        log("creating %d slots before the workload" % len(slots))
+        bench.create_slots(slots)
+        start = bench.sql("SELECT pg_current_wal_lsn()")
+        wl = bench.workload()
+        wl["start_lsn"] = start
+        wl["wal_bytes"] = int(bench.sql("SELECT pg_wal_lsn_diff('%s', '%s')"
+                                        % (wl["end_lsn"], start)).split(".")[0])
+        res["workload"] = wl
+        log("workload done: end LSN %s, %.0f MiB of WAL" % (wl["end_lsn"], wl["wal_bytes"] / MiB))
+        expect = {"rows": wl["rows"], "td_lines": wl["rows"] + 2 * wl["transactions"]}
+
+        res["runs"] = bench.run_contenders(wl["end_lsn"], expect)
+        if not a.skip_busy:
+            busy = bench.run_busy(wl["end_lsn"], a.busy_slots)
+            res["busy"] = {k: busy.get(k) for k in ("wall", "cpu", "rss_mib", "per_slot", "rc",
+                                                    "other_cpu", "disturbed")}
+        if a.profile:
+            res["profile"] = bench.run_profile(wl["end_lsn"])
+        if not a.skip_idle:
+            res["idle"] = bench.run_idle(a.idle_slots, a.idle_seconds)
+        if not a.skip_latency:
+            res["latency"] = [bench.run_latency(fi, a.latency_rate, a.latency_seconds)
+                              for fi in ("0", "1s")]
+    except Broken as e:
+        bench.problems.append(str(e))
+    except Interrupted as e:
+        log("interrupted (%s); cleaning up" % e)
+        status = 130
+    except Exception:
+        bench.problems.append("the benchmark script failed:\n" + traceback.format_exc())
+    finally:
+        try:
+            bench.kill_children()
+        finally:
+            bench.stop_cluster()
+    # Whatever was measured, even if a later part broke.
+    if "runs" in res and status != 130:
+        try:
+            text = bench.report(res)
+            print(text)
+            sys.stdout.flush()
+            if a.results:
+                os.makedirs(a.results, exist_ok=True)
+                with open(os.path.join(a.results, "results.md"), "w") as f:
+                    f.write(text + "\n")
+                with open(os.path.join(a.results, "results.json"), "w") as f:
+                    json.dump(res, f, indent=1, default=str)
+                shutil.copytree(bench.logs, os.path.join(a.results, "logs"), dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("*.perf.data", "*.strace"))
+                if a.keep:
+                    shutil.copytree(bench.out, os.path.join(a.results, "out"), dirs_exist_ok=True)
+        except Exception:
+            bench.problems.append("writing the report failed:\n" + traceback.format_exc())
+    if bench.problems:
+        print("\n## Problems\n", file=sys.stderr)
+        for p in bench.problems:
+            print("- " + p, file=sys.stderr)
+        print("\nBROKEN: %d problem(s); see above" % len(bench.problems), file=sys.stderr)
+        status = status or 1
+    elif status == 0:
+        log("done: every measurement ran (PASS/FAIL above are targets, not errors)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

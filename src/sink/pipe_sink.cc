@@ -52,6 +52,12 @@ Status PipeSink::TryOpenWriter() {
 
 Status PipeSink::Write(const char* data, size_t len, size_t* written) {
   *written = 0;
+  if (lost_reader_) {
+    // The bytes the old reader left in the pipe went with it; a new reader
+    // must not be handed the rest of a message it never saw the start of.
+    // Discard() (after the error) starts the stream again.
+    return Status::Retryable("the reader of " + path_ + " went away");
+  }
   if (fd_ < 0) {
     Status s = TryOpenWriter();
     if (!s.ok()) return s;
@@ -70,6 +76,7 @@ Status PipeSink::Write(const char* data, size_t len, size_t* written) {
       // Measure what the reader left behind before the pipe goes away.
       Status s = Sync();
       CloseWriter();
+      lost_reader_ = true;
       (void)s;
       return Status::Retryable("the reader of " + path_ + " went away");
     }
@@ -115,6 +122,7 @@ Status PipeSink::Discard(uint64_t keep) {
   // bytes the reader left behind went with the pipe.
   accepted_ = keep;
   durable_ = keep;
+  lost_reader_ = false;
   return Status::Ok();
 }
 

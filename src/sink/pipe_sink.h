@@ -33,6 +33,9 @@ class PipeSink : public Sink {
   std::string path_;
   uint32_t mode_;
   int fd_ = -1;
+  // The reader went away with bytes it had not taken: nothing more is
+  // written until Discard() renumbers the stream.
+  bool lost_reader_ = false;
 };
 
 }  // namespace pgslotd

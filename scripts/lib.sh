@@ -8,8 +8,9 @@
 PGSLOTD_BUILD_DEPS=(cmake g++ make pkg-config libpq-dev libyaml-cpp-dev libspdlog-dev
   libfmt-dev libsystemd-dev libgtest-dev libgmock-dev)
 # What the integration tests and try-it need on top: a PostgreSQL 15 server
-# (binaries in /usr/lib/postgresql/15/bin) and the wal2json plugin.
-PGSLOTD_SERVER_DEPS=(postgresql-15 postgresql-15-wal2json)
+# (binaries in /usr/lib/postgresql/15/bin), the wal2json plugin, and socat
+# (the fault suite's TCP proxy).
+PGSLOTD_SERVER_DEPS=(postgresql-15 postgresql-15-wal2json socat)
 # What the system tests need (PGSLOTD_SYSTEM_TESTS=1): a systemd to boot in
 # systemd-nspawn, and CPack's .deb tools (dpkg-shlibdeps, file) and man-db
 # for the package test.

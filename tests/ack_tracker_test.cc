@@ -1,7 +1,8 @@
 #include "slot/ack_tracker.h"
-#include "util/out_buffer.h"
 
 #include <gtest/gtest.h>
+
+#include "util/out_buffer.h"
 
 namespace pgslotd {
 namespace {
@@ -73,6 +74,44 @@ TEST(AckTrackerTest, ResetDropsPendingAndGrowsPastRing) {
   EXPECT_FALSE(t.HasPending());
   t.Advance(1000000);
   EXPECT_EQ(t.flushed(), 5000u);
+}
+
+TEST(AckTrackerTest, SafeOffsetIsOnlyEverAMark) {
+  AckTracker t;
+  auto now = Clock::now();
+  t.AddMark(100, 0x10, now);
+  t.Advance(350);  // durable past the mark, inside what follows it
+  EXPECT_EQ(t.SafeOffset(), 100u);
+  EXPECT_FALSE(t.HasPending());
+  t.AddMark(300, 0x20, now);  // a mark already durable applies at once
+  EXPECT_EQ(t.flushed(), 0x20u);
+  EXPECT_EQ(t.SafeOffset(), 300u);
+}
+
+TEST(AckTrackerTest, RestartMayLowerTheFlushedPosition) {
+  AckTracker t;
+  auto now = Clock::now();
+  t.AddMark(100, 0x50, now);
+  t.Advance(100);
+  t.Restart(60, 0x30);  // a file cut back to its state record
+  EXPECT_EQ(t.flushed(), 0x30u);
+  EXPECT_EQ(t.SafeOffset(), 60u);
+  t.AddMark(90, 0x40, now);
+  EXPECT_FALSE(t.Advance(80));
+  EXPECT_TRUE(t.Advance(90));
+  EXPECT_EQ(t.flushed(), 0x40u);
+}
+
+TEST(AckTrackerTest, TruncateForgetsDurabilityPastTheCut) {
+  AckTracker t;
+  auto now = Clock::now();
+  t.AddMark(100, 0x10, now);
+  t.Advance(500);
+  t.Truncate(100);            // bytes after 100 were dropped and written anew
+  t.AddMark(400, 0x20, now);  // not durable yet, although 400 once was
+  EXPECT_EQ(t.flushed(), 0x10u);
+  EXPECT_TRUE(t.Advance(400));
+  EXPECT_EQ(t.flushed(), 0x20u);
 }
 
 TEST(OutBufferTest, AppendsConsumesAndReusesStorage) {

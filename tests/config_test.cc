@@ -1399,5 +1399,70 @@ TEST(MergeConninfoTest, PasswordNeverInError) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// receive_timeout and rotate.
+
+TEST_F(ConfigTest, ReceiveTimeoutDefaultTopLevelAndSlot) {
+  Config c = Load(R"(
+receive_timeout: 20s
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+  - {name: b, plugin: p, receive_timeout: 0, sink: {type: file, path: /b}}
+)");
+  EXPECT_EQ(c.slots[0].receive_timeout, Duration(20000));
+  EXPECT_EQ(c.slots[1].receive_timeout, Duration(0));
+  Config d = Load("slots:\n  - {name: a, plugin: p, sink: {type: stdout}}\n");
+  EXPECT_EQ(d.slots[0].receive_timeout, Duration(60000));
+}
+
+TEST_F(ConfigTest, BadReceiveTimeout) {
+  ExpectOneError("receive_timeout: soon\nslots:\n  - {name: a, plugin: p, sink: {type: stdout}}\n",
+                 1, "receive_timeout", {"invalid duration \"soon\""});
+}
+
+TEST_F(ConfigTest, RotateIsReadAndTakesPartInEquality) {
+  Config c = Load(R"(
+slots:
+  - name: a
+    plugin: p
+    sink:
+      type: file
+      path: /a
+      rotate: {size: 1GiB, keep: 3, age: 1d}
+  - {name: b, plugin: p, sink: {type: file, path: /b, rotate: {age: 1h}}}
+)");
+  EXPECT_EQ(c.slots[0].sink.rotate.size, 1ull << 30);
+  EXPECT_EQ(c.slots[0].sink.rotate.keep, 3u);
+  EXPECT_EQ(c.slots[0].sink.rotate.age, Duration(86400000));
+  EXPECT_EQ(c.slots[1].sink.rotate.size, 0u);
+  EXPECT_EQ(c.slots[1].sink.rotate.keep, 10u);
+  EXPECT_TRUE(c.slots[1].sink.rotate.enabled());
+  SlotConfig other = c.slots[0];
+  other.sink.rotate.keep = 4;
+  EXPECT_NE(other, c.slots[0]);
+}
+
+TEST_F(ConfigTest, RotateRefusals) {
+  const std::string head = "slots:\n  - name: a\n    plugin: p\n    sink:\n";
+  ExpectOneError(head + "      {type: pipe, path: /p, rotate: {size: 1MiB}}\n", 5,
+                 "slots[0].sink.rotate", {"only a file sink can rotate", "pipe"});
+  ExpectOneError(head + "      {type: stdout, rotate: {size: 1MiB}}\n", 5, "slots[0].sink.rotate",
+                 {"not allowed for a stdout sink"});
+  ExpectOneError(head + "      {type: file, path: /f, rotate: {keep: 0, size: 1MiB}}\n", 5,
+                 "slots[0].sink.rotate.keep", {"must be from 1 to 1000"});
+  ExpectOneError(head + "      {type: file, path: /f, rotate: {keep: -1, size: 1MiB}}\n", 5,
+                 "slots[0].sink.rotate.keep", {"expected a whole number"});
+  ExpectOneError(head + "      {type: file, path: /f, rotate: {keep: many, size: 1MiB}}\n", 5,
+                 "slots[0].sink.rotate.keep", {"invalid value \"many\"", "whole number"});
+  ExpectOneError(head + "      {type: file, path: /f, rotate: {size: 0B}}\n", 5,
+                 "slots[0].sink.rotate.size", {"must be greater than 0"});
+  ExpectOneError(head + "      {type: file, path: /f, rotate: {keep: 2}}\n", 5,
+                 "slots[0].sink.rotate", {"give size, age or both"});
+  ExpectOneError(head + "      {type: file, path: /f, rotate: {size: 1MiB, every: 1d}}\n", 5,
+                 "slots[0].sink.rotate.every", {"unknown key \"every\"", "size, keep, age"});
+  ExpectOneError(head + "      {type: file, path: /f, rotate: 1GiB}\n", 5, "slots[0].sink.rotate",
+                 {"expected a map"});
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -38,7 +38,8 @@ class DaemonTest : public ::testing::Test {
   }
 
   std::string Header(const std::string& db = "postgres", const std::string& extra = "") {
-    return "connection: \"" + pg_->Conninfo(db) + "\"\nstatus_interval: 1s\n" + extra + "slots:\n";
+    return "connection: \"" + pg_->Conninfo(db) +
+           "\"\nstatus_interval: 1s\nstate_directory: " + dir_->path() + "\n" + extra + "slots:\n";
   }
 
   // Runs the daemon with --end-lsn and waits for it; returns the exit code.

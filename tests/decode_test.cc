@@ -245,6 +245,70 @@ TEST_F(DecodeTest, InsertLineMatchesTheDocumentedExample) {
   EXPECT_EQ(Take(), "");  // no begin/commit lines by default
 }
 
+TEST_F(DecodeTest, FramesTransactionsForExactlyOnceSinks) {
+  Feed(Relation(kOrders, "public", "orders", {{"id", 23, true}, {"item", 25}}));
+  EXPECT_FALSE(formatter_->InTransaction());
+  EXPECT_FALSE(formatter_->EndedTransaction());
+  Feed(Begin(kFinal, kTs, kXid));
+  EXPECT_TRUE(formatter_->InTransaction());
+  Feed(Insert(kOrders, {T("1"), T("book")}));
+  EXPECT_TRUE(formatter_->InTransaction());
+  EXPECT_FALSE(formatter_->EndedTransaction());
+  Feed(Commit(kFinal, kFinal + 0x30, kTs));
+  EXPECT_FALSE(formatter_->InTransaction());
+  EXPECT_TRUE(formatter_->EndedTransaction());
+  Feed(Relation(kOrders, "public", "orders", {{"id", 23, true}, {"item", 25}}));
+  EXPECT_FALSE(formatter_->EndedTransaction());
+  Feed(Begin(kFinal, kTs, kXid));
+  formatter_->Reset();  // a new stream: nothing is open
+  EXPECT_FALSE(formatter_->InTransaction());
+}
+
+TEST(RawFramingTest, FollowsEachPluginsTransactionMarkers) {
+  OutBuffer out(64);
+  auto feed = [&out](RawFormatter* f, const std::string& line) {
+    ASSERT_TRUE(f->Format(line, 1, &out).ok());
+  };
+  RawFormatter td(RawFramingFor("test_decoding", {}));
+  feed(&td, "BEGIN 758");
+  EXPECT_TRUE(td.InTransaction());
+  feed(&td, "table public.t: INSERT: id[integer]:1");
+  EXPECT_TRUE(td.InTransaction());
+  feed(&td, "COMMIT 758 (at 2026-11-25 10:00:00+00)");
+  EXPECT_FALSE(td.InTransaction());
+  EXPECT_TRUE(td.EndedTransaction());
+  feed(&td, "message: transactional: 0 prefix: p, sz: 1 content:x");
+  EXPECT_FALSE(td.InTransaction());
+  EXPECT_FALSE(td.EndedTransaction());
+  feed(&td, "BEGIN");  // include-xids off
+  EXPECT_TRUE(td.InTransaction());
+  feed(&td, "COMMIT");
+  EXPECT_TRUE(td.EndedTransaction());
+  feed(&td, "BEGINNING is not a keyword");
+  EXPECT_FALSE(td.InTransaction());
+
+  RawFormatter v2(RawFramingFor("wal2json", {{"format-version", "2"}}));
+  feed(&v2, R"({"action":"B","xid":758})");
+  EXPECT_TRUE(v2.InTransaction());
+  feed(&v2, R"({"action":"I","schema":"public","table":"t"})");
+  EXPECT_TRUE(v2.InTransaction());
+  feed(&v2, R"({"action":"C","xid":758})");
+  EXPECT_FALSE(v2.InTransaction());
+  EXPECT_TRUE(v2.EndedTransaction());
+
+  RawFormatter v1(RawFramingFor("wal2json", {}));
+  feed(&v1, R"({"xid":758,"change":[]})");
+  EXPECT_FALSE(v1.InTransaction());
+  EXPECT_TRUE(v1.EndedTransaction());
+  EXPECT_EQ(RawFramingFor("wal2json", {{"write-in-chunks", "1"}}), RawFraming::kNone);
+  EXPECT_EQ(RawFramingFor("pgoutput", {}), RawFraming::kPgoutput);
+  EXPECT_EQ(RawFramingFor("decoderbufs", {}), RawFraming::kNone);
+
+  RawFormatter other(RawFraming::kNone);
+  feed(&other, "BEGIN 1");
+  EXPECT_FALSE(other.InTransaction());
+}
+
 TEST_F(DecodeTest, BeginAndCommitLinesWithIncludeTransactions) {
   options_.include_transactions = true;
   Feed(Relation(kOrders, "public", "orders", {{"id", 23, true}, {"item", 25}}));

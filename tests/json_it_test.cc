@@ -166,7 +166,7 @@ TEST_F(JsonFormatTest, EveryKindOpAndStreamedTransactionAsTheServerSeesIt) {
 
   std::string out = dir_->File("js.jsonl");
   std::string cfg = WriteConfig(
-      Header("postgres", "state_directory: " + dir_->path() + "\n") +
+      Header() +
       SlotYaml("js_slot", "{type: file, path: " + out + "}",
                "    format: json\n    buffer_size: 256KiB\n"
                "    options: {proto_version: \"2\", publication_names: \"js_pub\", messages: "

@@ -300,7 +300,7 @@ void PgCluster::Init() {
       dir_ +
       "'\n"
       "wal_level = logical\n"
-      "max_replication_slots = 40\n"
+      "max_replication_slots = 100\n"
       "max_wal_senders = 40\n"
       "fsync = on\n"
       "synchronous_commit = on\n"

@@ -5,7 +5,7 @@
 //   <dir>/server.log  the server's log (pg_ctl -l)
 //   <dir>/.s.PGSQL.N  the Unix socket (unix_socket_directories = <dir>)
 // It listens on 127.0.0.1 on a free port, with wal_level = logical and room
-// for 40 replication slots and 40 WAL senders. fsync stays on: the server is
+// for 100 replication slots and 40 WAL senders. fsync stays on: the server is
 // kept realistic even though only our own durability is under test.
 //
 // When the tests run as root, initdb and pg_ctl run as the `postgres` OS

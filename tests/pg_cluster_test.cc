@@ -39,7 +39,7 @@ TEST_F(PgClusterTest, ServerAnswers) {
   EXPECT_EQ(pg_->Scalar("SHOW port"), std::to_string(pg_->port()));
   EXPECT_EQ(pg_->Scalar("SHOW wal_level"), "logical");
   EXPECT_EQ(pg_->Scalar("SHOW fsync"), "on");
-  EXPECT_EQ(pg_->Scalar("SHOW max_replication_slots"), "40");
+  EXPECT_EQ(pg_->Scalar("SHOW max_replication_slots"), "100");
   EXPECT_EQ(pg_->Scalar("SELECT inet_server_addr() IS NULL"), "t");  // the Unix socket
 }
 

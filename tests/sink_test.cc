@@ -119,7 +119,8 @@ TEST_F(SinkTest, FileReopenFollowsLogrotateCreateMode) {
 TEST_F(SinkTest, FileRefusesADirectoryAndReportsAMissingOne) {
   FileSink dir_sink(dir_, 0600);
   Status s = dir_sink.Open();
-  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);  // retrying would not help
+  EXPECT_EQ(s.message(), dir_ + " is a directory, not a regular file");
   FileSink missing(dir_ + "/no/such/dir/out.log", 0600);
   s = missing.Open();
   EXPECT_EQ(s.code(), Status::Code::kRetryable);

@@ -59,12 +59,6 @@ std::vector<std::pair<std::string, std::string>> Transactions(const std::string&
   return txns;
 }
 
-std::string Join(const std::vector<std::pair<std::string, std::string>>& txns) {
-  std::string out;
-  for (const auto& t : txns) out += t.second;
-  return out;
-}
-
 TEST_F(DaemonTest, ThreeSinksAtOnceMatchTheServersOwnDecoding) {
   pg_->Exec("DROP TABLE IF EXISTS three; CREATE TABLE three(id serial primary key, v text)");
   for (const char* s : {"it_file", "it_pipe", "it_stdout", "it_ref"}) {
@@ -97,9 +91,9 @@ TEST_F(DaemonTest, ThreeSinksAtOnceMatchTheServersOwnDecoding) {
   std::string expected = Reference("it_ref", end, kXids);
   ASSERT_NE(expected.find("'it''s'"), std::string::npos);
   EXPECT_EQ(expected.find("rolled back"), std::string::npos);
-  EXPECT_EQ(ReadFile(dir_->File("f.log")), expected);
-  EXPECT_EQ(piped, expected);
-  EXPECT_EQ(p.Stdout(), expected);
+  EXPECT_TRUE(SameBytes(ReadFile(dir_->File("f.log")), expected));
+  EXPECT_TRUE(SameBytes(piped, expected));
+  EXPECT_TRUE(SameBytes(p.Stdout(), expected));
   for (const char* s : {"it_file", "it_pipe", "it_stdout"}) {
     EXPECT_EQ(pg_->ConfirmedFlushLsn(s), end) << s;
   }
@@ -160,10 +154,10 @@ TEST_F(DaemonTest, CleanStopBySignalAcknowledgesExactlyWhatIsWritten) {
   std::string end = pg_->CurrentWalLsn();
   Subprocess again;
   ASSERT_EQ(RunUntil(cfg, end, &again), 0);
-  EXPECT_EQ(ReadFile(log), Reference("it_stop_ref", end, {{"include-xids", "1"}}));
+  EXPECT_TRUE(SameBytes(ReadFile(log), Reference("it_stop_ref", end, {{"include-xids", "1"}})));
 }
 
-TEST_F(DaemonTest, KillNineMidStreamLosesNothing) {
+TEST_F(DaemonTest, KillNineMidStreamLosesAndRepeatsNothing) {
   pg_->Exec("DROP TABLE IF EXISTS k9; CREATE TABLE k9(id serial primary key, v text)");
   FreshSlots({"it_k9", "it_k9_ref"});
   std::string log = dir_->File("k9.log");
@@ -193,11 +187,9 @@ TEST_F(DaemonTest, KillNineMidStreamLosesNothing) {
   Subprocess last;
   ASSERT_EQ(RunUntil(cfg, end, &last, Subprocess::Options(), seconds(120)), 0);
   std::string expected = Reference("it_k9_ref", end, {{"include-xids", "1"}});
-  auto got = Transactions(ReadFile(log));
-  auto want = Transactions(expected);
-  ASSERT_EQ(want.size(), 400u);
-  EXPECT_EQ(got.size(), want.size());
-  EXPECT_EQ(Join(got), Join(want));
+  ASSERT_EQ(Transactions(expected).size(), 400u);
+  // A file sink is exactly-once: every transaction once, whole, in order.
+  EXPECT_TRUE(SameBytes(ReadFile(log), expected));
   EXPECT_EQ(pg_->ConfirmedFlushLsn("it_k9"), end);
 }
 
@@ -324,8 +316,7 @@ TEST_F(DaemonTest, ServerRestartMidStreamIsSurvived) {
   ASSERT_TRUE(p.Signal(SIGTERM));
   ASSERT_EQ(p.Wait(seconds(20)), 0);
   EXPECT_NE(p.Stderr().find("reconnecting in"), std::string::npos);
-  EXPECT_EQ(Join(Transactions(ReadFile(log))),
-            Join(Transactions(Reference("it_rs_ref", end, {{"include-xids", "1"}}))));
+  EXPECT_TRUE(SameBytes(ReadFile(log), Reference("it_rs_ref", end, {{"include-xids", "1"}})));
 }
 
 }  // namespace

@@ -331,4 +331,21 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
   return out;
 }
 
+::testing::AssertionResult SameBytes(const std::string& got, const std::string& want) {
+  if (got == want) return ::testing::AssertionSuccess();
+  size_t at = 0;
+  while (at < got.size() && at < want.size() && got[at] == want[at]) ++at;
+  size_t line = 1;
+  for (size_t i = 0; i < at; ++i) line += want[i] == '\n' ? 1 : 0;
+  size_t from = at > 200 ? at - 200 : 0;
+  auto excerpt = [&](const std::string& s) {
+    return "\"" + s.substr(from, std::min<size_t>(400, s.size() > from ? s.size() - from : 0)) +
+           "\"";
+  };
+  return ::testing::AssertionFailure()
+         << "got " << got.size() << " bytes, want " << want.size()
+         << " bytes; first difference at byte " << at << " (line " << line
+         << ")\n  got:  " << excerpt(got) << "\n  want: " << excerpt(want);
+}
+
 }  // namespace pgslotd::test

@@ -8,6 +8,7 @@
 // call them from the test's own thread.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -138,5 +139,11 @@ class Subprocess {
 // argv/envp for execve: pointers into `strings` (which must outlive them),
 // ending with nullptr.
 std::vector<char*> CStrings(std::vector<std::string>& strings);
+
+// Whether two outputs are the same bytes. On a mismatch it says where they
+// first differ, with the lines around it, and how big each is; use it
+// instead of EXPECT_EQ for sink contents: GoogleTest's diff of two large
+// multi-line strings needs memory quadratic in their line counts.
+::testing::AssertionResult SameBytes(const std::string& got, const std::string& want);
 
 }  // namespace pgslotd::test

@@ -28,13 +28,14 @@ namespace {
 // kLagAlarm holds the keys of a lag_alarm map, which the top level and each
 // slot may have. At the top level, an absent key takes its default; in a
 // slot, it takes the top level's value (see Loader::ReadLagAlarm).
-enum class Scope { kTop, kSlot, kSink, kLagAlarm };
+enum class Scope { kTop, kSlot, kSink, kRotate, kLagAlarm };
 
 enum class Kind {
   kString,    // any scalar, taken as its text; no NUL byte
   kBool,      // true or false
   kDuration,  // see ParseDuration
   kSize,      // see ParseSize
+  kCount,     // a whole number, 0 or more
   kChoice,    // one of the names in KeySpec::choices
   kMode,      // octal permission bits, at most 0777
   kOptions,   // a map of name -> scalar, kept in file order
@@ -128,6 +129,11 @@ std::string CheckBufferSize(const Value& v) {
   return std::get<uint64_t>(v) >= kMinBufferSize ? "" : "must be at least 64KiB (65536 bytes)";
 }
 
+std::string CheckKeep(const Value& v) {
+  uint64_t n = std::get<uint64_t>(v);
+  return n >= 1 && n <= 1000 ? "" : "must be from 1 to 1000";
+}
+
 std::string CheckNotEmpty(const Value& v) {
   return std::get<std::string>(v).empty() ? "must not be empty" : "";
 }
@@ -152,6 +158,8 @@ constexpr KeySpec kSchema[] = {
    CheckPositive, "longest time between two standby status updates to the server"},
   {Scope::kTop,  "fsync_interval",  Kind::kDuration, Need::kOptional,  "1s",    nullptr,
    nullptr, "longest time written data waits for its sync; 0 syncs every batch"},
+  {Scope::kTop,  "receive_timeout", Kind::kDuration, Need::kOptional,  "60s",   nullptr,
+   nullptr, "how long the server may stay silent before the connection is taken for dead; 0: never"},
   {Scope::kTop,  "buffer_size",     Kind::kSize,     Need::kOptional,  "8MiB",  nullptr,
    CheckBufferSize, "bytes a slot holds in memory waiting for its sink"},
   {Scope::kTop,  "log_level",       Kind::kChoice,   Need::kOptional,  "info",  kLogLevels,
@@ -187,6 +195,8 @@ constexpr KeySpec kSchema[] = {
    CheckPositive, "overrides the top-level status_interval"},
   {Scope::kSlot, "fsync_interval",  Kind::kDuration, Need::kInherited, nullptr, nullptr,
    nullptr, "overrides the top-level fsync_interval"},
+  {Scope::kSlot, "receive_timeout", Kind::kDuration, Need::kInherited, nullptr, nullptr,
+   nullptr, "overrides the top-level receive_timeout"},
   {Scope::kSlot, "buffer_size",     Kind::kSize,     Need::kInherited, nullptr, nullptr,
    CheckBufferSize, "overrides the top-level buffer_size"},
   {Scope::kSlot, "lag_alarm",       Kind::kMap,      Need::kInherited, nullptr, nullptr,
@@ -198,6 +208,15 @@ constexpr KeySpec kSchema[] = {
    nullptr, "absolute path of the file or FIFO; required for file and pipe, refused for stdout"},
   {Scope::kSink, "mode",            Kind::kMode,     Need::kOptional,  "0600",  nullptr,
    nullptr, "permission bits of a file or FIFO that pgslotd creates"},
+  {Scope::kSink, "rotate",          Kind::kMap,      Need::kOptional,  nullptr, nullptr,
+   nullptr, "file only: start a new file by size or age, at a transaction boundary"},
+
+  {Scope::kRotate, "size",          Kind::kSize,     Need::kOptional,  nullptr, nullptr,
+   CheckPositiveSize, "rotate once the file holds this many bytes"},
+  {Scope::kRotate, "keep",          Kind::kCount,    Need::kOptional,  "10",    nullptr,
+   CheckKeep, "how many rotated files are kept (<path>.1 is the newest)"},
+  {Scope::kRotate, "age",           Kind::kDuration, Need::kOptional,  nullptr, nullptr,
+   CheckPositive, "rotate a non-empty file once it is this old"},
 
   // The defaults must match LagAlarmConfig's in config.h.
   {Scope::kLagAlarm, "bytes",       Kind::kSize,     Need::kOptional,  "1GiB",  nullptr,
@@ -255,6 +274,8 @@ std::string Expected(const KeySpec& spec) {
       return "a duration such as 500ms, 10s, 5m, 1h, 1d or 0";
     case Kind::kSize:
       return "a size such as 64KiB, 8MiB or 1GB";
+    case Kind::kCount:
+      return "a whole number";
     case Kind::kChoice:
       return "one of " + ChoiceNames(spec.choices);
     case Kind::kMode:
@@ -322,6 +343,20 @@ bool Convert(const KeySpec& spec, const std::string& text, Value* out, std::stri
              ": expected a whole number followed by B, kB, MB, GB, TB (powers of 1000) or KiB, "
              "MiB, GiB, TiB (powers of 1024), e.g. 64KiB or 8MiB";
       return false;
+    case Kind::kCount: {
+      uint64_t n = 0;
+      bool ok = !text.empty() && text.size() <= 9;
+      for (char ch : text) {
+        ok = ok && ch >= '0' && ch <= '9';
+        if (ok) n = n * 10 + static_cast<uint64_t>(ch - '0');
+      }
+      if (ok) {
+        *out = n;
+        return true;
+      }
+      *err = "invalid value " + Quote(text) + ": expected a whole number such as 10";
+      return false;
+    }
     case Kind::kChoice:
       for (const Choice* c = spec.choices; c->name != nullptr; ++c) {
         if (text == c->name) {
@@ -411,6 +446,7 @@ class Loader {
   void ReadSlot(const YAML::Node& node, const Section& top, const std::string* base_conninfo,
                 const LagAlarmConfig& top_alarm, SlotDraft* draft);
   void ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft);
+  void ReadRotate(const Field& field, const std::string& path, RotateConfig* rotate);
   void ReadLagAlarm(const Field& field, const std::string& path, bool with_defaults,
                     LagAlarmConfig* alarm);
   bool ReadAbsolutePath(const Field& field, const std::string& key, std::string* out);
@@ -734,6 +770,7 @@ void Loader::ReadSlot(const YAML::Node& node, const Section& top, const std::str
   inherit("status_interval", &slot.status_interval);
   inherit("fsync_interval", &slot.fsync_interval);
   inherit("buffer_size", &slot.buffer_size);
+  inherit("receive_timeout", &slot.receive_timeout);
   slot.lag_alarm = top_alarm;
   ReadLagAlarm(s.At("lag_alarm"), Join(draft->path, "lag_alarm"), false, &slot.lag_alarm);
 
@@ -764,13 +801,20 @@ void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft
     if (path_field.present) {
       Error(path_field.line, Join(path, "path"), "not allowed for a stdout sink");
     }
-    const Field& mode_field = s.At("mode");
-    if (mode_field.present) {
-      Error(mode_field.line, Join(path, "mode"), "not allowed for a stdout sink");
+    for (const char* key : {"mode", "rotate"}) {
+      const Field& f = s.At(key);
+      if (f.present) Error(f.line, Join(path, key), "not allowed for a stdout sink");
     }
     return;
   }
   const std::string kind = (*type)->name;
+  const Field& rotate = s.At("rotate");
+  if (rotate.present && sink.type != SinkType::kFile) {
+    Error(rotate.line, Join(path, "rotate"),
+          "only a file sink can rotate, not a " + kind + " sink");
+  } else if (rotate.present && rotate.node.IsMap()) {
+    ReadRotate(rotate, Join(path, "rotate"), &sink.rotate);
+  }
   if (!path_field.present) {
     Error(s.line, Join(path, "path"),
           "missing required key (a " + kind + " sink needs an absolute path)");
@@ -778,6 +822,16 @@ void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft
   }
   if (ReadAbsolutePath(path_field, Join(path, "path"), &sink.path)) {
     draft->sink_path_line = path_field.line;
+  }
+}
+
+void Loader::ReadRotate(const Field& field, const std::string& path, RotateConfig* rotate) {
+  Section s = ReadSection(field.node, Scope::kRotate, path);
+  if (const auto* size = s.Get<uint64_t>("size")) rotate->size = *size;
+  if (const auto* keep = s.Get<uint64_t>("keep")) rotate->keep = static_cast<uint32_t>(*keep);
+  if (const auto* age = s.Get<Duration>("age")) rotate->age = *age;
+  if (!s.At("size").present && !s.At("age").present) {
+    Error(field.line, path, "give size, age or both (when to start a new file)");
   }
 }
 
@@ -947,6 +1001,7 @@ bool SlotConfig::operator==(const SlotConfig& o) const {
          options == o.options && format == o.format &&
          include_transactions == o.include_transactions && state_directory == o.state_directory &&
          sink.type == o.sink.type && sink.path == o.sink.path && sink.mode == o.sink.mode &&
+         sink.rotate == o.sink.rotate && receive_timeout == o.receive_timeout &&
          status_interval == o.status_interval && fsync_interval == o.fsync_interval &&
          buffer_size == o.buffer_size;
 }

@@ -23,10 +23,25 @@ using Duration = std::chrono::milliseconds;
 enum class SinkType { kStdout, kFile, kPipe };
 enum class OutputFormat { kRaw, kJson };
 
+// When a file sink starts a new file (at a transaction boundary): the
+// current one is renamed to <path>.1 (older ones move up to <path>.<keep>,
+// the oldest beyond that is deleted).
+struct RotateConfig {
+  uint64_t size = 0;   // rotate once the file holds this many bytes; 0: never by size
+  uint32_t keep = 10;  // rotated files kept
+  Duration age{0};     // rotate a non-empty file this old; 0: never by age
+
+  bool enabled() const { return size > 0 || age.count() > 0; }
+  bool operator==(const RotateConfig& o) const {
+    return size == o.size && keep == o.keep && age == o.age;
+  }
+};
+
 struct SinkConfig {
   SinkType type = SinkType::kStdout;
   std::string path;      // absolute; empty for stdout
   uint32_t mode = 0600;  // file and pipe: permission bits used when created
+  RotateConfig rotate;   // file only
 };
 
 // When to warn that a slot falls behind. Watched by the monitor over a side
@@ -59,6 +74,9 @@ struct SlotConfig {
   SinkConfig sink;
   Duration status_interval{10000};
   Duration fsync_interval{1000};
+  // While reading, how long the server may stay silent before the connection
+  // is taken for dead (a ping is sent at half of it); 0: never.
+  Duration receive_timeout{60000};
   uint64_t buffer_size = 8u << 20;  // bytes held in memory waiting for the sink
   int line = 0;                     // line of the slot's entry, for messages
   // The effective thresholds: the slot's own lag_alarm keys, else the

@@ -27,6 +27,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "config/config.h"
 #include "pg/lsn.h"
@@ -55,18 +57,53 @@ class Formatter {
     (void)budget;
     return Status::Ok();
   }
+
+  // Transaction framing, for sinks that keep whole transactions (a file):
+  // whether the output so far ends inside a transaction (begun, not yet
+  // committed). The worker acknowledges and cuts back only where this is
+  // false, so a transaction is never kept or acknowledged in part. A
+  // formatter that cannot tell says false: each message is then a unit.
+  virtual bool InTransaction() const { return false; }
+  // Whether the output completed last (by Format, or by the Continue that
+  // paid what a Format owed) ended a transaction: its position is then the
+  // end of the commit record, the position a re-sent copy would have too.
+  virtual bool EndedTransaction() const { return false; }
 };
+
+// How raw output shows where transactions begin and end, by plugin (see
+// MakeFormatter): test_decoding's BEGIN/COMMIT lines, wal2json format 2's
+// "B"/"C" actions, wal2json format 1's one message per transaction,
+// pgoutput's binary 'B'/'C'; kNone for plugins it does not know.
+enum class RawFraming { kNone, kTestDecoding, kWal2jsonV1, kWal2jsonV2, kPgoutput };
 
 // Each message as received, followed by "\n".
 class RawFormatter : public Formatter {
  public:
+  explicit RawFormatter(RawFraming framing = RawFraming::kNone) : framing_(framing) {}
   Status Format(std::string_view payload, Lsn, OutBuffer* out) override {
     out->Append(payload.data(), payload.size());
     out->Append('\n');
+    if (framing_ != RawFraming::kNone) Frame(payload);
     return Status::Ok();
   }
-  void Reset() override {}
+  void Reset() override {
+    in_txn_ = false;
+    ended_ = false;
+  }
+  bool InTransaction() const override { return in_txn_; }
+  bool EndedTransaction() const override { return ended_; }
+
+ private:
+  void Frame(std::string_view payload);
+
+  const RawFraming framing_;
+  bool in_txn_ = false;
+  bool ended_ = false;
 };
+
+// The framing raw output of `plugin` with `options` has.
+RawFraming RawFramingFor(const std::string& plugin,
+                         const std::vector<std::pair<std::string, std::string>>& options);
 
 // The formatter a slot's config asks for.
 std::unique_ptr<Formatter> MakeFormatter(const SlotConfig& config);

@@ -17,7 +17,7 @@ std::unique_ptr<Formatter> MakeFormatter(const SlotConfig& config) {
       return MakePgoutputFormatter(options);
     }
   }
-  return std::make_unique<RawFormatter>();
+  return std::make_unique<RawFormatter>(RawFramingFor(config.plugin, config.options));
 }
 
 }  // namespace pgslotd

@@ -136,6 +136,7 @@ void PgoutputFormatter::ClearStaleSpools() { spool_.ClearStale(); }
 void PgoutputFormatter::ClearState() {
   relations_.clear();
   in_txn_ = false;
+  ended_txn_ = false;
   txn_xid_ = 0;
   commit_fields_.clear();
   origin_field_.clear();
@@ -154,6 +155,7 @@ void PgoutputFormatter::Reset() {
 }
 
 Status PgoutputFormatter::Format(std::string_view payload, Lsn lsn, OutBuffer* out) {
+  ended_txn_ = false;
   if (payload.empty()) return Status::Retryable("pgoutput: empty message");
   Reader r(payload.substr(1));
   switch (payload[0]) {
@@ -243,6 +245,7 @@ Status PgoutputFormatter::HandleCommit(Reader* r, Lsn lsn, OutBuffer* out) {
     WriteTransactionLine("commit", lsn, txn_xid_, commit_fields_, out);
   }
   in_txn_ = false;
+  ended_txn_ = true;
   origin_field_.clear();
   return Status::Ok();
 }
@@ -747,6 +750,7 @@ Status PgoutputFormatter::Continue(OutBuffer* out, size_t budget) {
   }
   if (done) {
     replaying_ = false;
+    ended_txn_ = true;
     if (options_.include_transactions) {
       WriteTransactionLine("commit", replay_commit_lsn_, replay_xid_, stream_commit_fields_, out);
     }

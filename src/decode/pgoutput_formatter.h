@@ -86,6 +86,8 @@ class PgoutputFormatter : public Formatter {
   // spool files, then clears stale spool files.
   void Reset() override;
   bool Owes() const override { return replaying_; }
+  bool InTransaction() const override { return in_txn_; }
+  bool EndedTransaction() const override { return ended_txn_; }
   Status Continue(OutBuffer* out, size_t budget) override;
 
   // Removes spool_dir/pgslotd-<slot>-<pid>-<xid>.spool files of this slot
@@ -176,6 +178,7 @@ class PgoutputFormatter : public Formatter {
 
   // The ordinary transaction between Begin and Commit.
   bool in_txn_ = false;
+  bool ended_txn_ = false;  // the output completed last ended a transaction
   uint32_t txn_xid_ = 0;
   std::string commit_fields_;
   std::string origin_field_;

@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <ctime>
 
 namespace pgslotd {
 
@@ -35,6 +37,10 @@ Status FileSink::Open() {
       fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
     }
   }
+  if (fd < 0 && errno == EISDIR) {
+    // Not a condition time cures: stop the slot rather than retry forever.
+    return Status::SlotFatal(path_ + " is a directory, not a regular file");
+  }
   if (fd < 0) return Status::Retryable(ErrnoMessage("cannot open " + path_, errno));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
@@ -53,6 +59,13 @@ Status FileSink::Open() {
     return Status::Retryable(ErrnoMessage("cannot chmod " + path_, err));
   }
   fd_ = fd;
+  // A file this sink has not had open before (created here or by logrotate)
+  // starts its age now.
+  bool other_file =
+      static_cast<uint64_t>(st.st_ino) != inode_ || static_cast<uint64_t>(st.st_dev) != device_;
+  if (created || other_file || created_ == 0) created_ = static_cast<int64_t>(::time(nullptr));
+  device_ = static_cast<uint64_t>(st.st_dev);
+  inode_ = static_cast<uint64_t>(st.st_ino);
   poisoned_ = false;
   dir_sync_pending_ = dir_sync_pending_ || created;
   open_size_ = static_cast<uint64_t>(st.st_size);
@@ -113,7 +126,7 @@ Status FileSink::Discard(uint64_t keep) {
     }
   }
   accepted_ = keep;
-  durable_ = keep;
+  durable_ = std::min(durable_, keep);
   if (fd_ >= 0 && poisoned_) {
     // Only a new descriptor may be synced again.
     ::close(fd_);
@@ -138,6 +151,194 @@ Status FileSink::Close() {
     ::close(fd_);
     fd_ = -1;
   }
+  return s;
+}
+
+// Truncates `path` to `size` when it is longer, durably.
+Status FileSink::CutTo(const std::string& path, uint64_t size) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) <= size) {
+    return Status::Ok();
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Retryable(ErrnoMessage("cannot open " + path, errno));
+  int rc = ::ftruncate(fd, static_cast<off_t>(size));
+  int err = errno;
+  if (rc == 0 && ::fdatasync(fd) != 0) {
+    err = errno;
+    ::close(fd);
+    return Status::ProcessFatal(ErrnoMessage("fsync of " + path + " failed", err));
+  }
+  ::close(fd);
+  if (rc != 0) return Status::Retryable(ErrnoMessage("cannot truncate " + path, err));
+  return Status::Ok();
+}
+
+Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn) {
+  note->clear();
+  *warn = false;
+  key_ = key;
+  SinkStateRecord rec;
+  bool found = false;
+  Status s = ReadStateRecord(key.file, &rec, &found);
+  if (!s.ok()) return s;
+  std::string mismatch;
+  if (found && rec.system_id != key.system_id) {
+    mismatch = "another server (system identifier " + rec.system_id + "; this one is " +
+               key.system_id + ")";
+  } else if (found && rec.slot != key.slot) {
+    mismatch = "slot " + rec.slot;
+  } else if (found && rec.path != path_) {
+    mismatch = "file " + rec.path;
+  }
+  if (!mismatch.empty()) {
+    *note = "the state record " + key.file + " belongs to " + mismatch +
+            "; not applied (it is replaced once this sink records its own)";
+    *warn = true;
+    found = false;
+  }
+  if (!found) {
+    if (Status o = Open(); !o.ok()) return o;
+    return kInvalidLsn;
+  }
+  // Before anything is cut: if the server was told more than the record
+  // says the file holds, the file (or the record) is an older copy and the
+  // changes between are gone from the server.
+  if (key.confirmed != kInvalidLsn && key.confirmed > rec.lsn) {
+    return Status::SlotFatal(
+        "the server has been told that changes up to " + FormatLsn(key.confirmed) +
+        " are stored, but " + Describe() + " holds them only up to " + FormatLsn(rec.lsn) +
+        " (its state record says so): the file was replaced or restored from an older copy, and "
+        "the server no longer has the changes between; stopping rather than skip them silently "
+        "(move the file and its state record aside to start again from " +
+        FormatLsn(key.confirmed) + ")");
+  }
+
+  // Look at the file by path, with no descriptor of ours open on it.
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  auto is_recorded = [&rec](const struct stat& st) {
+    return static_cast<uint64_t>(st.st_ino) == rec.inode &&
+           static_cast<uint64_t>(st.st_dev) == rec.device;
+  };
+  struct stat st;
+  bool exists = ::stat(path_.c_str(), &st) == 0;
+  if (!exists && errno != ENOENT) {
+    return Status::Retryable(ErrnoMessage("cannot stat " + path_, errno));
+  }
+  if (exists && is_recorded(st)) {
+    if (static_cast<uint64_t>(st.st_size) < rec.size) {
+      return Status::SlotFatal(
+          path_ + " holds " + std::to_string(st.st_size) + " bytes but its state record " +
+          key.file + " says " + std::to_string(rec.size) +
+          ": the file was truncated (copytruncate?) or restored from an older copy, so it no "
+          "longer holds what was acknowledged; move the file and the record aside to start again");
+    }
+    if (static_cast<uint64_t>(st.st_size) > rec.size) {
+      if (Status c = CutTo(path_, rec.size); !c.ok()) return c;
+      *note = "cut " + std::to_string(static_cast<uint64_t>(st.st_size) - rec.size) +
+              " bytes of an unfinished transaction off the end of " + path_ +
+              " (it is written again whole)";
+    }
+    created_ = rec.created;
+    inode_ = rec.inode;
+    device_ = rec.device;
+  } else {
+    // The recorded file has moved: to <path>.1 by our own rotation, or by
+    // logrotate (with its default names) before pgslotd reopened. Its tail
+    // is cut there, and everything at <path> now came after the record.
+    struct stat moved;
+    if (::stat(Numbered(1).c_str(), &moved) == 0 && is_recorded(moved)) {
+      Status c = CutTo(Numbered(1), rec.size);
+      if (c.ok() && exists) c = CutTo(path_, 0);
+      if (!c.ok()) return c;
+    } else if (exists && st.st_size > 0) {
+      return Status::SlotFatal(
+          path_ + " is not the file its state record " + key.file +
+          " describes, and it is not empty: it was replaced or restored from a copy, so what it "
+          "holds cannot be matched with the server's position; move the file and the record "
+          "aside to start again");
+    } else {
+      // Moved away with a name we cannot know (logrotate dateext, an
+      // operator): its tail cannot be checked from here.
+      *note = path_ + (exists ? " was replaced by an empty file" : " is missing") +
+              " since its state record was written; streaming resumes at " + FormatLsn(rec.lsn) +
+              " into a new file there (the old file's last transaction, if a crash cut it, "
+              "could not be checked)";
+      *warn = true;
+    }
+    created_ = 0;
+  }
+  if (Status o = Open(); !o.ok()) return o;
+  return rec.lsn;
+}
+
+Status FileSink::Checkpoint(uint64_t offset, Lsn lsn) {
+  if (key_.file.empty()) return Status::Ok();  // not recovered: nothing to keep
+  if (fd_ < 0 || offset < open_accepted_ || offset > durable_) {
+    return Status::SlotFatal("internal error: checkpoint of " + path_ + " at offset " +
+                             std::to_string(offset) + " outside its durable bytes");
+  }
+  // Only this sink writes the file: any other size means it was truncated
+  // (copytruncate) or appended to under us, and the record would lie.
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status::Retryable(ErrnoMessage("cannot stat " + path_, errno));
+  if (static_cast<uint64_t>(st.st_size) != FileSizeAt(accepted_)) {
+    return Status::SlotFatal(path_ + " holds " + std::to_string(st.st_size) +
+                             " bytes where pgslotd wrote " + std::to_string(FileSizeAt(accepted_)) +
+                             ": it was truncated (copytruncate?) or written by another program "
+                             "while pgslotd had it open; stopping rather than record a size that "
+                             "means nothing");
+  }
+  SinkStateRecord rec;
+  rec.system_id = key_.system_id;
+  rec.slot = key_.slot;
+  rec.path = path_;
+  rec.device = device_;
+  rec.inode = inode_;
+  rec.size = FileSizeAt(offset);
+  rec.lsn = lsn;
+  rec.created = created_;
+  return WriteStateRecord(key_.file, rec);
+}
+
+bool FileSink::RotationDue(uint64_t offset) const {
+  if (!rotate_.enabled() || fd_ < 0 || offset < open_accepted_) return false;
+  uint64_t size = FileSizeAt(offset);
+  if (size == 0) return false;
+  if (rotate_.size > 0 && size >= rotate_.size) return true;
+  if (rotate_.age.count() > 0) {
+    int64_t age_s = static_cast<int64_t>(rotate_.age.count() / 1000);
+    return static_cast<int64_t>(::time(nullptr)) - created_ >= std::max<int64_t>(age_s, 1);
+  }
+  return false;
+}
+
+Status FileSink::Rotate() {
+  Status s = Sync();
+  if (!s.ok()) return s;
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  // path.<keep> goes; path.<n> becomes path.<n+1>; path becomes path.1.
+  if (::unlink(Numbered(rotate_.keep).c_str()) != 0 && errno != ENOENT) {
+    return Status::Retryable(ErrnoMessage("cannot remove " + Numbered(rotate_.keep), errno));
+  }
+  for (uint32_t n = rotate_.keep; n > 1; --n) {
+    if (::rename(Numbered(n - 1).c_str(), Numbered(n).c_str()) != 0 && errno != ENOENT) {
+      return Status::Retryable(
+          ErrnoMessage("cannot rename " + Numbered(n - 1) + " to " + Numbered(n), errno));
+    }
+  }
+  if (::rename(path_.c_str(), Numbered(1).c_str()) != 0 && errno != ENOENT) {
+    return Status::Retryable(ErrnoMessage("cannot rename " + path_ + " to " + Numbered(1), errno));
+  }
+  created_ = 0;
+  s = Open();  // creates the new file; Sync makes its directory entry durable
+  if (s.ok()) s = Sync();
   return s;
 }
 

@@ -1,16 +1,24 @@
 // A regular file, appended to. Durable = fdatasync'ed (and the directory
 // fsync'ed once after this sink created the file). See sink.h.
+//
+// Exactly once: the sink keeps a state record (state_record.h) of how many
+// bytes of the file hold whole transactions and the position they stand
+// for; Recover() cuts a torn tail back to it, Checkpoint() replaces it, and
+// Rotate() renames the file to <path>.1 (shifting older ones up to
+// <path>.<keep>) and starts a new one.
 #pragma once
 
 #include <string>
 
 #include "sink/sink.h"
+#include "sink/state_record.h"
 
 namespace pgslotd {
 
 class FileSink : public Sink {
  public:
-  FileSink(std::string path, uint32_t mode) : path_(std::move(path)), mode_(mode) {}
+  FileSink(std::string path, uint32_t mode, RotateConfig rotate = RotateConfig())
+      : path_(std::move(path)), mode_(mode), rotate_(rotate) {}
   ~FileSink() override;
 
   std::string Describe() const override { return "file " + path_; }
@@ -23,9 +31,21 @@ class FileSink : public Sink {
   Status Reopen() override;
   Status Close() override;
 
+  bool KeepsState() const override { return true; }
+  Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) override;
+  Status Checkpoint(uint64_t offset, Lsn lsn) override;
+  bool RotationDue(uint64_t offset) const override;
+  Status Rotate() override;
+
  private:
+  // The file's size once the stream reaches `offset`.
+  uint64_t FileSizeAt(uint64_t offset) const { return open_size_ + (offset - open_accepted_); }
+  static Status CutTo(const std::string& path, uint64_t size);
+  std::string Numbered(uint32_t n) const { return path_ + "." + std::to_string(n); }
+
   std::string path_;
   uint32_t mode_;
+  RotateConfig rotate_;
   int fd_ = -1;
   bool dir_sync_pending_ = false;  // we created the file; its directory entry is not synced yet
   bool poisoned_ = false;          // an fsync failed: never fsync this descriptor again
@@ -33,6 +53,10 @@ class FileSink : public Sink {
   // stream offset maps to file offset open_size_ + (offset - open_accepted_).
   uint64_t open_size_ = 0;
   uint64_t open_accepted_ = 0;
+  uint64_t device_ = 0;  // of the open file
+  uint64_t inode_ = 0;
+  int64_t created_ = 0;  // when the current file was started (Unix seconds)
+  StateKey key_;         // set by Recover; no records are kept before
 };
 
 }  // namespace pgslotd

@@ -18,7 +18,7 @@ std::string ErrnoMessage(const std::string& what, int err) {
 std::unique_ptr<Sink> MakeSink(const SinkConfig& config, int stdout_fd) {
   switch (config.type) {
     case SinkType::kFile:
-      return std::make_unique<FileSink>(config.path, config.mode);
+      return std::make_unique<FileSink>(config.path, config.mode, config.rotate);
     case SinkType::kPipe:
       return std::make_unique<PipeSink>(config.path, config.mode);
     case SinkType::kStdout:

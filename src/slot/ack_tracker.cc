@@ -46,7 +46,6 @@ bool AckTracker::Advance(uint64_t durable) {
     head_ = (head_ + 1) % ring_.size();
     --count_;
   }
-  if (count_ == 0) safe_offset_ = durable_;
   return flushed_ != before;
 }
 
@@ -56,6 +55,11 @@ uint64_t AckTracker::NextBoundary(uint64_t offset) const {
     if (m.offset > offset) return m.offset;
   }
   return offset;
+}
+
+void AckTracker::Restart(uint64_t offset, Lsn lsn) {
+  Reset(offset);
+  flushed_ = lsn;
 }
 
 void AckTracker::Reset(uint64_t offset) {

@@ -15,6 +15,7 @@
 // per message.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <vector>
@@ -41,9 +42,9 @@ class AckTracker {
   // Returns true if the flushed position moved.
   bool Advance(uint64_t durable);
 
-  // The highest offset <= `durable` at which a mark ended (a message
-  // boundary the flushed position stands for); what a failing sink is cut
-  // back to. `durable` itself when no mark is pending.
+  // The offset of the last mark applied (a message boundary the flushed
+  // position stands for; the offset given to Reset when none was since);
+  // what a failing sink is cut back to, and what a state record records.
   uint64_t SafeOffset() const { return safe_offset_; }
 
   // The first mark offset above `offset` (a message boundary), or `offset`
@@ -53,6 +54,12 @@ class AckTracker {
   // Forgets every pending mark and restarts the stream at `offset` (after
   // the sink dropped what was not durable).
   void Reset(uint64_t offset);
+  // The sink dropped the bytes from `offset` on (none of them under a
+  // pending mark): offsets past it are no longer durable.
+  void Truncate(uint64_t offset) { durable_ = std::min(durable_, offset); }
+  // Reset(offset), and the flushed position becomes `lsn`, even if lower
+  // (a file sink cut back to its state record, which stands for `lsn`).
+  void Restart(uint64_t offset, Lsn lsn);
 
   Lsn flushed() const { return flushed_; }
   bool HasPending() const { return count_ > 0; }

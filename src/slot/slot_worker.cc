@@ -71,6 +71,7 @@ SlotWorker::SlotWorker(SlotConfig config, Options options)
     options_.make_sink = [](const SlotConfig& c) { return MakeSink(c.sink); };
   }
   sink_ = options_.make_sink(config_);
+  whole_txns_ = sink_->KeepsState();
   formatter_ = MakeFormatter(config_);
   buffer_ = OutBuffer(std::min<uint64_t>(config_.buffer_size, 1 << 20));
   Heartbeat();
@@ -151,9 +152,9 @@ void SlotWorker::Run() {
     if (s.code() == Status::Code::kStopped) break;
     if (s.ok()) {  // reached --end-lsn
       stats_.state.store(SlotState::kDone);
-      Event(spdlog::level::info, msgid::kSlotStopped, tracker_.flushed(),
+      Event(spdlog::level::info, msgid::kSlotStopped, Acked(),
             "reached end position " + FormatLsn(*options_.end_lsn) + "; flushed " +
-                FormatLsn(tracker_.flushed()));
+                FormatLsn(Acked()));
       break;
     }
     if (s.code() != Status::Code::kRetryable) {
@@ -163,9 +164,9 @@ void SlotWorker::Run() {
     stats_.state.store(SlotState::kReconnecting);
     stats_.reconnects.fetch_add(1, std::memory_order_relaxed);
     if (Clock::now() - started >= kStableSession) backoff = kBackoffMin;
-    Event(spdlog::level::warn, msgid::kReconnecting, tracker_.flushed(),
+    Event(spdlog::level::warn, msgid::kReconnecting, Acked(),
           s.message() + "; reconnecting in " + std::to_string(backoff.count()) + " ms" +
-              (tracker_.flushed() != kInvalidLsn ? " from " + FormatLsn(tracker_.flushed()) : ""));
+              (Acked() != kInvalidLsn ? " from " + FormatLsn(Acked()) : ""));
     auto retry_at = Clock::now() + backoff;
     if (Status ss = Settle(retry_at); !ss.ok()) {
       result = ss;
@@ -177,23 +178,22 @@ void SlotWorker::Run() {
   }
   Status cs = sink_->Close();
   if (!cs.ok() && result.ok()) result = cs.Prefixed(sink_->Describe());
-  stats_.flushed_lsn.store(tracker_.flushed());
+  stats_.flushed_lsn.store(Acked());
   if (!result.ok()) {
     stats_.state.store(SlotState::kFailed);
     if (result.code() == Status::Code::kProcessFatal) {
-      Event(spdlog::level::critical, msgid::kFatal, tracker_.flushed(), result.message());
+      Event(spdlog::level::critical, msgid::kFatal, Acked(), result.message());
     } else {
       bool invalidated = result.code() == Status::Code::kSlotInvalidated;
       if (invalidated) stats_.state.store(SlotState::kInvalidated);
-      Event(spdlog::level::err, invalidated ? msgid::kSlotInvalidated : msgid::kSlotFailed,
-            tracker_.flushed(), result.message() + "; this slot has stopped (the others go on)");
+      Event(spdlog::level::err, invalidated ? msgid::kSlotInvalidated : msgid::kSlotFailed, Acked(),
+            result.message() + "; this slot has stopped (the others go on)");
     }
   } else if (stats_.state.load() != SlotState::kDone) {
     stats_.state.store(SlotState::kStopped);
-    Event(spdlog::level::info, msgid::kSlotStopped, tracker_.flushed(),
-          tracker_.flushed() != kInvalidLsn
-              ? "stopped cleanly; flushed " + FormatLsn(tracker_.flushed())
-              : std::string("stopped cleanly before streaming"));
+    Event(spdlog::level::info, msgid::kSlotStopped, Acked(),
+          Acked() != kInvalidLsn ? "stopped cleanly; flushed " + FormatLsn(Acked())
+                                 : std::string("stopped cleanly before streaming"));
   }
   error_ = result;
   finished_.store(true, std::memory_order_release);
@@ -238,6 +238,19 @@ Status SlotWorker::Settle(Clock::time_point until) {
   // A file is cut back to the last acknowledged boundary; what a stream
   // sink has taken stays taken (the re-sent copy follows: at-least-once).
   uint64_t keep = sink_->CanRetract() ? tracker_.SafeOffset() : sink_->accepted();
+  if (whole_txns_) {
+    // Record what is durable and whole; the file keeps exactly what its
+    // record says (and the next session starts from there).
+    if (s.ok()) {
+      Status cs = Checkpoint(Clock::now(), true);
+      if (cs.code() == Status::Code::kProcessFatal) return cs;
+      if (!cs.ok()) {
+        Event(spdlog::level::warn, nullptr, recorded_lsn_,
+              cs.message() + "; cutting the file back to its last record");
+      }
+    }
+    keep = recorded_offset_;
+  }
   Status ds = sink_->Discard(keep);
   if (!ds.ok()) {
     return Status::SlotFatal("cannot cut " + sink_->Describe() +
@@ -245,14 +258,18 @@ Status SlotWorker::Settle(Clock::time_point until) {
                              "); stopping this slot rather than append after a torn tail");
   }
   buffer_.Clear();
-  tracker_.Reset(keep);
+  if (whole_txns_) {
+    tracker_.Restart(keep, recorded_lsn_);
+  } else {
+    tracker_.Reset(keep);
+  }
   stats_.oldest_pending_ns.store(0, std::memory_order_relaxed);
   last_mark_offset_ = keep;
   has_pending_ = false;
   owing_ = false;  // the formatter is Reset before the next stream
   unsynced_ = false;
   reply_due_ = false;
-  stats_.flushed_lsn.store(tracker_.flushed());
+  stats_.flushed_lsn.store(Acked());
   return Status::Ok();
 }
 
@@ -261,7 +278,7 @@ Status SlotWorker::Session(ReplicationConn* conn) {
   Lsn start = kInvalidLsn;
   Status s = Prepare(conn, &start);
   if (!s.ok()) return s;
-  if (options_.end_lsn && tracker_.flushed() >= *options_.end_lsn) return Status::Ok();
+  if (options_.end_lsn && Acked() >= *options_.end_lsn) return Status::Ok();
   formatter_->Reset();  // a new stream: no relation cache, no open transaction
   s = conn->StartCopy(BuildStartReplication(config_.name, start, config_.options),
                       Clock::now() + kConnectTimeout);
@@ -297,6 +314,7 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
         "the connection is not bound to a database (replication=database did not take)");
   }
   const std::string dbname = ident.value()[0][3];
+  const std::string system_id = ident.value()[0][0];
 
   const std::string lookup =
       "SELECT slot_type, plugin, database, wal_status, confirmed_flush_lsn "
@@ -342,14 +360,42 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
                                    "\" has been invalidated by the server (wal_status lost): the "
                                    "changes it held are gone and an operator must recreate it");
   }
+  std::optional<Lsn> confirmed;
   if (!row[4].empty()) {
-    std::optional<Lsn> confirmed = ParseLsn(row[4]);
+    confirmed = ParseLsn(row[4]);
     if (!confirmed) return Status::Retryable("unreadable confirmed_flush_lsn " + row[4]);
+  }
+  skip_floor_ = kInvalidLsn;
+  if (whole_txns_) {
+    std::string note;
+    bool warn = false;
+    Sink::StateKey key{config_.state_directory + "/" + config_.name + ".state", system_id,
+                       config_.name, confirmed.value_or(kInvalidLsn)};
+    Result<Lsn> recorded = sink_->Recover(key, &note, &warn);
+    if (!recorded.ok()) return recorded.status();
+    if (!note.empty()) {
+      Event(warn ? spdlog::level::warn : spdlog::level::info, nullptr, kInvalidLsn, note);
+    }
+    if (recorded.value() != kInvalidLsn) {
+      tracker_.Restart(sink_->accepted(), recorded.value());
+      recorded_lsn_ = recorded.value();
+      recorded_offset_ = sink_->accepted();
+      skip_floor_ = recorded.value();
+    } else {
+      if (confirmed) tracker_.SetFloor(*confirmed);
+      // A first record at once: from here on, a crash finds the file's
+      // size and position.
+      recorded_lsn_ = kInvalidLsn;
+      recorded_offset_ = sink_->accepted();
+      tracker_.Restart(sink_->accepted(), tracker_.flushed());
+      if (Status cs = Checkpoint(Clock::now(), true); !cs.ok()) return cs;
+    }
+  } else if (confirmed) {
     tracker_.SetFloor(*confirmed);
   }
   *start = tracker_.flushed();
   received_ = std::max(received_, *start);
-  stats_.flushed_lsn.store(tracker_.flushed());
+  stats_.flushed_lsn.store(Acked());
   return Status::Ok();
 }
 
@@ -364,10 +410,12 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
       return Status::Ok();
     }
     uint64_t before = appended();
+    bool was_in = formatter_->InTransaction();
     Status fs = formatter_->Format(m.payload, m.data_start, &buffer_);
     if (!fs.ok()) return fs;
     received_ = std::max(received_, m.data_start);
     ++messages_;
+    if (!was_in) unit_start_ = before;
     if (formatter_->Owes()) {
       // A commit replayed in pieces: what came before is safe at `before`;
       // this message counts only once all of its output is appended, and no
@@ -382,13 +430,31 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
       owed_lsn_ = m.data_start;
       return Status::Ok();
     }
+    bool unit_done = whole_txns_ && !formatter_->InTransaction();
+    if (unit_done) {
+      Result<bool> dropped =
+          SkipIfWritten(unit_start_, m.data_start, formatter_->EndedTransaction());
+      if (!dropped.ok()) return dropped.status();
+      if (dropped.value()) {
+        if (end && m.data_start == *end) reached_end_ = true;
+        return Status::Ok();
+      }
+    }
+    // A message outside any transaction (a non-transactional logical
+    // message) is known by its own start, which the server sends again
+    // when restarted exactly there: a file records the position just past
+    // it, so it is written once.
+    Lsn unit_lsn = unit_done && !formatter_->EndedTransaction() ? m.data_start + 1 : m.data_start;
     if (!has_pending_) {
       has_pending_ = true;
-      pending_lsn_ = m.data_start;
+      pending_lsn_ = unit_lsn;
     } else {
-      pending_lsn_ = std::max(pending_lsn_, m.data_start);
+      pending_lsn_ = std::max(pending_lsn_, unit_lsn);
     }
     if (end && m.data_start == *end) reached_end_ = true;
+    // Between transactions, a mark for each one: the places a file may be
+    // cut back to and its state record may name.
+    if (unit_done) PushDataMark(turn_now_);
     return Status::Ok();
   }
   // Keepalive: everything the server decoded before m.wal_end has reached
@@ -396,7 +462,9 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
   auto now = Clock::now();
   PushDataMark(now);
   Lsn ackable = end ? std::min(m.wal_end, *end) : m.wal_end;
-  tracker_.AddMark(appended(), ackable, now);
+  // Inside a transaction, this point is not one a file may be cut back to;
+  // the commit brings its own, higher, mark.
+  if (!whole_txns_ || AtBoundary()) tracker_.AddMark(appended(), ackable, now);
   received_ = std::max(received_, m.wal_end);
   stats_.server_wal_end.store(m.wal_end, std::memory_order_relaxed);
   if (m.reply_requested) reply_due_ = true;
@@ -405,7 +473,7 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
 }
 
 void SlotWorker::PushDataMark(Clock::time_point now) {
-  if (!has_pending_) return;
+  if (!has_pending_ || (whole_txns_ && !AtBoundary())) return;
   last_mark_offset_ = appended();
   tracker_.AddMark(last_mark_offset_, pending_lsn_, now);
   has_pending_ = false;
@@ -429,16 +497,100 @@ Status SlotWorker::WriteOut(Clock::time_point now) {
 }
 
 Status SlotWorker::SyncSink(Clock::time_point now, bool force) {
-  if (sink_->SyncIsCostly() && !force && config_.fsync_interval.count() > 0 &&
-      (!unsynced_ || now - unsynced_since_ < config_.fsync_interval)) {
+  bool costly = sink_->SyncIsCostly();
+  Status s;
+  bool synced = false;
+  if (!costly || force || config_.fsync_interval.count() == 0 ||
+      (unsynced_ && now - unsynced_since_ >= config_.fsync_interval)) {
+    s = sink_->Sync();
+    synced = costly && s.ok();
+    if (s.ok() && !sink_->SyncIsCostly()) unsynced_ = false;
+  }
+  tracker_.Advance(sink_->durable());
+  // Right after a sync, the record follows at once (group commit: one
+  // record per sync); a position moved only by keepalives is recorded at
+  // most once per fsync_interval.
+  if (s.ok() && whole_txns_) s = Checkpoint(now, force || synced);
+  stats_.flushed_lsn.store(Acked(), std::memory_order_relaxed);
+  return s;
+}
+
+Status SlotWorker::Checkpoint(Clock::time_point now, bool force) {
+  if (!whole_txns_) return Status::Ok();
+  Lsn lsn = tracker_.flushed();
+  uint64_t offset = tracker_.SafeOffset();
+  if (lsn == kInvalidLsn || (lsn == recorded_lsn_ && offset == recorded_offset_)) {
     return Status::Ok();
   }
-  Status s = sink_->Sync();
-  if (s.ok() && !sink_->SyncIsCostly()) unsynced_ = false;
-  if (tracker_.Advance(sink_->durable())) {
-    stats_.flushed_lsn.store(tracker_.flushed(), std::memory_order_relaxed);
+  if (!force && config_.fsync_interval.count() > 0 &&
+      now - last_checkpoint_ < config_.fsync_interval) {
+    return Status::Ok();
   }
-  return s;
+  Status s = sink_->Checkpoint(offset, lsn);
+  if (!s.ok()) return s.Prefixed(sink_->Describe());
+  recorded_lsn_ = lsn;
+  recorded_offset_ = offset;
+  last_checkpoint_ = now;
+  return Status::Ok();
+}
+
+Status SlotWorker::DropSince(uint64_t start) {
+  uint64_t accepted = sink_->accepted();
+  if (start >= accepted) {
+    buffer_.Truncate(static_cast<size_t>(start - accepted));
+  } else {
+    buffer_.Clear();
+    Status s = sink_->Discard(start);
+    if (!s.ok()) return s.Prefixed(sink_->Describe());
+    tracker_.Truncate(start);
+  }
+  last_mark_offset_ = std::min(last_mark_offset_, start);
+  has_pending_ = false;
+  return Status::Ok();
+}
+
+Result<bool> SlotWorker::SkipIfWritten(uint64_t start, Lsn lsn, bool ended) {
+  if (skip_floor_ == kInvalidLsn) return false;
+  // A commit is known by the end of its record, the same in every copy; a
+  // message outside a transaction by its own start, which may equal the
+  // end of the record before it (so only a lower one was written before).
+  bool written = ended ? lsn <= skip_floor_ : lsn < skip_floor_;
+  if (!written) return false;
+  Status s = DropSince(start);
+  if (!s.ok()) return s;
+  if (skipped_++ == 0) {
+    Event(spdlog::level::warn, nullptr, lsn,
+          "the server sent again a transaction ending at " + FormatLsn(lsn) + ", at or below " +
+              FormatLsn(skip_floor_) + " which " + sink_->Describe() +
+              " already holds; it is not written twice");
+  }
+  return true;
+}
+
+Status SlotWorker::SwitchFile(Clock::time_point now) {
+  switch_now_ = false;
+  Status s = SyncSink(now, true);
+  if (!s.ok()) return s;
+  if (!AtBoundary() || !buffer_.empty() || tracker_.SafeOffset() != sink_->accepted() ||
+      recorded_offset_ != sink_->accepted()) {
+    // Not everything written is recorded yet: try again a little later.
+    switch_retry_at_ = now + std::chrono::seconds(1);
+    return Status::Ok();
+  }
+  bool reopen = reopen_pending_;
+  s = reopen ? sink_->Reopen() : sink_->Rotate();
+  if (!s.ok()) return s.Prefixed(sink_->Describe());
+  reopen_pending_ = false;
+  // The record now names the new file, at the same position.
+  if (recorded_lsn_ != kInvalidLsn) {
+    s = sink_->Checkpoint(recorded_offset_, recorded_lsn_);
+    if (!s.ok()) return s.Prefixed(sink_->Describe());
+    last_checkpoint_ = now;
+  }
+  Event(spdlog::level::info, nullptr, recorded_lsn_,
+        (reopen ? "reopened " : "rotated: started a new ") + sink_->Describe() +
+            (recorded_lsn_ != kInvalidLsn ? " at " + FormatLsn(recorded_lsn_) : std::string()));
+  return Status::Ok();
 }
 
 Status SlotWorker::Stream(ReplicationConn* conn) {
@@ -446,18 +598,34 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
   Lsn last_sent_flush = kInvalidLsn;
   bool flush_pending = false;
   reached_end_ = false;
+  switch_now_ = false;
+  skipped_ = 0;
+  last_received_ = Clock::now();
+  ping_sent_ = false;
   bool wakeup_pending = true;
   for (;;) {
     Heartbeat();
     if (wakeup_pending) DrainWakeup();
     if (stop_.load(std::memory_order_acquire)) return Finish(conn, false);
     auto now = Clock::now();
+    turn_now_ = now;
     if (reopen_.exchange(false)) {
-      Status s = SyncSink(now, true);
-      if (s.ok()) s = sink_->Reopen();
-      if (!s.ok()) return s.Prefixed(sink_->Describe());
-      Event(spdlog::level::info, nullptr, kInvalidLsn, "reopened " + sink_->Describe());
+      if (whole_txns_) {
+        reopen_pending_ = true;  // between transactions, below
+      } else {
+        Status s = SyncSink(now, true);
+        if (s.ok()) s = sink_->Reopen();
+        if (!s.ok()) return s.Prefixed(sink_->Describe());
+        Event(spdlog::level::info, nullptr, kInvalidLsn, "reopened " + sink_->Describe());
+      }
     }
+    // An exactly-once file is rotated or reopened between transactions:
+    // stop reading at a boundary, write and record everything, then switch.
+    auto switch_due = [&] {
+      return whole_txns_ && AtBoundary() && now >= switch_retry_at_ &&
+             (reopen_pending_ || sink_->RotationDue(appended()));
+    };
+    if (!switch_now_ && switch_due()) switch_now_ = true;
 
     // 1. Drain everything libpq has, and read the socket again while it
     // keeps giving, up to a batch (or the memory limit): one write and one
@@ -470,12 +638,18 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
       if (!s.ok()) return s;
       if (!formatter_->Owes()) {
         owing_ = false;
-        pending_lsn_ = has_pending_ ? std::max(pending_lsn_, owed_lsn_) : owed_lsn_;
-        has_pending_ = true;
-        PushDataMark(now);
+        Result<bool> dropped =
+            whole_txns_ ? SkipIfWritten(unit_start_, owed_lsn_, formatter_->EndedTransaction())
+                        : Result<bool>(false);
+        if (!dropped.ok()) return dropped.status();
+        if (!dropped.value()) {
+          pending_lsn_ = has_pending_ ? std::max(pending_lsn_, owed_lsn_) : owed_lsn_;
+          has_pending_ = true;
+          PushDataMark(now);
+        }
       }
     }
-    if (!owing_ && !reached_end_ && buffer_.size() < config_.buffer_size) {
+    if (!owing_ && !reached_end_ && !switch_now_ && buffer_.size() < config_.buffer_size) {
       for (;;) {
         Status s = conn->ConsumeInput();
         if (!s.ok()) return s;
@@ -490,10 +664,15 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
           s = HandleMessage(buf, len);
           PQfreemem(buf);
           if (!s.ok()) return s;
-          if (owing_ || reached_end_ || buffer_.size() >= config_.buffer_size) break;
+          if (switch_due()) switch_now_ = true;
+          if (owing_ || reached_end_ || switch_now_ || buffer_.size() >= config_.buffer_size) break;
           if (appended() - last_mark_offset_ >= kMarkEvery) PushDataMark(now);
         }
-        if (!got || owing_ || reached_end_ ||
+        if (got) {
+          last_received_ = now;
+          ping_sent_ = false;
+        }
+        if (!got || owing_ || reached_end_ || switch_now_ ||
             buffer_.size() >= std::min(config_.buffer_size, kWriteBatch)) {
           break;
         }
@@ -507,6 +686,9 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     if (!ws.ok() && !sink_blocked) return ws.Prefixed(sink_->Describe());
     Status ss = SyncSink(now, reached_end_);
     if (!ss.ok()) return ss;
+    if (switch_now_ && buffer_.empty()) {
+      if (Status s = SwitchFile(now); !s.ok()) return s;
+    }
     stats_.received_lsn.store(received_, std::memory_order_relaxed);
     stats_.messages.store(messages_, std::memory_order_relaxed);
     stats_.oldest_pending_ns.store(
@@ -517,9 +699,27 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
 
     // 5. Tell the server: at once when asked or when the flush moved, and
     // at least every status_interval whatever the sink does.
-    Lsn flushed = tracker_.flushed();
-    if (reply_due_ || flushed != last_sent_flush || now - last_status >= config_.status_interval) {
-      Status s = conn->SendStatus(std::max(received_, flushed), flushed, false);
+    Lsn flushed = Acked();
+    // A connection that went silent without a reset (a frozen proxy, a cut
+    // cable): while we read, the server speaks at least every
+    // receive_timeout/2 once asked to (a status update with a reply
+    // requested); past receive_timeout it is taken for dead.
+    bool reading = !owing_ && !reached_end_ && !switch_now_ && buffer_.size() < config_.buffer_size;
+    bool ping = false;
+    if (!reading || config_.receive_timeout.count() == 0) {
+      last_received_ = now;
+    } else if (now - last_received_ >= config_.receive_timeout) {
+      return Status::Retryable(
+          "no message from the server for " +
+          std::to_string(duration_cast<milliseconds>(now - last_received_).count()) +
+          " ms (receive_timeout): the connection seems dead");
+    } else if (!ping_sent_ && now - last_received_ >= config_.receive_timeout / 2) {
+      ping = true;
+      ping_sent_ = true;
+    }
+    if (ping || reply_due_ || flushed != last_sent_flush ||
+        now - last_status >= config_.status_interval) {
+      Status s = conn->SendStatus(std::max(received_, flushed), flushed, ping);
       if (!s.ok()) return s;
       reply_due_ = false;
       last_sent_flush = flushed;
@@ -558,6 +758,12 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     }
     if (auto r = sink_->RecheckAfter(); r.count() > 0)
       timeout = std::min<int64_t>(timeout, r.count());
+    if (reading && config_.receive_timeout.count() > 0) {
+      auto next =
+          last_received_ + (ping_sent_ ? config_.receive_timeout : config_.receive_timeout / 2);
+      timeout = std::min(timeout, MillisUntil(next, now));
+    }
+    if (switch_now_) timeout = 0;  // the switch waits for nothing
     if (owing_ && buffer_.size() < config_.buffer_size) timeout = 0;  // more to replay
     if (::poll(fds, nfds, static_cast<int>(timeout)) < 0 && errno != EINTR) {
       return Status::Retryable(ErrnoMessage("poll", errno));
@@ -594,7 +800,17 @@ Status SlotWorker::Finish(ReplicationConn* conn, bool end_reached) {
   }
   Status ss = SyncSink(Clock::now(), true);
   if (!ss.ok()) return ss;
-  Lsn flushed = tracker_.flushed();
+  if (whole_txns_ && sink_->accepted() > recorded_offset_) {
+    // Part of a transaction (cut by the stop or the end position) does not
+    // stay in the file at rest; the next run writes it whole.
+    buffer_.Clear();
+    if (Status ds = sink_->Discard(recorded_offset_); !ds.ok()) {
+      Event(spdlog::level::warn, nullptr, recorded_lsn_,
+            sink_->Describe() + ": " + ds.message() + " (the next start cuts it instead)");
+    }
+    tracker_.Restart(sink_->accepted(), recorded_lsn_);
+  }
+  Lsn flushed = Acked();
   stats_.flushed_lsn.store(flushed);
   Status s = conn->SendStatus(std::max(received_, flushed), flushed, false);
   if (s.ok()) s = conn->EndCopy(deadline);

@@ -107,6 +107,22 @@ class SlotWorker {
   void PushDataMark(Clock::time_point now);
   Status WriteOut(Clock::time_point now);
   Status SyncSink(Clock::time_point now, bool force);
+  // Exactly-once sinks: records the flushed position and its offset in the
+  // sink's state record (at most once per fsync_interval unless forced).
+  Status Checkpoint(Clock::time_point now, bool force);
+  // Drops the output of a unit (a transaction, or a message outside one)
+  // that begins at stream offset `start`.
+  Status DropSince(uint64_t start);
+  // At a transaction boundary: a unit whose end the server had already
+  // acknowledged before this session is dropped. Returns whether it was.
+  Result<bool> SkipIfWritten(uint64_t start, Lsn lsn, bool ended);
+  // Rotates or reopens an exactly-once sink, between transactions.
+  Status SwitchFile(Clock::time_point now);
+  // Where a unit that ends now leaves the stream: between transactions.
+  bool AtBoundary() const { return !owing_ && !formatter_->InTransaction(); }
+  // The position reported to the server as flushed: for a sink that keeps
+  // state, what its record says; otherwise what the marks give.
+  Lsn Acked() const { return whole_txns_ ? recorded_lsn_ : tracker_.flushed(); }
   Status Finish(ReplicationConn* conn, bool end_reached);
   Status Settle(Clock::time_point until);
   bool SleepInterruptibly(std::chrono::milliseconds d);
@@ -145,7 +161,25 @@ class SlotWorker {
   bool reply_due_ = false;
   bool reached_end_ = false;
   bool announced_ = false;  // logged the first successful start
-  uint64_t messages_ = 0;   // published to stats_ once per batch
+  // Exactly-once sinks (Sink::KeepsState): marks, cut-backs, rotation and
+  // reopening fall only between transactions, and the acknowledged
+  // position is the one the state record holds.
+  bool whole_txns_ = false;
+  Lsn recorded_lsn_ = kInvalidLsn;  // in the state record, with its offset
+  uint64_t recorded_offset_ = 0;
+  Clock::time_point last_checkpoint_;
+  Lsn skip_floor_ = kInvalidLsn;  // the record's position when the session began
+  uint64_t unit_start_ = 0;       // where the current unit's output began
+  uint64_t skipped_ = 0;          // units dropped by SkipIfWritten this session
+  bool reopen_pending_ = false;   // SIGHUP: reopen at the next boundary
+  bool switch_now_ = false;       // the drain stopped at a boundary to switch files
+  Clock::time_point switch_retry_at_;
+  Clock::time_point turn_now_;  // the clock at the start of this loop turn
+  // Receive timeout: the last time anything came from the server (or we
+  // were not reading), and whether a reply was asked for since.
+  Clock::time_point last_received_;
+  bool ping_sent_ = false;
+  uint64_t messages_ = 0;  // published to stats_ once per batch
 };
 
 }  // namespace pgslotd

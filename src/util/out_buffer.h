@@ -33,6 +33,11 @@ class OutBuffer {
     if (start_ == end_) start_ = end_ = 0;
   }
   void Clear() { start_ = end_ = 0; }
+  // Keeps the first `n` bytes (n <= size()) and drops the rest.
+  void Truncate(size_t n) {
+    end_ = start_ + n;
+    if (start_ == end_) start_ = end_ = 0;
+  }
 
  private:
   void MakeRoom(size_t n) {

@@ -1,0 +1,219 @@
+#include "sink/state_record.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <map>
+
+#include "sink/sink.h"
+
+namespace pgslotd {
+
+namespace {
+
+constexpr char kHeader[] = "# pgslotd file sink state: written by pgslotd, do not edit";
+
+// Paths may hold any byte but NUL; newlines and backslashes are escaped so
+// that the record stays one key per line.
+std::string Escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+bool Unescape(const std::string& s, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\') {
+      *out += s[i];
+      continue;
+    }
+    if (++i == s.size()) return false;
+    if (s[i] == '\\') {
+      *out += '\\';
+    } else if (s[i] == 'n') {
+      *out += '\n';
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ParseUnsigned(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    uint64_t next = v * 10 + static_cast<uint64_t>(c - '0');
+    if (next / 10 != v) return false;
+    v = next;
+  }
+  *out = v;
+  return true;
+}
+
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+bool SinkStateRecord::operator==(const SinkStateRecord& o) const {
+  return system_id == o.system_id && slot == o.slot && path == o.path && device == o.device &&
+         inode == o.inode && size == o.size && lsn == o.lsn && created == o.created;
+}
+
+std::string SerializeStateRecord(const SinkStateRecord& r) {
+  std::string out = kHeader;
+  out += "\nversion 1\nsystem_id " + r.system_id + "\nslot " + r.slot + "\npath " + Escape(r.path) +
+         "\ndevice " + std::to_string(r.device) + "\ninode " + std::to_string(r.inode) + "\nsize " +
+         std::to_string(r.size) + "\nlsn " + FormatLsn(r.lsn) + "\ncreated " +
+         std::to_string(r.created) + "\n";
+  return out;
+}
+
+bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::string* err) {
+  std::map<std::string, std::string> values;
+  size_t pos = 0;
+  int line_no = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) {
+      *err = "the last line is not complete";
+      return false;
+    }
+    std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    ++line_no;
+    if (line.empty() || line[0] == '#') continue;
+    size_t space = line.find(' ');
+    if (space == std::string::npos) {
+      *err = "line " + std::to_string(line_no) + " has no value";
+      return false;
+    }
+    std::string key = line.substr(0, space);
+    if (!values.emplace(key, line.substr(space + 1)).second) {
+      *err = "key " + key + " appears twice";
+      return false;
+    }
+  }
+  static const char* const kKeys[] = {"version", "system_id", "slot", "path",   "device",
+                                      "inode",   "size",      "lsn",  "created"};
+  for (const char* k : kKeys) {
+    if (values.count(k) == 0) {
+      *err = std::string("key ") + k + " is missing";
+      return false;
+    }
+  }
+  if (values.size() != sizeof(kKeys) / sizeof(kKeys[0])) {
+    *err = "it has keys this version does not know";
+    return false;
+  }
+  if (values["version"] != "1") {
+    *err = "version " + values["version"] + " is not one this pgslotd reads";
+    return false;
+  }
+  SinkStateRecord r;
+  r.system_id = values["system_id"];
+  r.slot = values["slot"];
+  uint64_t created = 0;
+  std::optional<Lsn> lsn = ParseLsn(values["lsn"]);
+  if (r.system_id.empty() || r.slot.empty() || !Unescape(values["path"], &r.path) ||
+      !ParseUnsigned(values["device"], &r.device) || !ParseUnsigned(values["inode"], &r.inode) ||
+      !ParseUnsigned(values["size"], &r.size) || !ParseUnsigned(values["created"], &created) ||
+      !lsn) {
+    *err = "a value is malformed";
+    return false;
+  }
+  r.lsn = *lsn;
+  r.created = static_cast<int64_t>(created);
+  *record = std::move(r);
+  return true;
+}
+
+Status ReadStateRecord(const std::string& file, SinkStateRecord* record, bool* found) {
+  *found = false;
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return Status::SlotFatal(ErrnoMessage("cannot read the state record " + file, errno));
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return Status::SlotFatal(ErrnoMessage("cannot read the state record " + file, err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > 64 * 1024) break;
+  }
+  ::close(fd);
+  std::string err;
+  if (!ParseStateRecord(text, record, &err)) {
+    return Status::SlotFatal("the state record " + file + " is unreadable (" + err +
+                             "); pgslotd will not guess what its file holds: move the record "
+                             "aside to start again from the slot's position");
+  }
+  *found = true;
+  return Status::Ok();
+}
+
+Status WriteStateRecord(const std::string& file, const SinkStateRecord& record) {
+  const std::string dir = DirOf(file);
+  const std::string tmp = file + ".tmp";
+  const std::string text = SerializeStateRecord(record);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == ENOENT && ::mkdir(dir.c_str(), 0700) == 0) {
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  }
+  if (fd < 0) return Status::Retryable(ErrnoMessage("cannot write the state record " + tmp, errno));
+  size_t done = 0;
+  int err = WriteFully(fd, text.data(), text.size(), &done);
+  if (err != 0) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Status::Retryable(ErrnoMessage("cannot write the state record " + tmp, err));
+  }
+  if (::fsync(fd) != 0) {
+    err = errno;
+    ::close(fd);
+    return Status::ProcessFatal(ErrnoMessage("fsync of the state record " + tmp + " failed", err));
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), file.c_str()) != 0) {
+    err = errno;
+    ::unlink(tmp.c_str());
+    return Status::Retryable(ErrnoMessage("cannot rename " + tmp + " to " + file, err));
+  }
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return Status::Retryable(ErrnoMessage("cannot open directory " + dir, errno));
+  int rc = ::fsync(dfd);
+  err = errno;
+  ::close(dfd);
+  if (rc != 0) {
+    return Status::ProcessFatal(ErrnoMessage("fsync of directory " + dir + " failed", err));
+  }
+  return Status::Ok();
+}
+
+}  // namespace pgslotd

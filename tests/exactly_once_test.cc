@@ -1,0 +1,173 @@
+// Exactly-once file sinks against a real server: a transaction torn by a
+// crash is cut and written again whole, a file that no longer holds what the
+// server was told stops its slot, and rotation and reopening fall between
+// transactions.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <thread>
+
+#include "daemon_fixture.h"
+
+namespace pgslotd::test {
+namespace {
+
+using std::chrono::seconds;
+
+const Options kXids = {{"include-xids", "1"}};
+const char kXidsYaml[] = "    options: {include-xids: \"1\"}\n";
+
+class ExactlyOnceTest : public DaemonTest {};
+
+// Each file starts with a BEGIN line and ends right after a COMMIT line (or
+// is empty).
+void ExpectWholeTransactions(const std::string& name, const std::string& text) {
+  if (text.empty()) return;
+  EXPECT_EQ(text.rfind("BEGIN ", 0), 0u) << name << " starts mid-transaction:\n"
+                                         << text.substr(0, 200);
+  size_t last = text.rfind('\n', text.size() - 2);
+  std::string tail = text.substr(last == std::string::npos ? 0 : last + 1);
+  EXPECT_EQ(tail.rfind("COMMIT ", 0), 0u) << name << " ends mid-transaction: " << tail;
+}
+
+TEST_F(ExactlyOnceTest, ATransactionTornByACrashIsCutAndWrittenAgainWhole) {
+  pg_->Exec("DROP TABLE IF EXISTS torn; CREATE TABLE torn(id serial primary key, v text)");
+  FreshSlots({"eo_torn", "eo_torn_ref"});
+  pg_->Exec("INSERT INTO torn(v) VALUES ('first')");
+  pg_->Exec("INSERT INTO torn(v) SELECT repeat('x', 40) || g FROM generate_series(1, 60000) g");
+  pg_->Exec("INSERT INTO torn(v) VALUES ('last')");
+  std::string end = pg_->CurrentWalLsn();
+  std::string log = dir_->File("torn.log");
+  std::string cfg = WriteConfig(
+      Header() +
+      SlotYaml("eo_torn", "{type: file, path: " + log + "}",
+               std::string("    buffer_size: 256KiB\n    fsync_interval: 0\n") + kXidsYaml));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg, "--log-target", "stderr"});
+  // Killed once the big transaction is partly in the file.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        struct stat st;
+        return stat(log.c_str(), &st) == 0 && st.st_size > 600 * 1024;
+      },
+      seconds(30)))
+      << p.Stderr();
+  ASSERT_TRUE(p.Signal(SIGKILL));
+  ASSERT_EQ(p.Wait(seconds(10)), 128 + SIGKILL);
+  std::string torn = ReadFile(log);
+  size_t commits = 0;
+  for (size_t at = torn.find("\nCOMMIT "); at != std::string::npos;
+       at = torn.find("\nCOMMIT ", at + 1)) {
+    ++commits;
+  }
+  ASSERT_EQ(commits, 1u) << "the kill was meant to fall inside the big transaction";
+
+  Subprocess again;
+  ASSERT_EQ(RunUntil(cfg, end, &again), 0);
+  EXPECT_NE(again.Stderr().find("bytes of an unfinished transaction off the end of " + log),
+            std::string::npos)
+      << again.Stderr();
+  EXPECT_TRUE(SameBytes(ReadFile(log), Reference("eo_torn_ref", end, kXids)));
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("eo_torn"), end);
+  std::string state = ReadFile(dir_->File("eo_torn.state"));
+  EXPECT_NE(state.find("lsn " + end + "\n"), std::string::npos) << state;
+  EXPECT_NE(state.find("size " + std::to_string(ReadFile(log).size()) + "\n"), std::string::npos)
+      << state;
+}
+
+TEST_F(ExactlyOnceTest, AFileBehindWhatTheServerWasToldStopsTheSlot) {
+  pg_->Exec("DROP TABLE IF EXISTS behind; CREATE TABLE behind(id serial primary key, v text)");
+  FreshSlots({"eo_behind"});
+  pg_->Exec("INSERT INTO behind(v) VALUES ('kept')");
+  std::string end1 = pg_->CurrentWalLsn();
+  std::string log = dir_->File("behind.log");
+  std::string cfg =
+      WriteConfig(Header() + SlotYaml("eo_behind", "{type: file, path: " + log + "}", kXidsYaml));
+  Subprocess first;
+  ASSERT_EQ(RunUntil(cfg, end1, &first), 0);
+  std::string before = ReadFile(log);
+  ASSERT_NE(before.find("'kept'"), std::string::npos);
+
+  // Someone moves the slot on behind pgslotd's back (or the file is an old
+  // copy): the changes in between are gone from the server.
+  pg_->Exec("INSERT INTO behind(v) VALUES ('skipped')");
+  std::string end2 = pg_->CurrentWalLsn();
+  pg_->Scalar("SELECT 1 FROM pg_replication_slot_advance('eo_behind', '" + end2 + "')");
+  Subprocess second;
+  second.Start({PgslotdBinary(), "--config", cfg, "--end-lsn", end2, "--log-target", "stderr"});
+  EXPECT_EQ(second.Wait(seconds(30)), 1) << second.Stderr();
+  EXPECT_NE(second.Stderr().find("the server has been told that changes up to " + end2 +
+                                 " are stored, but file " + log + " holds them only up to " + end1),
+            std::string::npos)
+      << second.Stderr();
+  EXPECT_NE(second.Stderr().find("stopping rather than skip them silently"), std::string::npos);
+  EXPECT_EQ(second.Stderr().find("reconnecting"), std::string::npos) << "no retry loop";
+  EXPECT_TRUE(SameBytes(ReadFile(log), before));
+}
+
+TEST_F(ExactlyOnceTest, RotationAndReopenFallBetweenTransactions) {
+  pg_->Exec("DROP TABLE IF EXISTS rot; CREATE TABLE rot(id serial primary key, v text)");
+  FreshSlots({"eo_rot", "eo_rot_ref"});
+  std::string log = dir_->File("rot.log");
+  std::string cfg = WriteConfig(
+      Header() + SlotYaml("eo_rot",
+                          "{type: file, path: " + log + ", rotate: {size: 3KiB, keep: 1000}}",
+                          std::string("    fsync_interval: 0\n") + kXidsYaml));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg, "--log-target", "stderr"});
+  // Transactions of a few rows, with one logrotate (create mode) half way.
+  for (int i = 0; i < 40; ++i) {
+    pg_->Exec("INSERT INTO rot(v) SELECT 'txn " + std::to_string(i) +
+              " row ' || g FROM generate_series(1, 5) g");
+    if (i == 20) {
+      ASSERT_TRUE(WaitFor([&] { return FileExists(log + ".2"); }, seconds(20))) << p.Stderr();
+      ASSERT_EQ(rename(log.c_str(), dir_->File("rot.log-logrotate").c_str()), 0);
+      ASSERT_TRUE(p.Signal(SIGHUP));
+      ASSERT_TRUE(
+          WaitFor([&] { return p.Stderr().find("reopened file " + log) != std::string::npos; },
+                  seconds(20)))
+          << p.Stderr();
+    }
+  }
+  std::string end = pg_->CurrentWalLsn();
+  ASSERT_TRUE(WaitFor([&] { return FlushAtLeast("eo_rot", end); }, seconds(30))) << p.Stderr();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  ASSERT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
+
+  // Oldest first: the highest number, ..., .1, then the live file. The
+  // file logrotate took sits where it was renamed in that sequence: it was
+  // the live file until the reopen.
+  std::vector<std::string> files;
+  for (int n = 1000; n >= 1; --n) {
+    if (FileExists(log + "." + std::to_string(n))) files.push_back(log + "." + std::to_string(n));
+  }
+  ASSERT_GE(files.size(), 4u);
+  std::vector<std::string> texts;
+  for (const std::string& f : files) {
+    texts.push_back(ReadFile(f));
+    ExpectWholeTransactions(f, texts.back());
+    EXPECT_LE(texts.back().size(), 3 * 1024 + 400u) << f << " grew well past the rotation size";
+  }
+  std::string logrotated = ReadFile(dir_->File("rot.log-logrotate"));
+  std::string live = ReadFile(log);
+  ExpectWholeTransactions("rot.log-logrotate", logrotated);
+  ExpectWholeTransactions(log, live);
+  // Every byte once, in order: the file logrotate took sits somewhere among
+  // the numbered ones (it was the live file until the reopen).
+  std::string expected = Reference("eo_rot_ref", end, kXids);
+  bool found = false;
+  for (size_t k = 0; k <= texts.size() && !found; ++k) {
+    std::string all;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      if (i == k) all += logrotated;
+      all += texts[i];
+    }
+    if (k == texts.size()) all += logrotated;
+    found = all + live == expected;
+  }
+  EXPECT_TRUE(found) << "the files together do not hold the reference exactly once";
+  EXPECT_NE(p.Stderr().find("rotated: started a new file " + log), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgslotd::test

@@ -1,0 +1,332 @@
+// The exactly-once file sink's state record, and the file sink's recovery,
+// checkpoints and rotation on real files.
+#include "sink/state_record.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "sink/file_sink.h"
+
+namespace pgslotd {
+namespace {
+
+class StateRecordTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pgslotd-state-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    int rc = std::system(("rm -rf " + dir_).c_str());
+    (void)rc;
+  }
+  static std::string Read(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  static void Put(const std::string& path, const std::string& text) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+  }
+  static bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+  // Writes `text` through the sink and makes it durable.
+  static void WriteDurably(FileSink* sink, const std::string& text) {
+    size_t n = 0;
+    ASSERT_TRUE(sink->Write(text.data(), text.size(), &n).ok());
+    ASSERT_EQ(n, text.size());
+    ASSERT_TRUE(sink->Sync().ok());
+  }
+  Sink::StateKey Key(const std::string& system_id = "7300000000000000001") const {
+    return Sink::StateKey{dir_ + "/s1.state", system_id, "s1"};
+  }
+  SinkStateRecord Sample() const {
+    SinkStateRecord r;
+    r.system_id = "7300000000000000001";
+    r.slot = "s1";
+    r.path = dir_ + "/odd name\nwith \\ newline";
+    r.device = 2049;
+    r.inode = 1234567;
+    r.size = 4096;
+    r.lsn = 0x16B3748;
+    r.created = 1764000000;
+    return r;
+  }
+  std::string dir_;
+};
+
+TEST_F(StateRecordTest, RoundTripsEveryFieldAndEscapesThePath) {
+  SinkStateRecord r = Sample();
+  std::string text = SerializeStateRecord(r);
+  EXPECT_NE(text.find("lsn 0/16B3748\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("path " + dir_ + "/odd name\\nwith \\\\ newline\n"), std::string::npos)
+      << text;
+  SinkStateRecord back;
+  std::string err;
+  ASSERT_TRUE(ParseStateRecord(text, &back, &err)) << err;
+  EXPECT_EQ(back, r);
+}
+
+TEST_F(StateRecordTest, RefusesWhatIsNotAWholeRecord) {
+  std::string good = SerializeStateRecord(Sample());
+  SinkStateRecord out;
+  std::string err;
+  EXPECT_FALSE(ParseStateRecord(good.substr(0, good.size() - 1), &out, &err));
+  EXPECT_EQ(err, "the last line is not complete");
+  std::string no_lsn = good;
+  no_lsn.erase(no_lsn.find("lsn "),
+               no_lsn.find('\n', no_lsn.find("lsn ")) - no_lsn.find("lsn ") + 1);
+  EXPECT_FALSE(ParseStateRecord(no_lsn, &out, &err));
+  EXPECT_EQ(err, "key lsn is missing");
+  EXPECT_FALSE(ParseStateRecord(good + "size 1\n", &out, &err));
+  EXPECT_EQ(err, "key size appears twice");
+  EXPECT_FALSE(ParseStateRecord(good + "color blue\n", &out, &err));
+  std::string bad_size = good;
+  bad_size.replace(bad_size.find("size 4096"), 9, "size 4x96");
+  EXPECT_FALSE(ParseStateRecord(bad_size, &out, &err));
+  EXPECT_EQ(err, "a value is malformed");
+  std::string v2 = good;
+  v2.replace(v2.find("version 1"), 9, "version 2");
+  EXPECT_FALSE(ParseStateRecord(v2, &out, &err));
+}
+
+TEST_F(StateRecordTest, WritesAtomicallyAndReadsBack) {
+  std::string file = dir_ + "/sub/s1.state";  // the directory is made when missing
+  SinkStateRecord r = Sample();
+  ASSERT_TRUE(WriteStateRecord(file, r).ok());
+  EXPECT_FALSE(Exists(file + ".tmp"));
+  r.lsn = 0x2000000;
+  ASSERT_TRUE(WriteStateRecord(file, r).ok());
+  SinkStateRecord back;
+  bool found = false;
+  ASSERT_TRUE(ReadStateRecord(file, &back, &found).ok());
+  EXPECT_TRUE(found);
+  EXPECT_EQ(back, r);
+  ASSERT_TRUE(ReadStateRecord(dir_ + "/none.state", &back, &found).ok());
+  EXPECT_FALSE(found);
+  Put(file, "garbage\n");
+  Status s = ReadStateRecord(file, &back, &found);
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_NE(s.message().find(file + " is unreadable"), std::string::npos) << s.message();
+}
+
+TEST_F(StateRecordTest, RecoverCutsATornTailAndResumesAtTheRecord) {
+  std::string path = dir_ + "/out.log";
+  {
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn = true;
+    Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r.value(), kInvalidLsn);  // no record yet
+    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
+    ASSERT_TRUE(sink.Checkpoint(17, 0x100).ok());
+    WriteDurably(&sink, "BEGIN 2\ntable ");  // a crash in the middle of transaction 2
+  }
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn = true;
+  Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r.value(), 0x100u);
+  EXPECT_FALSE(warn);
+  EXPECT_EQ(note, "cut 14 bytes of an unfinished transaction off the end of " + path +
+                      " (it is written again whole)");
+  EXPECT_EQ(Read(path), "BEGIN 1\nCOMMIT 1\n");
+  WriteDurably(&sink, "BEGIN 2\nCOMMIT 2\n");
+  ASSERT_TRUE(sink.Checkpoint(17, 0x200).ok());
+  SinkStateRecord rec;
+  bool found = false;
+  ASSERT_TRUE(ReadStateRecord(Key().file, &rec, &found).ok());
+  EXPECT_EQ(rec.size, 34u);  // stream offset 17 of this sink is file byte 34
+  EXPECT_EQ(rec.lsn, 0x200u);
+  EXPECT_EQ(Read(path), "BEGIN 1\nCOMMIT 1\nBEGIN 2\nCOMMIT 2\n");
+}
+
+TEST_F(StateRecordTest, RecoverRefusesAFileShorterThanItsRecord) {
+  std::string path = dir_ + "/out.log";
+  {
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn;
+    ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
+    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
+    ASSERT_TRUE(sink.Checkpoint(17, 0x100).ok());
+  }
+  ASSERT_EQ(::truncate(path.c_str(), 0), 0);  // copytruncate, or an old backup
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn;
+  Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kSlotFatal);
+  EXPECT_NE(r.status().message().find(path + " holds 0 bytes but its state record"),
+            std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(StateRecordTest, AFileBehindTheServerIsRefusedBeforeAnythingIsCut) {
+  std::string path = dir_ + "/out.log";
+  {
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn;
+    ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
+    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
+    ASSERT_TRUE(sink.Checkpoint(8, 0x100).ok());  // an old record: only "BEGIN 1\n"
+  }
+  FileSink sink(path, 0600);
+  Sink::StateKey key = Key();
+  key.confirmed = 0x180;  // the server was told more than the record says
+  std::string note;
+  bool warn;
+  Result<Lsn> r = sink.Recover(key, &note, &warn);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kSlotFatal);
+  EXPECT_NE(r.status().message().find("the server has been told that changes up to 0/180 are "
+                                      "stored, but file " +
+                                      path + " holds them only up to 0/100"),
+            std::string::npos)
+      << r.status().message();
+  EXPECT_EQ(Read(path), "BEGIN 1\nCOMMIT 1\n");  // nothing cut
+}
+
+TEST_F(StateRecordTest, AReplacedFileWithContentIsRefusedAnEmptyOneIsUsed) {
+  std::string path = dir_ + "/out.log";
+  {
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn;
+    ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
+    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
+    ASSERT_TRUE(sink.Checkpoint(17, 0x100).ok());
+  }
+  ASSERT_EQ(::rename(path.c_str(), (dir_ + "/elsewhere").c_str()), 0);
+  Put(path, "BEGIN 0\n");  // an older copy put back
+  {
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn;
+    Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find(path + " is not the file its state record"),
+              std::string::npos)
+        << r.status().message();
+  }
+  Put(path, "");  // logrotate's create mode while pgslotd was stopped
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn = false;
+  Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r.value(), 0x100u);
+  EXPECT_TRUE(warn);
+  EXPECT_NE(note.find(path + " was replaced by an empty file"), std::string::npos) << note;
+}
+
+TEST_F(StateRecordTest, ACheckpointRefusesAFileTruncatedUnderIt) {
+  std::string path = dir_ + "/out.log";
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn;
+  ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
+  WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
+  ASSERT_TRUE(sink.Checkpoint(17, 0x100).ok());
+  ASSERT_EQ(::truncate(path.c_str(), 0), 0);  // copytruncate
+  Status s = sink.Checkpoint(17, 0x100);
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_NE(s.message().find(path + " holds 0 bytes where pgslotd wrote 17"), std::string::npos)
+      << s.message();
+}
+
+TEST_F(StateRecordTest, ARecordOfAnotherServerIsNeverApplied) {
+  std::string path = dir_ + "/out.log";
+  {
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn;
+    ASSERT_TRUE(sink.Recover(Key("111"), &note, &warn).ok());
+    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
+    ASSERT_TRUE(sink.Checkpoint(8, 0x100).ok());  // says only "BEGIN 1\n" is whole
+  }
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn = false;
+  Result<Lsn> r = sink.Recover(Key("222"), &note, &warn);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value(), kInvalidLsn);
+  EXPECT_TRUE(warn);
+  EXPECT_NE(note.find("belongs to another server (system identifier 111; this one is 222)"),
+            std::string::npos)
+      << note;
+  EXPECT_EQ(Read(path), "BEGIN 1\nCOMMIT 1\n");  // untouched
+}
+
+TEST_F(StateRecordTest, RotationKeepsNumberedFilesAndTheRecordFollows) {
+  std::string path = dir_ + "/out.log";
+  RotateConfig rotate;
+  rotate.size = 10;
+  rotate.keep = 2;
+  FileSink sink(path, 0640, rotate);
+  std::string note;
+  bool warn;
+  ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
+  uint64_t offset = 0;
+  for (int i = 1; i <= 4; ++i) {
+    EXPECT_FALSE(sink.RotationDue(offset));
+    std::string txn = "txn " + std::to_string(i) + " 12345\n";  // 12 bytes: over the limit
+    WriteDurably(&sink, txn);
+    offset += txn.size();
+    EXPECT_TRUE(sink.RotationDue(offset));
+    ASSERT_TRUE(sink.Checkpoint(offset, 0x100 * i).ok());
+    ASSERT_TRUE(sink.Rotate().ok());
+    ASSERT_TRUE(sink.Checkpoint(offset, 0x100 * i).ok());
+  }
+  EXPECT_EQ(Read(path), "");
+  EXPECT_EQ(Read(path + ".1"), "txn 4 12345\n");
+  EXPECT_EQ(Read(path + ".2"), "txn 3 12345\n");
+  EXPECT_FALSE(Exists(path + ".3"));
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  SinkStateRecord rec;
+  bool found = false;
+  ASSERT_TRUE(ReadStateRecord(Key().file, &rec, &found).ok());
+  EXPECT_EQ(rec.inode, static_cast<uint64_t>(st.st_ino));
+  EXPECT_EQ(rec.size, 0u);
+  EXPECT_EQ(rec.lsn, 0x400u);
+}
+
+TEST_F(StateRecordTest, ACrashRightAfterRotatingLosesNothing) {
+  std::string path = dir_ + "/out.log";
+  RotateConfig rotate;
+  rotate.size = 5;
+  {
+    FileSink sink(path, 0600, rotate);
+    std::string note;
+    bool warn;
+    ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
+    WriteDurably(&sink, "txn 1\n");
+    ASSERT_TRUE(sink.Checkpoint(6, 0x100).ok());
+    ASSERT_TRUE(sink.Rotate().ok());
+    WriteDurably(&sink, "txn 2 unrecorded\n");  // killed before the record named the new file
+  }
+  FileSink sink(path, 0600, rotate);
+  std::string note;
+  bool warn = true;
+  Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r.value(), 0x100u);
+  EXPECT_FALSE(warn) << note;
+  EXPECT_EQ(Read(path + ".1"), "txn 1\n");
+  EXPECT_EQ(Read(path), "");  // written after the record: it comes again
+}
+
+}  // namespace
+}  // namespace pgslotd

@@ -43,6 +43,17 @@ class StateRecordTest : public ::testing::Test {
     ASSERT_EQ(n, text.size());
     ASSERT_TRUE(sink->Sync().ok());
   }
+  // A file holding `text`, durable, whose record says its first `offset`
+  // bytes stand for `lsn`, as a sink left it when it stopped.
+  static void RecordedFile(const std::string& path, const Sink::StateKey& key,
+                           const std::string& text, uint64_t offset, Lsn lsn) {
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn;
+    ASSERT_TRUE(sink.Recover(key, &note, &warn).ok());
+    WriteDurably(&sink, text);
+    ASSERT_TRUE(sink.Checkpoint(offset, lsn).ok());
+  }
   Sink::StateKey Key(const std::string& system_id = "7300000000000000001") const {
     return Sink::StateKey{dir_ + "/s1.state", system_id, "s1"};
   }
@@ -151,14 +162,7 @@ TEST_F(StateRecordTest, RecoverCutsATornTailAndResumesAtTheRecord) {
 
 TEST_F(StateRecordTest, RecoverRefusesAFileShorterThanItsRecord) {
   std::string path = dir_ + "/out.log";
-  {
-    FileSink sink(path, 0600);
-    std::string note;
-    bool warn;
-    ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
-    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
-    ASSERT_TRUE(sink.Checkpoint(17, 0x100).ok());
-  }
+  RecordedFile(path, Key(), "BEGIN 1\nCOMMIT 1\n", 17, 0x100);
   ASSERT_EQ(::truncate(path.c_str(), 0), 0);  // copytruncate, or an old backup
   FileSink sink(path, 0600);
   std::string note;
@@ -173,14 +177,7 @@ TEST_F(StateRecordTest, RecoverRefusesAFileShorterThanItsRecord) {
 
 TEST_F(StateRecordTest, AFileBehindTheServerIsRefusedBeforeAnythingIsCut) {
   std::string path = dir_ + "/out.log";
-  {
-    FileSink sink(path, 0600);
-    std::string note;
-    bool warn;
-    ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
-    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
-    ASSERT_TRUE(sink.Checkpoint(8, 0x100).ok());  // an old record: only "BEGIN 1\n"
-  }
+  RecordedFile(path, Key(), "BEGIN 1\nCOMMIT 1\n", 8, 0x100);  // an old record: only "BEGIN 1\n"
   FileSink sink(path, 0600);
   Sink::StateKey key = Key();
   key.confirmed = 0x180;  // the server was told more than the record says
@@ -199,14 +196,7 @@ TEST_F(StateRecordTest, AFileBehindTheServerIsRefusedBeforeAnythingIsCut) {
 
 TEST_F(StateRecordTest, AReplacedFileWithContentIsRefusedAnEmptyOneIsUsed) {
   std::string path = dir_ + "/out.log";
-  {
-    FileSink sink(path, 0600);
-    std::string note;
-    bool warn;
-    ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
-    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
-    ASSERT_TRUE(sink.Checkpoint(17, 0x100).ok());
-  }
+  RecordedFile(path, Key(), "BEGIN 1\nCOMMIT 1\n", 17, 0x100);
   ASSERT_EQ(::rename(path.c_str(), (dir_ + "/elsewhere").c_str()), 0);
   Put(path, "BEGIN 0\n");  // an older copy put back
   {
@@ -247,14 +237,8 @@ TEST_F(StateRecordTest, ACheckpointRefusesAFileTruncatedUnderIt) {
 
 TEST_F(StateRecordTest, ARecordOfAnotherServerIsNeverApplied) {
   std::string path = dir_ + "/out.log";
-  {
-    FileSink sink(path, 0600);
-    std::string note;
-    bool warn;
-    ASSERT_TRUE(sink.Recover(Key("111"), &note, &warn).ok());
-    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
-    ASSERT_TRUE(sink.Checkpoint(8, 0x100).ok());  // says only "BEGIN 1\n" is whole
-  }
+  RecordedFile(path, Key("111"), "BEGIN 1\nCOMMIT 1\n", 8,
+               0x100);  // says only "BEGIN 1\n" is whole
   FileSink sink(path, 0600);
   std::string note;
   bool warn = false;

@@ -348,4 +348,15 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
          << ")\n  got:  " << excerpt(got) << "\n  want: " << excerpt(want);
 }
 
+std::vector<std::string> LinesWithAll(const std::string& text,
+                                      const std::vector<std::string>& words) {
+  std::vector<std::string> found;
+  for (const std::string& line : SplitLines(text)) {
+    bool all = true;
+    for (const std::string& w : words) all = all && line.find(w) != std::string::npos;
+    if (all) found.push_back(line);
+  }
+  return found;
+}
+
 }  // namespace pgslotd::test

@@ -146,4 +146,8 @@ std::vector<char*> CStrings(std::vector<std::string>& strings);
 // multi-line strings needs memory quadratic in their line counts.
 ::testing::AssertionResult SameBytes(const std::string& got, const std::string& want);
 
+// The lines of `text` (a daemon's log) that hold every one of `words`.
+std::vector<std::string> LinesWithAll(const std::string& text,
+                                      const std::vector<std::string>& words);
+
 }  // namespace pgslotd::test

@@ -454,18 +454,6 @@ std::vector<BadConfig> BadConfigs() {
   };
 }
 
-// The lines of `log` holding every one of `words`.
-std::vector<std::string> LinesWithAll(const std::string& log,
-                                      const std::vector<std::string>& words) {
-  std::vector<std::string> found;
-  for (const std::string& line : SplitLines(log)) {
-    bool all = true;
-    for (const std::string& w : words) all = all && line.find(w) != std::string::npos;
-    if (all) found.push_back(line);
-  }
-  return found;
-}
-
 std::string ReplaceAll(std::string text, const std::string& from, const std::string& to) {
   for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
     text.replace(at, from.size(), to);

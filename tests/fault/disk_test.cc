@@ -96,17 +96,6 @@ bool IsPrefix(const std::string& prefix, const std::string& content) {
   return prefix.size() <= content.size() && content.compare(0, prefix.size(), prefix) == 0;
 }
 
-// The lines of `log` holding every one of `words`.
-std::vector<std::string> LinesWith(const std::string& log, const std::vector<std::string>& words) {
-  std::vector<std::string> found;
-  for (const std::string& line : SplitLines(log)) {
-    bool all = true;
-    for (const std::string& w : words) all = all && line.find(w) != std::string::npos;
-    if (all) found.push_back(line);
-  }
-  return found;
-}
-
 // The N of each "reconnecting in N ms" of `lines`, in order.
 std::vector<long> Backoffs(const std::vector<std::string>& lines) {
   std::vector<long> out;
@@ -227,7 +216,8 @@ void DiskFaultTest::RunDiskFull(bool state_on_the_full_disk) {
   const std::string no_space = "No space left on device";
   auto full_lines = [&] {
     std::vector<std::string> lines;
-    for (const std::string& l : LinesWith(daemon_->Stderr(), {"slot " + slot + ": ", no_space})) {
+    for (const std::string& l :
+         LinesWithAll(daemon_->Stderr(), {"slot " + slot + ": ", no_space})) {
       if (l.find(out) != std::string::npos ||
           (state_on_the_full_disk && l.find(state_dir) != std::string::npos)) {
         lines.push_back(l);
@@ -238,7 +228,7 @@ void DiskFaultTest::RunDiskFull(bool state_on_the_full_disk) {
   ASSERT_TRUE(WaitFor([&] { return !full_lines().empty() || !daemon_->Running(); }, seconds(60)))
       << daemon_->Stderr();
   ASSERT_TRUE(daemon_->Running()) << "pgslotd exited on a full disk:\n" << daemon_->Stderr();
-  EXPECT_FALSE(LinesWith(daemon_->Stderr(), {"slot " + slot + ": ", out, no_space}).empty())
+  EXPECT_FALSE(LinesWithAll(daemon_->Stderr(), {"slot " + slot + ": ", out, no_space}).empty())
       << "the sink file is not named:\n"
       << daemon_->Stderr();
 
@@ -257,7 +247,7 @@ void DiskFaultTest::RunDiskFull(bool state_on_the_full_disk) {
         const std::string err = daemon_->Stderr();
         return !daemon_->Running() ||
                (err.find(alarm) != std::string::npos &&
-                Backoffs(LinesWith(err, {"slot " + slot + ": "})).size() >= 4);
+                Backoffs(LinesWithAll(err, {"slot " + slot + ": "})).size() >= 4);
       },
       seconds(60)))
       << daemon_->Stderr();
@@ -267,7 +257,7 @@ void DiskFaultTest::RunDiskFull(bool state_on_the_full_disk) {
   {
     const std::string err = daemon_->Stderr();
     EXPECT_GT(err.find(alarm), err.find(no_space)) << "the alarm came before the disk was full";
-    const std::vector<long> waits = Backoffs(LinesWith(err, {"slot " + slot + ": "}));
+    const std::vector<long> waits = Backoffs(LinesWithAll(err, {"slot " + slot + ": "}));
     ASSERT_GE(waits.size(), 4u) << err;
     for (size_t i = 1; i < waits.size(); ++i) {
       EXPECT_GT(waits[i], waits[i - 1]) << "the wait does not grow:\n" << err;
@@ -389,7 +379,8 @@ TEST_F(DiskFaultTest, AFailedFsyncStopsPgslotdAndNothingUnsyncedIsAcknowledged) 
   const ShimReport shim_saw = ReadShimLog(shim_log, out);
   EXPECT_GT(shim_saw.failed, 0) << "pgslotd stopped, but not on an injected EIO:\n" << err;
   EXPECT_FALSE(
-      LinesWith(err, {" critical ", "slot fb_eio: ", out, "fsync", "Input/output error"}).empty())
+      LinesWithAll(err, {" critical ", "slot fb_eio: ", out, "fsync", "Input/output error"})
+          .empty())
       << "expected a critical line naming the file, fsync and EIO:\n"
       << err;
   EXPECT_NE(err.find("exiting with code 1"), std::string::npos) << err;

@@ -286,6 +286,13 @@ TEST(RawFramingTest, FollowsEachPluginsTransactionMarkers) {
   EXPECT_TRUE(td.EndedTransaction());
   feed(&td, "BEGINNING is not a keyword");
   EXPECT_FALSE(td.InTransaction());
+  feed(&td, "BEGIN 759");  // two-phase: the prepare ends the transaction's output
+  feed(&td, "PREPARE TRANSACTION 'g1', txid 759");
+  EXPECT_FALSE(td.InTransaction());
+  EXPECT_TRUE(td.EndedTransaction());
+  feed(&td, "ROLLBACK PREPARED 'g1', txid 759");
+  EXPECT_FALSE(td.InTransaction());
+  EXPECT_TRUE(td.EndedTransaction());
 
   RawFormatter v2(RawFramingFor("wal2json", {{"format-version", "2"}}));
   feed(&v2, R"({"action":"B","xid":758})");
@@ -300,6 +307,8 @@ TEST(RawFramingTest, FollowsEachPluginsTransactionMarkers) {
   feed(&v1, R"({"xid":758,"change":[]})");
   EXPECT_FALSE(v1.InTransaction());
   EXPECT_TRUE(v1.EndedTransaction());
+  feed(&v1, R"({"change":[{"kind":"message","transactional":false,"prefix":"p","content":"x"}]})");
+  EXPECT_FALSE(v1.EndedTransaction());  // not a transaction: known by its own start
   EXPECT_EQ(RawFramingFor("wal2json", {{"write-in-chunks", "1"}}), RawFraming::kNone);
   EXPECT_EQ(RawFramingFor("pgoutput", {}), RawFraming::kPgoutput);
   EXPECT_EQ(RawFramingFor("decoderbufs", {}), RawFraming::kNone);

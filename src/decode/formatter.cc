@@ -32,17 +32,21 @@ void RawFormatter::Frame(std::string_view payload) {
       // at-least-once.
       if (IsWord(payload, "BEGIN") || StartsWith(payload, "opening a streamed block")) {
         in_txn_ = true;
-      } else if (IsWord(payload, "COMMIT")) {
+      } else if (IsWord(payload, "COMMIT") || StartsWith(payload, "PREPARE TRANSACTION")) {
+        // COMMIT also matches COMMIT PREPARED, a unit by itself.
         in_txn_ = false;
         ended_ = true;
       } else if (StartsWith(payload, "closing a streamed block")) {
         in_txn_ = false;
-      } else if (StartsWith(payload, "committing streamed transaction")) {
+      } else if (StartsWith(payload, "ROLLBACK PREPARED") ||
+                 StartsWith(payload, "committing streamed transaction")) {
         ended_ = true;
       }
       break;
     case RawFraming::kWal2jsonV1:
-      ended_ = true;  // one message is one whole transaction
+      // One message is one whole transaction, except a non-transactional
+      // logical message (known by its first bytes).
+      ended_ = payload.substr(0, 256).find("\"transactional\":false") == std::string_view::npos;
       break;
     case RawFraming::kWal2jsonV2:
       if (StartsWith(payload, "{\"action\":\"B\"")) {
@@ -54,14 +58,16 @@ void RawFormatter::Frame(std::string_view payload) {
       break;
     case RawFraming::kPgoutput:
       if (payload.empty()) break;
-      if (payload[0] == 'B' || payload[0] == 'S') {
+      // Two-phase: 'b' begins a prepared transaction and 'P' ends it; 'K'
+      // (commit prepared) and 'r' (rollback prepared) are units by themselves.
+      if (payload[0] == 'B' || payload[0] == 'S' || payload[0] == 'b') {
         in_txn_ = true;
-      } else if (payload[0] == 'C') {
+      } else if (payload[0] == 'C' || payload[0] == 'P') {
         in_txn_ = false;
         ended_ = true;
       } else if (payload[0] == 'E') {
         in_txn_ = false;
-      } else if (payload[0] == 'c') {
+      } else if (payload[0] == 'c' || payload[0] == 'K' || payload[0] == 'r') {
         ended_ = true;
       }
       break;

@@ -64,6 +64,9 @@ Status FileSink::Open() {
   bool other_file =
       static_cast<uint64_t>(st.st_ino) != inode_ || static_cast<uint64_t>(st.st_dev) != device_;
   if (created || other_file || created_ == 0) created_ = static_cast<int64_t>(::time(nullptr));
+  // Its directory entry may be new too (logrotate's create): make it
+  // durable before anything written to it is acknowledged.
+  if (other_file) dir_sync_pending_ = true;
   device_ = static_cast<uint64_t>(st.st_dev);
   inode_ = static_cast<uint64_t>(st.st_ino);
   poisoned_ = false;
@@ -121,6 +124,16 @@ Status FileSink::Discard(uint64_t keep) {
                                " written before it was last reopened");
     }
     off_t size = static_cast<off_t>(open_size_ + (keep - open_accepted_));
+    // Cutting must never lengthen the file (with zeros): a file shorter
+    // than what this sink wrote was truncated under it.
+    struct stat st;
+    if (::fstat(fd_, &st) != 0)
+      return Status::Retryable(ErrnoMessage("cannot stat " + path_, errno));
+    if (st.st_size < size) {
+      return Status::SlotFatal(path_ + " holds " + std::to_string(st.st_size) +
+                               " bytes, fewer than pgslotd wrote: it was truncated under pgslotd "
+                               "(copytruncate?); stopping rather than guess what it holds");
+    }
     if (::ftruncate(fd_, size) != 0) {
       return Status::Retryable(ErrnoMessage("cannot truncate " + path_, errno));
     }
@@ -199,6 +212,13 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
   }
   if (!found) {
     if (Status o = Open(); !o.ok()) return o;
+    if (open_size_ > 0 && mismatch.empty()) {
+      *note = "no state record for " + path_ + ", which already holds " +
+              std::to_string(open_size_) +
+              " bytes: they are kept as they are, and every transaction from here on is "
+              "written once";
+      *warn = true;
+    }
     return kInvalidLsn;
   }
   // Before anything is cut: if the server was told more than the record

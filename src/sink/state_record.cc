@@ -205,8 +205,13 @@ Status WriteStateRecord(const std::string& file, const SinkStateRecord& record) 
     ::unlink(tmp.c_str());
     return Status::Retryable(ErrnoMessage("cannot rename " + tmp + " to " + file, err));
   }
+  // From here on the new record may be the one on disk: a failure leaves
+  // the worker unsure which one a restart finds, so it is fatal.
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return Status::Retryable(ErrnoMessage("cannot open directory " + dir, errno));
+  if (dfd < 0) {
+    return Status::ProcessFatal(
+        ErrnoMessage("cannot open directory " + dir + " to make the state record durable", errno));
+  }
   int rc = ::fsync(dfd);
   err = errno;
   ::close(dfd);

@@ -30,6 +30,22 @@ constexpr uint64_t kMarkEvery = 64 * 1024;
 // Bytes gathered before writing while the server keeps sending.
 constexpr uint64_t kWriteBatch = 1 << 20;
 
+// A duration as SHOW prints it ("60s", "1min", "500ms", "0"); nullopt if
+// unreadable.
+std::optional<milliseconds> ParseServerDuration(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 12) return std::nullopt;
+  int64_t n = std::stoll(text.substr(0, digits));
+  std::string unit = text.substr(digits);
+  if (unit == "ms") return milliseconds(n);
+  if (unit == "s" || unit.empty()) return milliseconds(n * 1000);
+  if (unit == "min") return milliseconds(n * 60000);
+  if (unit == "h") return milliseconds(n * 3600000);
+  if (unit == "d") return milliseconds(n * 86400000);
+  return std::nullopt;
+}
+
 int64_t MillisUntil(std::chrono::steady_clock::time_point t,
                     std::chrono::steady_clock::time_point now) {
   if (t <= now) return 0;
@@ -243,7 +259,7 @@ Status SlotWorker::Settle(Clock::time_point until) {
     // record says (and the next session starts from there).
     if (s.ok()) {
       Status cs = Checkpoint(Clock::now(), true);
-      if (cs.code() == Status::Code::kProcessFatal) return cs;
+      if (!cs.ok() && cs.code() != Status::Code::kRetryable) return cs;
       if (!cs.ok()) {
         Event(spdlog::level::warn, nullptr, recorded_lsn_,
               cs.message() + "; cutting the file back to its last record");
@@ -314,6 +330,18 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
         "the connection is not bound to a database (replication=database did not take)");
   }
   const std::string dbname = ident.value()[0][3];
+  // The server answers a ping only between two of its own steps; while it
+  // decodes a long run of changes it sends nothing it was not asked for
+  // for up to wal_sender_timeout/2. A receive_timeout below the server's
+  // own timeout is raised to it, so a busy server is not taken for dead.
+  receive_timeout_ = config_.receive_timeout;
+  if (receive_timeout_.count() > 0) {
+    Result<Rows> shown = conn->Query("SHOW wal_sender_timeout", deadline);
+    if (shown.ok() && !shown.value().empty() && !shown.value()[0].empty()) {
+      std::optional<milliseconds> server = ParseServerDuration(shown.value()[0][0]);
+      if (server && *server > receive_timeout_) receive_timeout_ = *server;
+    }
+  }
   const std::string system_id = ident.value()[0][0];
 
   const std::string lookup =
@@ -550,12 +578,17 @@ Status SlotWorker::DropSince(uint64_t start) {
 }
 
 Result<bool> SlotWorker::SkipIfWritten(uint64_t start, Lsn lsn, bool ended) {
-  if (skip_floor_ == kInvalidLsn) return false;
-  // A commit is known by the end of its record, the same in every copy; a
-  // message outside a transaction by its own start, which may equal the
-  // end of the record before it (so only a lower one was written before).
-  bool written = ended ? lsn <= skip_floor_ : lsn < skip_floor_;
-  if (!written) return false;
+  // Only commits are compared: they arrive in the order of their positions
+  // (the end of the commit record, the same in every copy), so the first
+  // one past the recorded position ends the check. Other units (a message
+  // outside a transaction, a streamed block, a change of a plugin without
+  // framing) have positions that need not grow, and the server does not
+  // send them again below the start position anyway.
+  if (skip_floor_ == kInvalidLsn || !ended) return false;
+  if (lsn > skip_floor_) {
+    skip_floor_ = kInvalidLsn;
+    return false;
+  }
   Status s = DropSince(start);
   if (!s.ok()) return s;
   if (skipped_++ == 0) {
@@ -706,14 +739,14 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     // requested); past receive_timeout it is taken for dead.
     bool reading = !owing_ && !reached_end_ && !switch_now_ && buffer_.size() < config_.buffer_size;
     bool ping = false;
-    if (!reading || config_.receive_timeout.count() == 0) {
+    if (!reading || receive_timeout_.count() == 0) {
       last_received_ = now;
-    } else if (now - last_received_ >= config_.receive_timeout) {
+    } else if (now - last_received_ >= receive_timeout_) {
       return Status::Retryable(
           "no message from the server for " +
           std::to_string(duration_cast<milliseconds>(now - last_received_).count()) +
           " ms (receive_timeout): the connection seems dead");
-    } else if (!ping_sent_ && now - last_received_ >= config_.receive_timeout / 2) {
+    } else if (!ping_sent_ && now - last_received_ >= receive_timeout_ / 2) {
       ping = true;
       ping_sent_ = true;
     }
@@ -758,9 +791,8 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     }
     if (auto r = sink_->RecheckAfter(); r.count() > 0)
       timeout = std::min<int64_t>(timeout, r.count());
-    if (reading && config_.receive_timeout.count() > 0) {
-      auto next =
-          last_received_ + (ping_sent_ ? config_.receive_timeout : config_.receive_timeout / 2);
+    if (reading && receive_timeout_.count() > 0) {
+      auto next = last_received_ + (ping_sent_ ? receive_timeout_ : receive_timeout_ / 2);
       timeout = std::min(timeout, MillisUntil(next, now));
     }
     if (switch_now_) timeout = 0;  // the switch waits for nothing
@@ -769,6 +801,12 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
       return Status::Retryable(ErrnoMessage("poll", errno));
     }
     wakeup_pending = fds[0].revents != 0;
+    // Bytes arriving count as the server speaking, even before they make a
+    // whole message (a large one over a slow link).
+    if (fds[1].revents & POLLIN) {
+      last_received_ = Clock::now();
+      ping_sent_ = false;
+    }
     if ((fds[1].revents & (POLLHUP | POLLERR)) && !(pg_events & POLLIN)) {
       // Not reading now (buffer full or at the end), but the connection is
       // gone: say so rather than poll on a dead socket forever.

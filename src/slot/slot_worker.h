@@ -178,6 +178,7 @@ class SlotWorker {
   // Receive timeout: the last time anything came from the server (or we
   // were not reading), and whether a reply was asked for since.
   Clock::time_point last_received_;
+  Duration receive_timeout_{0};  // the config's, raised to the server's wal_sender_timeout
   bool ping_sent_ = false;
   uint64_t messages_ = 0;  // published to stats_ once per batch
 };

@@ -17,6 +17,7 @@ using std::chrono::seconds;
 // writes directly (Unix socket), so it never notices the proxy's trouble.
 class ProxyTest : public FaultTest {
  protected:
+  explicit ProxyTest(Cluster cluster = Cluster::kShared) : FaultTest(cluster) {}
   // The proxy's conninfo for database `db`.
   std::string ProxyConninfo(const std::string& db) const {
     return "host=127.0.0.1 port=" + std::to_string(proxy_.port()) + " user=postgres dbname=" + db;
@@ -99,7 +100,18 @@ TEST_F(ProxyTest, KilledProxyMidStreamIsReconnectedThroughANewOne) {
 // pgslotd logs the silence and reconnects within about receive_timeout.
 // Then the frozen proxy is killed and a fresh one started on the same port,
 // through which the reconnect succeeds.
-TEST_F(ProxyTest, FrozenProxyIsDetectedByReceiveTimeout) {
+// pgslotd never takes the server for dead sooner than the server's own
+// wal_sender_timeout (a busy walsender may be silent for half of it), so
+// this test runs on a private cluster with both at 3 s.
+class FrozenProxyTest : public ProxyTest {
+ protected:
+  FrozenProxyTest() : ProxyTest(Cluster::kPrivate) {}
+};
+
+TEST_F(FrozenProxyTest, FrozenProxyIsDetectedByReceiveTimeout) {
+  pg_->Exec("ALTER SYSTEM SET wal_sender_timeout = '3s'");
+  pg_->Exec("SELECT pg_reload_conf()");
+  ASSERT_TRUE(WaitFor([&] { return pg_->Scalar("SHOW wal_sender_timeout") == "3s"; }, seconds(10)));
   const std::string db = "fault_proxy_freeze";
   const std::string log = dir_->File("proxy-freeze.log");
   const std::string cfg = Prepare(db, "fa_proxy_freeze", log, "receive_timeout: 3s\n");

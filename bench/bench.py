@@ -801,10 +801,15 @@ class Bench:
         logpath = os.path.join(self.logs, slot + ".log")
         log("latency: fsync_interval %s, pgbench --rate %d for %ds" % (fsync_interval, rate, seconds))
         # Only these syscalls stop the process (seccomp-bpf): the writes and
-        # syncs of the sink, to know when each line was written and synced.
+        # syncs of the sink, to know when each line was written and synced,
+        # and the state record's steps (openat of <slot>.state.tmp, its
+        # write and fsync, the rename to <slot>.state, openat and fsync of
+        # the state directory), to know when it became acknowledgeable.
+        # "?rename": not an error where the architecture has no rename(2).
         with open(logpath, "wb") as lf:
             p = self.spawn(["strace", "-f", "--seccomp-bpf", "-ttt", "-T", "-s", "0",
-                            "-e", "trace=openat,write,fdatasync,fsync", "-o", trace,
+                            "-e", "trace=openat,write,fdatasync,fsync,?rename,renameat,renameat2",
+                            "-o", trace,
                             self.a.pgslotd, "--config", cfg, "--log-target", "stderr"],
                            stdout=lf, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
@@ -853,22 +858,30 @@ class Bench:
         if not acked:
             self.problems.append("latency (%s): the slot was not acknowledged up to %s within 30s"
                                  % (fsync_interval, end))
-        r = self.latency_from_trace(trace, self.outfile(slot))
+        r = self.latency_from_trace(trace, self.outfile(slot), slot)
         r.update(fsync_interval=fsync_interval, target_rate=rate, seconds=seconds, committed=done,
                  rate=done / float(seconds))
         if r["commits"] != done:
             self.problems.append("latency (%s): %d COMMIT lines in the file, pgbench committed %d"
                                  % (fsync_interval, r["commits"], done))
+        # pgslotd stopped cleanly: every line was synced and recorded.
+        if r["synced"] != r["commits"] or r["acknowledgeable"] != r["commits"]:
+            self.problems.append("latency (%s): of %d COMMIT lines, %d were followed by an "
+                                 "fdatasync of the file and %d by a state record in the trace"
+                                 % (fsync_interval, r["commits"], r["synced"],
+                                    r["acknowledgeable"]))
         return r
 
     @staticmethod
     def parse_strace(trace):
-        """[(syscall, fd, ret, start, end)] from strace -f -ttt -T output. A call
-        that another thread's call interrupted in the trace is written as
-        "<unfinished ...>" and "<... name resumed>": put back together."""
+        """[(syscall, fd, ret, start, end, args)] from strace -f -ttt -T output,
+        in the order of their start times; fd is the first argument when it is
+        a number, args the text between the parentheses. A call that another
+        thread's call interrupted in the trace is written as "<unfinished
+        ...>" and "<... name resumed>": put back together."""
         calls, pending = [], {}
         head = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(.*)$")
-        body = re.compile(r"^(\w+)\((\d+)?[^\n]*?\)\s*=\s*(-?\d+)[^<]*<([\d.]+)>\s*$")
+        body = re.compile(r"^(\w+)\((.*)\)\s*=\s*(-?\d+)[^<]*<([\d.]+)>\s*$")
         with open(trace) as f:
             for line in f:
                 m = head.match(line.rstrip("\n"))
@@ -886,36 +899,84 @@ class Bench:
                 b = body.match(rest)
                 if not b:
                     continue
-                calls.append((b.group(1), int(b.group(2)) if b.group(2) else None, int(b.group(3)),
-                              ts, ts + float(b.group(4))))
+                args = b.group(2)
+                fd = re.match(r"(\d+)\b", args)
+                calls.append((b.group(1), int(fd.group(1)) if fd else None, int(b.group(3)), ts,
+                              ts + float(b.group(4)), args))
+        calls.sort(key=lambda c: c[3])
         return calls
 
-    def latency_from_trace(self, trace, outfile):
+    @staticmethod
+    def strace_paths(args):
+        """The quoted paths among a call's arguments (strace prints file names
+        in full whatever -s says)."""
+        return [p.encode("latin-1", "backslashreplace").decode("unicode_escape")
+                for p in re.findall(r'"((?:[^"\\]|\\.)*)"', args)]
+
+    def latency_from_trace(self, trace, outfile, slot):
+        """When each COMMIT line of outfile was written, made durable (the data
+        file's fdatasync) and acknowledgeable (the state record that covers it
+        renamed into place and its directory synced), from pgslotd's trace."""
         calls = self.parse_strace(trace)
-        # The sink's descriptor: the openat of the output file.
-        fd = None
-        with open(trace) as f:
-            for line in f:
-                if '"%s"' % outfile in line and "openat(" in line:
-                    m = re.search(r"\)\s*=\s*(\d+)", line)
-                    if m:
-                        fd = int(m.group(1))
-                        break
-        if fd is None:
-            raise Broken("latency: no openat of %s in %s" % (outfile, trace))
+        state_dir = os.path.normpath(self.state)
+        record = os.path.join(state_dir, slot + ".state")
+        tmp = record + ".tmp"
+        # Which path each descriptor was opened on: close() is not traced (it
+        # would stop the process twice more per record), so a descriptor
+        # keeps its last openat's path until an openat hands it out again.
+        # Everything that matters here is opened with openat.
+        fd_path = {}
         writes, syncs = [], []
+        rec_syncs, renames, dir_syncs = [], [], []
         offset = 0
-        for name, cfd, ret, start, end in calls:
-            if cfd != fd or ret < 0:
+        opened_out = False
+        for name, cfd, ret, start, end, args in calls:
+            if ret < 0:
                 continue
-            if name == "write":
-                offset += ret
-                writes.append((offset, end))  # bytes [.., offset) are in the file at `end`
+            if name == "openat":
+                paths = self.strace_paths(args)
+                if paths:
+                    path = os.path.normpath(paths[0])
+                    fd_path[ret] = path
+                    opened_out = opened_out or path == outfile
+                continue
+            if name in ("rename", "renameat", "renameat2"):
+                paths = [os.path.normpath(x) for x in self.strace_paths(args)]
+                if paths[:1] == [tmp] and paths[1:2] == [record]:
+                    renames.append((start, end))
+                continue
+            path = fd_path.get(cfd)
+            if path == outfile:
+                if name == "write":
+                    offset += ret
+                    writes.append((offset, end))  # bytes [.., offset) are in the file at `end`
+                elif name in ("fdatasync", "fsync"):
+                    syncs.append((start, end))
             elif name in ("fdatasync", "fsync"):
-                syncs.append((start, end))
+                if path == tmp:
+                    rec_syncs.append((start, end))
+                elif path == state_dir:
+                    dir_syncs.append((start, end))
+        if not opened_out:
+            raise Broken("latency: no openat of %s in %s" % (outfile, trace))
+        # The record that follows a data sync: the first rename of the record
+        # that started after the sync ended, then the first fsync of the state
+        # directory that started after that rename ended. Only then may the
+        # flush position be acknowledged.
+        ack_after = []  # per data sync: when its record was durable, or None
+        ri = di = 0
+        for _, s_end in syncs:
+            while ri < len(renames) and renames[ri][0] < s_end:
+                ri += 1
+            if ri == len(renames):
+                ack_after.append(None)
+                continue
+            while di < len(dir_syncs) and dir_syncs[di][0] < renames[ri][1]:
+                di += 1
+            ack_after.append(dir_syncs[di][1] if di < len(dir_syncs) else None)
         commit_re = re.compile(rb"^COMMIT \d+ \(at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d+)?"
                                rb"([+-]\d\d)(?::?(\d\d))?\)$")
-        visible, durable = [], []
+        visible, durable, ackable = [], [], []
         wi = si = 0
         pos = 0
         with open(outfile, "rb") as f:
@@ -939,12 +1000,17 @@ class Bench:
                 visible.append(written - commit)
                 if si < len(syncs):
                     durable.append(syncs[si][1] - commit)
+                    if ack_after[si] is not None:
+                        ackable.append(ack_after[si] - commit)
         ms = lambda v: 1000.0 * v
-        return {"commits": len(visible), "synced": len(durable),
-                "writes": len(writes), "syncs": len(syncs),
+        return {"commits": len(visible), "synced": len(durable), "acknowledgeable": len(ackable),
+                "writes": len(writes), "syncs": len(syncs), "records": len(renames),
+                "record_fsyncs": len(rec_syncs), "dir_fsyncs": len(dir_syncs),
                 "visible_p50_ms": ms(pct(visible, 50)), "visible_p99_ms": ms(pct(visible, 99)),
                 "durable_p50_ms": ms(pct(durable, 50)), "durable_p99_ms": ms(pct(durable, 99)),
-                "durable_max_ms": ms(max(durable)) if durable else float("nan")}
+                "durable_max_ms": ms(max(durable)) if durable else float("nan"),
+                "ack_p50_ms": ms(pct(ackable, 50)), "ack_p99_ms": ms(pct(ackable, 99)),
+                "ack_max_ms": ms(max(ackable)) if ackable else float("nan")}
 
     # -- profile ---------------------------------------------------------------
 
@@ -1029,166 +1095,176 @@ class Bench:
         w("| pgslotd | %s |" % res["pgslotd_version"])
         w("| date | %s |" % res["date"])
         w("")
-        wl = res["workload"]
-        w("## Workload (%s, clients connect through %s)\n"
-          % (res["mode"], "TCP on 127.0.0.1" if a.tcp else "the Unix socket"))
-        w("One transaction inserting %d rows (%.1f s), then %d single-row transactions from "
-          "pgbench -c %d -j %d (%.1f s, %.0f tps); %s of WAL from the slots' start to the end "
-          "position %s. Each output holds %d rows in %d transactions."
-          % (a.rows, wl["bulk_s"], a.clients * a.tx_per_client, a.clients, a.threads,
-             wl["pgbench_s"], wl["pgbench_tps"] or 0, "%.0f MiB" % (wl["wal_bytes"] / MiB),
-             wl["end_lsn"], wl["rows"], wl["transactions"]))
-        w("")
-        runs = res["runs"]
-        best = {}
-        for key, _, _, _ in self.CONTENDERS:
-            ok = [r for r in runs.get(key, []) if "error" not in r and r["wall"] is not None]
-            calm = [r for r in ok if not r.get("disturbed")]
-            best[key] = min(calm or ok, key=lambda r: r["wall"]) if ok else None
+        if "runs" in res:  # not with --latency-only
+            wl = res["workload"]
+            w("## Workload (%s, clients connect through %s)\n"
+              % (res["mode"], "TCP on 127.0.0.1" if a.tcp else "the Unix socket"))
+            w("One transaction inserting %d rows (%.1f s), then %d single-row transactions from "
+              "pgbench -c %d -j %d (%.1f s, %.0f tps); %s of WAL from the slots' start to the end "
+              "position %s. Each output holds %d rows in %d transactions."
+              % (a.rows, wl["bulk_s"], a.clients * a.tx_per_client, a.clients, a.threads,
+                 wl["pgbench_s"], wl["pgbench_tps"] or 0, "%.0f MiB" % (wl["wal_bytes"] / MiB),
+                 wl["end_lsn"], wl["rows"], wl["transactions"]))
+            w("")
+            runs = res["runs"]
+            best = {}
+            for key, _, _, _ in self.CONTENDERS:
+                ok = [r for r in runs.get(key, []) if "error" not in r and r["wall"] is not None]
+                calm = [r for r in ok if not r.get("disturbed")]
+                best[key] = min(calm or ok, key=lambda r: r["wall"]) if ok else None
 
-        def f(v, fmt="%.2f"):
-            return fmt % v if v is not None else "n/a"
+            def f(v, fmt="%.2f"):
+                return fmt % v if v is not None else "n/a"
 
-        w("## Draining the same WAL, one client at a time (best of %d by wall time)\n" % a.reps)
-        w("Runs that other programs disturbed (see \"other CPU\" below) are only used when "
-          "no other run is left.\n")
-        w("| client | wall s | client CPU s (user+sys) | client CPU µs/line | peak RSS MiB "
-          "| walsender CPU s | output MiB | lines |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for key, label, _, _ in self.CONTENDERS:
-            r = best[key]
-            if r is None:
-                err = [x for x in runs.get(key, []) if "error" in x]
-                w("| %s | FAILED | | | | | | |" % label)
-                continue
-            w("| %s%s | %.2f | %.2f | %.2f | %.1f | %s | %.1f | %d |"
-              % (label, " (disturbed)" if r.get("disturbed") else "", r["wall"], r["cpu"], 1e6 * r["cpu"] / r["lines"] if r["lines"] else 0,
-                 r["rss_mib"], f(r["ws_cpu"]), r["bytes"] / MiB, r["lines"]))
-        w("")
-        w("Every run:\n")
-        w("| client | run | wall s | user s | sys s | peak RSS MiB | context switches "
-          "(voluntary + involuntary) | walsender CPU s | walsender seen after s "
-          "| machine busy % | other CPU s | steal % | exit |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-        for key, label, _, _ in self.CONTENDERS:
-            for r in runs.get(key, []):
-                mc = r.get("machine", {})
-                w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
-                  % (label, r["rep"], f(r["wall"]), f(r["user"]), f(r["sys"]),
-                     f(r["rss_mib"], "%.1f"),
-                     "%d + %d" % (r["vcsw"], r["icsw"]) if r.get("vcsw") is not None else "n/a",
-                     f(r["ws_cpu"]), f(r.get("ws_seen_after")), f(mc.get("busy_pct"), "%.0f"),
-                     f(r.get("other_cpu")) + (" (disturbed)" if r.get("disturbed") else ""), f(mc.get("steal_pct"), "%.1f"), r["rc"]))
-        w("")
-        w("What each walsender was doing while it served the best run (pg_stat_activity."
-          "wait_event sampled every 50 ms; CPU means no wait event: decoding, or a system call "
-          "that has none). WalSenderWriteData means its output is full and it waits for the "
-          "client to read:\n")
-        w("| client | samples | CPU | WalSenderWriteData (waiting for the client) | other |")
-        w("|---|---:|---:|---:|---|")
-        for key, label, _, _ in self.CONTENDERS:
-            r = best[key]
-            if r is None:
-                continue
-            n, shares = wait_shares(r.get("ws_waits"))
-            d = dict(shares)
-            other = ", ".join("%s %.0f%%" % (e, v) for e, v in shares
-                              if e not in ("CPU", "WalSenderWriteData") and v >= 1)
-            w("| %s | %d | %.0f%% | %.0f%% | %s |" % (label, n, d.get("CPU", 0),
-                                                     d.get("WalSenderWriteData", 0), other))
-        w("")
+            w("## Draining the same WAL, one client at a time (best of %d by wall time)\n" % a.reps)
+            w("Runs that other programs disturbed (see \"other CPU\" below) are only used when "
+              "no other run is left.\n")
+            w("| client | wall s | client CPU s (user+sys) | client CPU µs/line | peak RSS MiB "
+              "| walsender CPU s | output MiB | lines |")
+            w("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for key, label, _, _ in self.CONTENDERS:
+                r = best[key]
+                if r is None:
+                    err = [x for x in runs.get(key, []) if "error" in x]
+                    w("| %s | FAILED | | | | | | |" % label)
+                    continue
+                w("| %s%s | %.2f | %.2f | %.2f | %.1f | %s | %.1f | %d |"
+                  % (label, " (disturbed)" if r.get("disturbed") else "", r["wall"], r["cpu"], 1e6 * r["cpu"] / r["lines"] if r["lines"] else 0,
+                     r["rss_mib"], f(r["ws_cpu"]), r["bytes"] / MiB, r["lines"]))
+            w("")
+            w("Every run:\n")
+            w("| client | run | wall s | user s | sys s | peak RSS MiB | context switches "
+              "(voluntary + involuntary) | walsender CPU s | walsender seen after s "
+              "| machine busy % | other CPU s | steal % | exit |")
+            w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+            for key, label, _, _ in self.CONTENDERS:
+                for r in runs.get(key, []):
+                    mc = r.get("machine", {})
+                    w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                      % (label, r["rep"], f(r["wall"]), f(r["user"]), f(r["sys"]),
+                         f(r["rss_mib"], "%.1f"),
+                         "%d + %d" % (r["vcsw"], r["icsw"]) if r.get("vcsw") is not None else "n/a",
+                         f(r["ws_cpu"]), f(r.get("ws_seen_after")), f(mc.get("busy_pct"), "%.0f"),
+                         f(r.get("other_cpu")) + (" (disturbed)" if r.get("disturbed") else ""), f(mc.get("steal_pct"), "%.1f"), r["rc"]))
+            w("")
+            w("What each walsender was doing while it served the best run (pg_stat_activity."
+              "wait_event sampled every 50 ms; CPU means no wait event: decoding, or a system call "
+              "that has none). WalSenderWriteData means its output is full and it waits for the "
+              "client to read:\n")
+            w("| client | samples | CPU | WalSenderWriteData (waiting for the client) | other |")
+            w("|---|---:|---:|---:|---|")
+            for key, label, _, _ in self.CONTENDERS:
+                r = best[key]
+                if r is None:
+                    continue
+                n, shares = wait_shares(r.get("ws_waits"))
+                d = dict(shares)
+                other = ", ".join("%s %.0f%%" % (e, v) for e, v in shares
+                                  if e not in ("CPU", "WalSenderWriteData") and v >= 1)
+                w("| %s | %d | %.0f%% | %.0f%% | %s |" % (label, n, d.get("CPU", 0),
+                                                         d.get("WalSenderWriteData", 0), other))
+            w("")
 
-        # Targets
-        targets = []
+            # Targets
+            targets = []
 
-        def ratio(x, y):
-            return x / y if x is not None and y not in (None, 0) else None
+            def ratio(x, y):
+                return x / y if x is not None and y not in (None, 0) else None
 
-        b = best
-        g = lambda k, f_: b[k][f_] if b[k] else None
-        targets.append(("1a", "pgslotd test_decoding client CPU / pg_recvlogical client CPU",
-                        ratio(g("ps_td", "cpu"), g("rl_td", "cpu")), "<=", 0.35, "%.3f"))
-        targets.append(("1b", "pgslotd test_decoding wall / its walsender's CPU",
-                        ratio(g("ps_td", "wall"), g("ps_td", "ws_cpu")), "<=", 1.10, "%.3f"))
-        targets.append(("1c", "pgslotd test_decoding wall / pg_recvlogical wall",
-                        ratio(g("ps_td", "wall"), g("rl_td", "wall")), "<=", 1.0, "%.3f"))
-        targets.append(("2a", "pgslotd json wall / pg_recvlogical+wal2json wall",
-                        ratio(g("ps_json", "wall"), g("rl_w2j", "wall")), "<=", 0.90, "%.3f"))
-        targets.append(("2b", "pgslotd json client CPU / pg_recvlogical+wal2json client CPU",
-                        ratio(g("ps_json", "cpu"), g("rl_w2j", "cpu")), "<=", 1.0, "%.3f"))
-        rss = [r["rss_mib"] for k in ("ps_td", "ps_json") for r in runs.get(k, [])
-               if r.get("rss_mib") is not None and "error" not in r]
-        targets.append(("3", "pgslotd peak RSS over the %d-row transaction (MiB, worst run)"
-                        % a.rows, max(rss) if rss else None, "<=", 64.0, "%.1f"))
-        idle = res.get("idle")
-        if idle:
-            targets.append(("4a", "%d idle slots: CPU, %% of one core" % idle["slots"],
-                            idle["cpu_pct"], "<", 1.0, "%.2f"))
-            targets.append(("4b", "%d idle slots: RSS (MiB)" % idle["slots"], idle["rss_mib"],
-                            "<", 64.0, "%.1f"))
-        w("## Targets\n")
-        w("| # | measure | value | target | result |")
-        w("|---|---|---:|---:|---|")
-        verdicts = []
-        for tid, what, v, op, lim, fmt in targets:
-            if v is None:
-                verdict = "n/a (no measurement)"
-            else:
-                ok = v <= lim if op == "<=" else v < lim
-                verdict = "PASS" if ok else "FAIL"
-            verdicts.append((tid, verdict))
-            w("| %s | %s | %s | %s %s | %s |" % (tid, what, fmt % v if v is not None else "n/a",
-                                                 op, lim, verdict))
-        w("")
-        res["targets"] = [{"id": t[0], "what": t[1], "value": t[2], "op": t[3], "limit": t[4],
-                           "verdict": v} for t, (_, v) in zip(targets, verdicts)]
+            b = best
+            g = lambda k, f_: b[k][f_] if b[k] else None
+            targets.append(("1a", "pgslotd test_decoding client CPU / pg_recvlogical client CPU",
+                            ratio(g("ps_td", "cpu"), g("rl_td", "cpu")), "<=", 0.35, "%.3f"))
+            targets.append(("1b", "pgslotd test_decoding wall / its walsender's CPU",
+                            ratio(g("ps_td", "wall"), g("ps_td", "ws_cpu")), "<=", 1.10, "%.3f"))
+            targets.append(("1c", "pgslotd test_decoding wall / pg_recvlogical wall",
+                            ratio(g("ps_td", "wall"), g("rl_td", "wall")), "<=", 1.0, "%.3f"))
+            targets.append(("2a", "pgslotd json wall / pg_recvlogical+wal2json wall",
+                            ratio(g("ps_json", "wall"), g("rl_w2j", "wall")), "<=", 0.90, "%.3f"))
+            targets.append(("2b", "pgslotd json client CPU / pg_recvlogical+wal2json client CPU",
+                            ratio(g("ps_json", "cpu"), g("rl_w2j", "cpu")), "<=", 1.0, "%.3f"))
+            rss = [r["rss_mib"] for k in ("ps_td", "ps_json") for r in runs.get(k, [])
+                   if r.get("rss_mib") is not None and "error" not in r]
+            targets.append(("3", "pgslotd peak RSS over the %d-row transaction (MiB, worst run)"
+                            % a.rows, max(rss) if rss else None, "<=", 64.0, "%.1f"))
+            idle = res.get("idle")
+            if idle:
+                targets.append(("4a", "%d idle slots: CPU, %% of one core" % idle["slots"],
+                                idle["cpu_pct"], "<", 1.0, "%.2f"))
+                targets.append(("4b", "%d idle slots: RSS (MiB)" % idle["slots"], idle["rss_mib"],
+                                "<", 64.0, "%.1f"))
+            w("## Targets\n")
+            w("| # | measure | value | target | result |")
+            w("|---|---|---:|---:|---|")
+            verdicts = []
+            for tid, what, v, op, lim, fmt in targets:
+                if v is None:
+                    verdict = "n/a (no measurement)"
+                else:
+                    ok = v <= lim if op == "<=" else v < lim
+                    verdict = "PASS" if ok else "FAIL"
+                verdicts.append((tid, verdict))
+                w("| %s | %s | %s | %s %s | %s |" % (tid, what, fmt % v if v is not None else "n/a",
+                                                     op, lim, verdict))
+            w("")
+            res["targets"] = [{"id": t[0], "what": t[1], "value": t[2], "op": t[3], "limit": t[4],
+                               "verdict": v} for t, (_, v) in zip(targets, verdicts)]
 
-        busy = res.get("busy")
-        if busy:
-            w("## %d busy slots in one pgslotd process\n" % len(busy["per_slot"]))
-            w("All slots drain the same WAL to its end at once (%d walsenders and pgslotd share "
-              "%d cores). pgslotd: wall %s s, CPU %s s, peak RSS %s MiB. Other CPU during the "
-              "run: %s s%s.\n"
-              % (len(busy["per_slot"]), NPROC, f(busy.get("wall")), f(busy.get("cpu")),
-                 f(busy.get("rss_mib"), "%.1f"), f(busy.get("other_cpu")),
-                 " (disturbed)" if busy.get("disturbed") else ""))
-            w("| slot | done after s | walsender CPU s | walsender CPU / done time "
-              "| walsender waiting for pgslotd (WalSenderWriteData) |")
-            w("|---|---:|---:|---:|---:|")
-            tot = 0.0
-            for p in busy["per_slot"]:
-                tot += p["ws_cpu"] or 0
-                d = dict(wait_shares(p.get("ws_waits"))[1])
-                w("| %s | %s | %s | %s | %.0f%% |"
-                  % (p["slot"], f(p["done_s"]), f(p["ws_cpu"]), f(ratio(p["ws_cpu"], p["done_s"])),
-                     d.get("WalSenderWriteData", 0)))
-            if busy.get("wall"):
-                used = tot + (busy.get("cpu") or 0)
-                w("\nWalsenders %.1f s + pgslotd %.1f s of CPU in %.1f s of wall time: %.0f%% of "
-                  "the %d cores; pgslotd's share of the CPU used: %.1f%%.\n"
-                  % (tot, busy["cpu"] or 0, busy["wall"], 100 * used / (NPROC * busy["wall"]),
-                     NPROC, 100 * (busy["cpu"] or 0) / used if used else 0))
-            else:
-                w("")
+            busy = res.get("busy")
+            if busy:
+                w("## %d busy slots in one pgslotd process\n" % len(busy["per_slot"]))
+                w("All slots drain the same WAL to its end at once (%d walsenders and pgslotd share "
+                  "%d cores). pgslotd: wall %s s, CPU %s s, peak RSS %s MiB. Other CPU during the "
+                  "run: %s s%s.\n"
+                  % (len(busy["per_slot"]), NPROC, f(busy.get("wall")), f(busy.get("cpu")),
+                     f(busy.get("rss_mib"), "%.1f"), f(busy.get("other_cpu")),
+                     " (disturbed)" if busy.get("disturbed") else ""))
+                w("| slot | done after s | walsender CPU s | walsender CPU / done time "
+                  "| walsender waiting for pgslotd (WalSenderWriteData) |")
+                w("|---|---:|---:|---:|---:|")
+                tot = 0.0
+                for p in busy["per_slot"]:
+                    tot += p["ws_cpu"] or 0
+                    d = dict(wait_shares(p.get("ws_waits"))[1])
+                    w("| %s | %s | %s | %s | %.0f%% |"
+                      % (p["slot"], f(p["done_s"]), f(p["ws_cpu"]), f(ratio(p["ws_cpu"], p["done_s"])),
+                         d.get("WalSenderWriteData", 0)))
+                if busy.get("wall"):
+                    used = tot + (busy.get("cpu") or 0)
+                    w("\nWalsenders %.1f s + pgslotd %.1f s of CPU in %.1f s of wall time: %.0f%% of "
+                      "the %d cores; pgslotd's share of the CPU used: %.1f%%.\n"
+                      % (tot, busy["cpu"] or 0, busy["wall"], 100 * used / (NPROC * busy["wall"]),
+                         NPROC, 100 * (busy["cpu"] or 0) / used if used else 0))
+                else:
+                    w("")
 
-        if idle:
-            w("## Idle\n")
-            w("%d slots with nothing to stream, one pgslotd process, measured over %.0f s: "
-              "CPU %.2f s (%.2f%% of one core), RSS %.1f MiB (peak %.1f MiB), %d threads.\n"
-              % (idle["slots"], idle["seconds"], idle["cpu_s"], idle["cpu_pct"], idle["rss_mib"],
-                 idle["hwm_mib"], idle["threads"]))
+            if idle:
+                w("## Idle\n")
+                w("%d slots with nothing to stream, one pgslotd process, measured over %.0f s: "
+                  "CPU %.2f s (%.2f%% of one core), RSS %.1f MiB (peak %.1f MiB), %d threads.\n"
+                  % (idle["slots"], idle["seconds"], idle["cpu_s"], idle["cpu_pct"], idle["rss_mib"],
+                     idle["hwm_mib"], idle["threads"]))
 
         lat = res.get("latency")
         if lat:
             w("## Latency: commit to line in the file\n")
+            w("written: the write() of the COMMIT line returned; durable: the first fdatasync of "
+              "the file that started after it ended; acknowledgeable: the state record that "
+              "followed that fdatasync was renamed into place and its directory fsync ended. "
+              "Each minus the server's commit time. Record fsyncs: of <slot>.state.tmp + of the "
+              "state directory.\n")
             w("| fsync_interval | commits | rate /s | written p50 ms | written p99 ms "
-              "| durable p50 ms | durable p99 ms | durable max ms | fdatasync calls |")
-            w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| durable p50 ms | durable p99 ms | durable max ms | acknowledgeable p50 ms "
+              "| acknowledgeable p99 ms | acknowledgeable max ms | fdatasync calls "
+              "| record fsyncs (file + dir) |")
+            w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for r in lat:
-                w("| %s | %d | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %d |"
+                w("| %s | %d | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d "
+                  "| %d + %d |"
                   % (r["fsync_interval"], r["commits"], r["rate"], r["visible_p50_ms"],
                      r["visible_p99_ms"], r["durable_p50_ms"], r["durable_p99_ms"],
-                     r["durable_max_ms"], r["syncs"]))
+                     r["durable_max_ms"], r["ack_p50_ms"], r["ack_p99_ms"], r["ack_max_ms"],
+                     r["syncs"], r["record_fsyncs"], r["dir_fsyncs"]))
             w("")
 
         prof = res.get("profile")
@@ -1260,6 +1336,9 @@ def parse_args(argv):
     p.add_argument("--skip-idle", action="store_true", help="leave out the idle run")
     p.add_argument("--skip-latency", action="store_true", help="leave out the latency runs")
     p.add_argument("--skip-busy", action="store_true", help="leave out the busy-slots run")
+    p.add_argument("--latency-only", action="store_true",
+                   help="only the latency runs (fsync_interval 0 and 1s): no workload, no "
+                        "draining, busy or idle runs, no targets")
     p.add_argument("--profile", action="store_true",
                    help="also run pgslotd under perf and strace -c (not timed)")
     p.add_argument("--results", default=None, metavar="DIR",
@@ -1268,6 +1347,8 @@ def parse_args(argv):
                    help="with --results: keep every client's output file there too (GBs in a "
                         "full run)")
     a = p.parse_args(argv)
+    if a.latency_only and (a.quick or a.skip_latency or a.profile):
+        p.error("--latency-only goes with neither --quick, --skip-latency nor --profile")
     a.clients, a.threads = 4, 2
     if a.quick:
         a.reps = a.reps or 1
@@ -1321,37 +1402,42 @@ def main(argv):
         bench.make_dirs()
         bench.start_cluster()
         bench.setup_schema()
-        slots = []
-        for rep in range(1, a.reps + 1):
-            for _, _, prefix, plugin in Bench.CONTENDERS:
-                slots.append(("%s_%d" % (prefix, rep), plugin))
-        if not a.skip_busy:
-            slots += [("busy_%d" % i, "test_decoding") for i in range(1, a.busy_slots + 1)]
-        if a.profile:
-            slots += [(s, "test_decoding") for s in Bench.PROFILE_SLOTS]
-        log("creating %d slots before the workload" % len(slots))
-        bench.create_slots(slots)
-        start = bench.sql("SELECT pg_current_wal_lsn()")
-        wl = bench.workload()
-        wl["start_lsn"] = start
-        wl["wal_bytes"] = int(bench.sql("SELECT pg_wal_lsn_diff('%s', '%s')"
-                                        % (wl["end_lsn"], start)).split(".")[0])
-        res["workload"] = wl
-        log("workload done: end LSN %s, %.0f MiB of WAL" % (wl["end_lsn"], wl["wal_bytes"] / MiB))
-        expect = {"rows": wl["rows"], "td_lines": wl["rows"] + 2 * wl["transactions"]}
-
-        res["runs"] = bench.run_contenders(wl["end_lsn"], expect)
-        if not a.skip_busy:
-            busy = bench.run_busy(wl["end_lsn"], a.busy_slots)
-            res["busy"] = {k: busy.get(k) for k in ("wall", "cpu", "rss_mib", "per_slot", "rc",
-                                                    "other_cpu", "disturbed")}
-        if a.profile:
-            res["profile"] = bench.run_profile(wl["end_lsn"])
-        if not a.skip_idle:
-            res["idle"] = bench.run_idle(a.idle_slots, a.idle_seconds)
-        if not a.skip_latency:
+        if a.latency_only:
+            res["mode"] = "latency only"
             res["latency"] = [bench.run_latency(fi, a.latency_rate, a.latency_seconds)
                               for fi in ("0", "1s")]
+        else:
+            slots = []
+            for rep in range(1, a.reps + 1):
+                for _, _, prefix, plugin in Bench.CONTENDERS:
+                    slots.append(("%s_%d" % (prefix, rep), plugin))
+            if not a.skip_busy:
+                slots += [("busy_%d" % i, "test_decoding") for i in range(1, a.busy_slots + 1)]
+            if a.profile:
+                slots += [(s, "test_decoding") for s in Bench.PROFILE_SLOTS]
+            log("creating %d slots before the workload" % len(slots))
+            bench.create_slots(slots)
+            start = bench.sql("SELECT pg_current_wal_lsn()")
+            wl = bench.workload()
+            wl["start_lsn"] = start
+            wl["wal_bytes"] = int(bench.sql("SELECT pg_wal_lsn_diff('%s', '%s')"
+                                            % (wl["end_lsn"], start)).split(".")[0])
+            res["workload"] = wl
+            log("workload done: end LSN %s, %.0f MiB of WAL" % (wl["end_lsn"], wl["wal_bytes"] / MiB))
+            expect = {"rows": wl["rows"], "td_lines": wl["rows"] + 2 * wl["transactions"]}
+
+            res["runs"] = bench.run_contenders(wl["end_lsn"], expect)
+            if not a.skip_busy:
+                busy = bench.run_busy(wl["end_lsn"], a.busy_slots)
+                res["busy"] = {k: busy.get(k) for k in ("wall", "cpu", "rss_mib", "per_slot", "rc",
+                                                        "other_cpu", "disturbed")}
+            if a.profile:
+                res["profile"] = bench.run_profile(wl["end_lsn"])
+            if not a.skip_idle:
+                res["idle"] = bench.run_idle(a.idle_slots, a.idle_seconds)
+            if not a.skip_latency:
+                res["latency"] = [bench.run_latency(fi, a.latency_rate, a.latency_seconds)
+                                  for fi in ("0", "1s")]
     except Broken as e:
         bench.problems.append(str(e))
     except Interrupted as e:
@@ -1365,7 +1451,7 @@ def main(argv):
         finally:
             bench.stop_cluster()
     # Whatever was measured, even if a later part broke.
-    if "runs" in res and status != 130:
+    if ("runs" in res or "latency" in res) and status != 130:
         try:
             text = bench.report(res)
             print(text)

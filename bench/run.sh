@@ -5,6 +5,7 @@
 #
 #   bash bench/run.sh                 # the full benchmark (about 4 minutes on 2 quiet cores)
 #   bash bench/run.sh --quick         # a smoke run for CI (well under a minute)
+#   bash bench/run.sh --latency-only  # only the latency runs (about a minute)
 #   bash bench/run.sh --help          # every option
 #
 # It starts its own throwaway PostgreSQL cluster in a temporary directory and

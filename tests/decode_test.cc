@@ -293,11 +293,37 @@ TEST(RawFramingTest, FollowsEachPluginsTransactionMarkers) {
   feed(&td, "ROLLBACK PREPARED 'g1', txid 759");
   EXPECT_FALSE(td.InTransaction());
   EXPECT_TRUE(td.EndedTransaction());
+  feed(&td, "COMMIT PREPARED 'g2', txid 760");
+  EXPECT_FALSE(td.InTransaction());
+  EXPECT_TRUE(td.EndedTransaction());
+  // stream-changes: a block is framed like a transaction, the commit of a
+  // streamed transaction is a unit by itself.
+  feed(&td, "opening a streamed block for transaction TXN 761");
+  EXPECT_TRUE(td.InTransaction());
+  feed(&td, "streaming change for TXN 761");
+  EXPECT_TRUE(td.InTransaction());
+  EXPECT_FALSE(td.EndedTransaction());
+  feed(&td, "closing a streamed block for transaction TXN 761");
+  EXPECT_FALSE(td.InTransaction());
+  EXPECT_FALSE(td.EndedTransaction());
+  feed(&td, "committing streamed transaction TXN 761");
+  EXPECT_FALSE(td.InTransaction());
+  EXPECT_TRUE(td.EndedTransaction());
+  feed(&td, "BEGIN 762");
+  feed(&td, "");  // an empty message changes nothing
+  EXPECT_TRUE(td.InTransaction());
+  EXPECT_FALSE(td.EndedTransaction());
+  feed(&td, "COMMITTED is not a keyword");
+  EXPECT_TRUE(td.InTransaction());
 
   RawFormatter v2(RawFramingFor("wal2json", {{"format-version", "2"}}));
   feed(&v2, R"({"action":"B","xid":758})");
   EXPECT_TRUE(v2.InTransaction());
   feed(&v2, R"({"action":"I","schema":"public","table":"t"})");
+  EXPECT_TRUE(v2.InTransaction());
+  feed(&v2, R"({"action")");  // too short to be anything
+  EXPECT_TRUE(v2.InTransaction());
+  feed(&v2, R"({"action":"Cx")");  // C at index 11, but not the action "C"
   EXPECT_TRUE(v2.InTransaction());
   feed(&v2, R"({"action":"C","xid":758})");
   EXPECT_FALSE(v2.InTransaction());

@@ -29,18 +29,35 @@ void RawFormatter::Frame(std::string_view payload) {
       // Streamed blocks (stream-changes) are framed like transactions so
       // that a block is never cut in half; the server re-sends an
       // uncommitted streamed transaction whole, so its blocks are
-      // at-least-once.
-      if (IsWord(payload, "BEGIN") || StartsWith(payload, "opening a streamed block")) {
-        in_txn_ = true;
-      } else if (IsWord(payload, "COMMIT") || StartsWith(payload, "PREPARE TRANSACTION")) {
-        // COMMIT also matches COMMIT PREPARED, a unit by itself.
-        in_txn_ = false;
-        ended_ = true;
-      } else if (StartsWith(payload, "closing a streamed block")) {
-        in_txn_ = false;
-      } else if (StartsWith(payload, "ROLLBACK PREPARED") ||
-                 StartsWith(payload, "committing streamed transaction")) {
-        ended_ = true;
+      // at-least-once. Most messages are row changes ("table ..."): the
+      // first byte rules them out without a comparison.
+      switch (payload.empty() ? '\0' : payload[0]) {
+        case 'B':
+          if (IsWord(payload, "BEGIN")) in_txn_ = true;
+          break;
+        case 'o':
+          if (StartsWith(payload, "opening a streamed block")) in_txn_ = true;
+          break;
+        case 'C':
+        case 'P':
+          // COMMIT also matches COMMIT PREPARED, a unit by itself.
+          if (IsWord(payload, "COMMIT") || StartsWith(payload, "PREPARE TRANSACTION")) {
+            in_txn_ = false;
+            ended_ = true;
+          }
+          break;
+        case 'c':
+          if (StartsWith(payload, "closing a streamed block")) {
+            in_txn_ = false;
+          } else if (StartsWith(payload, "committing streamed transaction")) {
+            ended_ = true;
+          }
+          break;
+        case 'R':
+          if (StartsWith(payload, "ROLLBACK PREPARED")) ended_ = true;
+          break;
+        default:
+          break;
       }
       break;
     case RawFraming::kWal2jsonV1:
@@ -49,6 +66,8 @@ void RawFormatter::Frame(std::string_view payload) {
       ended_ = payload.substr(0, 256).find("\"transactional\":false") == std::string_view::npos;
       break;
     case RawFraming::kWal2jsonV2:
+      // {"action":"X" with X at index 11; only B and C need a comparison.
+      if (payload.size() < 12 || (payload[11] != 'B' && payload[11] != 'C')) break;
       if (StartsWith(payload, "{\"action\":\"B\"")) {
         in_txn_ = true;
       } else if (StartsWith(payload, "{\"action\":\"C\"")) {

@@ -11,6 +11,7 @@
 #include "pg/conninfo.h"
 #include "pg/quote.h"
 #include "pg/replication_conn.h"
+#include "slot/read_pacer.h"
 
 namespace pgslotd {
 
@@ -636,6 +637,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
   last_received_ = Clock::now();
   ping_sent_ = false;
   bool wakeup_pending = true;
+  ReadPacer pacer(Clock::now());
   for (;;) {
     Heartbeat();
     if (wakeup_pending) DrainWakeup();
@@ -682,6 +684,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
         }
       }
     }
+    uint64_t turn_bytes = 0;
     if (!owing_ && !reached_end_ && !switch_now_ && buffer_.size() < config_.buffer_size) {
       for (;;) {
         Status s = conn->ConsumeInput();
@@ -694,6 +697,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
           if (!s.ok()) return s;
           if (len == 0) break;
           got = true;
+          turn_bytes += static_cast<uint64_t>(len);
           s = HandleMessage(buf, len);
           PQfreemem(buf);
           if (!s.ok()) return s;
@@ -712,6 +716,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
       }
       PushDataMark(now);
     }
+    pacer.Received(now, turn_bytes);
 
     // 2. Write the batch; 3. sync on schedule; 4. advance the ack.
     Status ws = WriteOut(now);
@@ -797,6 +802,12 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     }
     if (switch_now_) timeout = 0;  // the switch waits for nothing
     if (owing_ && buffer_.size() < config_.buffer_size) timeout = 0;  // more to replay
+    if (auto wait = pacer.Wait(); wait.count() > 0 && reading && timeout > 0 && !flush_pending) {
+      // A fast stream: let the socket gather a batch first (see
+      // read_pacer.h). A wakeup (stop, reload) cuts the wait short.
+      struct timespec ts = {0, static_cast<long>(wait.count())};
+      if (::ppoll(fds, 1, &ts, nullptr) > 0) timeout = 0;
+    }
     if (::poll(fds, nfds, static_cast<int>(timeout)) < 0 && errno != EINTR) {
       return Status::Retryable(ErrnoMessage("poll", errno));
     }

@@ -184,6 +184,58 @@ TEST_F(SinkTest, PipeIsDurableOnlyOnceTheReaderTookIt) {
   close(reader);
 }
 
+TEST_F(SinkTest, PipeReaderThatLeavesWhileIdleIsNoticedBeforeTheNextReader) {
+  std::string path = dir_ + "/fifo";
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  PipeSink sink(path, 0600);
+  ASSERT_TRUE(sink.Open().ok());
+  int reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  size_t n;
+  ASSERT_TRUE(sink.Write("hello\nworld\n", 12, &n).ok());
+  char buf[6];
+  ASSERT_EQ(read(reader, buf, 6), 6);
+  ASSERT_TRUE(sink.Sync().ok());
+  EXPECT_EQ(sink.durable(), 6u);
+
+  // The reader leaves with "world\n" unread, and nothing more is written:
+  // the next check (the worker's recheck while bytes are unread) notices.
+  close(reader);
+  Status s = sink.Sync();
+  EXPECT_EQ(s.code(), Status::Code::kRetryable);
+  EXPECT_NE(s.message().find("reader of " + path + " went away"), std::string::npos);
+  EXPECT_EQ(sink.durable(), 6u);
+
+  // A new reader that opens before anything more is written must not get
+  // the old reader's leftover "world\n".
+  reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  EXPECT_EQ(sink.Write("x\n", 2, &n).code(), Status::Code::kRetryable) << "not before Discard";
+  ASSERT_TRUE(sink.Discard(6).ok());
+  ASSERT_TRUE(sink.Write("world\n", 6, &n).ok());
+  char buf2[64];
+  ssize_t got = read(reader, buf2, sizeof buf2);
+  ASSERT_EQ(got, 6);
+  EXPECT_EQ(std::string(buf2, 6), "world\n");
+  ASSERT_TRUE(sink.Sync().ok());
+  EXPECT_EQ(sink.durable(), 12u);
+  close(reader);
+}
+
+TEST_F(SinkTest, PipeReaderStillThereIsNotLost) {
+  std::string path = dir_ + "/fifo";
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  PipeSink sink(path, 0600);
+  ASSERT_TRUE(sink.Open().ok());
+  int reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  size_t n;
+  ASSERT_TRUE(sink.Write("hello\n", 6, &n).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(sink.Sync().ok()) << "a slow reader is not gone";
+  EXPECT_EQ(sink.durable(), 0u);
+  close(reader);
+}
+
 TEST_F(SinkTest, PipeRefusesARegularFile) {
   std::string path = dir_ + "/plain";
   std::ofstream(path) << "x";

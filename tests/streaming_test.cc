@@ -282,6 +282,67 @@ TEST_F(DaemonTest, PipeReaderThatGoesAwayAndComesBackLosesNothing) {
   EXPECT_EQ(pg_->ConfirmedFlushLsn("it_pipe2"), end);
 }
 
+// A reader that takes half a message and leaves while the daemon has
+// nothing more to write: the next reader must start at a message boundary,
+// not with the rest of a line whose start it never saw.
+TEST_F(DaemonTest, PipeReaderThatLeavesWhileIdleLeavesNoHalfLineToTheNext) {
+  pg_->Exec("DROP TABLE IF EXISTS idlepipe; CREATE TABLE idlepipe(id int primary key, v text)");
+  FreshSlots({"it_pipe3", "it_pipe3_ref"});
+  pg_->Exec("INSERT INTO idlepipe SELECT g, 'row ' || g FROM generate_series(1, 3) g");
+  std::string end = pg_->CurrentWalLsn();
+  std::string expected = Reference("it_pipe3_ref", end, {});
+  ASSERT_GT(expected.size(), 100u);
+
+  std::string fifo = dir_->File("idle.fifo");
+  std::string cfg =
+      WriteConfig(Header() + SlotYaml("it_pipe3", "{type: pipe, path: " + fifo + "}"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  ASSERT_TRUE(WaitFor([&] { return FileExists(fifo); }, seconds(20))) << p.Stderr();
+
+  // First reader: 10 bytes, the middle of the first line, then gone. The
+  // daemon has written everything and has nothing more to write.
+  {
+    int fd = open(fifo.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    std::string first;
+    char buf[10];
+    while (first.size() < 10) {
+      ssize_t n = read(fd, buf, 10 - first.size());
+      ASSERT_GT(n, 0);
+      first.append(buf, n);
+    }
+    EXPECT_EQ(first, expected.substr(0, 10));
+    // Let the whole transaction reach the pipe before leaving.
+    std::this_thread::sleep_for(milliseconds(500));
+    close(fd);
+  }
+  ASSERT_TRUE(
+      WaitFor([&] { return p.Stderr().find("went away") != std::string::npos; }, seconds(20)))
+      << "a reader that left while the daemon was idle went unnoticed:\n"
+      << p.Stderr();
+
+  // Second reader: the transaction again, whole, from its first byte.
+  std::string second;
+  {
+    int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    ASSERT_GE(fd, 0);
+    char buf[4096];
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) second.append(buf, n);
+          return second.size() >= expected.size();
+        },
+        seconds(20)))
+        << "got " << second.size() << " bytes: " << second << "\n"
+        << p.Stderr();
+    close(fd);
+  }
+  EXPECT_EQ(second, expected);
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  EXPECT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
+}
+
 TEST_F(DaemonTest, EndLsnEndsOnAnIdleServer) {
   pg_->DropSlotIfExists("it_idle_end");
   pg_->CreateLogicalSlot("it_idle_end");

@@ -96,6 +96,19 @@ Status PipeSink::Sync() {
   uint64_t pending = static_cast<uint64_t>(unread < 0 ? 0 : unread);
   uint64_t taken = accepted_ > pending ? accepted_ - pending : 0;
   if (taken > durable_) durable_ = taken;
+  if (durable_ < accepted_ && !lost_reader_) {
+    // Bytes are waiting, so is anyone still there to read them? A FIFO
+    // keeps its unread bytes while a writer holds it open, and a reader
+    // that opens it later would begin in the middle of a message. With no
+    // reader left (POLLERR on the write end), close it so the bytes go with
+    // the pipe, as after EPIPE, instead of waiting for the next write.
+    struct pollfd pfd = {fd_, 0, 0};
+    if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR)) {
+      CloseWriter();
+      lost_reader_ = true;
+      return Status::Retryable("the reader of " + path_ + " went away");
+    }
+  }
   return Status::Ok();
 }
 

@@ -340,7 +340,13 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
     Result<Rows> shown = conn->Query("SHOW wal_sender_timeout", deadline);
     if (shown.ok() && !shown.value().empty() && !shown.value()[0].empty()) {
       std::optional<milliseconds> server = ParseServerDuration(shown.value()[0][0]);
-      if (server && *server > receive_timeout_) receive_timeout_ = *server;
+      if (server && *server > receive_timeout_) {
+        receive_timeout_ = *server;
+        Event(spdlog::level::info, nullptr, kInvalidLsn,
+              "receive_timeout " + std::to_string(config_.receive_timeout.count()) +
+                  " ms is below the server's wal_sender_timeout (" + shown.value()[0][0] +
+                  "): using " + std::to_string(receive_timeout_.count()) + " ms");
+      }
     }
   }
   const std::string system_id = ident.value()[0][0];

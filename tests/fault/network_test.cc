@@ -5,6 +5,8 @@
 // slot, byte for byte.
 #include <signal.h>
 
+#include <cstring>
+
 #include "fault_util.h"
 
 namespace pgslotd::test::fault {
@@ -145,6 +147,50 @@ TEST_F(FrozenProxyTest, FrozenProxyIsDetectedByReceiveTimeout) {
       WaitFor([&] { return CountOf(p.Stderr(), "streaming again from") >= 1; }, seconds(60)))
       << p.Stderr();
   Finish(&work, &p, db, "fa_proxy_freeze", log, "proxy frozen");
+}
+
+// A receive_timeout below the server's wal_sender_timeout is raised to it:
+// a server busy decoding may be silent for up to half of its own timeout,
+// and must not be taken for dead. With 2 s configured and the server at 6 s,
+// a frozen connection is given up after 6 s, not 2.
+TEST_F(FrozenProxyTest, ReceiveTimeoutBelowTheServersIsRaisedToIt) {
+  pg_->Exec("ALTER SYSTEM SET wal_sender_timeout = '6s'");
+  pg_->Exec("SELECT pg_reload_conf()");
+  ASSERT_TRUE(WaitFor([&] { return pg_->Scalar("SHOW wal_sender_timeout") == "6s"; }, seconds(10)));
+  const std::string db = "fault_proxy_raise";
+  const std::string log = dir_->File("proxy-raise.log");
+  const std::string cfg = Prepare(db, "fa_proxy_raise", log, "receive_timeout: 2s\n");
+  Subprocess p;
+  StartDaemon(cfg, &p);
+  ASSERT_TRUE(WaitFor([&] { return CountOf(p.Stderr(), "streaming from") >= 1 || !p.Running(); },
+                      seconds(30)))
+      << p.Stderr();
+  ASSERT_TRUE(p.Running()) << p.Stderr();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return p.Stderr().find(
+                   "receive_timeout 2000 ms is below the server's "
+                   "wal_sender_timeout (6s): using 6000 ms") != std::string::npos;
+      },
+      seconds(10)))
+      << p.Stderr();
+  proxy_.Freeze();
+  ASSERT_TRUE(
+      WaitFor([&] { return CountOf(p.Stderr(), "no message from the server") >= 1; }, seconds(30)))
+      << p.Stderr();
+  // The error gives how long the connection was silent: at least the
+  // server's 6 s, where the configured 2 s would have said about 2000 ms.
+  std::string err = p.Stderr();
+  size_t at = err.find("no message from the server for ");
+  ASSERT_NE(at, std::string::npos);
+  long silent_ms = std::stol(err.substr(at + strlen("no message from the server for ")));
+  EXPECT_GE(silent_ms, 6000) << err;
+  std::cout << "[ fault    ] silent for " << silent_ms << " ms before giving up" << std::endl;
+  const int port = proxy_.port();
+  proxy_.Kill();
+  proxy_.Start(port, pg_->port());
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  EXPECT_EQ(p.Wait(seconds(30)), 0) << p.Stderr();
 }
 
 // A private cluster whose walsenders give up on a silent client after 2 s.

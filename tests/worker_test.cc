@@ -95,6 +95,39 @@ TEST_F(WorkerTest, FailedSyncIsNeverAcknowledged) {
   EXPECT_TRUE(StillHeld("wt_sync", "never synced", "durable"));
 }
 
+// A retryable failure of the last sync at a stop (a pipe whose reader left,
+// a state record that could not be written) is not a reason to reconnect:
+// the worker ends the stream cleanly, and what failed stays unacknowledged.
+TEST_F(WorkerTest, RetryableSyncFailureAtStopEndsCleanlyAndAcknowledgesNothingMore) {
+  pg_->Exec("DROP TABLE IF EXISTS wstop; CREATE TABLE wstop(id serial primary key, v text)");
+  pg_->DropSlotIfExists("wt_stop");
+  pg_->CreateLogicalSlot("wt_stop");
+  FakeSink::Shared shared;
+  SlotConfig c = Slot("wt_stop");
+  c.fsync_interval = std::chrono::hours(1);  // only the stop syncs
+  auto w = StartWorker(c, &shared);
+  pg_->Exec("INSERT INTO wstop(v) VALUES ('written at the stop')");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(shared.mu);
+        return shared.content.find("written at the stop") != std::string::npos;
+      },
+      seconds(20)));
+  {
+    std::lock_guard<std::mutex> l(shared.mu);
+    shared.sync_error = Status::Code::kRetryable;
+    shared.fail_sync = true;
+  }
+  w->RequestStop();
+  w->Join();
+  EXPECT_EQ(w->stats().reconnects.load(), 0u) << "a stop turned into a reconnect";
+  {
+    std::lock_guard<std::mutex> l(shared.mu);
+    EXPECT_EQ(shared.durable_bytes, 0u);
+  }
+  EXPECT_TRUE(StillHeld("wt_stop", "written at the stop", ""));
+}
+
 TEST_F(WorkerTest, FailedWriteIsCutBackAndResentWhole) {
   pg_->Exec("DROP TABLE IF EXISTS ww; CREATE TABLE ww(id serial primary key, v text)");
   pg_->DropSlotIfExists("wt_write");

@@ -151,7 +151,9 @@ Status PipeSink::Reopen() {
 Status PipeSink::Close() {
   Status s = Sync();
   CloseWriter();
-  return s;
+  // A reader that left with bytes unread is no error at close: closing the
+  // writer drops those bytes, and they were never acknowledged.
+  return lost_reader_ ? Status::Ok() : s;
 }
 
 }  // namespace pgslotd

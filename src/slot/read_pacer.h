@@ -22,7 +22,8 @@
 //
 // The pacer only waits while the stream is fast: at least kFastRate bytes
 // per second over a window of kWindow. A slower stream is read at once,
-// so the wait never adds latency to a trickle of commits.
+// so a trickle of commits waits at most once, in the window right after a
+// burst.
 //
 // Not thread-safe: owned by one slot worker. No allocation.
 #pragma once

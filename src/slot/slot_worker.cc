@@ -691,6 +691,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
       }
     }
     uint64_t turn_bytes = 0;
+    bool left_in_libpq = false;  // whole messages may wait in libpq, not in the socket
     if (!owing_ && !reached_end_ && !switch_now_ && buffer_.size() < config_.buffer_size) {
       for (;;) {
         Status s = conn->ConsumeInput();
@@ -708,7 +709,11 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
           PQfreemem(buf);
           if (!s.ok()) return s;
           if (switch_due()) switch_now_ = true;
-          if (owing_ || reached_end_ || switch_now_ || buffer_.size() >= config_.buffer_size) break;
+          if (owing_ || reached_end_ || switch_now_) break;
+          if (buffer_.size() >= config_.buffer_size) {
+            left_in_libpq = true;  // read on as soon as the buffer has room
+            break;
+          }
           if (appended() - last_mark_offset_ >= kMarkEvery) PushDataMark(now);
         }
         if (got) {
@@ -808,7 +813,10 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     }
     if (switch_now_) timeout = 0;  // the switch waits for nothing
     if (owing_ && buffer_.size() < config_.buffer_size) timeout = 0;  // more to replay
-    if (auto wait = pacer.Wait(); wait.count() > 0 && reading && timeout > 0 && !flush_pending) {
+    // Messages libpq holds do not wake poll: with room again, read them now.
+    if (left_in_libpq && reading) timeout = 0;
+    if (auto wait = pacer.Wait();
+        wait.count() > 0 && reading && timeout > 0 && !flush_pending && !sink_blocked) {
       // A fast stream: let the socket gather a batch first (see
       // read_pacer.h). A wakeup (stop, reload) cuts the wait short.
       struct timespec ts = {0, static_cast<long>(wait.count())};
@@ -854,7 +862,16 @@ Status SlotWorker::Finish(ReplicationConn* conn, bool end_reached) {
     ::poll(&pfd, w.fd >= 0 ? 1 : 0, static_cast<int>(w.retry.count()));
   }
   Status ss = SyncSink(Clock::now(), true);
-  if (!ss.ok()) return ss;
+  if (!ss.ok()) {
+    // --end-lsn promises everything up to the end is durable: try again.
+    // A stop need not: what failed is not acknowledged and comes again on
+    // the next start (a pipe whose reader left, a state record that could
+    // not be written), so end the stream cleanly all the same.
+    if (end_reached || ss.code() != Status::Code::kRetryable) return ss;
+    Event(spdlog::level::warn, nullptr, Acked(),
+          sink_->Describe() + ": " + ss.message() +
+              " (not acknowledged: sent again on the next start)");
+  }
   if (whole_txns_ && sink_->accepted() > recorded_offset_) {
     // Part of a transaction (cut by the stop or the end position) does not
     // stay in the file at rest; the next run writes it whole.

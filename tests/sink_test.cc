@@ -35,6 +35,23 @@ class SinkTest : public ::testing::Test {
     ss << in.rdbuf();
     return ss.str();
   }
+  // A new FIFO in the test directory.
+  std::string Fifo() {
+    std::string path = dir_ + "/fifo";
+    EXPECT_EQ(mkfifo(path.c_str(), 0600), 0);
+    return path;
+  }
+  // Opens a non-blocking reader of `path`; -1 on failure.
+  static int OpenReader(const std::string& path) {
+    return open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  }
+  // What a reader can take from `fd` now, without blocking.
+  static std::string ReadNow(int fd) {
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, n);
+    return out;
+  }
   std::string dir_;
 };
 
@@ -145,11 +162,10 @@ TEST_F(SinkTest, PipeWithoutReaderNeverBlocks) {
 }
 
 TEST_F(SinkTest, PipeIsDurableOnlyOnceTheReaderTookIt) {
-  std::string path = dir_ + "/fifo";
-  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  std::string path = Fifo();
   PipeSink sink(path, 0600);
   ASSERT_TRUE(sink.Open().ok());
-  int reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  int reader = OpenReader(path);
   ASSERT_GE(reader, 0);
   size_t n;
   ASSERT_TRUE(sink.Write("hello\nworld\n", 12, &n).ok());
@@ -172,24 +188,20 @@ TEST_F(SinkTest, PipeIsDurableOnlyOnceTheReaderTookIt) {
   ASSERT_TRUE(sink.Discard(6).ok());
 
   // A new reader gets only what is written after the discard.
-  reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  reader = OpenReader(path);
   ASSERT_GE(reader, 0);
   ASSERT_TRUE(sink.Write("again\n", 6, &n).ok());
-  char buf2[64];
-  ssize_t got = read(reader, buf2, sizeof buf2);
-  ASSERT_EQ(got, 6);
-  EXPECT_EQ(std::string(buf2, 6), "again\n");
+  EXPECT_EQ(ReadNow(reader), "again\n");
   ASSERT_TRUE(sink.Sync().ok());
   EXPECT_EQ(sink.durable(), 12u);
   close(reader);
 }
 
 TEST_F(SinkTest, PipeReaderThatLeavesWhileIdleIsNoticedBeforeTheNextReader) {
-  std::string path = dir_ + "/fifo";
-  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  std::string path = Fifo();
   PipeSink sink(path, 0600);
   ASSERT_TRUE(sink.Open().ok());
-  int reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  int reader = OpenReader(path);
   ASSERT_GE(reader, 0);
   size_t n;
   ASSERT_TRUE(sink.Write("hello\nworld\n", 12, &n).ok());
@@ -208,26 +220,22 @@ TEST_F(SinkTest, PipeReaderThatLeavesWhileIdleIsNoticedBeforeTheNextReader) {
 
   // A new reader that opens before anything more is written must not get
   // the old reader's leftover "world\n".
-  reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  reader = OpenReader(path);
   ASSERT_GE(reader, 0);
   EXPECT_EQ(sink.Write("x\n", 2, &n).code(), Status::Code::kRetryable) << "not before Discard";
   ASSERT_TRUE(sink.Discard(6).ok());
   ASSERT_TRUE(sink.Write("world\n", 6, &n).ok());
-  char buf2[64];
-  ssize_t got = read(reader, buf2, sizeof buf2);
-  ASSERT_EQ(got, 6);
-  EXPECT_EQ(std::string(buf2, 6), "world\n");
+  EXPECT_EQ(ReadNow(reader), "world\n");
   ASSERT_TRUE(sink.Sync().ok());
   EXPECT_EQ(sink.durable(), 12u);
   close(reader);
 }
 
 TEST_F(SinkTest, PipeReaderStillThereIsNotLost) {
-  std::string path = dir_ + "/fifo";
-  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  std::string path = Fifo();
   PipeSink sink(path, 0600);
   ASSERT_TRUE(sink.Open().ok());
-  int reader = open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  int reader = OpenReader(path);
   ASSERT_GE(reader, 0);
   size_t n;
   ASSERT_TRUE(sink.Write("hello\n", 6, &n).ok());

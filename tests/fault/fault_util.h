@@ -154,6 +154,15 @@ class FaultTest : public DaemonTest {
            slots;
   }
 
+  // Sets wal_sender_timeout on a private cluster and waits until new
+  // sessions see it; false if they do not within 10 s.
+  bool SetWalSenderTimeout(const std::string& value) {
+    pg_->Exec("ALTER SYSTEM SET wal_sender_timeout = '" + value + "'");
+    pg_->Exec("SELECT pg_reload_conf()");
+    return WaitFor([&] { return pg_->Scalar("SHOW wal_sender_timeout") == value; },
+                   std::chrono::seconds(10));
+  }
+
   // A file sink's YAML for SlotYaml.
   static std::string FileSinkYaml(const std::string& path) {
     return "{type: file, path: " + path + "}";

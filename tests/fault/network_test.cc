@@ -111,9 +111,7 @@ class FrozenProxyTest : public ProxyTest {
 };
 
 TEST_F(FrozenProxyTest, FrozenProxyIsDetectedByReceiveTimeout) {
-  pg_->Exec("ALTER SYSTEM SET wal_sender_timeout = '3s'");
-  pg_->Exec("SELECT pg_reload_conf()");
-  ASSERT_TRUE(WaitFor([&] { return pg_->Scalar("SHOW wal_sender_timeout") == "3s"; }, seconds(10)));
+  ASSERT_TRUE(SetWalSenderTimeout("3s"));
   const std::string db = "fault_proxy_freeze";
   const std::string log = dir_->File("proxy-freeze.log");
   const std::string cfg = Prepare(db, "fa_proxy_freeze", log, "receive_timeout: 3s\n");
@@ -154,9 +152,7 @@ TEST_F(FrozenProxyTest, FrozenProxyIsDetectedByReceiveTimeout) {
 // and must not be taken for dead. With 2 s configured and the server at 6 s,
 // a frozen connection is given up after 6 s, not 2.
 TEST_F(FrozenProxyTest, ReceiveTimeoutBelowTheServersIsRaisedToIt) {
-  pg_->Exec("ALTER SYSTEM SET wal_sender_timeout = '6s'");
-  pg_->Exec("SELECT pg_reload_conf()");
-  ASSERT_TRUE(WaitFor([&] { return pg_->Scalar("SHOW wal_sender_timeout") == "6s"; }, seconds(10)));
+  ASSERT_TRUE(SetWalSenderTimeout("6s"));
   const std::string db = "fault_proxy_raise";
   const std::string log = dir_->File("proxy-raise.log");
   const std::string cfg = Prepare(db, "fa_proxy_raise", log, "receive_timeout: 2s\n");
@@ -204,12 +200,9 @@ class FrozenDaemonTest : public FaultTest {
 // connection dead, reconnect by itself, and the file must end exactly equal
 // to the reference.
 TEST_F(FrozenDaemonTest, RecoversAfterTheServerDroppedItsWalsender) {
-  pg_->Exec("ALTER SYSTEM SET wal_sender_timeout = '2s'");
-  pg_->Exec("SELECT pg_reload_conf()");
+  ASSERT_TRUE(SetWalSenderTimeout("2s"));
   const std::string db = "fault_frozen";
   pg_->CreateDatabase(db);
-  ASSERT_TRUE(
-      WaitFor([&] { return pg_->Scalar("SHOW wal_sender_timeout", db) == "2s"; }, seconds(10)));
   Workload::CreateTable(pg_, "frozen_t", db);
   FreshSlotsIn(db, {"fa_frozen", "fa_frozen_ref"});
   const std::string log = dir_->File("frozen.log");

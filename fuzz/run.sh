@@ -44,11 +44,7 @@ echo "building $work/pgoutput_fuzzer" >&2
   "$root/src/decode/spool.cc" \
   "$root/src/decode/pgoutput_formatter.cc" \
   "$root/src/pg/lsn.cc" \
-  "$root/src/sink/sink.cc" \
-  "$root/src/sink/state_record.cc" \
-  "$root/src/sink/file_sink.cc" \
-  "$root/src/sink/pipe_sink.cc" \
-  "$root/src/sink/stdout_sink.cc" \
+  "$root/src/util/path.cc" \
   -o "$work/pgoutput_fuzzer"
 
 mkdir -p "$work/corpus" "$work/artifacts"

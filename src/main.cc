@@ -96,8 +96,12 @@ int main(int argc, char** argv) {
   }
 
   pgslotd::Config config;
-  std::vector<pgslotd::ConfigError> errors;
-  if (!pgslotd::LoadConfig(config_path, &config, &errors)) {
+  std::vector<pgslotd::ConfigError> errors, warnings;
+  pgslotd::LoadOptions load_options;
+  load_options.check_paths = check;
+  bool loaded = pgslotd::LoadConfig(config_path, &config, &errors, load_options, &warnings);
+  for (const auto& w : warnings) std::fprintf(stderr, "%s\n", w.ToString().c_str());
+  if (!loaded) {
     for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
     std::fprintf(stderr, "pgslotd: %zu error%s in %s\n", errors.size(),
                  errors.size() == 1 ? "" : "s", config_path.c_str());

@@ -825,6 +825,150 @@ slots:
                  4, "slots[0].options", {"must not be empty"});
 }
 
+TEST_F(ConfigTest, OptionNamesTheReplicationGrammarRefuses) {
+  // A double quote cannot be sent in a quoted identifier to PostgreSQL 15.18
+  // (it answers "syntax error"); 64 bytes and more are cut by the server.
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    options:
+      ok: "1"
+      'a" b': "1"
+    sink: {type: stdout}
+)",
+                 6, "slots[0].options.a\" b", {"option name \"a\\\" b\"", "double quote"});
+  std::string long_name(64, 'n');
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    options:
+      )" + long_name +
+                     R"(: "1"
+    sink: {type: stdout}
+)",
+                 5, "slots[0].options." + long_name, {"64 bytes long", "63 bytes"});
+  // 63 bytes, spaces, quotes of the other kind and non-ASCII text are fine.
+  Config ok = Load(R"(
+slots:
+  - name: a
+    plugin: p
+    options:
+      )" + std::string(63, 'n') +
+                   R"(: "1"
+      "it's a name, with spaces": "2"
+      "größe": "3"
+    sink: {type: stdout}
+)");
+  ASSERT_EQ(ok.slots[0].options.size(), 3u);
+  EXPECT_EQ(ok.slots[0].options[1].first, "it's a name, with spaces");
+}
+
+TEST_F(ConfigTest, PluginNamesTheReplicationGrammarRefuses) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: 'wal"2json'
+    sink: {type: stdout}
+)",
+                 3, "slots[0].plugin", {"plugin name", "double quote"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: )" + std::string(64, 'p') +
+                     R"(
+    sink: {type: stdout}
+)",
+                 3, "slots[0].plugin", {"64 bytes long"});
+}
+
+TEST_F(ConfigTest, DurationsATimerCannotHoldAreRefused) {
+  // 106752 days once passed and made the worker spin: a year is the limit.
+  ExpectOneError(R"(
+status_interval: 106752d
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+)",
+                 1, "status_interval", {"\"106752d\"", "longer than 365d"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    receive_timeout: 366d
+    sink: {type: stdout}
+)",
+                 4, "slots[0].receive_timeout", {"longer than 365d"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: file, path: /x/y, rotate: {age: 9999999999s}}
+)",
+                 4, "slots[0].sink.rotate.age", {"longer than 365d"});
+  Config year = Load(R"(
+fsync_interval: 365d
+slots:
+  - name: a
+    plugin: p
+    sink: {type: stdout}
+)");
+  EXPECT_EQ(year.slots[0].fsync_interval, milliseconds(365LL * 86400000));
+}
+
+TEST_F(ConfigTest, CheckPathsReportsMissingDirectories) {
+  Write(R"(
+state_directory: )" +
+        dir_ + R"(/state
+metrics_file: /nonexistent-pgslotd/metrics.prom
+slots:
+  - name: a
+    plugin: p
+    sink: {type: file, path: )" +
+        dir_ + R"(/no/such/out.log}
+  - name: b
+    plugin: p
+    sink: {type: pipe, path: )" +
+        path_ + R"(/fifo}
+  - name: c
+    plugin: p
+    sink: {type: file, path: )" +
+        dir_ + R"(/fine.log}
+)");
+  Config config;
+  std::vector<ConfigError> errors, warnings;
+  // Without check_paths, only the file is looked at: it loads.
+  EXPECT_TRUE(LoadConfig(path_, &config, &errors)) << Show(errors);
+  LoadOptions check;
+  check.check_paths = true;
+  EXPECT_FALSE(LoadConfig(path_, &config, &errors, check, &warnings));
+  ASSERT_EQ(errors.size(), 3u) << Show(errors);
+  ExpectError(errors[0], 2, "metrics_file",
+              {"the metrics file's directory /nonexistent-pgslotd does not exist"});
+  ExpectError(errors[1], 6, "slots[0].sink.path", {"/no/such does not exist"});
+  ExpectError(errors[2], 9, "slots[1].sink.path", {"pgslotd.yaml is not a directory"});
+  EXPECT_TRUE(warnings.empty()) << Show(warnings);
+}
+
+TEST_F(ConfigTest, CheckPathsNeedsTheStateDirectoryOrItsParent) {
+  std::string slot = "slots:\n  - name: a\n    plugin: p\n    sink: {type: stdout}\n";
+  LoadOptions check;
+  check.check_paths = true;
+  Config config;
+  std::vector<ConfigError> errors;
+  Write("state_directory: " + dir_ + "/made/by/nobody\n" + slot);
+  EXPECT_FALSE(LoadConfig(path_, &config, &errors, check));
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  ExpectError(errors[0], 1, "state_directory",
+              {"the state directory's parent", "/made/by does not exist"});
+  errors.clear();
+  // One level is created by pgslotd itself.
+  Write("state_directory: " + dir_ + "/made\n" + slot);
+  EXPECT_TRUE(LoadConfig(path_, &config, &errors, check)) << Show(errors);
+}
+
 TEST_F(ConfigTest, DuplicateOption) {
   ExpectOneError(R"(
 slots:

@@ -135,15 +135,35 @@ TEST_F(DaemonTest, HostileOptionValuesReachThePluginIntact) {
       << p.Stderr();
   EXPECT_EQ(pg_->Scalar("SELECT count(*) FROM pg_class WHERE relname = 'victim'"), "1");
 
-  // A hostile option *name* is one identifier too.
+  // A hostile option *name* is one identifier too, with a single quote in it.
   std::string cfg2 = WriteConfig(
-      Header() + SlotYaml("it_hostile", "{type: stdout}", "    options: {'a\" ''b': \"1\"}\n"),
+      Header() + SlotYaml("it_hostile", "{type: stdout}", "    options: {'a ''b': \"1\"}\n"),
       "name.yaml");
   Subprocess p2;
   p2.Start({PgslotdBinary(), "--config", cfg2, "--end-lsn", pg_->CurrentWalLsn()});
   EXPECT_EQ(p2.Wait(seconds(30)), 1);
-  EXPECT_NE(p2.Stderr().find("option \"a\" 'b\" = \"1\" is unknown"), std::string::npos)
+  EXPECT_NE(p2.Stderr().find("option \"a 'b\" = \"1\" is unknown"), std::string::npos)
       << p2.Stderr();
+  EXPECT_EQ(p2.Stderr().find("reconnecting"), std::string::npos) << p2.Stderr();
+}
+
+TEST_F(DaemonTest, OptionNamesTheServerCannotParseAreRefusedByCheck) {
+  // PostgreSQL 15.18's replication grammar answers "syntax error" to a
+  // double quote in a quoted name, and pgslotd retried that for ever: the
+  // loader refuses such a name (and one the server would cut at 63 bytes).
+  std::string cfg = WriteConfig(
+      Header() + SlotYaml("it_hostile", "{type: stdout}", "    options: {'a\" b': \"1\"}\n"));
+  for (bool check : {true, false}) {
+    Subprocess p;
+    std::vector<std::string> args = {PgslotdBinary(), "--config", cfg};
+    if (check) args.push_back("--check");
+    p.Start(args);
+    EXPECT_EQ(p.Wait(seconds(30)), 78);
+    EXPECT_NE(p.Stderr().find(cfg + ":8: slots[0].options.a\" b: option name \"a\\\" b\" contains "
+                                    "a double quote"),
+              std::string::npos)
+        << p.Stderr();
+  }
 }
 
 TEST_F(DaemonTest, SighupReopensTheFileForLogrotate) {

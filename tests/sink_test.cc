@@ -2,17 +2,20 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 
 #include "sink/file_sink.h"
 #include "sink/pipe_sink.h"
 #include "sink/stdout_sink.h"
+#include "util/path.h"
 
 namespace pgslotd {
 namespace {
@@ -138,11 +141,78 @@ TEST_F(SinkTest, FileRefusesADirectoryAndReportsAMissingOne) {
   Status s = dir_sink.Open();
   EXPECT_EQ(s.code(), Status::Code::kSlotFatal);  // retrying would not help
   EXPECT_EQ(s.message(), dir_ + " is a directory, not a regular file");
+  // A missing directory is an operator's mistake, not something time cures.
   FileSink missing(dir_ + "/no/such/dir/out.log", 0600);
   s = missing.Open();
-  EXPECT_EQ(s.code(), Status::Code::kRetryable);
-  EXPECT_NE(s.message().find(dir_ + "/no/such/dir/out.log"), std::string::npos);
-  EXPECT_NE(s.message().find("No such file or directory"), std::string::npos);
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_EQ(s.message(), "cannot open " + dir_ + "/no/such/dir/out.log: the directory " + dir_ +
+                             "/no/such/dir does not exist (create it, or correct the path)");
+  PipeSink missing_pipe(dir_ + "/no/fifo", 0600);
+  s = missing_pipe.Open();
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_NE(s.message().find("the directory " + dir_ + "/no does not exist"), std::string::npos)
+      << s.message();
+}
+
+// Opens `path` as a file sink and a pipe sink as user nobody (a child
+// process when the test runs as root, where permissions never refuse) and
+// returns "<code>|<message>" of each, joined by "\n".
+std::string OpenAsNobody(const std::string& file, const std::string& fifo) {
+  int fds[2];
+  if (pipe(fds) != 0) return "pipe failed";
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(2);
+    std::string out;
+    for (int i = 0; i < 2; ++i) {
+      std::unique_ptr<Sink> sink;
+      if (i == 0) sink = std::make_unique<FileSink>(file, 0600);
+      if (i == 1) sink = std::make_unique<PipeSink>(fifo, 0600);
+      Status st = sink->Open();
+      out += std::to_string(static_cast<int>(st.code())) + "|" + st.message() + "\n";
+    }
+    ssize_t n = write(fds[1], out.data(), out.size());
+    _exit(n == static_cast<ssize_t>(out.size()) ? 0 : 3);
+  }
+  close(fds[1]);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return got;
+}
+
+TEST_F(SinkTest, ADirectoryThatRefusesTheUserStopsTheSlot) {
+  std::string locked = dir_ + "/locked";
+  ASSERT_EQ(mkdir(locked.c_str(), 0755), 0);
+  if (geteuid() != 0) {
+    ASSERT_EQ(chmod(locked.c_str(), 0555), 0);
+  }
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);  // nobody may reach it, not write in it
+  std::string got = OpenAsNobody(locked + "/out.log", locked + "/fifo");
+  std::string fatal = std::to_string(static_cast<int>(Status::Code::kSlotFatal)) + "|";
+  EXPECT_NE(got.find(fatal + "cannot open " + locked + "/out.log: Permission denied for user "),
+            std::string::npos)
+      << got;
+  EXPECT_NE(got.find(fatal + "cannot create FIFO " + locked + "/fifo: Permission denied"),
+            std::string::npos)
+      << got;
+  EXPECT_NE(got.find("grant it access to " + locked), std::string::npos) << got;
+}
+
+TEST(PathErrorTest, PassingConditionsAreRetried) {
+  // A read-only file system may be remounted, a full one emptied.
+  for (int err : {EROFS, ENOSPC, EDQUOT, EMFILE, EIO}) {
+    EXPECT_EQ(PathError("cannot open /a/b", "/a/b", err).code(), Status::Code::kRetryable) << err;
+  }
+  for (int err : {ENOENT, EACCES, EPERM, ENOTDIR, ELOOP}) {
+    EXPECT_EQ(PathError("cannot open /a/b", "/a/b", err).code(), Status::Code::kSlotFatal) << err;
+  }
+  EXPECT_EQ(PathError("cannot open /a/b", "/a/b", EROFS).message(),
+            "cannot open /a/b: Read-only file system");
 }
 
 TEST_F(SinkTest, PipeWithoutReaderNeverBlocks) {

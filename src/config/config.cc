@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -15,6 +16,7 @@
 #include <variant>
 
 #include "config/units.h"
+#include "util/path.h"
 
 namespace pgslotd {
 namespace {
@@ -93,6 +95,7 @@ constexpr Choice kSinkTypes[] = {
 
 constexpr uint64_t kMinBufferSize = 64 * 1024;
 constexpr size_t kMaxSlotNameLength = 63;  // PostgreSQL's NAMEDATALEN - 1
+constexpr size_t kMaxIdentifierLength = 63;
 
 // `text` in double quotes, control characters escaped and long text cut, so
 // that a message stays on one line whatever the file holds.
@@ -134,8 +137,28 @@ std::string CheckKeep(const Value& v) {
   return n >= 1 && n <= 1000 ? "" : "must be from 1 to 1000";
 }
 
-std::string CheckNotEmpty(const Value& v) {
-  return std::get<std::string>(v).empty() ? "must not be empty" : "";
+// Option and plugin names travel as quoted identifiers in the replication
+// commands. The grammar of those commands takes any bytes but a double
+// quote inside one (PostgreSQL 15 up to 15.18 at least answers "syntax
+// error" to a doubled one), and the server cuts an identifier at 63 bytes
+// (NAMEDATALEN - 1), so a longer name would reach the plugin as another.
+std::string IdentifierProblem(const std::string& name, const char* what) {
+  if (name.find('"') != std::string::npos) {
+    return std::string(what) + " " + Quote(name) +
+           " contains a double quote, which the server's replication command grammar does not "
+           "accept in a name";
+  }
+  if (name.size() > kMaxIdentifierLength) {
+    return std::string(what) + " " + Quote(name) + " is " + std::to_string(name.size()) +
+           " bytes long; the server cuts names at 63 bytes, so it would see another name";
+  }
+  return "";
+}
+
+std::string CheckPluginName(const Value& v) {
+  const std::string& name = std::get<std::string>(v);
+  if (name.empty()) return "must not be empty";
+  return IdentifierProblem(name, "plugin name");
 }
 
 std::string CheckSlotName(const Value& v) {
@@ -180,7 +203,7 @@ constexpr KeySpec kSchema[] = {
   {Scope::kSlot, "connection",      Kind::kString,   Need::kOptional,  "",      nullptr,
    nullptr, "connection keys of this slot, merged over the top-level connection"},
   {Scope::kSlot, "plugin",          Kind::kString,   Need::kRequired,  nullptr, nullptr,
-   CheckNotEmpty, "logical decoding output plugin"},
+   CheckPluginName, "logical decoding output plugin"},
   {Scope::kSlot, "create",          Kind::kBool,     Need::kOptional,  "false", nullptr,
    nullptr, "create the slot when it does not exist"},
   {Scope::kSlot, "options",         Kind::kOptions,  Need::kOptional,  nullptr, nullptr,
@@ -326,7 +349,11 @@ bool Convert(const KeySpec& spec, const std::string& text, Value* out, std::stri
       *err = "invalid value " + Quote(text) + ": expected true or false";
       return false;
     case Kind::kDuration:
-      if (auto d = ParseDuration(text)) {
+      if (auto d = ParseDuration(text); d && *d > kMaxDuration) {
+        *err = "invalid duration " + Quote(text) + ": longer than " + FormatDuration(kMaxDuration) +
+               ", the longest pgslotd accepts";
+        return false;
+      } else if (d) {
         *out = *d;
         return true;
       }
@@ -430,8 +457,9 @@ std::string NormalizePath(const std::string& path) {
 
 class Loader {
  public:
-  Loader(std::string file, std::vector<ConfigError>* errors)
-      : file_(std::move(file)), errors_(errors) {}
+  Loader(std::string file, std::vector<ConfigError>* errors, LoadOptions options,
+         std::vector<ConfigError>* warnings)
+      : file_(std::move(file)), errors_(errors), options_(options), warnings_(warnings) {}
 
   bool Load(Config* config);
 
@@ -452,9 +480,13 @@ class Loader {
   bool ReadAbsolutePath(const Field& field, const std::string& key, std::string* out);
   void CheckAcrossSlots(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
                         int metrics_line);
+  // --check: the directory `dir` that `key` (at `line`) needs.
+  void CheckDirectory(const std::string& dir, int line, const std::string& key, const char* role);
 
   std::string file_;
   std::vector<ConfigError>* errors_;
+  LoadOptions options_;
+  std::vector<ConfigError>* warnings_;
 };
 
 bool ReadWholeFile(const std::string& path, std::string* text, int* err) {
@@ -556,6 +588,23 @@ bool Loader::Load(Config* config) {
     }
   }
   CheckAcrossSlots(drafts, metrics_file, metrics_line);
+  if (options_.check_paths) {
+    for (const SlotDraft& d : drafts) {
+      if (d.sink_path_line == 0) continue;
+      CheckDirectory(DirName(d.slot.sink.path), d.sink_path_line, Join(d.path, "sink.path"),
+                     "the sink's directory");
+    }
+    if (metrics_line != 0) {
+      CheckDirectory(DirName(metrics_file), metrics_line, "metrics_file",
+                     "the metrics file's directory");
+    }
+    const Field& sd = top.At("state_directory");
+    struct stat st;
+    bool exists = ::stat(state_directory.c_str(), &st) == 0;
+    CheckDirectory(exists ? state_directory : DirName(state_directory), sd.present ? sd.line : 0,
+                   "state_directory",
+                   exists ? "the state directory" : "the state directory's parent");
+  }
 
   if (errors_->size() != errors_before) return false;
   Config loaded;
@@ -693,6 +742,11 @@ void Loader::ReadOptions(const std::string& key, Field* field) {
     }
     if (name.find('\0') != std::string::npos) {
       Error(line, key, "option name " + Quote(name) + " contains a NUL byte");
+      ok = false;
+      continue;
+    }
+    if (std::string problem = IdentifierProblem(name, "option name"); !problem.empty()) {
+      Error(line, Join(key, name), problem);
       ok = false;
       continue;
     }
@@ -871,6 +925,28 @@ bool Loader::ReadAbsolutePath(const Field& field, const std::string& key, std::s
   return true;
 }
 
+void Loader::CheckDirectory(const std::string& dir, int line, const std::string& key,
+                            const char* role) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    Error(line, key,
+          std::string(role) + " " + dir + " " +
+              (errno == ENOENT ? "does not exist" : std::strerror(errno)));
+    return;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    Error(line, key, std::string(role) + " " + dir + " is not a directory");
+    return;
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0 && warnings_ != nullptr) {
+    warnings_->push_back(ConfigError{
+        file_, line, key,
+        "warning: " + std::string(role) + " " + dir + " is not writable by user " +
+            CurrentUserName() +
+            ", who runs this check; make sure the user pgslotd runs as may create files there"});
+  }
+}
+
 void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
                               int metrics_line) {
   // How to name an earlier slot in a message: by name when it has one.
@@ -1011,9 +1087,10 @@ bool LagAlarmConfig::operator==(const LagAlarmConfig& o) const {
          safe_wal_size == o.safe_wal_size;
 }
 
-bool LoadConfig(const std::string& path, Config* config, std::vector<ConfigError>* errors) {
+bool LoadConfig(const std::string& path, Config* config, std::vector<ConfigError>* errors,
+                const LoadOptions& options, std::vector<ConfigError>* warnings) {
   size_t errors_before = errors->size();
-  Loader loader(path, errors);
+  Loader loader(path, errors, options, warnings);
   bool ok = false;
   try {
     ok = loader.Load(config);

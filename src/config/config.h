@@ -115,9 +115,22 @@ struct ConfigError {
   std::string ToString() const;  // "<file>:<line>: <key>: <message>"
 };
 
+// What LoadConfig checks beyond the file itself.
+struct LoadOptions {
+  // --check: look at the file system too. The directory of each file or
+  // pipe sink and of metrics_file must exist (an error), as must
+  // state_directory or its parent (pgslotd creates one level); one the user
+  // running the check cannot write to is a warning (the daemon may run as
+  // another user). At run time these are the slot's own errors instead.
+  bool check_paths = false;
+};
+
 // Loads and validates `path`. On failure `errors` holds at least one entry
-// and the returned Config must not be used.
-bool LoadConfig(const std::string& path, Config* config, std::vector<ConfigError>* errors);
+// and the returned Config must not be used. `warnings`, if given, gets
+// problems that do not stop the load (same form as errors).
+bool LoadConfig(const std::string& path, Config* config, std::vector<ConfigError>* errors,
+                const LoadOptions& options = LoadOptions(),
+                std::vector<ConfigError>* warnings = nullptr);
 
 // Merges two libpq conninfo strings (key=value or URI): keys of `override_`
 // replace those of `base`. Returns the merged "key='value' ..." string, or an

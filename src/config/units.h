@@ -10,6 +10,11 @@
 
 namespace pgslotd {
 
+// The longest duration any key accepts: every timer and deadline of the
+// daemon holds it (steady-clock nanoseconds overflow past about 292 years,
+// and a status_interval of 106752d once made the worker spin).
+inline constexpr Duration kMaxDuration{365LL * 24 * 60 * 60 * 1000};
+
 // Accepts a non-negative integer followed by ms, s, m, h or d; "0" alone is
 // accepted too. Returns nullopt otherwise: no sign, fraction, space or other
 // unit, and nothing that overflows a Duration.

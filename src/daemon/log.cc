@@ -66,6 +66,27 @@ bool StderrIsJournal() {
   return st.st_dev == dev && st.st_ino == ino;
 }
 
+// Appends `text` with every control character written as an escape, so
+// that one entry is one line whatever a message holds (a server's error
+// text with newlines cannot forge an entry of its own).
+void AppendOneLine(std::string_view text, std::string* out) {
+  static const char kHex[] = "0123456789abcdef";
+  for (char ch : text) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      out->push_back(ch);
+    } else if (c == '\n') {
+      out->append("\\n");
+    } else if (c == '\t') {
+      out->append("\\t");
+    } else {
+      out->append("\\x");
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 0xf]);
+    }
+  }
+}
+
 }  // namespace
 
 bool ParseLogTarget(const std::string& name, LogTarget* target) {
@@ -110,11 +131,13 @@ void Log(Level level, const LogEvent& event, const std::string& message) {
   auto logger = spdlog::default_logger();
   if (!logger->should_log(level)) return;
   std::string text;
+  text.reserve(event.slot.size() + message.size() + 7);
   if (!event.slot.empty()) {
-    text.reserve(event.slot.size() + message.size() + 7);
-    text.append("slot ").append(event.slot).append(": ");
+    text.append("slot ");
+    AppendOneLine(event.slot, &text);
+    text.append(": ");
   }
-  text.append(message);
+  AppendOneLine(message, &text);
 #ifdef PGSLOTD_HAVE_SYSTEMD
   if (g_target.load(std::memory_order_relaxed) == LogTarget::kJournal) {
     std::vector<std::string> fields;

@@ -8,52 +8,13 @@
 
 namespace pgslotd {
 
-namespace {
-
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
-  return s;
+std::string ReplicationConn::LibpqError() const {
+  return conn_ ? OneLine(PQerrorMessage(conn_)) : std::string("not connected");
 }
 
-bool Contains(const std::string& s, const char* needle) {
-  return s.find(needle) != std::string::npos;
-}
-
-}  // namespace
-
-Status ClassifyServerError(const char* sqlstate, const std::string& message) {
-  std::string code = sqlstate ? sqlstate : "";
-  if (Contains(message, "can no longer get changes") || Contains(message, "has been invalidated") ||
-      Contains(message, "has already been removed")) {
-    return Status::SlotInvalidated("the slot has been invalidated: " + message +
-                                   " (changes it held are lost; an operator must recreate it)");
-  }
-  if (code == "42704" || code == "42501" || code == "28000" || code == "28P01" || code == "3D000" ||
-      code == "42602" || code == "22023" || code == "58P01" || code == "42710" || code == "0A000") {
-    return Status::SlotFatal(message);
-  }
-  return Status::Retryable(message);
-}
-
-Status ClassifyConnectError(const std::string& message) {
-  static const char* kPermanent[] = {
-      "password authentication failed",
-      "no pg_hba.conf entry",
-      "must be superuser or replication",
-      "permission denied",
-      "does not exist",
-      "password is required",
-      "requires a password",
-      "invalid connection option",
-  };
-  for (const char* p : kPermanent) {
-    if (Contains(message, p)) return Status::SlotFatal(message);
-  }
-  return Status::Retryable(message);
-}
-
-std::string ReplicationConn::LastError() const {
-  return conn_ ? Trim(PQerrorMessage(conn_)) : std::string("not connected");
+Status ReplicationConn::Fail(ServerError e) {
+  last_error_ = std::move(e);
+  return ClassifyServerError(last_error_, SlotCondition::kUnknown, error_context());
 }
 
 void ReplicationConn::Close() {
@@ -87,6 +48,7 @@ Status ReplicationConn::Wait(short events, Clock::time_point deadline) {
 Status ReplicationConn::Connect(const std::vector<std::pair<std::string, std::string>>& params,
                                 Clock::time_point deadline) {
   Close();
+  last_error_ = ServerError();
   std::vector<const char*> keys, values;
   for (const auto& [k, v] : params) {
     keys.push_back(k.c_str());
@@ -96,7 +58,11 @@ Status ReplicationConn::Connect(const std::vector<std::pair<std::string, std::st
   values.push_back(nullptr);
   conn_ = PQconnectStartParams(keys.data(), values.data(), 0);
   if (!conn_) return Status::Retryable("out of memory creating a connection");
-  if (PQstatus(conn_) == CONNECTION_BAD) return ClassifyConnectError(LastError());
+  // A failed connection has no result to read the SQLSTATE from; in verbose
+  // form libpq's text carries it (see ParseConnectFailure).
+  PQsetErrorVerbosity(conn_, PQERRORS_VERBOSE);
+  role_ = PQuser(conn_) != nullptr ? PQuser(conn_) : "";
+  if (PQstatus(conn_) == CONNECTION_BAD) return ConnectFailed();
   // As libpq asks: before the first PQconnectPoll, act as if it had said
   // PGRES_POLLING_WRITING (wait for the socket to be writable), or a refused
   // connection is misread and no other host is tried.
@@ -106,32 +72,53 @@ Status ReplicationConn::Connect(const std::vector<std::pair<std::string, std::st
     if (!s.ok()) return s;
     st = PQconnectPoll(conn_);
     if (st == PGRES_POLLING_OK) break;
-    if (st == PGRES_POLLING_FAILED) return ClassifyConnectError(LastError());
+    if (st == PGRES_POLLING_FAILED) return ConnectFailed();
   }
-  if (PQsetnonblocking(conn_, 1) != 0) return Status::Retryable(LastError());
+  PQsetErrorVerbosity(conn_, PQERRORS_DEFAULT);
+  if (PQsetnonblocking(conn_, 1) != 0) return Status::Retryable(LibpqError());
   return Status::Ok();
 }
 
-Status ReplicationConn::ResultError(PGresult* res) {
-  const char* sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-  std::string msg = Trim(PQresultErrorMessage(res));
-  if (msg.empty()) msg = LastError();
-  // Drop libpq's "ERROR:  " prefix; the worker adds its own context.
-  if (msg.rfind("ERROR:  ", 0) == 0) msg = msg.substr(8);
-  if (msg.rfind("FATAL:  ", 0) == 0) msg = msg.substr(8);
-  return ClassifyServerError(sqlstate, msg);
+Status ReplicationConn::ConnectFailed() {
+  ServerError e;
+  e.step = SessionStep::kConnect;
+  e.message = ParseConnectFailure(PQerrorMessage(conn_), &e.sqlstate);
+  e.needs_password = PQconnectionNeedsPassword(conn_) != 0;
+  return Fail(std::move(e));
+}
+
+Status ReplicationConn::ResultError(PGresult* res, SessionStep step) {
+  // The fields, not the formatted text: its severity word ("ERROR",
+  // "FEHLER") is in the server's language.
+  auto field = [res](int code) {
+    const char* v = PQresultErrorField(res, code);
+    return v != nullptr ? OneLine(v) : std::string();
+  };
+  ServerError e;
+  e.step = step;
+  e.sqlstate = field(PG_DIAG_SQLSTATE);
+  e.message = field(PG_DIAG_MESSAGE_PRIMARY);
+  if (e.message.empty()) e.message = LibpqError();
+  std::string detail = field(PG_DIAG_MESSAGE_DETAIL), hint = field(PG_DIAG_MESSAGE_HINT);
+  if (!detail.empty() || !hint.empty()) {
+    e.message += " (";
+    if (!detail.empty()) e.message += "DETAIL: " + detail + (hint.empty() ? "" : "; ");
+    if (!hint.empty()) e.message += "HINT: " + hint;
+    e.message += ")";
+  }
+  return Fail(std::move(e));
 }
 
 // Reads results until PQgetResult returns NULL. The first result with status
 // `want` is kept in *kept (caller clears it); an error result wins.
 Status ReplicationConn::DrainResults(Clock::time_point deadline, ExecStatusType want,
-                                     PGresult** kept) {
+                                     PGresult** kept, SessionStep step) {
   Status err;
   for (;;) {
     while (PQisBusy(conn_)) {
       Status s = Wait(POLLIN, deadline);
       if (!s.ok()) return s;
-      if (!PQconsumeInput(conn_)) return Status::Retryable(LastError());
+      if (!PQconsumeInput(conn_)) return Lost(step);
     }
     PGresult* res = PQgetResult(conn_);
     if (!res) break;
@@ -141,15 +128,19 @@ Status ReplicationConn::DrainResults(Clock::time_point deadline, ExecStatusType 
       if (want == PGRES_COPY_BOTH) return err;  // no NULL result follows CopyBoth
       continue;
     }
-    if ((st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) && err.ok()) err = ResultError(res);
+    if ((st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) && err.ok()) {
+      err = ResultError(res, step);
+    }
     PQclear(res);
   }
   return err;
 }
 
-Result<Rows> ReplicationConn::Query(const std::string& sql, Clock::time_point deadline) {
+Result<Rows> ReplicationConn::Query(const std::string& sql, Clock::time_point deadline,
+                                    SessionStep step) {
   if (!conn_) return Status::Retryable("not connected");
-  if (!PQsendQuery(conn_, sql.c_str())) return Status::Retryable(LastError());
+  last_error_ = ServerError();
+  if (!PQsendQuery(conn_, sql.c_str())) return Lost(step);
   bool pending = true;
   while (pending) {
     Status s = Flush(&pending);
@@ -160,7 +151,7 @@ Result<Rows> ReplicationConn::Query(const std::string& sql, Clock::time_point de
     }
   }
   PGresult* res = nullptr;
-  Status s = DrainResults(deadline, PGRES_TUPLES_OK, &res);
+  Status s = DrainResults(deadline, PGRES_TUPLES_OK, &res, step);
   Rows rows;
   if (res) {
     for (int r = 0; r < PQntuples(res); ++r) {
@@ -176,7 +167,8 @@ Result<Rows> ReplicationConn::Query(const std::string& sql, Clock::time_point de
 
 Status ReplicationConn::StartCopy(const std::string& command, Clock::time_point deadline) {
   if (!conn_) return Status::Retryable("not connected");
-  if (!PQsendQuery(conn_, command.c_str())) return Status::Retryable(LastError());
+  last_error_ = ServerError();
+  if (!PQsendQuery(conn_, command.c_str())) return Lost(SessionStep::kStartReplication);
   bool pending = true;
   while (pending) {
     Status s = Flush(&pending);
@@ -187,27 +179,36 @@ Status ReplicationConn::StartCopy(const std::string& command, Clock::time_point 
     }
   }
   PGresult* res = nullptr;
-  Status s = DrainResults(deadline, PGRES_COPY_BOTH, &res);
+  Status s = DrainResults(deadline, PGRES_COPY_BOTH, &res, SessionStep::kStartReplication);
   if (res) PQclear(res);
   if (!s.ok()) return s;
-  if (!res) return Status::Retryable("the server did not start streaming: " + LastError());
+  if (!res) return Status::Retryable("the server did not start streaming: " + LibpqError());
   return Status::Ok();
 }
 
+Status ReplicationConn::Lost(SessionStep step) {
+  ServerError e;
+  e.step = step;
+  e.message = LibpqError();
+  return Fail(std::move(e));
+}
+
 Status ReplicationConn::ConsumeInput() {
-  if (!PQconsumeInput(conn_)) return ClassifyConnectError(LastError());
+  if (!PQconsumeInput(conn_)) return Lost(SessionStep::kStreaming);
   return Status::Ok();
 }
 
 Status ReplicationConn::GetCopyData(char** buf, int* len) {
   *len = PQgetCopyData(conn_, buf, 1);
   if (*len >= 0) return Status::Ok();
-  if (*len == -2) return Status::Retryable(LastError());
+  if (*len == -2) return Lost(SessionStep::kStreaming);
   // -1: the server ended the copy; its reason is in the next result.
   Status err = Status::Retryable("the server ended streaming");
   for (PGresult* res; (res = PQgetResult(conn_)) != nullptr;) {
     ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) err = ResultError(res);
+    if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) {
+      err = ResultError(res, SessionStep::kStreaming);
+    }
     PQclear(res);
     // A copy state result repeats for as long as the copy lasts.
     if (PQisBusy(conn_) || st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
@@ -220,14 +221,14 @@ Status ReplicationConn::GetCopyData(char** buf, int* len) {
 Status ReplicationConn::SendStatus(Lsn write, Lsn flush, bool reply_requested) {
   char msg[kStatusUpdateSize];
   BuildStatusUpdate(write, flush, flush, NowPgTimestamp(), reply_requested, msg);
-  if (PQputCopyData(conn_, msg, sizeof msg) != 1) return Status::Retryable(LastError());
+  if (PQputCopyData(conn_, msg, sizeof msg) != 1) return Status::Retryable(LibpqError());
   bool pending;
   return Flush(&pending);
 }
 
 Status ReplicationConn::Flush(bool* pending) {
   int r = PQflush(conn_);
-  if (r < 0) return Status::Retryable(LastError());
+  if (r < 0) return Status::Retryable(LibpqError());
   *pending = r == 1;
   return Status::Ok();
 }
@@ -239,7 +240,7 @@ Status ReplicationConn::EndCopy(Clock::time_point deadline) {
     bool* flag;
     ~Reset() { *flag = false; }
   } reset{&draining_};
-  if (PQputCopyEnd(conn_, nullptr) != 1) return Status::Retryable(LastError());
+  if (PQputCopyEnd(conn_, nullptr) != 1) return Status::Retryable(LibpqError());
   bool pending = true;
   while (pending) {
     Status s = Flush(&pending);
@@ -261,12 +262,12 @@ Status ReplicationConn::EndCopy(Clock::time_point deadline) {
     if (len == 0) {
       Status s = Wait(POLLIN, deadline);
       if (!s.ok()) return s;
-      if (!PQconsumeInput(conn_)) return Status::Retryable(LastError());
+      if (!PQconsumeInput(conn_)) return Status::Retryable(LibpqError());
       continue;
     }
     break;
   }
-  return DrainResults(deadline, PGRES_COMMAND_OK, nullptr);
+  return DrainResults(deadline, PGRES_COMMAND_OK, nullptr, SessionStep::kStreaming);
 }
 
 }  // namespace pgslotd

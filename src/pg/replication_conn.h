@@ -2,10 +2,11 @@
 // slot worker. Every wait polls the socket together with the worker's wakeup
 // descriptor, so a stop request interrupts connecting and queries alike.
 //
-// Errors are classified where they enter (see ClassifyServerError): a slot
-// that does not exist, a permission problem, an invalidated slot or a plugin
-// refusing its options is kSlotFatal; a lost connection, a server restart or
-// a slot still held by a previous walsender is kRetryable.
+// Errors are classified where they enter, by SQLSTATE and the step that
+// failed, never by their text (pg/server_error.h has the table). The last
+// error is kept (last_error()): where its outcome depends on the slot's
+// state in pg_replication_slots, the worker looks that up and classifies it
+// again.
 #pragma once
 
 #include <libpq-fe.h>
@@ -18,16 +19,12 @@
 
 #include "pg/lsn.h"
 #include "pg/protocol.h"
+#include "pg/server_error.h"
 #include "util/status.h"
 
 namespace pgslotd {
 
 using Rows = std::vector<std::vector<std::string>>;  // NULL becomes ""
-
-// Maps a server error to what the worker should do.
-Status ClassifyServerError(const char* sqlstate, const std::string& message);
-// Same for a failure to connect (libpq gives no SQLSTATE there).
-Status ClassifyConnectError(const std::string& message);
 
 class ReplicationConn {
  public:
@@ -46,8 +43,10 @@ class ReplicationConn {
 
   Status Connect(const std::vector<std::pair<std::string, std::string>>& params,
                  Clock::time_point deadline);
-  // Runs a command that returns tuples (or none); rows as text.
-  Result<Rows> Query(const std::string& sql, Clock::time_point deadline);
+  // Runs a command that returns tuples (or none); rows as text. `step`
+  // says what the command is, for the classification of its errors.
+  Result<Rows> Query(const std::string& sql, Clock::time_point deadline,
+                     SessionStep step = SessionStep::kQuery);
   // Sends START_REPLICATION and waits for CopyBoth.
   Status StartCopy(const std::string& command, Clock::time_point deadline);
 
@@ -67,22 +66,42 @@ class ReplicationConn {
   void Close();
   int socket() const { return conn_ ? PQsocket(conn_) : -1; }
   bool connected() const { return conn_ != nullptr; }
-  // The server's message for the last failure, trimmed.
-  std::string LastError() const;
+  // What the messages of errors name (slot, plugin, whether pgslotd
+  // created the slot in this run).
+  void set_error_context(ErrorContext ctx) { context_ = std::move(ctx); }
+  // That context, with the role the connection logs in as.
+  ErrorContext error_context() const {
+    ErrorContext ctx = context_;
+    ctx.role = role_;
+    return ctx;
+  }
+  // The error of the last command (Connect, Query, StartCopy) or of the
+  // stream since; an empty message when there was none.
+  const ServerError& last_error() const { return last_error_; }
   int server_version() const { return conn_ ? PQserverVersion(conn_) : 0; }
 
  private:
   // Waits until the socket is ready for `events`, the wakeup fd fires with
   // stop set, or the deadline passes.
   Status Wait(short events, Clock::time_point deadline);
-  Status ResultError(PGresult* res);
-  Status DrainResults(Clock::time_point deadline, ExecStatusType want, PGresult** kept);
+  // Keeps `e` as the last error and classifies it.
+  Status Fail(ServerError e);
+  Status ConnectFailed();
+  Status Lost(SessionStep step);  // the connection broke: no result to read
+  // libpq's message for the last failure, on one line.
+  std::string LibpqError() const;
+  Status ResultError(PGresult* res, SessionStep step);
+  Status DrainResults(Clock::time_point deadline, ExecStatusType want, PGresult** kept,
+                      SessionStep step);
 
   int wakeup_fd_;
   const std::atomic<bool>* stop_;
   std::atomic<int64_t>* heartbeat_;
   PGconn* conn_ = nullptr;
   bool draining_ = false;  // EndCopy: finish even though stop is set
+  ErrorContext context_;
+  std::string role_;  // the user libpq logs in as
+  ServerError last_error_;
 };
 
 }  // namespace pgslotd

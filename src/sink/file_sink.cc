@@ -8,18 +8,9 @@
 #include <cerrno>
 #include <ctime>
 
+#include "util/path.h"
+
 namespace pgslotd {
-
-namespace {
-
-std::string DirName(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-}  // namespace
 
 FileSink::~FileSink() {
   if (fd_ >= 0) ::close(fd_);
@@ -41,7 +32,7 @@ Status FileSink::Open() {
     // Not a condition time cures: stop the slot rather than retry forever.
     return Status::SlotFatal(path_ + " is a directory, not a regular file");
   }
-  if (fd < 0) return Status::Retryable(ErrnoMessage("cannot open " + path_, errno));
+  if (fd < 0) return PathError("cannot open " + path_, path_, errno);
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     int err = errno;

@@ -8,6 +8,8 @@
 
 #include <cerrno>
 
+#include "util/path.h"
+
 namespace pgslotd {
 
 PipeSink::~PipeSink() { CloseWriter(); }
@@ -20,9 +22,9 @@ void PipeSink::CloseWriter() {
 Status PipeSink::Open() {
   struct stat st;
   if (::stat(path_.c_str(), &st) != 0) {
-    if (errno != ENOENT) return Status::Retryable(ErrnoMessage("cannot stat " + path_, errno));
+    if (errno != ENOENT) return PathError("cannot stat " + path_, path_, errno);
     if (::mkfifo(path_.c_str(), mode_) != 0 && errno != EEXIST) {
-      return Status::Retryable(ErrnoMessage("cannot create FIFO " + path_, errno));
+      return PathError("cannot create FIFO " + path_, path_, errno);
     }
     if (::chmod(path_.c_str(), mode_) != 0) {
       return Status::Retryable(ErrnoMessage("cannot chmod " + path_, errno));
@@ -39,7 +41,7 @@ Status PipeSink::TryOpenWriter() {
   if (fd < 0) {
     if (errno == ENXIO) return Status::Ok();  // no reader yet
     if (errno == ENOENT) return Open();       // removed under us: make it again
-    return Status::Retryable(ErrnoMessage("cannot open " + path_, errno));
+    return PathError("cannot open " + path_, path_, errno);
   }
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {

@@ -11,10 +11,6 @@
 
 namespace pgslotd {
 
-std::string ErrnoMessage(const std::string& what, int err) {
-  return what + ": " + std::strerror(err);
-}
-
 std::unique_ptr<Sink> MakeSink(const SinkConfig& config, int stdout_fd) {
   switch (config.type) {
     case SinkType::kFile:

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "sink/sink.h"
+#include "util/path.h"
 
 namespace pgslotd {
 
@@ -62,13 +63,6 @@ bool ParseUnsigned(const std::string& s, uint64_t* out) {
   }
   *out = v;
   return true;
-}
-
-std::string DirOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
 }
 
 }  // namespace
@@ -179,7 +173,7 @@ Status ReadStateRecord(const std::string& file, SinkStateRecord* record, bool* f
 }
 
 Status WriteStateRecord(const std::string& file, const SinkStateRecord& record) {
-  const std::string dir = DirOf(file);
+  const std::string dir = DirName(file);
   const std::string tmp = file + ".tmp";
   const std::string text = SerializeStateRecord(record);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

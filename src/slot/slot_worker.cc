@@ -292,14 +292,17 @@ Status SlotWorker::Settle(Clock::time_point until) {
 
 Status SlotWorker::Session(ReplicationConn* conn) {
   stats_.state.store(SlotState::kConnecting);
+  conn->set_error_context(ErrorContext{config_.name, config_.plugin, "", created_here_});
   Lsn start = kInvalidLsn;
   Status s = Prepare(conn, &start);
-  if (!s.ok()) return s;
+  if (!s.ok()) return WithSlotCondition(conn, s);
   if (options_.end_lsn && Acked() >= *options_.end_lsn) return Status::Ok();
   formatter_->Reset();  // a new stream: no relation cache, no open transaction
+  conn->set_error_context(ErrorContext{config_.name, config_.plugin, "", created_here_});
   s = conn->StartCopy(BuildStartReplication(config_.name, start, config_.options),
                       Clock::now() + kConnectTimeout);
-  if (!s.ok()) return s.Prefixed("START_REPLICATION");
+  if (!s.ok()) return WithSlotCondition(conn, s).Prefixed("START_REPLICATION");
+  created_here_ = false;  // it streams: from here on it is an ordinary slot
   if (!announced_) {
     Event(spdlog::level::info, msgid::kConnected, start,
           "streaming from " + FormatLsn(start) + " into " + sink_->Describe() + " (plugin " +
@@ -310,7 +313,27 @@ Status SlotWorker::Session(ReplicationConn* conn) {
           "streaming again from " + FormatLsn(start));
   }
   stats_.state.store(SlotState::kStreaming);
-  return Stream(conn);
+  return WithSlotCondition(conn, Stream(conn));
+}
+
+Status SlotWorker::WithSlotCondition(ReplicationConn* conn, const Status& s) {
+  const ServerError& e = conn->last_error();
+  if (s.code() != Status::Code::kRetryable || !NeedsSlotCondition(e)) return s;
+  SlotCondition condition = SlotCondition::kUnknown;
+  if (conn->connected()) {
+    ServerError kept = e;  // the lookup is a command of its own
+    Result<Rows> found =
+        conn->Query("SELECT wal_status FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+                        QuoteLiteral(config_.name),
+                    Clock::now() + std::chrono::seconds(10));
+    if (found.ok()) {
+      condition = found.value().empty()           ? SlotCondition::kMissing
+                  : found.value()[0][0] == "lost" ? SlotCondition::kLost
+                                                  : SlotCondition::kHealthy;
+    }
+    return ClassifyServerError(kept, condition, conn->error_context());
+  }
+  return ClassifyServerError(e, condition, conn->error_context());
 }
 
 Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
@@ -363,19 +386,23 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
           "replication slot \"" + config_.name +
           "\" does not exist in the server (set create: true to have pgslotd create it)");
     }
-    Result<Rows> created = conn->Query(
-        BuildCreateSlot(config_.name, config_.plugin) + " (SNAPSHOT 'nothing')", deadline);
-    if (!created.ok() && created.status().message().find("already exists") == std::string::npos) {
-      return created.status().Prefixed("creating the slot");
-    }
+    Result<Rows> created =
+        conn->Query(BuildCreateSlot(config_.name, config_.plugin) + " (SNAPSHOT 'nothing')",
+                    deadline, SessionStep::kCreateSlot);
     if (created.ok()) {
+      created_here_ = true;
+      conn->set_error_context(ErrorContext{config_.name, config_.plugin, "", true});
       Event(spdlog::level::info, nullptr, kInvalidLsn,
             "created logical replication slot with plugin " + config_.plugin + " in database " +
                 dbname);
     }
+    // A failure may be another process creating it first: look again.
     found = conn->Query(lookup, deadline);
     if (!found.ok()) return found.status().Prefixed("looking up the slot");
-    if (found.value().empty()) return Status::Retryable("the slot vanished right after creation");
+    if (found.value().empty()) {
+      return created.ok() ? Status::Retryable("the slot vanished right after creation")
+                          : created.status().Prefixed("creating the slot");
+    }
   }
   const std::vector<std::string>& row = found.value()[0];
   if (row[0] != "logical") {

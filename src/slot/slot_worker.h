@@ -102,6 +102,9 @@ class SlotWorker {
   void Run();
   Status Session(ReplicationConn* conn);
   Status Prepare(ReplicationConn* conn, Lsn* start);
+  // Where the outcome of the server error behind `s` depends on the slot's
+  // state (pg/server_error.h), looks the slot up and classifies it again.
+  Status WithSlotCondition(ReplicationConn* conn, const Status& s);
   Status Stream(ReplicationConn* conn);
   Status HandleMessage(const char* buf, int len);
   void PushDataMark(Clock::time_point now);
@@ -161,6 +164,8 @@ class SlotWorker {
   bool reply_due_ = false;
   bool reached_end_ = false;
   bool announced_ = false;  // logged the first successful start
+  // pgslotd created the slot in this run and has not streamed from it yet.
+  bool created_here_ = false;
   // Exactly-once sinks (Sink::KeepsState): marks, cut-backs, rotation and
   // reopening fall only between transactions, and the acknowledged
   // position is the one the state record holds.

@@ -59,6 +59,23 @@ ensure_packages() {
     apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
+# Makes the locale $1 (e.g. de_DE.UTF-8) available, generating it with
+# Debian's locales package when missing. The integration tests run a server
+# that speaks German, to show that pgslotd never reads the words of a
+# server's message.
+ensure_locale() {
+  local name=$1 short
+  short=$(printf '%s' "$name" | tr 'A-Z' 'a-z' | sed 's/utf-8/utf8/')
+  if locale -a 2>/dev/null | tr 'A-Z' 'a-z' | grep -qx "$short"; then
+    return 0
+  fi
+  ensure_packages locales
+  say "generating the locale $name"
+  as_root sed -i "s/^# *\($name UTF-8\)/\1/" /etc/locale.gen
+  grep -q "^$name UTF-8" /etc/locale.gen || echo "$name UTF-8" | as_root tee -a /etc/locale.gen >/dev/null
+  as_root locale-gen >/dev/null
+}
+
 # Configures and builds in <repo>/build. Extra arguments are make targets
 # (default: everything, tests included). With QUIET_BUILD=1 the compiler's
 # output goes to build/build.log and is only shown when the build fails.

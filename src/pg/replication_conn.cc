@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "pg/quote.h"
+
 namespace pgslotd {
 
 std::string ReplicationConn::LibpqError() const {
@@ -15,6 +17,26 @@ std::string ReplicationConn::LibpqError() const {
 Status ReplicationConn::Fail(ServerError e) {
   last_error_ = std::move(e);
   return ClassifyServerError(last_error_, SlotCondition::kUnknown, error_context());
+}
+
+Status ReplicationConn::WithSlotCondition(const Status& s, const std::string& slot) {
+  if (s.code() != Status::Code::kRetryable || !NeedsSlotCondition(last_error_)) return s;
+  ServerError kept = last_error_;  // the lookup is a command of its own
+  SlotCondition condition = SlotCondition::kUnknown;
+  if (conn_ != nullptr) {
+    Result<Rows> found =
+        Query("SELECT wal_status FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+                  QuoteLiteral(slot),
+              Clock::now() + std::chrono::seconds(10));
+    if (found.ok() && found.value().empty()) condition = SlotCondition::kMissing;
+    if (found.ok() && !found.value().empty()) {
+      condition = found.value()[0][0] == "lost" ? SlotCondition::kLost : SlotCondition::kHealthy;
+    }
+  }
+  last_error_ = kept;
+  ErrorContext ctx = error_context();
+  ctx.slot = slot;
+  return ClassifyServerError(kept, condition, ctx);
 }
 
 void ReplicationConn::Close() {

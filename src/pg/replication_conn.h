@@ -78,6 +78,12 @@ class ReplicationConn {
   // The error of the last command (Connect, Query, StartCopy) or of the
   // stream since; an empty message when there was none.
   const ServerError& last_error() const { return last_error_; }
+  // `s` is what a command or the stream returned. Where its outcome depends
+  // on the state of `slot` (pg/server_error.h: an invalidated slot shares
+  // its SQLSTATE with other causes), reads the slot's row of
+  // pg_replication_slots on this connection and classifies the last error
+  // again; otherwise returns `s`. A lookup that fails leaves it retryable.
+  Status WithSlotCondition(const Status& s, const std::string& slot);
   int server_version() const { return conn_ ? PQserverVersion(conn_) : 0; }
 
  private:

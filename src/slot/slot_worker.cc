@@ -295,13 +295,13 @@ Status SlotWorker::Session(ReplicationConn* conn) {
   conn->set_error_context(ErrorContext{config_.name, config_.plugin, "", created_here_});
   Lsn start = kInvalidLsn;
   Status s = Prepare(conn, &start);
-  if (!s.ok()) return WithSlotCondition(conn, s);
+  if (!s.ok()) return conn->WithSlotCondition(s, config_.name);
   if (options_.end_lsn && Acked() >= *options_.end_lsn) return Status::Ok();
   formatter_->Reset();  // a new stream: no relation cache, no open transaction
   conn->set_error_context(ErrorContext{config_.name, config_.plugin, "", created_here_});
   s = conn->StartCopy(BuildStartReplication(config_.name, start, config_.options),
                       Clock::now() + kConnectTimeout);
-  if (!s.ok()) return WithSlotCondition(conn, s).Prefixed("START_REPLICATION");
+  if (!s.ok()) return conn->WithSlotCondition(s, config_.name).Prefixed("START_REPLICATION");
   created_here_ = false;  // it streams: from here on it is an ordinary slot
   if (!announced_) {
     Event(spdlog::level::info, msgid::kConnected, start,
@@ -313,27 +313,7 @@ Status SlotWorker::Session(ReplicationConn* conn) {
           "streaming again from " + FormatLsn(start));
   }
   stats_.state.store(SlotState::kStreaming);
-  return WithSlotCondition(conn, Stream(conn));
-}
-
-Status SlotWorker::WithSlotCondition(ReplicationConn* conn, const Status& s) {
-  const ServerError& e = conn->last_error();
-  if (s.code() != Status::Code::kRetryable || !NeedsSlotCondition(e)) return s;
-  SlotCondition condition = SlotCondition::kUnknown;
-  if (conn->connected()) {
-    ServerError kept = e;  // the lookup is a command of its own
-    Result<Rows> found =
-        conn->Query("SELECT wal_status FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
-                        QuoteLiteral(config_.name),
-                    Clock::now() + std::chrono::seconds(10));
-    if (found.ok()) {
-      condition = found.value().empty()           ? SlotCondition::kMissing
-                  : found.value()[0][0] == "lost" ? SlotCondition::kLost
-                                                  : SlotCondition::kHealthy;
-    }
-    return ClassifyServerError(kept, condition, conn->error_context());
-  }
-  return ClassifyServerError(e, condition, conn->error_context());
+  return conn->WithSlotCondition(Stream(conn), config_.name);
 }
 
 Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {

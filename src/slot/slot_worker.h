@@ -102,9 +102,6 @@ class SlotWorker {
   void Run();
   Status Session(ReplicationConn* conn);
   Status Prepare(ReplicationConn* conn, Lsn* start);
-  // Where the outcome of the server error behind `s` depends on the slot's
-  // state (pg/server_error.h), looks the slot up and classifies it again.
-  Status WithSlotCondition(ReplicationConn* conn, const Status& s);
   Status Stream(ReplicationConn* conn);
   Status HandleMessage(const char* buf, int len);
   void PushDataMark(Clock::time_point now);

@@ -166,6 +166,59 @@ TEST_F(DaemonTest, OptionNamesTheServerCannotParseAreRefusedByCheck) {
   }
 }
 
+TEST_F(DaemonTest, AServersMessageCannotForgeALogLine) {
+  // test_decoding quotes a bad option value back, newlines and all.
+  pg_->DropSlotIfExists("it_forge");
+  pg_->CreateLogicalSlot("it_forge");
+  pg_->Exec("CREATE TABLE IF NOT EXISTS forge(id int); INSERT INTO forge VALUES (1)");
+  std::string cfg = WriteConfig(
+      Header() + SlotYaml("it_forge", "{type: stdout}",
+                          "    options: {include-xids: \"1\\n2026-01-01 00:00:00.000 critical "
+                          "slot other: forged\"}\n"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg, "--end-lsn", pg_->CurrentWalLsn()});
+  EXPECT_EQ(p.Wait(seconds(30)), 1);
+  std::vector<std::string> lines = SplitLines(p.Stderr());
+  ASSERT_FALSE(lines.empty());
+  for (const std::string& line : lines) {
+    // Every line is one of pgslotd's own: "YYYY-MM-DD HH:MM:SS.mmm level ...".
+    EXPECT_TRUE(line.size() > 24 && line[4] == '-' && line[10] == ' ' && line[19] == '.')
+        << "not an entry of its own: " << line;
+    EXPECT_NE(line.rfind("2026-01-01", 0), 0u) << "forged: " << line;
+  }
+  // The server's lines are joined into pgslotd's one.
+  EXPECT_EQ(LinesWithAll(p.Stderr(), {"slot it_forge: START_REPLICATION: could not parse value "
+                                      "\"1; 2026-01-01 00:00:00.000 critical slot other: forged\""})
+                .size(),
+            1u)
+      << p.Stderr();
+}
+
+TEST_F(DaemonTest, ASinkDirectoryThatDoesNotExistStopsTheSlotAndCheckSaysSo) {
+  pg_->DropSlotIfExists("it_nodir");
+  pg_->CreateLogicalSlot("it_nodir");
+  std::string missing = dir_->File("no/such/dir");
+  std::string cfg =
+      WriteConfig(Header() + SlotYaml("it_nodir", "{type: file, path: " + missing + "/out.log}"));
+  Subprocess check;
+  check.Start({PgslotdBinary(), "--config", cfg, "--check"});
+  EXPECT_EQ(check.Wait(seconds(30)), 78);
+  EXPECT_NE(check.Stderr().find(cfg + ":7: slots[0].sink.path: the sink's directory " + missing +
+                                " does not exist"),
+            std::string::npos)
+      << check.Stderr();
+  // Without --check the daemon starts, and that slot stops with the reason
+  // instead of retrying for ever (it was the only one: exit 1).
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  EXPECT_EQ(p.Wait(seconds(30)), 1);
+  EXPECT_NE(p.Stderr().find("slot it_nodir: file " + missing + "/out.log: cannot open " + missing +
+                            "/out.log: the directory " + missing + " does not exist"),
+            std::string::npos)
+      << p.Stderr();
+  EXPECT_EQ(p.Stderr().find("reconnecting"), std::string::npos) << p.Stderr();
+}
+
 TEST_F(DaemonTest, SighupReopensTheFileForLogrotate) {
   pg_->Exec("DROP TABLE IF EXISTS rot; CREATE TABLE rot(id serial primary key, v text)");
   pg_->DropSlotIfExists("it_rotate");

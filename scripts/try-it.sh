@@ -111,7 +111,7 @@ wait_for() {
 
 # --- 1. Dependencies and build ---------------------------------------------
 
-ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" postgresql-15
+ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_DOC_DEPS[@]}" postgresql-15
 QUIET_BUILD=1 build_pgslotd "$root" pgslotd
 bin=$root/build/pgslotd
 say "built $("$bin" --version)"

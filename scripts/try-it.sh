@@ -28,6 +28,7 @@ cluster_started=0
 daemon_pid=""
 dropin=""          # our postgresql-common drop-in, while it exists
 dropin_dir_made=0  # whether we created its directory
+common_dir_made=0  # and /etc/postgresql-common above it
 
 # Stops pgslotd with SIGTERM and waits for it (10 s, then SIGKILL). Sets
 # daemon_rc to its exit code.
@@ -104,11 +105,20 @@ create_main_cluster_setting() {
 remove_dropin() {
   [ -n "$dropin" ] || return 0
   as_root rm -f "$dropin"
+  remove_dropin_dirs
+  say "removed $dropin again"
+  dropin=""
+}
+
+# Removes the directories we made for the drop-in, if they are empty (once
+# postgresql-common is installed, /etc/postgresql-common is not).
+remove_dropin_dirs() {
   if [ "$dropin_dir_made" = 1 ]; then
     as_root rmdir "$cc_dir" 2>/dev/null || true
   fi
-  say "removed $dropin again"
-  dropin=""
+  if [ "$common_dir_made" = 1 ]; then
+    as_root rmdir "$(dirname "$cc_dir")" 2>/dev/null || true
+  fi
 }
 
 main_cluster_exists() {
@@ -120,7 +130,11 @@ install_postgresql() {
     say "postgresql-15 is already installed: its clusters are not ours and are left"
     say "alone (the demo starts its own in a temporary directory)"
     if command -v pg_lsclusters >/dev/null 2>&1; then
-      pg_lsclusters | sed 's/^/    /'
+      if [ -n "$(pg_lsclusters -h 2>/dev/null)" ]; then
+        pg_lsclusters | sed 's/^/    /'
+      else
+        say "  (it has no clusters here)"
+      fi
     fi
     return 0
   fi
@@ -134,21 +148,25 @@ install_postgresql() {
   else
     dropin=$cc_dir/pgslotd-try-it.conf
     if [ ! -d "$cc_dir" ]; then
+      [ -d "$(dirname "$cc_dir")" ] || common_dir_made=1
       as_root mkdir -p "$cc_dir"
       dropin_dir_made=1
     fi
-    printf '%s
-' "# Written by pgslotd's scripts/try-it.sh for the time of installing" \
+    printf '%s\n' "# Written by pgslotd's scripts/try-it.sh for the time of installing" \
       "# postgresql-15, and removed right after." "create_main_cluster = false" |
       as_root tee "$dropin" >/dev/null
-    say "installing postgresql-15 without Debian's default cluster 15/main:"
-    say "  create_main_cluster = false in $dropin, for the time of the install"
     if [ -f "$cc_conf" ] && [ "$(create_main_cluster_setting)" != off ]; then
-      # A createcluster.conf without the include of createcluster.d.
-      remove_dropin
+      # A createcluster.conf without the include of createcluster.d: the
+      # drop-in would not be read, and we do not edit the operator's file.
+      as_root rm -f "$dropin"
+      remove_dropin_dirs
+      dropin=""
       printf 'warning: %s does not read %s, and this script does not edit it:\n' \
         "$cc_conf" "$cc_dir" >&2
       printf '  the install will create and start the cluster 15/main on port 5432\n' >&2
+    else
+      say "installing postgresql-15 without Debian's default cluster 15/main:"
+      say "  create_main_cluster = false in $dropin, for the time of the install"
     fi
   fi
 

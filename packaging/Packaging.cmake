@@ -93,8 +93,12 @@ pgoutput or wal2json, into append-only files, named pipes or its standard
 output, one thread and one connection per slot.
 
 A position is acknowledged to the server only once the sink has made it
-durable, so nothing is lost across crashes (at-least-once delivery). The
-package runs it as a sandboxed systemd service.")
+durable, so no committed change is lost across crashes. Files get every
+committed transaction exactly once, whole and in commit order, with a state
+record next to each file (for the output of test_decoding, wal2json and
+pgoutput, whose transaction boundaries pgslotd sees); standard output and
+named pipes are at-least-once. The package runs it as a sandboxed systemd
+service.")
 # Depends: the libraries (dpkg-shlibdeps, from dpkg-dev) plus what the
 # maintainer scripts call.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)

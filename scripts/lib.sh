@@ -11,6 +11,10 @@ PGSLOTD_BUILD_DEPS=(cmake g++ make pkg-config libpq-dev libyaml-cpp-dev libspdlo
 # (binaries in /usr/lib/postgresql/15/bin), the wal2json plugin, and socat
 # (the fault suite's TCP proxy).
 PGSLOTD_SERVER_DEPS=(postgresql-15 postgresql-15-wal2json socat)
+# What the README's own commands need beyond these: man-db for
+# `man -l docs/pgslotd.8` (a minimal Debian 12 has no `man`; man-db depends
+# on groff-base, which renders the page).
+PGSLOTD_DOC_DEPS=(man-db)
 # What the system tests need (PGSLOTD_SYSTEM_TESTS=1): a systemd to boot in
 # systemd-nspawn, and CPack's .deb tools (dpkg-shlibdeps, file) and man-db
 # for the package test.

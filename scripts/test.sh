@@ -14,7 +14,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 
-ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_SERVER_DEPS[@]}"
+ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_SERVER_DEPS[@]}" "${PGSLOTD_DOC_DEPS[@]}"
 ensure_locale de_DE.UTF-8
 if [ "${PGSLOTD_SYSTEM_TESTS:-0}" = 1 ]; then
   ensure_packages "${PGSLOTD_SYSTEM_TEST_DEPS[@]}"

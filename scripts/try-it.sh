@@ -2,9 +2,15 @@
 # Try it: builds pgslotd, starts a throwaway PostgreSQL 15 cluster in a
 # temporary directory, streams two logical replication slots with pgslotd
 # (one to this terminal, one into a file), makes a few changes and shows
-# what came out. Everything it starts is stopped and the temporary directory
-# removed when it ends, also on failure or Ctrl-C. Nothing else on the
-# machine is touched, apart from installing missing Debian packages.
+# what came out. Then it stops pgslotd, makes more changes while it is down,
+# starts it again and checks that the file received exactly those changes:
+# nothing lost, nothing repeated. Everything it starts is stopped and the
+# temporary directory removed when it ends, also on failure or Ctrl-C.
+# Nothing else on the machine is touched, apart from installing missing
+# Debian packages: when postgresql-15 is not installed yet, it is installed
+# without the cluster 15/main Debian would create and start on port 5432
+# (see install_postgresql below); when it is installed already, its clusters
+# are left alone.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +26,9 @@ tmp=""
 pgdir=""
 cluster_started=0
 daemon_pid=""
+dropin=""          # our postgresql-common drop-in, while it exists
+dropin_dir_made=0  # whether we created its directory
+common_dir_made=0  # and /etc/postgresql-common above it
 
 # Stops pgslotd with SIGTERM and waits for it (10 s, then SIGKILL). Sets
 # daemon_rc to its exit code.
@@ -58,6 +67,7 @@ cleanup() {
     rm -rf "$tmp"
     say "removed $tmp"
   fi
+  remove_dropin
   if [ "$rc" -eq 130 ] || [ "$rc" -eq 143 ]; then
     printf 'try-it.sh: interrupted\n' >&2
   elif [ "$rc" -ne 0 ]; then
@@ -68,6 +78,111 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# --- Installing postgresql-15 without Debian's cluster 15/main -------------
+#
+# When the postgresql-15 package is first installed, its postinst creates
+# and starts a cluster "15/main" on port 5432, unless postgresql-common's
+# create_main_cluster is off. It reads that setting with pg_conftool from
+# /etc/postgresql-common/createcluster.conf, whose last line (as Debian
+# ships it) includes every /etc/postgresql-common/createcluster.d/*.conf.
+# The demo has its own cluster and does not want that one, so for the time
+# of the install it puts create_main_cluster = false into a drop-in there,
+# and removes the drop-in again right after (and in cleanup).
+
+cc_conf=/etc/postgresql-common/createcluster.conf
+cc_dir=/etc/postgresql-common/createcluster.d
+
+# The value of create_main_cluster as postgresql-15's postinst would read it
+# (on/off), or nothing when it is not set (the default: on) or
+# postgresql-common is not installed yet.
+create_main_cluster_setting() {
+  if [ -f "$cc_conf" ] && command -v pg_conftool >/dev/null 2>&1; then
+    pg_conftool "$cc_conf" show -bs create_main_cluster 2>/dev/null || true
+  fi
+}
+
+remove_dropin() {
+  [ -n "$dropin" ] || return 0
+  as_root rm -f "$dropin"
+  remove_dropin_dirs
+  say "removed $dropin again"
+  dropin=""
+}
+
+# Removes the directories we made for the drop-in, if they are empty (once
+# postgresql-common is installed, /etc/postgresql-common is not).
+remove_dropin_dirs() {
+  if [ "$dropin_dir_made" = 1 ]; then
+    as_root rmdir "$cc_dir" 2>/dev/null || true
+  fi
+  if [ "$common_dir_made" = 1 ]; then
+    as_root rmdir "$(dirname "$cc_dir")" 2>/dev/null || true
+  fi
+}
+
+main_cluster_exists() {
+  [ -e /etc/postgresql/15/main/postgresql.conf ]
+}
+
+install_postgresql() {
+  if [ "$(dpkg-query -W -f='${db:Status-Status}' postgresql-15 2>/dev/null)" = installed ]; then
+    say "postgresql-15 is already installed: its clusters are not ours and are left"
+    say "alone (the demo starts its own in a temporary directory)"
+    if command -v pg_lsclusters >/dev/null 2>&1; then
+      if [ -n "$(pg_lsclusters -h 2>/dev/null)" ]; then
+        pg_lsclusters | sed 's/^/    /'
+      else
+        say "  (it has no clusters here)"
+      fi
+    fi
+    return 0
+  fi
+
+  local setting
+  setting=$(create_main_cluster_setting)
+  if [ -n "$setting" ]; then
+    # The operator chose; we do not override it.
+    say "create_main_cluster is set to '$setting' on this machine (postgresql-common);"
+    say "leaving that setting as it is"
+  else
+    dropin=$cc_dir/pgslotd-try-it.conf
+    if [ ! -d "$cc_dir" ]; then
+      [ -d "$(dirname "$cc_dir")" ] || common_dir_made=1
+      as_root mkdir -p "$cc_dir"
+      dropin_dir_made=1
+    fi
+    printf '%s\n' "# Written by pgslotd's scripts/try-it.sh for the time of installing" \
+      "# postgresql-15, and removed right after." "create_main_cluster = false" |
+      as_root tee "$dropin" >/dev/null
+    if [ -f "$cc_conf" ] && [ "$(create_main_cluster_setting)" != off ]; then
+      # A createcluster.conf without the include of createcluster.d: the
+      # drop-in would not be read, and we do not edit the operator's file.
+      as_root rm -f "$dropin"
+      remove_dropin_dirs
+      dropin=""
+      printf 'warning: %s does not read %s, and this script does not edit it:\n' \
+        "$cc_conf" "$cc_dir" >&2
+      printf '  the install will create and start the cluster 15/main on port 5432\n' >&2
+    else
+      say "installing postgresql-15 without Debian's default cluster 15/main:"
+      say "  create_main_cluster = false in $dropin, for the time of the install"
+    fi
+  fi
+
+  local had_main=0
+  main_cluster_exists && had_main=1
+  ensure_packages postgresql-15
+  remove_dropin
+  if [ "$had_main" = 0 ] && main_cluster_exists; then
+    say "installing postgresql-15 created Debian's cluster 15/main (port 5432), which"
+    say "stays after this demo; remove it with: pg_dropcluster --stop 15 main"
+  elif [ "$had_main" = 0 ]; then
+    say "postgresql-15 is installed, and no cluster 15/main was created"
+  else
+    say "postgresql-15 is installed; the cluster 15/main configured here before is left alone"
+  fi
+}
 
 # Runs a PostgreSQL server program: as the `postgres` OS user when we are
 # root (initdb and pg_ctl refuse to run as root), else as ourselves.
@@ -111,7 +226,8 @@ wait_for() {
 
 # --- 1. Dependencies and build ---------------------------------------------
 
-ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" postgresql-15
+ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_DOC_DEPS[@]}"
+install_postgresql
 QUIET_BUILD=1 build_pgslotd "$root" pgslotd
 bin=$root/build/pgslotd
 say "built $("$bin" --version)"
@@ -227,7 +343,78 @@ sql -P footer=off -c "SELECT slot_name, plugin, active, confirmed_flush_lsn,
                              pg_current_wal_lsn() AS server_wal_lsn
                       FROM pg_replication_slots ORDER BY slot_name"
 
+# --- 6. Stop, change, start: nothing lost, nothing repeated ------------------
+
+log=$outdir/demo_file.log
 say "stopping pgslotd with SIGTERM (a clean stop: sync, final acknowledgement, end of stream)"
+stop_daemon
+say "pgslotd exited with code $daemon_rc (0 = clean stop)"
+[ "$daemon_rc" -eq 0 ] || die "pgslotd did not stop cleanly"
+cp "$log" "$tmp/before.log"
+lines_before=$(wc -l <"$tmp/before.log")
+bytes_before=$(wc -c <"$tmp/before.log")
+echo
+say "BEFORE the stop: $log holds $commits transactions ($lines_before lines)"
+
+# Runs one transaction while pgslotd is down and appends its id to down_xids.
+down_xids=()
+down_txn() {
+  say "  SQL: BEGIN; $1; COMMIT"
+  local xid
+  xid=$(sql -At -c "BEGIN" -c "$1" -c "SELECT pg_current_xact_id()" -c "COMMIT")
+  down_xids+=("$xid")
+}
+echo
+say "while pgslotd is down, three more transactions:"
+down_txn "INSERT INTO fruit VALUES (5, 'mango', 2), (6, 'fig', 9)"
+down_txn "UPDATE fruit SET qty = 0 WHERE id = 4"
+down_txn "DELETE FROM fruit WHERE id = 1"
+lsn=$(sql_value "SELECT pg_current_wal_lsn()")
+say "transactions ${down_xids[*]}; no one reads the slots now, and the server keeps"
+say "what comes after their confirmed_flush_lsn for them:"
+sql -P footer=off -c "SELECT slot_name, active, confirmed_flush_lsn,
+                             pg_current_wal_lsn() AS server_wal_lsn
+                      FROM pg_replication_slots ORDER BY slot_name"
+
+echo
+say "starting pgslotd again with the same configuration; each slot resumes at"
+say "its confirmed_flush_lsn (the file sink at its state record)"
+"$bin" --config "$config" &
+daemon_pid=$!
+if ! wait_for 30 "(SELECT bool_and(confirmed_flush_lsn >= '$lsn')
+                   FROM pg_replication_slots WHERE slot_name IN ($slots))"; then
+  die "the slots had not acknowledged $lsn 30 s after the restart"
+fi
+sleep 0.2
+echo
+
+# Check the promise: the file still begins with exactly what it held before
+# the stop, and what follows is the three new transactions, each once.
+lines_after=$(wc -l <"$log")
+commits_after=$(grep -c '^COMMIT' "$log" || true)
+say "AFTER the restart: $log holds $commits_after transactions ($lines_after lines); the new lines:"
+tail -n +"$((lines_before + 1))" "$log"
+echo
+cmp -s -n "$bytes_before" "$tmp/before.log" "$log" ||
+  die "the first $bytes_before bytes of the file changed across the restart; that is a bug"
+new_xids=$(tail -c +"$((bytes_before + 1))" "$log" | sed -n 's/^BEGIN \([0-9]*\)$/\1/p' | paste -sd' ')
+[ "$new_xids" = "${down_xids[*]}" ] ||
+  die "the new part of the file holds transactions '$new_xids', expected '${down_xids[*]}'"
+repeated=$(sed -n 's/^BEGIN \([0-9]*\)$/\1/p' "$log" | sort | uniq -d | paste -sd' ')
+[ -z "$repeated" ] || die "transactions $repeated appear twice in the file; that is a bug"
+[ "$commits_after" -eq $((commits + 3)) ] ||
+  die "expected $((commits + 3)) committed transactions in the file, found $commits_after"
+say "before the stop: $commits transactions, $lines_before lines"
+say "after the restart: $commits_after transactions, $lines_after lines"
+say "the first $lines_before lines are unchanged, and the $((lines_after - lines_before)) new lines are"
+say "exactly the transactions ${down_xids[*]} made while pgslotd was down:"
+say "nothing lost, nothing repeated"
+state=$outdir/state/demo_file.state
+say "its state record $state says that the first"
+say "$(sed -n 's/^size //p' "$state") bytes of the file hold whole transactions, up to position $(sed -n 's/^lsn //p' "$state")"
+
+echo
+say "stopping pgslotd with SIGTERM"
 stop_daemon
 say "pgslotd exited with code $daemon_rc (0 = clean stop)"
 [ "$daemon_rc" -eq 0 ] || die "pgslotd did not stop cleanly"

@@ -24,7 +24,7 @@ set(PGSLOTD_DEB_MAINTAINER
 
 # --- files installed as they are ---------------------------------------------
 
-install(FILES ${PROJECT_SOURCE_DIR}/systemd/pgslotd.service
+install(FILES ${CMAKE_BINARY_DIR}/systemd/pgslotd.service ${CMAKE_BINARY_DIR}/systemd/pgslotd@.service
         DESTINATION lib/systemd/system)
 install(FILES ${PGSLOTD_PACKAGING_DIR}/pgslotd.sysusers.conf
         DESTINATION lib/sysusers.d RENAME pgslotd.conf)

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/control_socket.h"
 #include "daemon/log.h"
 #include "daemon/supervisor.h"
 #include "pg/lsn.h"
@@ -19,13 +20,21 @@ constexpr int kExitConfig = 78;  // EX_CONFIG
 void PrintHelp() {
   std::printf(
       "Usage: pgslotd --config PATH [--check] [--end-lsn LSN] [--log-target T]\n"
+      "       pgslotd --config PATH --status [--json]\n"
       "\n"
       "Streams PostgreSQL logical replication slots into stdout, files and named\n"
       "pipes, acknowledging each position only once its sink has made it durable.\n"
       "\n"
-      "  -c, --config PATH   the YAML configuration (see docs/config.md)\n"
-      "      --check         validate the configuration and exit: 0 if valid,\n"
-      "                      78 with every error on stderr if not\n"
+      "  -c, --config PATH   the YAML configuration (see man pgslotd.yaml and\n"
+      "                      /usr/share/doc/pgslotd/config.md, docs/config.md in\n"
+      "                      the source tree)\n"
+      "      --check         validate the configuration (and the directories it\n"
+      "                      names) and exit: 0 if valid, 78 with every error on\n"
+      "                      stderr if not\n"
+      "      --status        ask the daemon running this configuration how its\n"
+      "                      slots are (through its control socket; no database\n"
+      "                      access needed) and print one line per slot\n"
+      "      --json          with --status: print the same as JSON\n"
       "      --end-lsn LSN   stream until every slot has durably written and\n"
       "                      acknowledged everything up to LSN (X/Y), then exit 0\n"
       "      --log-target T  auto (the default: journald when stderr is the journal\n"
@@ -38,17 +47,37 @@ void PrintHelp() {
       "Exit codes: 0 clean, 1 fatal error, 64 bad usage, 78 configuration error.\n");
 }
 
+// --status: asks the daemon of `config` through its control socket.
+int PrintStatus(const pgslotd::Config& config, bool json) {
+  pgslotd::Result<std::string> answer = pgslotd::AskDaemon(
+      config.control_socket, json ? "status json" : "status", std::chrono::milliseconds(1500));
+  if (!answer.ok()) {
+    std::fprintf(stderr,
+                 "pgslotd: cannot reach the pgslotd running %s: %s (is it running? it listens on "
+                 "%s from its start)\n",
+                 config.path.c_str(), answer.status().message().c_str(),
+                 config.control_socket.c_str());
+    return 1;
+  }
+  std::fwrite(answer.value().data(), 1, answer.value().size(), stdout);
+  return answer.value().rfind("error:", 0) == 0 ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string config_path;
   bool check = false;
+  bool status = false;
+  bool json = false;
   std::optional<pgslotd::Lsn> end_lsn;
   std::string log_target = "auto";
-  enum { kOptCheck = 1000, kOptEndLsn, kOptVersion, kOptLogTarget };
+  enum { kOptCheck = 1000, kOptEndLsn, kOptVersion, kOptLogTarget, kOptStatus, kOptJson };
   static const struct option kOptions[] = {
       {"config", required_argument, nullptr, 'c'},
       {"check", no_argument, nullptr, kOptCheck},
+      {"status", no_argument, nullptr, kOptStatus},
+      {"json", no_argument, nullptr, kOptJson},
       {"end-lsn", required_argument, nullptr, kOptEndLsn},
       {"version", no_argument, nullptr, kOptVersion},
       {"log-target", required_argument, nullptr, kOptLogTarget},
@@ -63,6 +92,12 @@ int main(int argc, char** argv) {
         break;
       case kOptCheck:
         check = true;
+        break;
+      case kOptStatus:
+        status = true;
+        break;
+      case kOptJson:
+        json = true;
         break;
       case kOptEndLsn:
         end_lsn = pgslotd::ParseLsn(optarg);
@@ -94,6 +129,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pgslotd: --config PATH is required (try 'pgslotd --help')\n");
     return kExitUsage;
   }
+  if (json && !status) {
+    std::fprintf(stderr, "pgslotd: --json goes with --status\n");
+    return kExitUsage;
+  }
+  if (status && (check || end_lsn)) {
+    std::fprintf(stderr, "pgslotd: --status goes with neither --check nor --end-lsn\n");
+    return kExitUsage;
+  }
 
   pgslotd::Config config;
   std::vector<pgslotd::ConfigError> errors, warnings;
@@ -112,6 +155,7 @@ int main(int argc, char** argv) {
                  config.slots.size() == 1 ? "" : "s");
     return 0;
   }
+  if (status) return PrintStatus(config, json);
   pgslotd::LogTarget target;
   if (!pgslotd::ParseLogTarget(log_target, &target)) {
     std::fprintf(stderr, "pgslotd: --log-target: \"%s\" is not auto, stderr or journal\n",

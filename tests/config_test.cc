@@ -512,24 +512,12 @@ slots:
                  4, "slots[0].include_transactions", {"format json only"});
 }
 
-TEST_F(ConfigTest, StateDirectoryFromFileEnvironmentOrDefault) {
-  const char* slot = R"(
-slots:
-  - name: a
-    plugin: p
-    sink: {type: stdout}
-)";
-  unsetenv("STATE_DIRECTORY");
-  EXPECT_EQ(Load(slot).state_directory, "/var/lib/pgslotd");
-  setenv("STATE_DIRECTORY", "/run/state/pgslotd:/other", 1);
-  Config from_env = Load(slot);
-  EXPECT_EQ(from_env.state_directory, "/run/state/pgslotd");
-  EXPECT_EQ(from_env.slots[0].state_directory, "/run/state/pgslotd");
-  Config explicit_dir = Load(std::string("state_directory: /srv/cdc//state/\n") + slot);
-  EXPECT_EQ(explicit_dir.state_directory, "/srv/cdc/state");
-  unsetenv("STATE_DIRECTORY");
-  ExpectOneError(std::string("state_directory: relative/dir\n") + slot, 1, "state_directory",
-                 {"must be an absolute path"});
+TEST_F(ConfigTest, StateDirectoryMustBeAbsolute) {
+  ExpectOneError(
+      "state_directory: relative/dir\nslots:\n  - {name: a, plugin: p, sink: {type: stdout}}\n", 1,
+      "state_directory", {"must be an absolute path"});
+  ExpectOneError("runtime_directory: run\nslots:\n  - {name: a, plugin: p, sink: {type: stdout}}\n",
+                 1, "runtime_directory", {"must be an absolute path"});
 }
 
 TEST_F(ConfigTest, BadSinkType) {
@@ -964,9 +952,50 @@ TEST_F(ConfigTest, CheckPathsNeedsTheStateDirectoryOrItsParent) {
   ExpectError(errors[0], 1, "state_directory",
               {"the state directory's parent", "/made/by does not exist"});
   errors.clear();
-  // One level is created by pgslotd itself.
-  Write("state_directory: " + dir_ + "/made\n" + slot);
+  // One level is created by pgslotd itself (or systemd's StateDirectory=),
+  // also for the sinks inside it.
+  Write("state_directory: " + dir_ +
+        "/made\nslots:\n  - name: a\n    plugin: p\n    sink: {type: "
+        "file, path: " +
+        dir_ + "/made/out.log}\n");
   EXPECT_TRUE(LoadConfig(path_, &config, &errors, check)) << Show(errors);
+  // The runtime directory likewise.
+  Write("runtime_directory: " + dir_ + "/run/deeper\n" + slot);
+  EXPECT_FALSE(LoadConfig(path_, &config, &errors, check));
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  ExpectError(errors[0], 1, "runtime_directory",
+              {"the runtime directory's parent", "/run does not exist"});
+}
+
+TEST_F(ConfigTest, DirectoriesFollowTheConfigFileNameNotTheEnvironment) {
+  EXPECT_EQ(InstanceName("/etc/pgslotd/pgslotd.yaml"), "pgslotd");
+  EXPECT_EQ(InstanceName("/etc/pgslotd/orders.yaml"), "orders");
+  EXPECT_EQ(InstanceName("/etc/pgslotd/orders.yml"), "orders");
+  EXPECT_EQ(InstanceName("relative/x.conf"), "x.conf");
+  EXPECT_EQ(InstanceName("/etc/pgslotd/.yaml"), ".yaml");  // nothing left to strip to
+  // systemd's $STATE_DIRECTORY is not seen: a shell has none, and --status
+  // from a shell must find the daemon systemd started.
+  setenv("STATE_DIRECTORY", "/somewhere/else", 1);
+  setenv("RUNTIME_DIRECTORY", "/somewhere/else", 1);
+  std::string slot = "slots:\n  - name: a\n    plugin: p\n    sink: {type: stdout}\n";
+  Config main = Load(slot);  // path_ is <dir>/pgslotd.yaml
+  EXPECT_EQ(main.state_directory, "/var/lib/pgslotd");
+  EXPECT_EQ(main.runtime_directory, "/run/pgslotd");
+  EXPECT_EQ(main.control_socket, "/run/pgslotd/pgslotd.sock");
+  EXPECT_EQ(main.slots[0].state_directory, "/var/lib/pgslotd");
+  path_ = dir_ + "/audit.yaml";
+  Config audit = Load(slot);
+  EXPECT_EQ(audit.state_directory, "/var/lib/pgslotd/audit");
+  EXPECT_EQ(audit.control_socket, "/run/pgslotd/audit/pgslotd.sock");
+  Config given = Load("state_directory: /srv/cdc//state/\nruntime_directory: /srv/run/\n" + slot);
+  EXPECT_EQ(given.state_directory, "/srv/cdc/state");
+  EXPECT_EQ(given.control_socket, "/srv/run/pgslotd.sock");
+  unlink(path_.c_str());
+  path_ = dir_ + "/pgslotd.yaml";
+  unsetenv("STATE_DIRECTORY");
+  unsetenv("RUNTIME_DIRECTORY");
+  ExpectOneError("runtime_directory: /" + std::string(95, 'r') + "\n" + slot, 1,
+                 "runtime_directory", {"would be 109 bytes long", "at most 107"});
 }
 
 TEST_F(ConfigTest, DuplicateOption) {

@@ -38,8 +38,14 @@ class DaemonTest : public ::testing::Test {
   }
 
   std::string Header(const std::string& db = "postgres", const std::string& extra = "") {
-    return "connection: \"" + pg_->Conninfo(db) +
-           "\"\nstatus_interval: 1s\nstate_directory: " + dir_->path() + "\n" + extra + "slots:\n";
+    return "connection: \"" + pg_->Conninfo(db) + "\"\nstatus_interval: 1s\n" + Dirs() + extra +
+           "slots:\n";
+  }
+
+  // The test's own state and runtime directories (the defaults are the
+  // system's /var/lib/pgslotd and /run/pgslotd), as config lines.
+  std::string Dirs() const {
+    return "state_directory: " + dir_->path() + "\nruntime_directory: " + dir_->path() + "\n";
   }
 
   // Runs the daemon with --end-lsn and waits for it; returns the exit code.

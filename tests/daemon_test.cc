@@ -46,8 +46,8 @@ TEST_F(DaemonTest, CheckAcceptsAGoodConfigAndRefusesABadOneWith78) {
     std::vector<std::string> args = {"--config", bad};
     if (check) args.push_back("--check");
     EXPECT_EQ(RunCli(args, &b), 78);
-    EXPECT_NE(b.Stderr().find(bad + ":5: slots[0].name:"), std::string::npos) << b.Stderr();
-    EXPECT_NE(b.Stderr().find(bad + ":7: slots[0].sink.path:"), std::string::npos) << b.Stderr();
+    EXPECT_NE(b.Stderr().find(bad + ":6: slots[0].name:"), std::string::npos) << b.Stderr();
+    EXPECT_NE(b.Stderr().find(bad + ":8: slots[0].sink.path:"), std::string::npos) << b.Stderr();
   }
   Subprocess missing;
   EXPECT_EQ(RunCli({"--config", dir_->File("nope.yaml"), "--check"}, &missing), 78);
@@ -159,7 +159,7 @@ TEST_F(DaemonTest, OptionNamesTheServerCannotParseAreRefusedByCheck) {
     if (check) args.push_back("--check");
     p.Start(args);
     EXPECT_EQ(p.Wait(seconds(30)), 78);
-    EXPECT_NE(p.Stderr().find(cfg + ":8: slots[0].options.a\" b: option name \"a\\\" b\" contains "
+    EXPECT_NE(p.Stderr().find(cfg + ":9: slots[0].options.a\" b: option name \"a\\\" b\" contains "
                                     "a double quote"),
               std::string::npos)
         << p.Stderr();
@@ -203,7 +203,7 @@ TEST_F(DaemonTest, ASinkDirectoryThatDoesNotExistStopsTheSlotAndCheckSaysSo) {
   Subprocess check;
   check.Start({PgslotdBinary(), "--config", cfg, "--check"});
   EXPECT_EQ(check.Wait(seconds(30)), 78);
-  EXPECT_NE(check.Stderr().find(cfg + ":7: slots[0].sink.path: the sink's directory " + missing +
+  EXPECT_NE(check.Stderr().find(cfg + ":8: slots[0].sink.path: the sink's directory " + missing +
                                 " does not exist"),
             std::string::npos)
       << check.Stderr();

@@ -65,8 +65,7 @@ class GermanServerTest : public DaemonTest {
   }
 
   std::string Config(const std::string& conninfo, const std::string& slots) {
-    return WriteConfig("connection: \"" + conninfo + "\"\nstate_directory: " + dir_->path() +
-                       "\nslots:\n" + slots);
+    return WriteConfig("connection: \"" + conninfo + "\"\n" + Dirs() + "slots:\n" + slots);
   }
 
   static PgCluster* german_;

@@ -96,6 +96,8 @@ constexpr Choice kSinkTypes[] = {
 constexpr uint64_t kMinBufferSize = 64 * 1024;
 constexpr size_t kMaxSlotNameLength = 63;  // PostgreSQL's NAMEDATALEN - 1
 constexpr size_t kMaxIdentifierLength = 63;
+constexpr char kControlSocketName[] = "pgslotd.sock";
+constexpr size_t kMaxSocketPath = 107;  // sockaddr_un's sun_path, NUL included
 
 // `text` in double quotes, control characters escaped and long text cut, so
 // that a message stays on one line whatever the file holds.
@@ -190,7 +192,9 @@ constexpr KeySpec kSchema[] = {
   {Scope::kTop,  "monitor_interval", Kind::kDuration, Need::kOptional, "10s",   nullptr,
    CheckPositive, "how often the server's slots and WAL position are polled"},
   {Scope::kTop,  "state_directory", Kind::kString,   Need::kOptional,  nullptr, nullptr,
-   nullptr, "directory for pgslotd's own files; default $STATE_DIRECTORY, else /var/lib/pgslotd"},
+   nullptr, "directory for pgslotd's own files (and its lock); default from the config file's name"},
+  {Scope::kTop,  "runtime_directory", Kind::kString, Need::kOptional,  nullptr, nullptr,
+   nullptr, "directory of the control socket; default from the config file's name"},
   {Scope::kTop,  "metrics_file",    Kind::kString,   Need::kOptional,  nullptr, nullptr,
    nullptr, "absolute path of the metrics file; none when absent"},
   {Scope::kTop,  "lag_alarm",       Kind::kMap,      Need::kOptional,  nullptr, nullptr,
@@ -455,6 +459,26 @@ std::string NormalizePath(const std::string& path) {
   return out.empty() ? "/" : out;
 }
 
+}  // namespace
+
+std::string InstanceName(const std::string& config_path) {
+  std::string base = config_path.substr(config_path.rfind('/') + 1);
+  for (const char* ext : {".yaml", ".yml"}) {
+    size_t n = std::strlen(ext);
+    if (base.size() > n && base.compare(base.size() - n, n, ext) == 0) {
+      base.resize(base.size() - n);
+      break;
+    }
+  }
+  return base.empty() ? "pgslotd" : base;
+}
+
+std::string DefaultDirectory(const std::string& root, const std::string& instance) {
+  return instance == "pgslotd" ? root : root + "/" + instance;
+}
+
+namespace {
+
 class Loader {
  public:
   Loader(std::string file, std::vector<ConfigError>* errors, LoadOptions options,
@@ -480,8 +504,16 @@ class Loader {
   bool ReadAbsolutePath(const Field& field, const std::string& key, std::string* out);
   void CheckAcrossSlots(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
                         int metrics_line);
-  // --check: the directory `dir` that `key` (at `line`) needs.
-  void CheckDirectory(const std::string& dir, int line, const std::string& key, const char* role);
+  // --check: the directories the sinks, the metrics file and pgslotd
+  // itself need.
+  void CheckPaths(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
+                  int metrics_line, const std::string& state_directory,
+                  const std::string& runtime_directory, const Section& top);
+  // The directory `dir` that `key` (at `line`) needs. One that pgslotd (or
+  // the unit's StateDirectory=/RuntimeDirectory=) creates at start, one
+  // level, need not exist yet: then its parent must.
+  void CheckDirectory(std::string dir, int line, const std::string& key, std::string role,
+                      bool created_at_start);
 
   std::string file_;
   std::vector<ConfigError>* errors_;
@@ -565,13 +597,26 @@ bool Loader::Load(Config* config) {
     metrics_line = top.At("metrics_file").line;
   }
 
-  // state_directory: the file's, else systemd's (first of a colon list),
-  // else the packaged default.
+  // The directories this instance owns: the file's, else derived from the
+  // config file's name alone (never from the environment), so that
+  // `--status` from a shell finds the daemon systemd started.
+  const std::string instance = InstanceName(file_);
   std::string state_directory;
   if (!ReadAbsolutePath(top.At("state_directory"), "state_directory", &state_directory)) {
-    const char* env = std::getenv("STATE_DIRECTORY");
-    std::string first = env ? std::string(env).substr(0, std::string(env).find(':')) : "";
-    state_directory = !first.empty() && first[0] == '/' ? NormalizePath(first) : "/var/lib/pgslotd";
+    state_directory = DefaultDirectory("/var/lib/pgslotd", instance);
+  }
+  std::string runtime_directory;
+  if (!ReadAbsolutePath(top.At("runtime_directory"), "runtime_directory", &runtime_directory)) {
+    runtime_directory = DefaultDirectory("/run/pgslotd", instance);
+  }
+  const std::string control_socket = runtime_directory + "/" + kControlSocketName;
+  if (control_socket.size() > kMaxSocketPath) {
+    const Field& rd = top.At("runtime_directory");
+    Error(rd.present ? rd.line : 0, "runtime_directory",
+          "the control socket " + Quote(control_socket) + " would be " +
+              std::to_string(control_socket.size()) +
+              " bytes long; a Unix socket path holds at most " + std::to_string(kMaxSocketPath) +
+              ": choose a shorter runtime_directory");
   }
 
   std::vector<SlotDraft> drafts;
@@ -589,21 +634,7 @@ bool Loader::Load(Config* config) {
   }
   CheckAcrossSlots(drafts, metrics_file, metrics_line);
   if (options_.check_paths) {
-    for (const SlotDraft& d : drafts) {
-      if (d.sink_path_line == 0) continue;
-      CheckDirectory(DirName(d.slot.sink.path), d.sink_path_line, Join(d.path, "sink.path"),
-                     "the sink's directory");
-    }
-    if (metrics_line != 0) {
-      CheckDirectory(DirName(metrics_file), metrics_line, "metrics_file",
-                     "the metrics file's directory");
-    }
-    const Field& sd = top.At("state_directory");
-    struct stat st;
-    bool exists = ::stat(state_directory.c_str(), &st) == 0;
-    CheckDirectory(exists ? state_directory : DirName(state_directory), sd.present ? sd.line : 0,
-                   "state_directory",
-                   exists ? "the state directory" : "the state directory's parent");
+    CheckPaths(drafts, metrics_file, metrics_line, state_directory, runtime_directory, top);
   }
 
   if (errors_->size() != errors_before) return false;
@@ -613,6 +644,8 @@ bool Loader::Load(Config* config) {
   loaded.monitor_interval = *top.Get<Duration>("monitor_interval");
   loaded.metrics_file = std::move(metrics_file);
   loaded.state_directory = std::move(state_directory);
+  loaded.runtime_directory = std::move(runtime_directory);
+  loaded.control_socket = control_socket;
   for (SlotDraft& draft : drafts) draft.slot.state_directory = loaded.state_directory;
   for (SlotDraft& draft : drafts) loaded.slots.push_back(std::move(draft.slot));
   *config = std::move(loaded);
@@ -925,9 +958,37 @@ bool Loader::ReadAbsolutePath(const Field& field, const std::string& key, std::s
   return true;
 }
 
-void Loader::CheckDirectory(const std::string& dir, int line, const std::string& key,
-                            const char* role) {
+void Loader::CheckPaths(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
+                        int metrics_line, const std::string& state_directory,
+                        const std::string& runtime_directory, const Section& top) {
+  auto own = [&](const std::string& dir) {
+    return dir == state_directory || dir == runtime_directory;
+  };
+  for (const SlotDraft& d : drafts) {
+    if (d.sink_path_line == 0) continue;
+    std::string dir = DirName(d.slot.sink.path);
+    CheckDirectory(dir, d.sink_path_line, Join(d.path, "sink.path"), "the sink's directory",
+                   own(dir));
+  }
+  if (metrics_line != 0) {
+    std::string dir = DirName(metrics_file);
+    CheckDirectory(dir, metrics_line, "metrics_file", "the metrics file's directory", own(dir));
+  }
+  const Field& sd = top.At("state_directory");
+  CheckDirectory(state_directory, sd.present ? sd.line : 0, "state_directory",
+                 "the state directory", true);
+  const Field& rd = top.At("runtime_directory");
+  CheckDirectory(runtime_directory, rd.present ? rd.line : 0, "runtime_directory",
+                 "the runtime directory", true);
+}
+
+void Loader::CheckDirectory(std::string dir, int line, const std::string& key, std::string role,
+                            bool created_at_start) {
   struct stat st;
+  if (created_at_start && ::stat(dir.c_str(), &st) != 0 && errno == ENOENT) {
+    dir = DirName(dir);  // made at start: its parent must be there
+    role += "'s parent";
+  }
   if (::stat(dir.c_str(), &st) != 0) {
     Error(line, key,
           std::string(role) + " " + dir + " " +
@@ -935,14 +996,13 @@ void Loader::CheckDirectory(const std::string& dir, int line, const std::string&
     return;
   }
   if (!S_ISDIR(st.st_mode)) {
-    Error(line, key, std::string(role) + " " + dir + " is not a directory");
+    Error(line, key, role + " " + dir + " is not a directory");
     return;
   }
   if (::access(dir.c_str(), W_OK | X_OK) != 0 && warnings_ != nullptr) {
     warnings_->push_back(ConfigError{
         file_, line, key,
-        "warning: " + std::string(role) + " " + dir + " is not writable by user " +
-            CurrentUserName() +
+        "warning: " + role + " " + dir + " is not writable by user " + CurrentUserName() +
             ", who runs this check; make sure the user pgslotd runs as may create files there"});
   }
 }

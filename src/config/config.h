@@ -94,10 +94,15 @@ struct SlotConfig {
 
 struct Config {
   std::string path;  // the file it came from
-  // Where pgslotd keeps its own files (spools of streamed transactions,
-  // sink state): state_directory, else systemd's $STATE_DIRECTORY (its
-  // first entry), else /var/lib/pgslotd. Also copied into each SlotConfig.
+  // Where pgslotd keeps its own files (its lock, spools of streamed
+  // transactions, sink state): state_directory, else derived from the
+  // config file's name (DefaultDirectory("/var/lib/pgslotd", instance)).
+  // Also copied into each SlotConfig.
   std::string state_directory = "/var/lib/pgslotd";
+  // Where the control socket lives (runtime_directory, else
+  // DefaultDirectory("/run/pgslotd", instance)), and the socket itself.
+  std::string runtime_directory = "/run/pgslotd";
+  std::string control_socket = "/run/pgslotd/pgslotd.sock";
   std::string log_level = "info";
   // How often the server's pg_replication_slots and pg_current_wal_lsn() are
   // polled over a normal (non-replication) side connection.
@@ -114,6 +119,15 @@ struct ConfigError {
   std::string message;
   std::string ToString() const;  // "<file>:<line>: <key>: <message>"
 };
+
+// The instance a config file stands for: its name without ".yaml" or
+// ".yml" ("/etc/pgslotd/orders.yaml" -> "orders"). Every path an instance
+// owns by default follows from it, so that a shell finds the same daemon
+// that systemd started (pgslotd@orders.service reads orders.yaml).
+std::string InstanceName(const std::string& config_path);
+// `root` for the instance "pgslotd" (the default config,
+// /etc/pgslotd/pgslotd.yaml), else `root`/<instance>.
+std::string DefaultDirectory(const std::string& root, const std::string& instance);
 
 // What LoadConfig checks beyond the file itself.
 struct LoadOptions {

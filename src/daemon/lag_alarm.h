@@ -32,8 +32,8 @@ namespace pgslotd {
 struct LagSample {
   uint64_t lag_bytes = 0;
   double lag_seconds = 0;
-  std::string wal_status;                // "" when unknown
-  std::optional<int64_t> safe_wal_size;  // none when unknown or unlimited
+  std::string wal_status;                          // "" when unknown
+  std::optional<int64_t> safe_wal_size;            // none when unknown or unlimited
   std::optional<uint64_t> max_slot_wal_keep_size;  // the server's limit, when known
   bool streaming = true;
   std::string state;  // the slot's state, for the reason text

@@ -127,6 +127,8 @@ bool SetLogLevel(const std::string& level) {
   return true;
 }
 
+bool LogEnabled(Level level) { return spdlog::default_logger_raw()->should_log(level); }
+
 void Log(Level level, const LogEvent& event, const std::string& message) {
   auto logger = spdlog::default_logger();
   if (!logger->should_log(level)) return;

@@ -58,6 +58,10 @@ struct LogEvent {
   int priority = -1;  // journal PRIORITY override (5 = notice); -1: from the level
 };
 
+// Whether entries of `level` are written at the current log level (cheap:
+// callers use it to skip building a message).
+bool LogEnabled(spdlog::level::level_enum level);
+
 // Writes one entry. On stderr a slot entry reads "slot <name>: <message>".
 void Log(Level level, const LogEvent& event, const std::string& message);
 

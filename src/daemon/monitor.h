@@ -34,7 +34,7 @@ struct ServerSlotInfo {
   std::optional<int64_t> safe_wal_size;  // none when NULL (no max_slot_wal_keep_size)
   Lsn restart_lsn = kInvalidLsn;
   Lsn confirmed_flush = kInvalidLsn;
-  Lsn current_wal_lsn = kInvalidLsn;  // the server's, at the poll
+  Lsn current_wal_lsn = kInvalidLsn;               // the server's, at the poll
   std::optional<uint64_t> max_slot_wal_keep_size;  // bytes; none when unlimited (-1)
   std::chrono::steady_clock::time_point polled_at;
 };

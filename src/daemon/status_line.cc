@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "decode/json.h"
+
 namespace pgslotd {
 
 SlotView ViewOf(const SlotWorker& w) {
@@ -14,6 +16,14 @@ SlotView ViewOf(const SlotWorker& w) {
   v.heartbeat_ns = s.heartbeat_ns.load(std::memory_order_relaxed);
   v.finished = w.finished();
   v.oldest_pending_ns = s.oldest_pending_ns.load(std::memory_order_relaxed);
+  v.received = s.received_lsn.load(std::memory_order_relaxed);
+  v.durable = s.durable_lsn.load(std::memory_order_relaxed);
+  v.sink = w.sink_description();
+  v.sink_state = s.sink_state.load(std::memory_order_relaxed);
+  if (v.state == SlotState::kReconnecting || v.state == SlotState::kFailed ||
+      v.state == SlotState::kInvalidated) {
+    v.error = w.last_error();
+  }
   return v;
 }
 
@@ -46,6 +56,76 @@ std::string StatusLine(const std::vector<SlotView>& slots) {
     if (v.alarm) out += ", LAG ALARM";
   }
   return out;
+}
+
+namespace {
+
+std::string LsnOrDash(Lsn lsn) { return lsn == kInvalidLsn ? "-" : FormatLsn(lsn); }
+
+double LagSeconds(const SlotView& v, int64_t now_ns) {
+  if (v.oldest_pending_ns <= 0 || now_ns <= v.oldest_pending_ns) return 0;
+  return static_cast<double>(now_ns - v.oldest_pending_ns) / 1e9;
+}
+
+void AppendJsonField(const char* name, const std::string& value, bool quote, std::string* out) {
+  if (out->back() != '{') *out += ',';
+  json::StringOut o{out};
+  json::AppendString(name, &o);
+  *out += ':';
+  if (quote) {
+    json::AppendString(value, &o);
+  } else {
+    *out += value;
+  }
+}
+
+std::string TextLine(const SlotView& v, int64_t now_ns) {
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.0f", LagSeconds(v, now_ns));
+  std::string line = v.name + ": " + SlotStateName(v.state);
+  if (!v.error.empty()) line += " (" + v.error + ")";
+  line += "; received " + LsnOrDash(v.received) + ", durable " + LsnOrDash(v.durable) +
+          ", acknowledged " + LsnOrDash(v.flushed) + "; lag ";
+  line += v.server_wal_end != kInvalidLsn ? FormatBytes(LagBytes(v)) : std::string("unknown");
+  line += std::string(", ") + seconds + " s";
+  if (v.alarm) line += ", LAG ALARM";
+  return line + "; sink " + v.sink + " (" + v.sink_state + ")\n";
+}
+
+std::string JsonSlot(const SlotView& v, int64_t now_ns) {
+  std::string out = "{";
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.3f", LagSeconds(v, now_ns));
+  AppendJsonField("name", v.name, true, &out);
+  AppendJsonField("state", SlotStateName(v.state), true, &out);
+  AppendJsonField("error", v.error, true, &out);
+  AppendJsonField("received_lsn", LsnOrDash(v.received), true, &out);
+  AppendJsonField("durable_lsn", LsnOrDash(v.durable), true, &out);
+  AppendJsonField("acknowledged_lsn", LsnOrDash(v.flushed), true, &out);
+  AppendJsonField("lag_bytes",
+                  v.server_wal_end != kInvalidLsn ? std::to_string(LagBytes(v)) : "null", false,
+                  &out);
+  AppendJsonField("lag_seconds", seconds, false, &out);
+  AppendJsonField("lag_alarm", v.alarm ? "true" : "false", false, &out);
+  AppendJsonField("sink", v.sink, true, &out);
+  AppendJsonField("sink_state", v.sink_state, true, &out);
+  return out + "}";
+}
+
+}  // namespace
+
+std::string StatusReport(const std::vector<SlotView>& slots, int64_t now_ns, bool json) {
+  std::string out;
+  if (!json) {
+    for (const SlotView& v : slots) out += TextLine(v, now_ns);
+    return slots.empty() ? "no slots\n" : out;
+  }
+  out = "{\"slots\":[";
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (i > 0) out += ',';
+    out += JsonSlot(slots[i], now_ns);
+  }
+  return out + "]}\n";
 }
 
 bool AllCheckedIn(const std::vector<SlotView>& slots, int64_t now_ns,

@@ -16,12 +16,17 @@ namespace pgslotd {
 struct SlotView {
   std::string name;
   SlotState state = SlotState::kStarting;
-  Lsn flushed = kInvalidLsn;
+  Lsn flushed = kInvalidLsn;  // acknowledged to the server
   Lsn server_wal_end = kInvalidLsn;
   int64_t heartbeat_ns = 0;       // steady clock
   bool finished = false;          // its thread has ended
   int64_t oldest_pending_ns = 0;  // steady clock; 0: nothing waits
   bool alarm = false;             // the lag alarm is raised
+  Lsn received = kInvalidLsn;
+  Lsn durable = kInvalidLsn;  // its output durable in the sink
+  std::string error;          // the last session's error, if one failed
+  std::string sink;           // "file /var/lib/pgslotd/orders.log"
+  std::string sink_state;     // "idle", "writing", "waiting for reader", ...
 };
 
 SlotView ViewOf(const SlotWorker& w);
@@ -36,6 +41,12 @@ std::string FormatBytes(uint64_t bytes);
 // sink, flushed 0/16B3000, lag 64.0 MiB, LAG ALARM" (no "lag" for a slot
 // that has not heard from the server yet).
 std::string StatusLine(const std::vector<SlotView>& slots);
+
+// The answer to `pgslotd --status`: one line per slot (name, state with
+// the error of a failed or retrying slot, received / durable / acknowledged
+// positions, lag in bytes and seconds, the sink and its state), or the same
+// as one JSON document. `now_ns` is the steady clock, for lag seconds.
+std::string StatusReport(const std::vector<SlotView>& slots, int64_t now_ns, bool json);
 
 // True when every slot whose thread is still running checked in within
 // `window` of `now_ns` (steady clock).

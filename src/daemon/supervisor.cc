@@ -179,14 +179,43 @@ void Supervisor::WriteMetrics() {
   if (!s.ok()) LogWarn("metrics: " + s.message());
 }
 
+std::string Supervisor::NeedsRestart(const Config& fresh) const {
+  if (fresh.state_directory != config_.state_directory) {
+    return "state_directory changed from " + config_.state_directory + " to " +
+           fresh.state_directory;
+  }
+  if (fresh.runtime_directory != config_.runtime_directory) {
+    return "runtime_directory changed from " + config_.runtime_directory + " to " +
+           fresh.runtime_directory;
+  }
+  return "";
+}
+
+std::string Supervisor::Answer(const std::string& request) {
+  if (request != "status" && request != "status json") {
+    return "error: unknown request \"" + request.substr(0, 64) +
+           "\" (known: status, status json)\n";
+  }
+  return StatusReport(Views(), Clock::now().time_since_epoch().count(), request == "status json");
+}
+
 void Supervisor::Reload() {
   notifier_.Reloading();
   Config fresh;
   std::vector<ConfigError> errors;
-  if (!LoadConfig(config_.path, &fresh, &errors)) {
+  bool loaded = LoadConfig(config_.path, &fresh, &errors);
+  std::string restart = loaded ? NeedsRestart(fresh) : std::string();
+  if (!restart.empty()) {
+    LogError("reload of " + config_.path + " refused: " + restart +
+             ", which takes a restart of pgslotd; the running configuration stays in effect");
+  }
+  if (!loaded || !restart.empty()) {
     for (const ConfigError& e : errors) LogError("reload: " + e.ToString());
-    LogError("reload of " + config_.path + " failed (" + std::to_string(errors.size()) + " error" +
-             (errors.size() == 1 ? "" : "s") + "): the running configuration stays in effect");
+    if (!loaded) {
+      LogError("reload of " + config_.path + " failed (" + std::to_string(errors.size()) +
+               " error" + (errors.size() == 1 ? "" : "s") +
+               "): the running configuration stays in effect");
+    }
     // logrotate may have moved the files away while the config was being
     // edited: reopen them all the same.
     for (auto& w : workers_) w->RequestReopen();
@@ -255,6 +284,16 @@ void Supervisor::Reload() {
 }
 
 int Supervisor::Run() {
+  Result<std::unique_ptr<InstanceLock>> lock = InstanceLock::Acquire(config_.state_directory);
+  if (!lock.ok()) {
+    LogError(lock.status().message());
+    return 1;
+  }
+  lock_ = std::move(lock).value();
+  if (Status cs = control_.Open(config_.control_socket); !cs.ok()) {
+    LogWarn("no control socket: " + cs.message() +
+            "; pgslotd --status cannot reach this daemon (set runtime_directory)");
+  }
   sigset_t set = HandledSignals();
   int sfd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sfd < 0) {
@@ -306,15 +345,18 @@ int Supervisor::Run() {
     }
     auto wake = std::min(
         {next_status, next_alarm, next_metrics, watchdog.count() > 0 ? next_ping : next_status});
-    int timeout = static_cast<int>(std::max<int64_t>(
-        0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1));
-    struct pollfd fds[2] = {{sfd, POLLIN, 0}, {done_fd_, POLLIN, 0}};
-    int n = ::poll(fds, 2, std::min(timeout, 1000));
+    int64_t timeout = std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
+    if (int64_t c = control_.NextDeadlineMs(now); c >= 0) timeout = std::min(timeout, c);
+    std::vector<struct pollfd> fds = {{sfd, POLLIN, 0}, {done_fd_, POLLIN, 0}};
+    control_.AddPollFds(&fds);
+    int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<int64_t>(timeout, 1000)));
     if (n < 0 && errno != EINTR) {
       LogError(std::string("poll: ") + std::strerror(errno));
       exit_code = 1;
       break;
     }
+    control_.Serve(fds, 2, [this](const std::string& request) { return Answer(request); });
     bool stop = false;
     struct signalfd_siginfo si;
     while (::read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
@@ -370,6 +412,7 @@ int Supervisor::Run() {
   StopAll();
   monitor_.Stop();
   WriteMetrics();
+  control_.Close();
   ::close(sfd);
   LogInfo("exiting with code " + std::to_string(exit_code));
   return exit_code;

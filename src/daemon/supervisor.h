@@ -9,8 +9,11 @@
 //                    connection (their sinks are reopened, for logrotate);
 //                    new slots start; removed ones stop cleanly; changed
 //                    ones, and ones that had stopped on an error, restart. A
-//                    config that does not load leaves everything as it was.
-//                    Then READY=1.
+//                    config that does not load, or that moves the state or
+//                    runtime directory (which need a restart), leaves
+//                    everything as it was. Then READY=1.
+//
+// The control socket (`pgslotd --status`) is served from the same loop.
 //
 // Every second the lag alarm of each slot is evaluated (daemon/lag_alarm.h)
 // from the worker's figures and the server's (daemon/monitor.h); with
@@ -33,6 +36,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/control_socket.h"
+#include "daemon/instance_lock.h"
 #include "daemon/lag_alarm.h"
 #include "daemon/monitor.h"
 #include "daemon/notify.h"
@@ -54,10 +59,13 @@ class Supervisor {
   Supervisor(Config config, Options options);
   ~Supervisor();
 
-  // Runs until stopped by a signal, until every slot has reached the end
+  // Takes the instance lock of the state directory (a second pgslotd on
+  // it exits 1 naming the holder), opens the control socket, then runs
+  // until stopped by a signal, until every slot has reached the end
   // position, or until a fatal error. Returns the process exit code: 0 on a
-  // clean stop or when every slot reached --end-lsn; 1 when a slot failed
-  // with --end-lsn, when every slot has failed, or on a process-fatal error.
+  // clean stop or when every slot reached --end-lsn; 1 when the lock is
+  // held, when a slot failed with --end-lsn, when every slot has failed, or
+  // on a process-fatal error.
   int Run();
 
  private:
@@ -71,6 +79,11 @@ class Supervisor {
   void UpdateMonitorTargets();
   void CheckAlarms();
   void WriteMetrics();
+  // The answer to a control socket request (daemon/control_socket.h).
+  std::string Answer(const std::string& request);
+  // Why `fresh` cannot replace the running config without a restart
+  // ("" when it can).
+  std::string NeedsRestart(const Config& fresh) const;
 
   Config config_;
   Options options_;
@@ -78,6 +91,8 @@ class Supervisor {
   int done_fd_ = -1;  // eventfd: a worker finished
   std::vector<std::unique_ptr<SlotWorker>> workers_;
   Monitor monitor_;
+  std::unique_ptr<InstanceLock> lock_;
+  ControlServer control_;
   std::map<std::string, LagAlarm> alarms_;  // by slot name; kept across reloads
   double start_time_ = 0;                   // Unix seconds
 };

@@ -25,6 +25,7 @@ constexpr milliseconds kBackoffMax{30000};
 constexpr milliseconds kConnectTimeout{30000};
 constexpr milliseconds kFinishTimeout{5000};
 constexpr std::chrono::seconds kStableSession{30};
+constexpr std::chrono::seconds kProgressEvery{10};
 // A mark every this many bytes, so a pipe reader's progress is acknowledged
 // within a batch.
 constexpr uint64_t kMarkEvery = 64 * 1024;
@@ -88,6 +89,7 @@ SlotWorker::SlotWorker(SlotConfig config, Options options)
     options_.make_sink = [](const SlotConfig& c) { return MakeSink(c.sink); };
   }
   sink_ = options_.make_sink(config_);
+  sink_description_ = sink_->Describe();
   whole_txns_ = sink_->KeepsState();
   formatter_ = MakeFormatter(config_);
   buffer_ = OutBuffer(std::min<uint64_t>(config_.buffer_size, 1 << 20));
@@ -128,6 +130,24 @@ void SlotWorker::RequestReopen() {
 
 void SlotWorker::Join() {
   if (thread_.joinable()) thread_.join();
+}
+
+std::string SlotWorker::last_error() const {
+  std::lock_guard<std::mutex> l(last_error_mu_);
+  return last_error_;
+}
+
+void SlotWorker::LogProgress(Clock::time_point now) {
+  next_progress_log_ = now + kProgressEvery;
+  if (!LogEnabled(spdlog::level::debug)) return;
+  Lsn wal_end = stats_.server_wal_end.load(std::memory_order_relaxed);
+  Event(spdlog::level::debug, nullptr, Acked(),
+        "progress: received " + FormatLsn(received_) + ", durable " +
+            FormatLsn(tracker_.flushed()) + ", acknowledged " + FormatLsn(Acked()) +
+            (wal_end > Acked() ? ", lag " + std::to_string(wal_end - Acked()) + " bytes"
+                               : std::string(", no lag")) +
+            "; " + std::to_string(messages_) + " messages, sink " +
+            stats_.sink_state.load(std::memory_order_relaxed));
 }
 
 void SlotWorker::Heartbeat() {
@@ -180,6 +200,10 @@ void SlotWorker::Run() {
     }
     stats_.state.store(SlotState::kReconnecting);
     stats_.reconnects.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> l(last_error_mu_);
+      last_error_ = s.message();
+    }
     if (Clock::now() - started >= kStableSession) backoff = kBackoffMin;
     Event(spdlog::level::warn, msgid::kReconnecting, Acked(),
           s.message() + "; reconnecting in " + std::to_string(backoff.count()) + " ms" +
@@ -196,7 +220,12 @@ void SlotWorker::Run() {
   Status cs = sink_->Close();
   if (!cs.ok() && result.ok()) result = cs.Prefixed(sink_->Describe());
   stats_.flushed_lsn.store(Acked());
+  stats_.sink_state.store("closed");
   if (!result.ok()) {
+    {
+      std::lock_guard<std::mutex> l(last_error_mu_);
+      last_error_ = result.message();
+    }
     stats_.state.store(SlotState::kFailed);
     if (result.code() == Status::Code::kProcessFatal) {
       Event(spdlog::level::critical, msgid::kFatal, Acked(), result.message());
@@ -313,7 +342,14 @@ Status SlotWorker::Session(ReplicationConn* conn) {
           "streaming again from " + FormatLsn(start));
   }
   stats_.state.store(SlotState::kStreaming);
-  return conn->WithSlotCondition(Stream(conn), config_.name);
+  s = conn->WithSlotCondition(Stream(conn), config_.name);
+  if (LogEnabled(spdlog::level::debug)) {
+    Event(spdlog::level::debug, nullptr, Acked(),
+          "session ended (" + (s.ok() ? std::string("end position reached") : s.message()) +
+              "): started at " + FormatLsn(start) + ", received up to " + FormatLsn(received_) +
+              ", acknowledged " + FormatLsn(Acked()));
+  }
+  return s;
 }
 
 Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
@@ -752,6 +788,12 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
         std::memory_order_relaxed);
     stats_.state.store(sink_blocked ? SlotState::kWaitingForSink : SlotState::kStreaming,
                        std::memory_order_relaxed);
+    stats_.durable_lsn.store(tracker_.flushed(), std::memory_order_relaxed);
+    stats_.sink_state.store(sink_blocked      ? sink_->WaitSpec().reason
+                            : buffer_.empty() ? "idle"
+                                              : "writing",
+                            std::memory_order_relaxed);
+    if (now >= next_progress_log_) LogProgress(now);
 
     // 5. Tell the server: at once when asked or when the flush moved, and
     // at least every status_interval whatever the sink does.

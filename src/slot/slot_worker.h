@@ -21,6 +21,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -65,6 +66,12 @@ struct SlotStats {
   // When the oldest change received but not yet durable arrived (steady
   // clock ns); 0 when nothing waits. lag_seconds = now - this.
   std::atomic<int64_t> oldest_pending_ns{0};
+  // The highest position whose output the sink has made durable (a file
+  // sink acknowledges it once its state record says so).
+  std::atomic<uint64_t> durable_lsn{0};
+  // What the sink is doing, a static text: "idle", "writing", or what it
+  // waits for ("waiting for reader", "pipe full").
+  std::atomic<const char*> sink_state{"idle"};
 };
 
 class SlotWorker {
@@ -94,6 +101,11 @@ class SlotWorker {
   // Only valid once finished().
   const Status& error() const { return error_; }
   const SlotStats& stats() const { return stats_; }
+  // The error of the last session that failed (empty when none did), for
+  // --status. Thread-safe.
+  std::string last_error() const;
+  // "file /var/lib/pgslotd/orders.log".
+  const std::string& sink_description() const { return sink_description_; }
   const SlotConfig& config() const { return config_; }
 
  private:
@@ -129,6 +141,9 @@ class SlotWorker {
   void Wakeup();
   void DrainWakeup();
   void Heartbeat();
+  // log_level debug: received, durable and acknowledged positions, at most
+  // every 10 s.
+  void LogProgress(Clock::time_point now);
   // Logs about this slot (SLOT= and, when valid, LSN= in the journal).
   void Event(spdlog::level::level_enum level, const char* message_id, Lsn lsn,
              const std::string& message);
@@ -143,6 +158,9 @@ class SlotWorker {
   std::atomic<bool> finished_{false};
   Status error_;
   SlotStats stats_;
+  std::string sink_description_;
+  mutable std::mutex last_error_mu_;
+  std::string last_error_;  // guarded by last_error_mu_
 
   // Owned by the worker thread.
   std::unique_ptr<Sink> sink_;
@@ -182,7 +200,8 @@ class SlotWorker {
   Clock::time_point last_received_;
   Duration receive_timeout_{0};  // the config's, raised to the server's wal_sender_timeout
   bool ping_sent_ = false;
-  uint64_t messages_ = 0;  // published to stats_ once per batch
+  uint64_t messages_ = 0;                // published to stats_ once per batch
+  Clock::time_point next_progress_log_;  // log_level debug: progress every 10 s
 };
 
 }  // namespace pgslotd

@@ -146,6 +146,7 @@ check "file name is ${PKG}_<version>_<arch>.deb" \
 contents=$(dpkg-deb -c "$deb" | awk '{print $NF}' | sed 's|^\./|/|')
 missing=()
 for f in /usr/bin/pgslotd /usr/lib/systemd/system/pgslotd.service \
+         /usr/lib/systemd/system/pgslotd@.service \
          /usr/lib/sysusers.d/pgslotd.conf /usr/lib/tmpfiles.d/pgslotd.conf \
          "$CONF" /etc/logrotate.d/pgslotd \
          /usr/share/man/man8/pgslotd.8.gz /usr/share/man/man5/pgslotd.yaml.5.gz \
@@ -155,7 +156,7 @@ for f in /usr/bin/pgslotd /usr/lib/systemd/system/pgslotd.service \
   grep -qxF "$f" <<<"$contents" || missing+=("$f")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  pass "archive holds the binary, unit, sysusers, tmpfiles, config, logrotate, man pages, docs"
+  pass "archive holds the binary, units, sysusers, tmpfiles, config, logrotate, man pages, docs"
 else
   fail "archive holds every expected file" "missing: ${missing[*]}"
 fi
@@ -217,6 +218,18 @@ if [ -n "$unit" ]; then
   level=$(sed -n 's/.*exposure level for [^:]*: \([0-9.]*\).*/\1/p' <<<"$sec")
   check "systemd-analyze security exposure ${level:-?} <= 2.5" \
     bash -c '[ -n "$1" ] && awk -v l="$1" "BEGIN { exit !(l <= 2.5) }"' _ "$level"
+  # The template (pgslotd@NAME.service: /etc/pgslotd/NAME.yaml) is made from
+  # the same source and sandboxed the same way.
+  template=$(dirname "$unit")/pgslotd@.service
+  check "systemd-analyze verify $template" systemd-analyze verify "$template"
+  sec=$(systemd-analyze security --offline=true --no-pager "$template" 2>&1 | tail -n 1)
+  level=$(sed -n 's/.*exposure level for [^:]*: \([0-9.]*\).*/\1/p' <<<"$sec")
+  check "template: systemd-analyze security exposure ${level:-?} <= 2.5" \
+    bash -c '[ -n "$1" ] && awk -v l="$1" "BEGIN { exit !(l <= 2.5) }"' _ "$level"
+  check "template runs /etc/pgslotd/%i.yaml in pgslotd/%i" \
+    bash -c 'grep -q "^ExecStart=/usr/bin/pgslotd --config /etc/pgslotd/%i.yaml$" "$1" &&
+             grep -q "^StateDirectory=pgslotd/%i$" "$1" && grep -q "^RuntimeDirectory=pgslotd/%i$" "$1"' \
+    _ "$template"
 fi
 
 # Enabled by the install, not started (see packaging/debian/postinst).

@@ -10,7 +10,9 @@
 # /opt/pgslotd/pgslotd), and checks what an operator would check with
 # systemctl and journalctl: Type=notify start, the file sink, journal fields,
 # STATUS=, reload (a new slot starts, an unchanged one keeps its walsender), a
-# broken config on reload, the watchdog, and a clean stop.
+# broken config on reload, `pgslotd --status` from a shell, a second
+# instance from the template unit pgslotd@.service (found next to the unit
+# file) with directories of its own, the watchdog, and a clean stop.
 #
 # PostgreSQL 15 runs on the host, in a temporary directory, on 127.0.0.1 and a
 # free port; the container shares the host's network, so the daemon reaches
@@ -41,6 +43,8 @@ source "$root/scripts/lib.sh"  # say, ensure_packages, PG_BINDIR
 
 BIN=$(realpath -e "$1" 2>/dev/null) || usage "no such binary: $1"
 UNIT=$(realpath -e "$2" 2>/dev/null) || usage "no such unit file: $2"
+TEMPLATE=$(dirname "$UNIT")/pgslotd@.service
+[ -f "$TEMPLATE" ] || usage "no template unit next to the unit file: $TEMPLATE"
 
 # Inside the container.
 C_BIN=/opt/pgslotd/pgslotd
@@ -300,9 +304,10 @@ write_config() {  # write_config <slot>...: svc_a, optionally svc_b
   } | put_file "$C_CONF" 0640 root:pgslotd
 }
 
-# The drop-in that points every Exec line that runs the packaged binary at
-# the binary under test, keeping its arguments and prefixes. Only the
-# executable (the first word after the prefixes) is replaced.
+# The drop-in that points every Exec line of unit file $1 that runs the
+# packaged binary at the binary under test, keeping its arguments and
+# prefixes. Only the executable (the first word after the prefixes) is
+# replaced.
 exec_dropin() {
   awk -v newbin="$C_BIN" '
     function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
@@ -336,7 +341,7 @@ exec_dropin() {
         if (hit) printf "%s=\n%s", key, out
       }
     }
-  ' "$UNIT"
+  ' "$1"
 }
 
 # ---------------------------------------------------------------------------
@@ -352,7 +357,9 @@ ensure_packages systemd systemd-container postgresql-15 postgresql-client-15 pro
   setup_failed "could not install the packages this test needs"
 [ -x "$PG_BINDIR/initdb" ] || setup_failed "no $PG_BINDIR/initdb"
 
-dropin=$(exec_dropin) || setup_failed "cannot find the binary in the unit's ExecStart= ($UNIT)"
+dropin=$(exec_dropin "$UNIT") || setup_failed "cannot find the binary in the unit's ExecStart= ($UNIT)"
+template_dropin=$(exec_dropin "$TEMPLATE") ||
+  setup_failed "cannot find the binary in the template's ExecStart= ($TEMPLATE)"
 
 WORK=$(mktemp -d /tmp/pgslotd-svc-XXXXXX) || setup_failed "mktemp failed"
 chmod 0755 "$WORK"
@@ -483,6 +490,11 @@ fi
 inside systemd-sysusers pgslotd.conf || setup_failed "systemd-sysusers failed"
 inside id pgslotd >/dev/null || setup_failed "no pgslotd user after systemd-sysusers"
 put_file /etc/systemd/system/pgslotd.service <"$UNIT" || setup_failed "cannot install the unit"
+put_file /etc/systemd/system/pgslotd@.service <"$TEMPLATE" ||
+  setup_failed "cannot install the template unit"
+printf '%s\n' "$template_dropin" |
+  put_file /etc/systemd/system/pgslotd@.service.d/10-binary-under-test.conf ||
+  setup_failed "cannot write the template's drop-in"
 printf '%s\n' "$dropin" | put_file "$C_DROPIN_DIR/10-binary-under-test.conf" ||
   setup_failed "cannot write the drop-in"
 printf '%s\n' "$dropin" | sed 's/^/     | /'
@@ -674,6 +686,67 @@ check_broken_reload() {
     bad "after the restored config, an INSERT did not reach svc_a.log within 20 s"
 }
 
+status_lists() {  # status_lists <config> <word>...: --status from a shell shows each
+  local out w
+  out=$(inside "$C_BIN" --config "$1" --status 2>&1) || return 1
+  for w in "${@:2}"; do [[ $out == *"$w"* ]] || return 1; done
+}
+check_status_from_a_shell() {
+  require_active || return
+  # A root shell has none of the unit's environment: the paths follow from
+  # the config file's name alone.
+  if ! wait_until 10 status_lists "$C_CONF" "svc_a: streaming;" "svc_b: streaming;"; then
+    bad "pgslotd --config $C_CONF --status from a shell does not show svc_a and svc_b streaming: $(inside "$C_BIN" --config "$C_CONF" --status 2>&1 | tr '\n' '|')"
+    return
+  fi
+  info "$(inside "$C_BIN" --config "$C_CONF" --status 2>&1 | head -n 1)"
+  local sock
+  sock=$(inside stat -c '%U:%G %a' /run/pgslotd/pgslotd.sock 2>&1)
+  [ "$sock" = "pgslotd:pgslotd 660" ] || bad "/run/pgslotd/pgslotd.sock is '$sock', expected 'pgslotd:pgslotd 660'"
+  inside "$C_BIN" --config "$C_CONF" --status --json | grep -q '"name":"svc_a","state":"streaming"' ||
+    bad "--status --json does not show svc_a streaming"
+}
+
+C_CONF2=/etc/pgslotd/second.yaml
+C_STATE2=$C_STATE/second
+instance_active() { [ "$(inside systemctl is-active pgslotd@second 2>/dev/null)" = active ]; }
+check_template_instance() {
+  require_active || return
+  {
+    echo "# written by tests/service/run.sh"
+    echo "connection: \"host=127.0.0.1 port=$PORT user=postgres dbname=postgres\""
+    echo "slots:"
+    echo "  - {name: svc_c, plugin: test_decoding, create: true, sink: {type: file, path: $C_STATE2/svc_c.log}}"
+  } | put_file "$C_CONF2" 0640 root:pgslotd || { bad "cannot write $C_CONF2"; return; }
+  local out rc
+  out=$(inside_t 45 systemctl start pgslotd@second 2>&1)
+  rc=$?
+  [ "$rc" -eq 0 ] || { bad "systemctl start pgslotd@second exited $rc: $out"; return; }
+  instance_active || { bad "pgslotd@second is $(inside systemctl is-active pgslotd@second)"; return; }
+  local marker="svc-c-first-$RANDOM$RANDOM"
+  insert_marker "$marker" || bad "INSERT on the host failed"
+  wait_until 20 file_has "$C_STATE2/svc_c.log" "$marker" ||
+    bad "the INSERT ('$marker') did not reach $C_STATE2/svc_c.log within 20 s"
+  inside test -f "$C_STATE2/pgslotd.lock" || bad "no lock file in $C_STATE2"
+  inside test -f "$C_STATE2/svc_c.state" || bad "no state record in $C_STATE2"
+  wait_until 10 status_lists "$C_CONF2" "svc_c: streaming;" ||
+    bad "pgslotd --config $C_CONF2 --status does not show svc_c streaming: $(inside "$C_BIN" --config "$C_CONF2" --status 2>&1 | tr '\n' '|')"
+  status_lists "$C_CONF" "svc_a:" && ! status_lists "$C_CONF" "svc_c" ||
+    bad "the main daemon's --status mixes in the instance's slots"
+  # Stopping the main service leaves the instance's runtime directory (its
+  # control socket) alone.
+  out=$(inside_t 60 systemctl stop pgslotd 2>&1) || bad "systemctl stop pgslotd failed: $out"
+  inside test -S /run/pgslotd/second/pgslotd.sock ||
+    bad "stopping pgslotd.service removed /run/pgslotd/second/pgslotd.sock"
+  status_lists "$C_CONF2" "svc_c: streaming;" ||
+    bad "pgslotd@second does not answer --status after pgslotd.service stopped"
+  instance_active || bad "pgslotd@second stopped with pgslotd.service"
+  out=$(inside_t 45 systemctl start pgslotd 2>&1) || bad "systemctl start pgslotd failed: $out"
+  out=$(inside_t 60 systemctl stop pgslotd@second 2>&1) || bad "systemctl stop pgslotd@second failed: $out"
+  inside test ! -e /run/pgslotd/second || bad "/run/pgslotd/second stays after its instance stopped"
+  status_lists "$C_CONF" "svc_a: streaming;" || bad "the main daemon does not answer --status after the instance stopped"
+}
+
 main_pid_changed() {
   local p
   p=$(prop MainPID)
@@ -743,5 +816,7 @@ run_check "3 journal: SLOT=svc_a entries carry MESSAGE_ID=" check_journal
 run_check "4 status: StatusText mentions svc_a" check_status
 run_check "5 reload adds svc_b; svc_a keeps its walsender" check_reload_new_slot
 run_check "6 reload with invalid YAML is survived" check_broken_reload
-run_check "7 watchdog: a stopped daemon is restarted" check_watchdog
-run_check "8 stop: systemctl stop, Result=success" check_stop
+run_check "7 --status from a shell finds the daemon systemd started" check_status_from_a_shell
+run_check "8 pgslotd@second: directories of its own, survives pgslotd.service's stop" check_template_instance
+run_check "9 watchdog: a stopped daemon is restarted" check_watchdog
+run_check "10 stop: systemctl stop, Result=success" check_stop

@@ -475,6 +475,7 @@ class Bench:
             "# written by bench/bench.py",
             "connection: %s" % q(self.conninfo),
             "state_directory: %s" % q(self.state),
+            "runtime_directory: %s" % q(self.state),
             "log_level: info",
             "fsync_interval: %s" % fsync_interval,
             "slots:",

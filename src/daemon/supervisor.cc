@@ -154,6 +154,14 @@ void Supervisor::CheckAlarms() {
   }
 }
 
+void Supervisor::ShareServerPositions() {
+  for (auto& w : workers_) {
+    if (auto info = monitor_.Get(w->config().name); info && info->current_wal_lsn != kInvalidLsn) {
+      w->NoteServerWalPosition(info->current_wal_lsn);
+    }
+  }
+}
+
 void Supervisor::WriteMetrics() {
   if (config_.metrics_file.empty()) return;
   auto now = Clock::now().time_since_epoch().count();
@@ -307,7 +315,9 @@ int Supervisor::Run() {
   start_time_ =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   UpdateMonitorTargets();
-  if (!options_.end_lsn) monitor_.Start();
+  // Also with --end-lsn: its readings of the server's WAL position are what
+  // an idle slot's acknowledgement may follow (slot/server_position.h).
+  monitor_.Start();
   notifier_.Ready();
   PublishStatus();
 
@@ -333,6 +343,7 @@ int Supervisor::Run() {
     }
     if (now >= next_alarm) {
       CheckAlarms();
+      ShareServerPositions();
       next_alarm = now + kAlarmEvery;
     }
     if (now >= next_status) {

@@ -78,6 +78,9 @@ class Supervisor {
   std::vector<SlotView> Views();
   void UpdateMonitorTargets();
   void CheckAlarms();
+  // Hands the monitor's readings of each server's WAL position to its
+  // slots.
+  void ShareServerPositions();
   void WriteMetrics();
   // The answer to a control socket request (daemon/control_socket.h).
   std::string Answer(const std::string& request);

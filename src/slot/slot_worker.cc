@@ -128,6 +128,12 @@ void SlotWorker::RequestReopen() {
   Wakeup();
 }
 
+void SlotWorker::NoteServerWalPosition(Lsn lsn) {
+  uint64_t seen = reported_wal_position_.load(std::memory_order_relaxed);
+  while (lsn > seen && !reported_wal_position_.compare_exchange_weak(seen, lsn)) {
+  }
+}
+
 void SlotWorker::Join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -420,6 +426,16 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
                           : created.status().Prefixed("creating the slot");
     }
   }
+  // The server's WAL end now, after the slot was read (a slot created just
+  // now is ahead of the first IDENTIFY_SYSTEM): no position the slot or a
+  // state record names may be beyond it.
+  Result<Rows> now = conn->Query("IDENTIFY_SYSTEM", deadline);
+  if (!now.ok()) return now.status().Prefixed("IDENTIFY_SYSTEM");
+  std::optional<Lsn> xlogpos;
+  if (!now.value().empty() && now.value()[0].size() >= 3) xlogpos = ParseLsn(now.value()[0][2]);
+  if (!xlogpos) return Status::Retryable("IDENTIFY_SYSTEM gave no readable xlogpos");
+  position_.Reset(*xlogpos);
+  position_.Note(reported_wal_position_.load(std::memory_order_relaxed));
   const std::vector<std::string>& row = found.value()[0];
   if (row[0] != "logical") {
     return Status::SlotFatal("replication slot \"" + config_.name + "\" is a " + row[0] +
@@ -442,6 +458,14 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   if (!row[4].empty()) {
     confirmed = ParseLsn(row[4]);
     if (!confirmed) return Status::Retryable("unreadable confirmed_flush_lsn " + row[4]);
+    if (*confirmed > *xlogpos) {
+      return Status::SlotFatal("replication slot \"" + config_.name + "\" says it has confirmed " +
+                               FormatLsn(*confirmed) + ", beyond the server's WAL end " +
+                               FormatLsn(*xlogpos) +
+                               ": it was acknowledged past what the server has written (a forged "
+                               "position, or a server restored from a backup); nothing streamed "
+                               "from it could be trusted, so an operator must recreate it");
+    }
   }
   skip_floor_ = kInvalidLsn;
   if (whole_txns_) {
@@ -453,6 +477,14 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
     if (!recorded.ok()) return recorded.status();
     if (!note.empty()) {
       Event(warn ? spdlog::level::warn : spdlog::level::info, nullptr, kInvalidLsn, note);
+    }
+    if (recorded.value() > *xlogpos) {
+      return Status::SlotFatal(
+          "the state record " + key.file + " says " + sink_->Describe() + " holds changes up to " +
+          FormatLsn(recorded.value()) + ", beyond the server's WAL end " + FormatLsn(*xlogpos) +
+          ": the record is not this server's (or the server was restored from a backup); nothing "
+          "is skipped or acknowledged on its strength (move the file and its record aside to start "
+          "again from the slot's position)");
     }
     if (recorded.value() != kInvalidLsn) {
       tracker_.Restart(sink_->accepted(), recorded.value());
@@ -482,10 +514,14 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
   Status s = ParseServerMessage(buf, static_cast<size_t>(len), &m);
   if (!s.ok()) return s;
   const std::optional<Lsn>& end = options_.end_lsn;
+  position_.Note(reported_wal_position_.load(std::memory_order_relaxed));
   if (m.kind == ServerMessage::Kind::kXLogData) {
     if (end && m.data_start > *end) {
       reached_end_ = true;
       return Status::Ok();
+    }
+    if (position_.NeedsReading(m.data_start)) {
+      if (Status s = CheckClaim(m.data_start, "a change"); !s.ok()) return s;
     }
     uint64_t before = appended();
     bool was_in = formatter_->InTransaction();
@@ -536,10 +572,14 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
     return Status::Ok();
   }
   // Keepalive: everything the server decoded before m.wal_end has reached
-  // us; once the bytes before this point are durable, it may be acknowledged.
+  // us; once the bytes before this point are durable, it may be
+  // acknowledged, as far as the server's position is proven.
+  if (position_.NeedsReading(m.wal_end)) {
+    if (Status s = CheckClaim(m.wal_end, "a keepalive"); !s.ok()) return s;
+  }
   auto now = Clock::now();
   PushDataMark(now);
-  Lsn ackable = end ? std::min(m.wal_end, *end) : m.wal_end;
+  Lsn ackable = position_.Cap(end ? std::min(m.wal_end, *end) : m.wal_end);
   // Inside a transaction, this point is not one a file may be cut back to;
   // the commit brings its own, higher, mark.
   if (!whole_txns_ || AtBoundary()) tracker_.AddMark(appended(), ackable, now);
@@ -548,6 +588,38 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
   if (m.reply_requested) reply_due_ = true;
   if (end && m.wal_end >= *end) reached_end_ = true;
   return Status::Ok();
+}
+
+Result<Lsn> SlotWorker::ReadServerWalPosition() {
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string err;
+  if (!BuildMonitorParams(config_.connection, &params, &err)) {
+    return Status::SlotFatal("invalid connection string: " + err);
+  }
+  ReplicationConn plain(wakeup_fd_, &stop_, &stats_.heartbeat_ns);
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  Status s = plain.Connect(params, deadline);
+  if (!s.ok()) return s;
+  Result<Rows> rows = plain.Query("SELECT pg_catalog.pg_current_wal_lsn()", deadline);
+  if (!rows.ok()) return rows.status();
+  std::optional<Lsn> lsn;
+  if (!rows.value().empty() && !rows.value()[0].empty()) lsn = ParseLsn(rows.value()[0][0]);
+  if (!lsn) return Status::Retryable("pg_current_wal_lsn() gave no position");
+  return *lsn;
+}
+
+Status SlotWorker::CheckClaim(Lsn claim, const char* what) {
+  Result<Lsn> reading = ReadServerWalPosition();
+  if (reading.status().code() == Status::Code::kStopped) return reading.status();
+  if (reading.ok()) position_.Note(reading.value());
+  if (!position_.NeedsReading(claim)) return Status::Ok();
+  std::string message =
+      std::string(what) + " from the server names position " + FormatLsn(claim) +
+      ", more than 1 GiB beyond the server's WAL position as read on a plain connection (" +
+      (reading.ok() ? "pg_current_wal_lsn() " + FormatLsn(reading.value())
+                    : "unreadable: " + reading.status().message()) +
+      "): nothing is acknowledged on its strength; the session ends";
+  return Status::Retryable(message);
 }
 
 void SlotWorker::PushDataMark(Clock::time_point now) {

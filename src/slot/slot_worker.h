@@ -32,6 +32,7 @@
 #include "pg/protocol.h"
 #include "sink/sink.h"
 #include "slot/ack_tracker.h"
+#include "slot/server_position.h"
 #include "util/out_buffer.h"
 #include "util/status.h"
 
@@ -94,6 +95,10 @@ class SlotWorker {
   void RequestStop();
   // Thread-safe: reopen the sink (SIGHUP, logrotate) at the next turn.
   void RequestReopen();
+  // Thread-safe: an independent reading of the server's WAL position (the
+  // monitor's pg_current_wal_lsn()), which the acknowledgement may follow
+  // (slot/server_position.h).
+  void NoteServerWalPosition(Lsn lsn);
   void Join();
 
   bool finished() const { return finished_.load(std::memory_order_acquire); }
@@ -116,6 +121,11 @@ class SlotWorker {
   Status Prepare(ReplicationConn* conn, Lsn* start);
   Status Stream(ReplicationConn* conn);
   Status HandleMessage(const char* buf, int len);
+  // A position of the stream (`what`: "a keepalive", "a change") far beyond
+  // the last independent reading: reads the server's position again on a
+  // plain connection, and ends the session if `claim` is still beyond it.
+  Status CheckClaim(Lsn claim, const char* what);
+  Result<Lsn> ReadServerWalPosition();
   void PushDataMark(Clock::time_point now);
   Status WriteOut(Clock::time_point now);
   Status SyncSink(Clock::time_point now, bool force);
@@ -155,6 +165,7 @@ class SlotWorker {
   int wakeup_fd_ = -1;  // eventfd
   std::atomic<bool> stop_{false};
   std::atomic<bool> reopen_{false};
+  std::atomic<uint64_t> reported_wal_position_{0};  // from NoteServerWalPosition
   std::atomic<bool> finished_{false};
   Status error_;
   SlotStats stats_;
@@ -167,6 +178,7 @@ class SlotWorker {
   std::unique_ptr<Formatter> formatter_;
   OutBuffer buffer_;
   AckTracker tracker_;
+  ServerPosition position_;
   Lsn received_ = kInvalidLsn;
   Lsn pending_lsn_ = kInvalidLsn;  // highest LSN appended since the last mark
   bool has_pending_ = false;

@@ -1,0 +1,147 @@
+// Positions a server has not proven are never acknowledged, recorded or
+// trusted (slot/server_position.h). A small fake server
+// (fake_pg_server.cc) sends what a real one cannot be made to: a keepalive
+// of FFFFFFFF/0, changes far ahead of the real server's WAL. Then pgslotd
+// is pointed back at the real server, which must have lost nothing.
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+#include "daemon_fixture.h"
+#include "pg/lsn.h"
+
+namespace pgslotd::test {
+namespace {
+
+using std::chrono::seconds;
+
+class ForgedPositionTest : public DaemonTest {
+ protected:
+  // Starts the fake server on dir_ with these --send messages.
+  void StartFake(const std::string& wal_lsn, const std::vector<std::string>& sends) {
+    std::vector<std::string> argv = {
+        FAKE_PG_SERVER_BINARY, "--dir",    dir_->path(), "--port", "5999",
+        "--system-id",         SystemId(), "--wal-lsn",  wal_lsn};
+    for (const std::string& s : sends) {
+      argv.push_back("--send");
+      argv.push_back(s);
+    }
+    fake_.Start(argv);
+    ASSERT_TRUE(
+        WaitFor([&] { return fake_.Stdout().find("listening") != std::string::npos; }, seconds(10)))
+        << fake_.Stderr();
+  }
+
+  std::string SystemId() {
+    return pg_->Scalar("SELECT system_identifier FROM pg_control_system()");
+  }
+
+  // A config for one slot with a file sink, on the fake server or the real.
+  std::string Config(bool fake, const std::string& slot, const std::string& log,
+                     const std::string& name) {
+    std::string conn = fake ? "host=" + dir_->path() + " port=5999 user=postgres dbname=postgres"
+                            : pg_->Conninfo();
+    return WriteConfig("connection: \"" + conn + "\"\nstatus_interval: 1s\nmonitor_interval: 1s\n" +
+                           Dirs() + "slots:\n" + SlotYaml(slot, "{type: file, path: " + log + "}"),
+                       name);
+  }
+
+  // Every flush position the fake server was told.
+  std::vector<Lsn> Flushes() {
+    std::vector<Lsn> out;
+    for (const std::string& line : SplitLines(fake_.Stdout())) {
+      if (line.rfind("flush ", 0) == 0) out.push_back(*ParseLsn(line.substr(6)));
+    }
+    return out;
+  }
+
+  Subprocess fake_;
+};
+
+TEST_F(ForgedPositionTest, AForgedKeepaliveIsNeitherAcknowledgedNorRecorded) {
+  pg_->Exec("DROP TABLE IF EXISTS forged; CREATE TABLE forged(id int)");
+  FreshSlots({"it_forged"});
+  std::string pos = pg_->CurrentWalLsn();
+  // A keepalive a little ahead of the server's reading (as an honest one can
+  // be) is acknowledged only up to the reading; one far beyond ends the
+  // session.
+  std::string ahead = FormatLsn(*ParseLsn(pos) + (256u << 20));
+  StartFake(pos, {"keepalive:" + ahead, "sleep:3000", "keepalive:FFFFFFFF/0"});
+  std::string log = dir_->File("forged.log");
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", Config(true, "it_forged", log, "fake.yaml")});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return !LinesWithAll(p.Stderr(), {"slot it_forged: a keepalive from the server names "
+                                          "position FFFFFFFF/0, more than 1 GiB beyond the "
+                                          "server's WAL position as read on a plain connection "
+                                          "(pg_current_wal_lsn() " +
+                                              pos + ")",
+                                          "reconnecting in"})
+                    .empty() &&
+               Flushes().size() >= 2;
+      },
+      seconds(30)))
+      << p.Stderr() << fake_.Stdout();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  ASSERT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
+  for (Lsn flush : Flushes()) EXPECT_LE(flush, *ParseLsn(pos)) << fake_.Stdout();
+  EXPECT_EQ(ReadFile(dir_->File("it_forged.state")).find("FFFFFFFF"), std::string::npos);
+
+  // Back at the real server, which nothing was taken from.
+  pg_->Exec("INSERT INTO forged VALUES (1)");
+  std::string end = pg_->CurrentWalLsn();
+  Subprocess real;
+  ASSERT_EQ(RunUntil(Config(false, "it_forged", log, "real.yaml"), end, &real), 0);
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("it_forged"), end);
+  EXPECT_NE(ReadFile(log).find("table public.forged: INSERT: id[integer]:1"), std::string::npos)
+      << ReadFile(log);
+}
+
+TEST_F(ForgedPositionTest, ARecordBeyondTheServersWalIsRefusedAtStart) {
+  FreshSlots({"it_ahead"});
+  std::string confirmed = pg_->ConfirmedFlushLsn("it_ahead");
+  // The fake server's WAL is far ahead of the real one's, and its changes
+  // go into the file and its state record as any server's would.
+  StartFake("5/0",
+            {"xlogdata:5/100:BEGIN 999", "xlogdata:5/100:table public.x: INSERT: id[integer]:1",
+             "xlogdata:5/200:COMMIT 999", "keepalive:5/300"});
+  std::string log = dir_->File("ahead.log");
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", Config(true, "it_ahead", log, "fake.yaml")});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::vector<Lsn> f = Flushes();
+        return !f.empty() && f.back() == *ParseLsn("5/200");
+      },
+      seconds(30)))
+      << p.Stderr() << fake_.Stdout();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  ASSERT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
+  // The keepalive's 5/300 was not proven (the server read 5/0): the file
+  // stands for its last commit, 5/200.
+  for (Lsn flush : Flushes()) EXPECT_LE(flush, *ParseLsn("5/200")) << fake_.Stdout();
+  std::string held = ReadFile(log);
+  ASSERT_NE(held.find("COMMIT 999"), std::string::npos);
+
+  // The real server's WAL ends long before 5/200: what the record says was
+  // never this server's, and nothing is skipped on its strength.
+  Subprocess real;
+  real.Start({PgslotdBinary(), "--config", Config(false, "it_ahead", log, "real.yaml"), "--end-lsn",
+              pg_->CurrentWalLsn()});
+  EXPECT_EQ(real.Wait(seconds(30)), 1);
+  EXPECT_EQ(LinesWithAll(real.Stderr(), {"slot it_ahead: the state record " +
+                                             dir_->File("it_ahead.state") + " says file " + log +
+                                             " holds changes up to 5/200, beyond the "
+                                             "server's WAL end ",
+                                         "nothing is skipped or acknowledged on its strength"})
+                .size(),
+            1u)
+      << real.Stderr();
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("it_ahead"), confirmed);
+  EXPECT_EQ(ReadFile(log), held);
+}
+
+}  // namespace
+}  // namespace pgslotd::test

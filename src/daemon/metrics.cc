@@ -39,6 +39,12 @@ const Family kFamilies[] = {
      [](const SlotMetrics& m) { return m.alarm ? 1.0 : 0.0; }},
     {"pgslotd_slot_streaming", "gauge", "1 while the slot is streaming.",
      [](const SlotMetrics& m) { return m.streaming ? 1.0 : 0.0; }},
+    {"pgslotd_slot_responding", "gauge",
+     "0 while the slot's thread has not checked in for too long (stuck), else 1.",
+     [](const SlotMetrics& m) { return m.responding ? 1.0 : 0.0; }},
+    {"pgslotd_slot_heartbeat_age_seconds", "gauge",
+     "Seconds since the slot's thread last checked in.",
+     [](const SlotMetrics& m) { return m.heartbeat_age_seconds; }},
 };
 
 std::string Number(double v) {

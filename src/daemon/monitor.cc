@@ -1,6 +1,7 @@
 #include "daemon/monitor.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -45,7 +46,12 @@ void Monitor::SetTargets(const std::vector<std::pair<std::string, std::string>>&
 }
 
 void Monitor::Start() {
-  if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+  if (!thread_.joinable()) {
+    thread_ = std::thread([this] {
+      ::pthread_setname_np(::pthread_self(), "pgslotd-monitor");
+      Run();
+    });
+  }
 }
 
 void Monitor::Stop() {

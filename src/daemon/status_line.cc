@@ -54,6 +54,7 @@ std::string StatusLine(const std::vector<SlotView>& slots) {
     if (v.flushed != kInvalidLsn) out += ", flushed " + FormatLsn(v.flushed);
     if (v.server_wal_end != kInvalidLsn) out += ", lag " + FormatBytes(LagBytes(v));
     if (v.alarm) out += ", LAG ALARM";
+    if (v.late) out += ", NOT RESPONDING";
   }
   return out;
 }
@@ -79,11 +80,20 @@ void AppendJsonField(const char* name, const std::string& value, bool quote, std
   }
 }
 
+double HeartbeatAge(const SlotView& v, int64_t now_ns) {
+  return now_ns > v.heartbeat_ns ? static_cast<double>(now_ns - v.heartbeat_ns) / 1e9 : 0;
+}
+
 std::string TextLine(const SlotView& v, int64_t now_ns) {
   char seconds[32];
   std::snprintf(seconds, sizeof seconds, "%.0f", LagSeconds(v, now_ns));
   std::string line = v.name + ": " + SlotStateName(v.state);
   if (!v.error.empty()) line += " (" + v.error + ")";
+  if (v.late) {
+    char age[32];
+    std::snprintf(age, sizeof age, "%.0f", HeartbeatAge(v, now_ns));
+    line += std::string(", NOT RESPONDING for ") + age + " s";
+  }
   line += "; received " + LsnOrDash(v.received) + ", durable " + LsnOrDash(v.durable) +
           ", acknowledged " + LsnOrDash(v.flushed) + "; lag ";
   line += v.server_wal_end != kInvalidLsn ? FormatBytes(LagBytes(v)) : std::string("unknown");
@@ -107,6 +117,10 @@ std::string JsonSlot(const SlotView& v, int64_t now_ns) {
                   &out);
   AppendJsonField("lag_seconds", seconds, false, &out);
   AppendJsonField("lag_alarm", v.alarm ? "true" : "false", false, &out);
+  AppendJsonField("responding", v.late ? "false" : "true", false, &out);
+  char age[32];
+  std::snprintf(age, sizeof age, "%.3f", v.finished ? 0.0 : HeartbeatAge(v, now_ns));
+  AppendJsonField("heartbeat_age_seconds", age, false, &out);
   AppendJsonField("sink", v.sink, true, &out);
   AppendJsonField("sink_state", v.sink_state, true, &out);
   return out + "}";

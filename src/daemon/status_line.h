@@ -27,6 +27,9 @@ struct SlotView {
   std::string error;          // the last session's error, if one failed
   std::string sink;           // "file /var/lib/pgslotd/orders.log"
   std::string sink_state;     // "idle", "writing", "waiting for reader", ...
+  // Its thread has not checked in for longer than the supervisor allows
+  // (a thread stuck in the kernel, say): it is not responding.
+  bool late = false;
 };
 
 SlotView ViewOf(const SlotWorker& w);
@@ -39,7 +42,7 @@ std::string FormatBytes(uint64_t bytes);
 
 // "orders: streaming, flushed 0/16B3748, lag 1.2 MiB; items: waiting for
 // sink, flushed 0/16B3000, lag 64.0 MiB, LAG ALARM" (no "lag" for a slot
-// that has not heard from the server yet).
+// that has not heard from the server yet; "NOT RESPONDING" for a late one).
 std::string StatusLine(const std::vector<SlotView>& slots);
 
 // The answer to `pgslotd --status`: one line per slot (name, state with

@@ -24,6 +24,10 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::seconds kStatusEvery{2};
 constexpr std::chrono::seconds kAlarmEvery{1};
 constexpr std::chrono::seconds kMetricsEvery{5};
+// A slot thread that has not checked in for this long (every wait of a
+// worker checks in at least once a second) is reported as not responding;
+// sooner under a watchdog, at half its interval.
+constexpr std::chrono::seconds kHeartbeatLate{10};
 
 bool Streaming(SlotState s) {
   return s == SlotState::kStreaming || s == SlotState::kWaitingForSink ||
@@ -93,6 +97,7 @@ std::vector<SlotView> Supervisor::Views() {
     }
     auto a = alarms_.find(v.name);
     v.alarm = a != alarms_.end() && a->second.active();
+    v.late = late_.count(v.name) != 0;
     views.push_back(std::move(v));
   }
   return views;
@@ -154,6 +159,38 @@ void Supervisor::CheckAlarms() {
   }
 }
 
+std::chrono::nanoseconds Supervisor::LateAfter() const {
+  auto watchdog =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_interval());
+  std::chrono::nanoseconds late = kHeartbeatLate;
+  if (watchdog.count() > 0) late = std::min(late, watchdog / 2);
+  return late;
+}
+
+void Supervisor::CheckHeartbeats() {
+  int64_t now = Clock::now().time_since_epoch().count();
+  auto late_after = LateAfter();
+  for (auto& w : workers_) {
+    SlotView v = ViewOf(*w);
+    double age = static_cast<double>(now - v.heartbeat_ns) / 1e9;
+    bool late = !v.finished && now - v.heartbeat_ns > late_after.count();
+    bool was = late_.count(v.name) != 0;
+    LogEvent ev{v.name, kInvalidLsn, nullptr, {{"HEARTBEAT_AGE_SECONDS", Fixed(age)}}};
+    if (late && !was) {
+      late_.insert(v.name);
+      Log(spdlog::level::warn, ev,
+          "has not checked in for " + Fixed(age) + " s: its thread is stuck (last state: " +
+              SlotStateName(v.state) + ", sink " + v.sink + " " + v.sink_state + ")" +
+              (notifier_.watchdog_interval().count() > 0
+                   ? "; the watchdog pings are withheld until it recovers"
+                   : ""));
+    } else if (!late && was) {
+      late_.erase(v.name);
+      Log(spdlog::level::info, ev, "checks in again (" + std::string(SlotStateName(v.state)) + ")");
+    }
+  }
+}
+
 void Supervisor::ShareServerPositions() {
   for (auto& w : workers_) {
     if (auto info = monitor_.Get(w->config().name); info && info->current_wal_lsn != kInvalidLsn) {
@@ -181,6 +218,9 @@ void Supervisor::WriteMetrics() {
     m.reconnects = st.reconnects.load(std::memory_order_relaxed);
     m.alarm = v.alarm;
     m.streaming = v.state == SlotState::kStreaming || v.state == SlotState::kWaitingForSink;
+    m.responding = !v.late;
+    m.heartbeat_age_seconds =
+        v.finished ? 0 : std::max<double>(0, static_cast<double>(now - v.heartbeat_ns) / 1e9);
     metrics.push_back(std::move(m));
   }
   Status s = WriteMetricsFile(config_.metrics_file, start_time_, metrics);
@@ -333,7 +373,8 @@ int Supervisor::Run() {
     if (watchdog.count() > 0 && now >= next_ping) {
       std::vector<SlotView> views;
       for (auto& w : workers_) views.push_back(ViewOf(*w));
-      if (AllCheckedIn(views, now.time_since_epoch().count(), watchdog)) {
+      // The same window as a "not responding" report (LateAfter).
+      if (AllCheckedIn(views, now.time_since_epoch().count(), LateAfter())) {
         notifier_.WatchdogPing();
         next_ping = now + watchdog / 2;
       } else {
@@ -342,6 +383,7 @@ int Supervisor::Run() {
       }
     }
     if (now >= next_alarm) {
+      CheckHeartbeats();
       CheckAlarms();
       ShareServerPositions();
       next_alarm = now + kAlarmEvery;

@@ -32,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,10 @@ class Supervisor {
   // Hands the monitor's readings of each server's WAL position to its
   // slots.
   void ShareServerPositions();
+  // Logs, once, a slot whose thread stopped checking in (and once more when
+  // it recovers); STATUS=, --status and the metrics show it meanwhile.
+  void CheckHeartbeats();
+  std::chrono::nanoseconds LateAfter() const;
   void WriteMetrics();
   // The answer to a control socket request (daemon/control_socket.h).
   std::string Answer(const std::string& request);
@@ -97,6 +102,7 @@ class Supervisor {
   std::unique_ptr<InstanceLock> lock_;
   ControlServer control_;
   std::map<std::string, LagAlarm> alarms_;  // by slot name; kept across reloads
+  std::set<std::string> late_;              // slots not checking in, by name
   double start_time_ = 0;                   // Unix seconds
 };
 

@@ -1,0 +1,138 @@
+// A slot whose thread stops checking in is named: in the log (once, and
+// once more when it recovers), in STATUS=, in --status and in the metrics;
+// only it holds back the watchdog, and the other slots go on.
+//
+// The thread is stopped the way gdb's non-stop mode does it: ptrace stops
+// one thread of the daemon (found by its name, which is its slot's) while
+// the others run.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "daemon_fixture.h"
+#include "notify_socket.h"
+
+namespace pgslotd::test {
+namespace {
+
+using std::chrono::seconds;
+
+// The thread of process `pid` named `name`, or 0.
+pid_t ThreadNamed(pid_t pid, const std::string& name) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  pid_t found = 0;
+  for (struct dirent* e; (e = readdir(d)) != nullptr;) {
+    std::string comm = dir + "/" + e->d_name + "/comm";
+    if (e->d_name[0] != '.' && FileExists(comm) && ReadFile(comm) == name + "\n") {
+      found = static_cast<pid_t>(std::stol(e->d_name));
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+TEST_F(DaemonTest, AStuckSlotThreadIsNamedAndOnlyItHoldsBackTheWatchdog) {
+  pg_->Exec("DROP TABLE IF EXISTS wedge; CREATE TABLE wedge(id int)");
+  FreshSlots({"it_wedge_a", "it_wedge_b"});
+  std::string metrics = dir_->File("metrics.prom");
+  std::string log_b = dir_->File("b.log");
+  std::string cfg =
+      WriteConfig(Header("postgres", "metrics_file: " + metrics + "\n") +
+                  SlotYaml("it_wedge_a", "{type: file, path: " + dir_->File("a.log") + "}") +
+                  SlotYaml("it_wedge_b", "{type: file, path: " + log_b + "}"));
+  NotifySocket notify(dir_->File("notify.sock"));
+  Subprocess::Options o;
+  // Not responding after half of it: 2 s.
+  o.env = {{"NOTIFY_SOCKET", dir_->File("notify.sock")}, {"WATCHDOG_USEC", "4000000"}};
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg}, o);
+  ASSERT_EQ(notify.WaitFor("READY=1", seconds(10)), "READY=1") << p.Stderr();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return pg_->Scalar(
+                   "SELECT count(*) FROM pg_replication_slots WHERE active AND "
+                   "slot_name LIKE 'it_wedge_%'") == "2";
+      },
+      seconds(20)))
+      << p.Stderr();
+
+  // Each slot's thread carries its slot's name.
+  pid_t tid = ThreadNamed(p.pid(), "it_wedge_a");
+  ASSERT_NE(tid, 0) << "no thread named it_wedge_a";
+  ASSERT_NE(ThreadNamed(p.pid(), "it_wedge_b"), 0);
+  ASSERT_EQ(ptrace(PTRACE_SEIZE, tid, nullptr, nullptr), 0) << std::strerror(errno);
+  ASSERT_EQ(ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr), 0) << std::strerror(errno);
+  int st = 0;
+  ASSERT_EQ(waitpid(tid, &st, __WALL), tid);
+
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return !LinesWithAll(p.Stderr(), {"slot it_wedge_a: has not checked in for ",
+                                          "its thread is stuck (last state: streaming",
+                                          "the watchdog pings are withheld"})
+                    .empty();
+      },
+      seconds(20)))
+      << p.Stderr();
+  // Named in STATUS= ...
+  std::string status;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = notify.WaitFor("STATUS=", std::chrono::milliseconds(500));
+        return status.find("it_wedge_a: streaming") != std::string::npos &&
+               status.find("NOT RESPONDING") != std::string::npos;
+      },
+      seconds(10)))
+      << status;
+  // ... and no pings while it lasts (those sent before the report are
+  // already queued: read them first).
+  notify.Drain();
+  size_t before = notify.all().size();
+  notify.WaitFor("WATCHDOG=1", seconds(3));
+  for (size_t i = before; i < notify.all().size(); ++i) {
+    EXPECT_NE(notify.all()[i], "WATCHDOG=1") << "a ping while a slot is stuck";
+  }
+  // In --status and the metrics.
+  Subprocess s;
+  s.Start({PgslotdBinary(), "--config", cfg, "--status"});
+  ASSERT_EQ(s.Wait(seconds(10)), 0) << s.Stderr();
+  EXPECT_NE(s.Stdout().find("it_wedge_a: streaming, NOT RESPONDING for "), std::string::npos)
+      << s.Stdout();
+  EXPECT_EQ(s.Stdout().find("it_wedge_b: streaming, NOT"), std::string::npos) << s.Stdout();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return FileExists(metrics) &&
+               ReadFile(metrics).find("pgslotd_slot_responding{slot=\"it_wedge_a\"} 0\n") !=
+                   std::string::npos;
+      },
+      seconds(15)));
+  EXPECT_NE(ReadFile(metrics).find("pgslotd_slot_responding{slot=\"it_wedge_b\"} 1\n"),
+            std::string::npos);
+  // The other slot goes on.
+  pg_->Exec("INSERT INTO wedge VALUES (7)");
+  EXPECT_TRUE(WaitFor(
+      [&] { return FileExists(log_b) && ReadFile(log_b).find("wedge") != std::string::npos; },
+      seconds(20)));
+
+  ASSERT_EQ(ptrace(PTRACE_DETACH, tid, nullptr, nullptr), 0) << std::strerror(errno);
+  ASSERT_TRUE(WaitFor(
+      [&] { return p.Stderr().find("slot it_wedge_a: checks in again") != std::string::npos; },
+      seconds(20)))
+      << p.Stderr();
+  EXPECT_NE(notify.WaitFor("WATCHDOG=1", seconds(10)), "") << "pings again";
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  EXPECT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
+  EXPECT_EQ(LinesWithAll(p.Stderr(), {"slot it_wedge_a: has not checked in"}).size(), 1u)
+      << "reported once";
+}
+
+}  // namespace
+}  // namespace pgslotd::test

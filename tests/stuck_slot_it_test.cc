@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -132,6 +133,84 @@ TEST_F(DaemonTest, AStuckSlotThreadIsNamedAndOnlyItHoldsBackTheWatchdog) {
   EXPECT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
   EXPECT_EQ(LinesWithAll(p.Stderr(), {"slot it_wedge_a: has not checked in"}).size(), 1u)
       << "reported once";
+}
+
+// Stops one thread of `pid` (found by name) the way gdb's non-stop mode does;
+// the destructor lets it go on.
+class StoppedThread {
+ public:
+  StoppedThread(pid_t pid, const std::string& name) : tid_(ThreadNamed(pid, name)) {
+    if (tid_ == 0) throw std::runtime_error("no thread named " + name);
+    if (ptrace(PTRACE_SEIZE, tid_, nullptr, nullptr) != 0 ||
+        ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0) {
+      throw std::runtime_error(std::string("ptrace: ") + std::strerror(errno));
+    }
+    int st = 0;
+    if (waitpid(tid_, &st, __WALL) != tid_) throw std::runtime_error("waitpid on the thread");
+  }
+  ~StoppedThread() { Resume(); }
+  void Resume() {
+    if (tid_ != 0) ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+    tid_ = 0;
+  }
+
+ private:
+  pid_t tid_;
+};
+
+TEST_F(DaemonTest, AReloadThatChangesAStuckSlotNeverSilencesTheLoop) {
+  pg_->Exec("DROP TABLE IF EXISTS wedge2; CREATE TABLE wedge2(id int)");
+  FreshSlots({"it_rewedge_a", "it_rewedge_b"});
+  std::string log_a = dir_->File("a.log"), log_b = dir_->File("b.log");
+  auto config = [&](const std::string& a_extra) {
+    return WriteConfig(Header() +
+                       SlotYaml("it_rewedge_a", "{type: file, path: " + log_a + "}", a_extra) +
+                       SlotYaml("it_rewedge_b", "{type: file, path: " + log_b + "}"));
+  };
+  std::string cfg = config("");
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return pg_->Scalar(
+                   "SELECT count(*) FROM pg_replication_slots WHERE active AND "
+                   "slot_name LIKE 'it_rewedge_%'") == "2";
+      },
+      seconds(20)))
+      << p.Stderr();
+  StoppedThread stuck(p.pid(), "it_rewedge_a");
+  config("    fsync_interval: 200ms\n");  // a's settings change
+  ASSERT_TRUE(p.Signal(SIGHUP));
+  // The reload is done at once: a's new thread waits for the old one.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return p.Stderr().find("reloaded " + cfg + ": 1 kept, 0 started, 1 restarted") !=
+               std::string::npos;
+      },
+      seconds(10)))
+      << p.Stderr();
+  Subprocess s;
+  s.Start({PgslotdBinary(), "--config", cfg, "--status"});
+  ASSERT_EQ(s.Wait(seconds(5)), 0) << s.Stderr();
+  EXPECT_NE(s.Stdout().find("it_rewedge_a: starting;"), std::string::npos) << s.Stdout();
+  EXPECT_NE(s.Stdout().find("it_rewedge_b: streaming;"), std::string::npos) << s.Stdout();
+  // Signals are still taken, and the other slot streams.
+  ASSERT_TRUE(p.Signal(SIGHUP));
+  ASSERT_TRUE(WaitFor([&] { return LinesWithAll(p.Stderr(), {"reloaded " + cfg}).size() == 2; },
+                      seconds(10)))
+      << p.Stderr();
+  pg_->Exec("INSERT INTO wedge2 VALUES (1)");
+  ASSERT_TRUE(WaitFor(
+      [&] { return FileExists(log_b) && ReadFile(log_b).find("wedge2") != std::string::npos; },
+      seconds(20)));
+  // Once the old thread ends, the new one takes the slot over.
+  stuck.Resume();
+  ASSERT_TRUE(WaitFor(
+      [&] { return FileExists(log_a) && ReadFile(log_a).find("wedge2") != std::string::npos; },
+      seconds(30)))
+      << p.Stderr();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  EXPECT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
 }
 
 }  // namespace

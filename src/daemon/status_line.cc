@@ -15,6 +15,7 @@ SlotView ViewOf(const SlotWorker& w) {
   v.server_wal_end = s.server_wal_end.load(std::memory_order_relaxed);
   v.heartbeat_ns = s.heartbeat_ns.load(std::memory_order_relaxed);
   v.finished = w.finished();
+  v.started = w.started();
   v.oldest_pending_ns = s.oldest_pending_ns.load(std::memory_order_relaxed);
   v.received = s.received_lsn.load(std::memory_order_relaxed);
   v.durable = s.durable_lsn.load(std::memory_order_relaxed);
@@ -145,7 +146,7 @@ std::string StatusReport(const std::vector<SlotView>& slots, int64_t now_ns, boo
 bool AllCheckedIn(const std::vector<SlotView>& slots, int64_t now_ns,
                   std::chrono::nanoseconds window) {
   for (const SlotView& v : slots) {
-    if (v.finished) continue;
+    if (v.finished || !v.started) continue;
     if (now_ns - v.heartbeat_ns > window.count()) return false;
   }
   return true;

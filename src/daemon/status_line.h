@@ -20,6 +20,7 @@ struct SlotView {
   Lsn server_wal_end = kInvalidLsn;
   int64_t heartbeat_ns = 0;       // steady clock
   bool finished = false;          // its thread has ended
+  bool started = true;            // its thread has been started
   int64_t oldest_pending_ns = 0;  // steady clock; 0: nothing waits
   bool alarm = false;             // the lag alarm is raised
   Lsn received = kInvalidLsn;

@@ -70,10 +70,13 @@ Supervisor::~Supervisor() {
 
 void Supervisor::StopAll() {
   for (auto& w : workers_) w->RequestStop();
+  for (auto& w : retiring_) w->RequestStop();
   for (auto& w : workers_) w->Join();
+  for (auto& w : retiring_) w->Join();
+  retiring_.clear();
 }
 
-std::unique_ptr<SlotWorker> Supervisor::MakeWorker(const SlotConfig& slot) {
+std::unique_ptr<SlotWorker> Supervisor::MakeWorker(const SlotConfig& slot, bool start) {
   SlotWorker::Options wo;
   wo.end_lsn = options_.end_lsn;
   int done_fd = done_fd_;
@@ -83,7 +86,7 @@ std::unique_ptr<SlotWorker> Supervisor::MakeWorker(const SlotConfig& slot) {
     (void)n;
   };
   auto w = std::make_unique<SlotWorker>(slot, std::move(wo));
-  w->Start();
+  if (start) w->Start();
   return w;
 }
 
@@ -173,7 +176,7 @@ void Supervisor::CheckHeartbeats() {
   for (auto& w : workers_) {
     SlotView v = ViewOf(*w);
     double age = static_cast<double>(now - v.heartbeat_ns) / 1e9;
-    bool late = !v.finished && now - v.heartbeat_ns > late_after.count();
+    bool late = !v.finished && v.started && now - v.heartbeat_ns > late_after.count();
     bool was = late_.count(v.name) != 0;
     LogEvent ev{v.name, kInvalidLsn, nullptr, {{"HEARTBEAT_AGE_SECONDS", Fixed(age)}}};
     if (late && !was) {
@@ -302,8 +305,10 @@ void Supervisor::Reload() {
     stopping.push_back(std::move(it->second));
     it = running.erase(it);
   }
-  for (auto& w : stopping) w->Join();
-  stopping.clear();
+  // They end on their own time: the loop goes on (a stuck one must not
+  // silence status, pings and signals), and a new thread for a slot starts
+  // once no ending thread shares its name or sink.
+  for (auto& w : stopping) retiring_.push_back(std::move(w));
   for (const SlotConfig& s : fresh.slots) {
     auto it = running.find(s.name);
     if (it != running.end()) {
@@ -311,7 +316,7 @@ void Supervisor::Reload() {
       workers_.push_back(std::move(it->second));
       ++kept;
     } else {
-      workers_.push_back(MakeWorker(s));
+      workers_.push_back(MakeWorker(s, /*start=*/false));
       ++started;
     }
   }
@@ -327,8 +332,34 @@ void Supervisor::Reload() {
       "reloaded " + config_.path + ": " + std::to_string(kept) + " kept, " +
           std::to_string(started) + " started, " + std::to_string(restarted) + " restarted, " +
           std::to_string(removed) + " stopped");
+  StartWhenFree();
   PublishStatus();
   notifier_.Ready();
+}
+
+// Two threads must never write one sink: a slot's thread starts only once
+// every ending thread with its name or its sink is gone.
+bool Supervisor::SharesWithRetiring(const SlotConfig& slot) const {
+  for (const auto& r : retiring_) {
+    const SlotConfig& old = r->config();
+    bool same_sink = old.sink.type == slot.sink.type && old.sink.path == slot.sink.path;
+    if (old.name == slot.name || same_sink) return true;
+  }
+  return false;
+}
+
+void Supervisor::StartWhenFree() {
+  for (auto it = retiring_.begin(); it != retiring_.end();) {
+    if ((*it)->finished()) {
+      (*it)->Join();  // its thread has returned: at once
+      it = retiring_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& w : workers_) {
+    if (!w->started() && !SharesWithRetiring(w->config())) w->Start();
+  }
 }
 
 int Supervisor::Run() {
@@ -348,7 +379,7 @@ int Supervisor::Run() {
     LogError(std::string("signalfd: ") + std::strerror(errno));
     return 1;
   }
-  for (const SlotConfig& slot : config_.slots) workers_.push_back(MakeWorker(slot));
+  for (const SlotConfig& slot : config_.slots) workers_.push_back(MakeWorker(slot, true));
   LogInfo("started " + std::to_string(workers_.size()) + " slot" +
           (workers_.size() == 1 ? "" : "s") +
           (options_.end_lsn ? " (until " + FormatLsn(*options_.end_lsn) + ")" : ""));
@@ -371,8 +402,10 @@ int Supervisor::Run() {
   for (;;) {
     auto now = Clock::now();
     if (watchdog.count() > 0 && now >= next_ping) {
+      // Every running thread, a stuck one on its way out included.
       std::vector<SlotView> views;
       for (auto& w : workers_) views.push_back(ViewOf(*w));
+      for (auto& w : retiring_) views.push_back(ViewOf(*w));
       // The same window as a "not responding" report (LateAfter).
       if (AllCheckedIn(views, now.time_since_epoch().count(), LateAfter())) {
         notifier_.WatchdogPing();
@@ -426,6 +459,7 @@ int Supervisor::Run() {
     uint64_t v;
     while (::read(done_fd_, &v, sizeof v) > 0) {
     }
+    if (!retiring_.empty()) StartWhenFree();
     // Look at the workers that have ended.
     size_t finished = 0, failed = 0;
     bool process_fatal = false;

@@ -70,7 +70,12 @@ class Supervisor {
   int Run();
 
  private:
-  std::unique_ptr<SlotWorker> MakeWorker(const SlotConfig& slot);
+  // A worker for `slot`, started at once or (start false) by StartWhenFree.
+  std::unique_ptr<SlotWorker> MakeWorker(const SlotConfig& slot, bool start);
+  bool SharesWithRetiring(const SlotConfig& slot) const;
+  // Joins the retiring threads that have ended, then starts the workers
+  // that no longer share a name or sink with one. Never waits.
+  void StartWhenFree();
   void Reload();
   void StopAll();
   void PublishStatus();
@@ -98,6 +103,8 @@ class Supervisor {
   Notifier notifier_;
   int done_fd_ = -1;  // eventfd: a worker finished
   std::vector<std::unique_ptr<SlotWorker>> workers_;
+  // Removed or changed by a reload, asked to stop, not yet ended.
+  std::vector<std::unique_ptr<SlotWorker>> retiring_;
   Monitor monitor_;
   std::unique_ptr<InstanceLock> lock_;
   ControlServer control_;

@@ -104,6 +104,8 @@ SlotWorker::~SlotWorker() {
 }
 
 void SlotWorker::Start() {
+  started_ = true;
+  Heartbeat();  // it may have waited since it was made
   thread_ = std::thread([this] { Run(); });
 }
 

@@ -102,6 +102,8 @@ class SlotWorker {
   void Join();
 
   bool finished() const { return finished_.load(std::memory_order_acquire); }
+  // Start() was called (the supervisor's thread only).
+  bool started() const { return started_; }
   // The error that stopped the worker (ok if it stopped cleanly or is running).
   // Only valid once finished().
   const Status& error() const { return error_; }
@@ -167,6 +169,7 @@ class SlotWorker {
   std::atomic<bool> reopen_{false};
   std::atomic<uint64_t> reported_wal_position_{0};  // from NoteServerWalPosition
   std::atomic<bool> finished_{false};
+  bool started_ = false;
   Status error_;
   SlotStats stats_;
   std::string sink_description_;

@@ -1049,6 +1049,17 @@ TEST(JsonTest, DocumentValidation) {
   EXPECT_FALSE(json::IsValidDocument(deep, &stack));
 }
 
+TEST(JsonTest, NullDocumentIsTheDocumentNullAlone) {
+  for (const char* yes : {"null", " null", "null ", "\t\r\n null \n"}) {
+    EXPECT_TRUE(json::IsNullDocument(yes)) << yes;
+  }
+  for (const char* no : {"", " ", "nul", "nulls", "Null", "NULL", "\"null\"", "[null]",
+                         "{\"a\":null}", "null null", "\fnull"}) {
+    EXPECT_FALSE(json::IsNullDocument(no)) << no;
+  }
+  EXPECT_FALSE(json::IsNullDocument(std::string_view("\0null", 5)));
+}
+
 }  // namespace
 }  // namespace pgslotd
 

@@ -564,6 +564,140 @@ TEST_F(DecodeTest, UnchangedToastIsListedNotWrittenAsNull) {
                 "\"unchanged_toast\":[\"body\"]}");
 }
 
+// ---- the JSON document null and SQL NULL -----------------------------------
+
+using namespace std::literals;
+
+// public.docs: id int4 key, j json, jb jsonb, t text (a text "null" is a
+// string, never a JSON null).
+class JsonNullTest : public DecodeTest {
+ protected:
+  void BeginDocs() {
+    Feed(Relation(6, "public", "docs", {{"id", 23, true}, {"j", 114}, {"jb", 3802}, {"t", 25}}));
+    Feed(Begin(kFinal, kTs, kXid));
+  }
+  static constexpr char kDocs[] = ",\"schema\":\"public\",\"table\":\"docs\"";
+};
+
+TEST_F(JsonNullTest, InsertListsTheColumnsHoldingTheDocumentNull) {
+  BeginDocs();
+  Feed(Insert(6, {T("1"), T("null"), Null(), T("null")}));
+  Feed(Insert(6, {T("2"), Null(), T("null"), Null()}));
+  Feed(Insert(6, {T("3"), T(" null\n"), T("null"), T("x")}));  // json keeps its whitespace
+  Feed(Insert(6, {T("4"), T("{\"a\": null}"), T("[null]"), Null()}));
+  Feed(Insert(6, {T("5"), T("nul"), T("nulls"), Null()}));  // not JSON: strings
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[0], Head("insert") + kDocs +
+                          ",\"new\":{\"id\":1,\"j\":null,\"jb\":null,\"t\":\"null\"},"
+                          "\"json_null\":[\"j\"]}");
+  EXPECT_EQ(lines[1], Head("insert") + kDocs +
+                          ",\"new\":{\"id\":2,\"j\":null,\"jb\":null,\"t\":null},"
+                          "\"json_null\":[\"jb\"]}");
+  EXPECT_EQ(lines[2], Head("insert") + kDocs +
+                          ",\"new\":{\"id\":3,\"j\": null ,\"jb\":null,\"t\":\"x\"},"
+                          "\"json_null\":[\"j\",\"jb\"]}");
+  EXPECT_EQ(lines[3], Head("insert") + kDocs +
+                          ",\"new\":{\"id\":4,\"j\":{\"a\": null},\"jb\":[null],\"t\":null}}");
+  EXPECT_EQ(lines[4], Head("insert") + kDocs +
+                          ",\"new\":{\"id\":5,\"j\":\"nul\",\"jb\":\"nulls\",\"t\":null}}");
+}
+
+TEST_F(JsonNullTest, UpdateListsNewAndOldApartAfterUnchangedToast) {
+  BeginDocs();
+  // REPLICA IDENTITY FULL: the old row is whole.
+  Feed(Update(6, 'O', {T("1"), T("null"), Null(), Null()}, {T("1"), Null(), T("null"), Null()}));
+  Feed(Update(6, 'O', {T("2"), Null(), Null(), Null()}, {T("2"), T("null"), Toast(), T("t")}));
+  Feed(Update(6, 'O', {T("3"), T("{}"), T("null"), Null()}, {T("3"), T("{}"), T("1"), Null()}));
+  Feed(Update(6, 0, {}, {T("4"), T("[]"), T("{}"), Null()}));
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0], Head("update") + kDocs +
+                          ",\"new\":{\"id\":1,\"j\":null,\"jb\":null,\"t\":null},"
+                          "\"json_null\":[\"jb\"],"
+                          "\"old\":{\"id\":1,\"j\":null,\"jb\":null,\"t\":null},"
+                          "\"old_json_null\":[\"j\"]}");
+  EXPECT_EQ(lines[1], Head("update") + kDocs +
+                          ",\"new\":{\"id\":2,\"j\":null,\"t\":\"t\"},"
+                          "\"unchanged_toast\":[\"jb\"],\"json_null\":[\"j\"],"
+                          "\"old\":{\"id\":2,\"j\":null,\"jb\":null,\"t\":null}}");
+  EXPECT_EQ(lines[2], Head("update") + kDocs +
+                          ",\"new\":{\"id\":3,\"j\":{},\"jb\":1,\"t\":null},"
+                          "\"old\":{\"id\":3,\"j\":{},\"jb\":null,\"t\":null},"
+                          "\"old_json_null\":[\"jb\"]}");
+  EXPECT_EQ(lines[3],
+            Head("update") + kDocs + ",\"new\":{\"id\":4,\"j\":[],\"jb\":{},\"t\":null}}");
+}
+
+TEST_F(JsonNullTest, DeleteListsTheOldRowsColumns) {
+  BeginDocs();
+  Feed(Delete(6, 'O', {T("1"), T("null"), T("null"), Null()}));
+  Feed(Delete(6, 'O', {T("2"), Null(), Null(), Null()}));
+  Feed(Delete(6, 'K', {T("3"), Null(), Null(), Null()}));
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], Head("delete") + kDocs +
+                          ",\"old\":{\"id\":1,\"j\":null,\"jb\":null,\"t\":null},"
+                          "\"old_json_null\":[\"j\",\"jb\"]}");
+  EXPECT_EQ(lines[1],
+            Head("delete") + kDocs + ",\"old\":{\"id\":2,\"j\":null,\"jb\":null,\"t\":null}}");
+  EXPECT_EQ(lines[2], Head("delete") + kDocs + ",\"old\":{\"id\":3}}");
+}
+
+TEST_F(JsonNullTest, AJsonbKeyHoldingNullIsListedInAKeyOnlyOldRow) {
+  Feed(Relation(7, "public", "by_doc", {{"k", 3802, true}, {"v", 25}}));
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Update(7, 'K', {T("null"), Null()}, {T("{}"), T("v")}));
+  Feed(Delete(7, 'K', {T("null"), Null()}));
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 2u);
+  std::string table = ",\"schema\":\"public\",\"table\":\"by_doc\"";
+  EXPECT_EQ(lines[0], Head("update") + table +
+                          ",\"new\":{\"k\":{},\"v\":\"v\"},\"old\":{\"k\":null},"
+                          "\"old_json_null\":[\"k\"]}");
+  EXPECT_EQ(lines[1], Head("delete") + table + ",\"old\":{\"k\":null},\"old_json_null\":[\"k\"]}");
+}
+
+TEST_F(JsonNullTest, BinaryValuesAreListedToo) {
+  BeginDocs();
+  // json's binary form is its text; jsonb's a version byte (1), then its text.
+  Feed(Insert(6, {Bin("\0\0\0\1"s), Bin("null"), Bin("\1null"s), Bin("null")}));
+  Feed(Insert(6, {Bin("\0\0\0\2"s), Null(), Null(), Null()}));
+  Feed(Insert(6, {Bin("\0\0\0\3"s), Bin(" null"), Bin("\1{}"), Null()}));
+  Feed(Insert(6, {Bin("\0\0\0\4"s), Bin("{}"), Bin("\2null"s), Null()}));  // unknown version
+  Feed(Delete(6, 'O', {Bin("\0\0\0\1"s), Bin("null"), Bin("\1null"s), Null()}));
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[0],
+            Head("insert") + kDocs +
+                ",\"new\":{\"id\":\"\\\\x00000001\",\"j\":\"\\\\x6e756c6c\",\"jb\":"
+                "\"\\\\x016e756c6c\",\"t\":\"\\\\x6e756c6c\"},\"json_null\":[\"j\",\"jb\"]}");
+  EXPECT_EQ(lines[1], Head("insert") + kDocs +
+                          ",\"new\":{\"id\":\"\\\\x00000002\",\"j\":null,\"jb\":null,\"t\":null}}");
+  EXPECT_EQ(lines[2], Head("insert") + kDocs +
+                          ",\"new\":{\"id\":\"\\\\x00000003\",\"j\":\"\\\\x206e756c6c\",\"jb\":"
+                          "\"\\\\x017b7d\",\"t\":null},\"json_null\":[\"j\"]}");
+  EXPECT_EQ(lines[3], Head("insert") + kDocs +
+                          ",\"new\":{\"id\":\"\\\\x00000004\",\"j\":\"\\\\x7b7d\",\"jb\":"
+                          "\"\\\\x026e756c6c\",\"t\":null}}");
+  EXPECT_EQ(lines[4], Head("delete") + kDocs +
+                          ",\"old\":{\"id\":\"\\\\x00000001\",\"j\":\"\\\\x6e756c6c\",\"jb\":"
+                          "\"\\\\x016e756c6c\",\"t\":null},\"old_json_null\":[\"j\",\"jb\"]}");
+}
+
+TEST_F(JsonNullTest, AStreamedChangeKeepsItsList) {
+  Feed(StreamStart(900, true), 0x1000000);
+  Feed(Relation(6, "public", "docs", {{"id", 23, true}, {"j", 114}, {"jb", 3802}, {"t", 25}}, 900));
+  Feed(Insert(6, {T("1"), T("null"), Null(), Null()}, 900), 0x1000010);
+  Feed(StreamStop());
+  Feed(StreamCommit(900, 0x2000000, 0x2000030, kTs), 0x2000000);
+  std::string line = Take();
+  EXPECT_NE(
+      line.find(",\"new\":{\"id\":1,\"j\":null,\"jb\":null,\"t\":null},\"json_null\":[\"j\"]}\n"),
+      std::string::npos)
+      << line;
+}
+
 TEST_F(DecodeTest, NamesAreEscaped) {
   Feed(Relation(9, "My \"Schema\"", "t\\1", {{"col\n1", 25}}));
   Feed(Begin(kFinal, kTs, kXid));
@@ -1047,6 +1181,17 @@ TEST(JsonTest, DocumentValidation) {
   EXPECT_TRUE(json::IsValidDocument(deep, &stack));
   deep.pop_back();
   EXPECT_FALSE(json::IsValidDocument(deep, &stack));
+}
+
+TEST(JsonTest, NullDocumentIsTheDocumentNullAlone) {
+  for (const char* yes : {"null", " null", "null ", "\t\r\n null \n"}) {
+    EXPECT_TRUE(json::IsNullDocument(yes)) << yes;
+  }
+  for (const char* no : {"", " ", "nul", "nulls", "Null", "NULL", "\"null\"", "[null]",
+                         "{\"a\":null}", "null null", "\fnull"}) {
+    EXPECT_FALSE(json::IsNullDocument(no)) << no;
+  }
+  EXPECT_FALSE(json::IsNullDocument(std::string_view("\0null", 5)));
 }
 
 }  // namespace

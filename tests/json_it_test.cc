@@ -2,6 +2,7 @@
 // value of a type-rich row compared with the server's own text for it, and
 // every op, identity and streaming case the format documents.
 #include <algorithm>
+#include <cstdio>
 #include <map>
 
 #include "daemon_fixture.h"
@@ -282,6 +283,133 @@ TEST_F(JsonFormatTest, EveryKindOpAndStreamedTransactionAsTheServerSeesIt) {
   ls.Start({"/bin/sh", "-c", "ls " + dir_->path() + "/spool 2>/dev/null | wc -l"});
   ASSERT_EQ(ls.Wait(seconds(10)), 0);
   EXPECT_EQ(ls.Stdout(), "0\n");
+}
+
+// How the server sees a json or jsonb value: "sql null", "json null" (the
+// document null) or "document".
+using RowState = std::map<std::string, std::string>;
+
+// Checks one tuple of a change line ("new" or "old") and its list of the
+// columns holding the document null ("json_null" or "old_json_null"): SQL
+// NULL and the document null are both null in text mode (a hex string for
+// the document in binary mode), and only the document null is listed, in
+// column order, right after the tuple, and the list only when non-empty.
+void ExpectJsonNulls(const Json& line, const std::string& tuple, const std::string& list,
+                     const RowState& want, bool binary) {
+  SCOPED_TRACE(tuple);
+  std::vector<std::string> listed;
+  for (const char* c : {"j", "jb"}) {
+    SCOPED_TRACE(std::string("column ") + c + ", " + want.at(c));
+    const Json& v = line[tuple][c];
+    if (want.at(c) == "json null") listed.push_back(c);
+    if (want.at(c) == "sql null") {
+      EXPECT_EQ(v.kind, Json::Kind::kNull);
+    } else if (binary) {
+      EXPECT_EQ(v.kind, Json::Kind::kString);
+    } else {
+      EXPECT_EQ(v.kind == Json::Kind::kNull, want.at(c) == "json null");
+    }
+  }
+  std::vector<std::string> got;
+  if (line.Has(list)) {
+    for (const Json& item : line[list].items) got.push_back(item.text);
+    EXPECT_FALSE(got.empty()) << list << " only when some column is listed";
+    std::vector<std::string> keys = line.Keys();
+    size_t at = std::find(keys.begin(), keys.end(), list) - keys.begin();
+    ASSERT_GT(at, 0u);
+    EXPECT_TRUE(keys[at - 1] == tuple || keys[at - 1] == "unchanged_toast") << keys[at - 1];
+  }
+  EXPECT_EQ(got, listed);
+}
+
+TEST_F(JsonFormatTest, TheDocumentNullIsToldApartFromSqlNullAsTheServerDoes) {
+  pg_->Exec(R"(
+    DROP PUBLICATION IF EXISTS jn_pub;
+    DROP TABLE IF EXISTS jn;
+    CREATE TABLE jn(id int PRIMARY KEY, j json, jb jsonb);
+    ALTER TABLE jn REPLICA IDENTITY FULL;
+    CREATE PUBLICATION jn_pub FOR TABLE jn;
+  )");
+  FreshSlots({"jn_text", "jn_binary"}, "pgoutput");
+  auto state = [&](int id) {
+    auto r = pg_->Rows(
+        "SELECT j IS NULL, coalesce(json_typeof(j) = 'null', false), jb IS NULL, "
+        "coalesce(jsonb_typeof(jb) = 'null', false) FROM jn WHERE id = " +
+        std::to_string(id));
+    auto of = [](const std::string& is_null, const std::string& is_doc_null) {
+      return is_null == "t" ? "sql null" : is_doc_null == "t" ? "json null" : "document";
+    };
+    return RowState{{"j", of(r.at(0).at(0), r.at(0).at(1))},
+                    {"jb", of(r.at(0).at(2), r.at(0).at(3))}};
+  };
+  // Each change as the server saw its rows: op, id, new and old.
+  struct Change {
+    std::string op;
+    int id;
+    RowState new_row, old_row;
+  };
+  std::vector<Change> changes;
+  pg_->Exec(R"(INSERT INTO jn VALUES (1, 'null', 'null'), (2, NULL, NULL),
+      (3, '{"a": null}', '[null]'), (4, ' null ', NULL), (5, NULL, 'null'))");
+  for (int id = 1; id <= 5; ++id) changes.push_back({"insert", id, state(id), {}});
+  const std::vector<std::pair<int, std::string>> updates = {{1, "j = NULL, jb = '{}'"},
+                                                            {2, "j = 'null', jb = 'null'"},
+                                                            {3, "jb = 'null'"},
+                                                            {4, "j = 'null'"}};
+  for (const auto& [id, set] : updates) {
+    RowState before = state(id);
+    pg_->Exec("UPDATE jn SET " + set + " WHERE id = " + std::to_string(id));
+    changes.push_back({"update", id, state(id), before});
+  }
+  for (int id = 1; id <= 5; ++id) {
+    changes.push_back({"delete", id, {}, state(id)});
+    pg_->Exec("DELETE FROM jn WHERE id = " + std::to_string(id));
+  }
+  std::string end = pg_->CurrentWalLsn();
+  int doc_nulls = 0;
+  int sql_nulls = 0;
+  for (const Change& c : changes) {
+    for (const RowState* row : {&c.new_row, &c.old_row}) {
+      for (const auto& [col, st] : *row) {
+        doc_nulls += st == "json null";
+        sql_nulls += st == "sql null";
+      }
+    }
+  }
+  ASSERT_GE(doc_nulls, 8) << "the workload must hold both kinds of null";
+  ASSERT_GE(sql_nulls, 8);
+
+  const char* kOptions = "    options: {proto_version: \"1\", publication_names: \"jn_pub\"";
+  std::string cfg = WriteConfig(
+      Header() +
+      SlotYaml("jn_text", "{type: file, path: " + dir_->File("text.jsonl") + "}",
+               "    format: json\n" + std::string(kOptions) + "}\n", "pgoutput") +
+      SlotYaml("jn_binary", "{type: file, path: " + dir_->File("binary.jsonl") + "}",
+               "    format: json\n" + std::string(kOptions) + ", binary: \"true\"}\n", "pgoutput"));
+  Subprocess p;
+  ASSERT_EQ(RunUntil(cfg, end, &p), 0);
+
+  for (bool binary : {false, true}) {
+    SCOPED_TRACE(binary ? "binary" : "text");
+    std::vector<std::string> lines =
+        SplitLines(ReadFile(dir_->File(binary ? "binary.jsonl" : "text.jsonl")));
+    ASSERT_EQ(lines.size(), changes.size());
+    for (size_t k = 0; k < lines.size(); ++k) {
+      SCOPED_TRACE(lines[k]);
+      Json line;
+      ASSERT_NO_THROW(line = JsonParser::Parse(lines[k]));
+      const Change& c = changes[k];
+      ASSERT_EQ(line["op"].text, c.op);
+      const Json& row = line[c.op == "delete" ? "old" : "new"];
+      char hex[16];
+      std::snprintf(hex, sizeof hex, "\\x%08x", c.id);
+      EXPECT_EQ(row["id"].text, binary ? std::string(hex) : std::to_string(c.id));
+      if (c.op != "delete") ExpectJsonNulls(line, "new", "json_null", c.new_row, binary);
+      if (c.op != "insert") ExpectJsonNulls(line, "old", "old_json_null", c.old_row, binary);
+      EXPECT_FALSE(c.op == "delete" && line.Has("json_null"));
+      EXPECT_FALSE(c.op == "insert" && line.Has("old_json_null"));
+    }
+  }
 }
 
 }  // namespace

@@ -112,6 +112,87 @@ TEST_F(DaemonTest, PipeWithoutReaderRaisesTheLagAlarmAndADrainClearsIt) {
   EXPECT_EQ(commits, 21u) << "the reader got every transaction, once";
 }
 
+int64_t SafeWalSize(PgCluster* pg, const std::string& slot) {
+  return std::stoll(pg->Scalar(
+      "SELECT safe_wal_size FROM pg_replication_slots WHERE slot_name = '" + slot + "'"));
+}
+
+// Opens `fifo` for reading (blocking until pgslotd opens it to write) and
+// reads until the writer closes it.
+std::thread DrainFifo(const std::string& fifo, std::string* drained) {
+  return std::thread([fifo, drained] {
+    int fd = open(fifo.c_str(), O_RDONLY);
+    char buf[65536];
+    for (ssize_t n; fd >= 0 && (n = read(fd, buf, sizeof buf)) > 0;) drained->append(buf, n);
+    if (fd >= 0) close(fd);
+  });
+}
+
+// A server with a small max_slot_wal_keep_size (64MB): the floor in force is
+// a quarter of it, 16 MiB. A slot held behind that far raises the alarm, and
+// once drained it has the whole 64 MB ahead of it again: the alarm clears.
+TEST_F(DaemonTest, SafeWalSizeAlarmUnderASmallServerLimitClearsOnceDrained) {
+  constexpr int64_t kMiB = 1 << 20;
+  std::unique_ptr<PgCluster> pg = PgCluster::StartNew();
+  pg->Exec("ALTER SYSTEM SET max_slot_wal_keep_size = '64MB'");
+  pg->Exec("SELECT pg_reload_conf()");
+  pg->Exec("CREATE TABLE behind(id serial primary key, v text)");
+  pg->CreateLogicalSlot("sw_pipe");
+  // A change the slot must deliver, then WAL up to 12-16 MiB short of the
+  // limit: one segment switch at a time, then 2 MB of rows. pgslotd does not
+  // run yet, so nothing moves the slot meanwhile.
+  pg->Exec("INSERT INTO behind(v) VALUES ('held')");
+  for (int i = 0; i < 8 && SafeWalSize(pg.get(), "sw_pipe") > 17 * kMiB; ++i) {
+    pg->Exec("INSERT INTO behind(v) VALUES ('switch')");
+    pg->Exec("SELECT pg_switch_wal()");
+  }
+  pg->Exec("INSERT INTO behind(v) SELECT repeat('x', 1000) FROM generate_series(1, 2000)");
+  int64_t safe = SafeWalSize(pg.get(), "sw_pipe");
+  ASSERT_LT(safe, 16 * kMiB);
+  ASSERT_GT(safe, 4 * kMiB);
+
+  // seconds: 10s keeps lag_seconds from raising it first; the pipe has no
+  // reader yet, so nothing is acknowledged.
+  std::string fifo = dir_->File("sw.fifo");
+  std::string cfg = WriteConfig("connection: \"" + pg->Conninfo() +
+                                "\"\nstatus_interval: 1s\nmonitor_interval: 1s\n" + Dirs() +
+                                "lag_alarm: {seconds: 10s, repeat: 1m}\nslots:\n" +
+                                SlotYaml("sw_pipe", "{type: pipe, path: " + fifo + "}"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  ASSERT_TRUE(
+      WaitFor([&] { return p.Stderr().find("slot sw_pipe: lag alarm: ") != std::string::npos; },
+              seconds(10)))
+      << p.Stderr();
+  std::string raised = p.Stderr().substr(p.Stderr().find("slot sw_pipe: lag alarm: "));
+  raised = raised.substr(0, raised.find('\n'));
+  EXPECT_NE(raised.find("below 16.0 MiB"), std::string::npos) << raised;
+
+  // A reader drains the pipe; checkpoints let the slot's restart_lsn follow
+  // its confirmed position (a logical slot's restart_lsn moves once a
+  // running-xacts record, which a checkpoint logs, has been confirmed).
+  std::string drained;
+  std::thread reader = DrainFifo(fifo, &drained);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        pg->Exec("CHECKPOINT");
+        return SafeWalSize(pg.get(), "sw_pipe") >= 48 * kMiB;
+      },
+      seconds(30), std::chrono::milliseconds(500)))
+      << SafeWalSize(pg.get(), "sw_pipe") << "\n"
+      << p.Stderr();
+  // Healthy for min(seconds, 30 s) = 10 s, one check (1 s), and slack.
+  EXPECT_TRUE(WaitFor(
+      [&] { return p.Stderr().find("slot sw_pipe: lag alarm cleared") != std::string::npos; },
+      seconds(20)))
+      << "safe_wal_size " << SafeWalSize(pg.get(), "sw_pipe") << "\n"
+      << p.Stderr();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  EXPECT_EQ(p.Wait(seconds(20)), 0);
+  reader.join();
+  EXPECT_NE(drained.find("'held'"), std::string::npos) << "the held change reached the reader";
+}
+
 TEST_F(DaemonTest, InvalidatedSlotStopsWithoutRetryingAndTheOtherStreams) {
   std::unique_ptr<PgCluster> pg = PgCluster::StartNew();
   pg->Exec("ALTER SYSTEM SET max_slot_wal_keep_size = '64MB'");

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "daemon/metrics.h"
 #include "prom_parser.h"
 
@@ -92,6 +94,48 @@ TEST_F(LagAlarmTest, EachOtherCauseRaisesIt) {
   EXPECT_EQ(a5.Update(t0_, down, cfg_, &reason_), Event::kNone);
   EXPECT_EQ(a5.Update(t0_ + seconds(11), down, cfg_, &reason_), Event::kRaised);
   EXPECT_NE(reason_.find("not streaming (reconnecting) for 11 s"), std::string::npos);
+}
+
+LagSample SafeWal(uint64_t mib, std::optional<uint64_t> limit_mib) {
+  LagSample s;
+  s.safe_wal_size = static_cast<int64_t>(mib << 20);
+  if (limit_mib) s.max_slot_wal_keep_size = *limit_mib << 20;
+  return s;
+}
+
+// As measured on a server with max_slot_wal_keep_size = 64MB and the
+// default floor of 2 GiB: the floor in force is 16 MiB, and a drained slot
+// has about the whole 64 MiB ahead of it again.
+TEST_F(LagAlarmTest, SafeWalSizeUnderASmallServerLimitClearsOnceDrained) {
+  cfg_.safe_wal_size = 2ull << 30;
+  EXPECT_EQ(At(0, SafeWal(14, 64)), Event::kRaised);
+  EXPECT_NE(reason_.find("safe_wal_size 14.0 MiB below 16.0 MiB"), std::string::npos) << reason_;
+  // Above the floor but under 1.5 times it: not cleared (hysteresis).
+  for (int t = 1; t < 60; ++t) EXPECT_EQ(At(t, SafeWal(20, 64)), Event::kNone) << t;
+  EXPECT_TRUE(alarm_.active());
+  // Drained: cleared once that has lasted min(seconds, 30 s) = 10 s.
+  for (int t = 60; t < 70; ++t) EXPECT_EQ(At(t, SafeWal(64, 64)), Event::kNone) << t;
+  EXPECT_EQ(At(70, SafeWal(64, 64)), Event::kCleared) << "the floor that raised it clears it";
+  EXPECT_FALSE(alarm_.active());
+}
+
+TEST_F(LagAlarmTest, SafeWalSizeClearsAtOneAndAHalfTimesTheFloorInForce) {
+  cfg_.safe_wal_size = 2ull << 30;
+  // The server's limit is large: the configured floor applies both ways.
+  EXPECT_EQ(At(0, SafeWal(1900, 100 << 10)), Event::kRaised);
+  EXPECT_NE(reason_.find("below 2.0 GiB"), std::string::npos) << reason_;
+  for (int t = 1; t < 40; ++t) EXPECT_EQ(At(t, SafeWal(3071, 100 << 10)), Event::kNone) << t;
+  for (int t = 40; t < 50; ++t) EXPECT_EQ(At(t, SafeWal(3072, 100 << 10)), Event::kNone) << t;
+  EXPECT_EQ(At(50, SafeWal(3072, 100 << 10)), Event::kCleared);
+
+  // A small limit: 1.5 times a quarter of it, 24 MiB of 64, clears.
+  LagAlarm small;
+  EXPECT_EQ(small.Update(t0_, SafeWal(15, 64), cfg_, &reason_), Event::kRaised);
+  for (int t = 1; t < 40; ++t) {
+    EXPECT_EQ(small.Update(t0_ + seconds(t), SafeWal(23, 64), cfg_, &reason_), Event::kNone) << t;
+  }
+  EXPECT_EQ(small.Update(t0_ + seconds(40), SafeWal(24, 64), cfg_, &reason_), Event::kNone);
+  EXPECT_EQ(small.Update(t0_ + seconds(50), SafeWal(24, 64), cfg_, &reason_), Event::kCleared);
 }
 
 TEST(MetricsTest, RendersStrictPrometheusText) {

@@ -24,13 +24,35 @@ void Add(std::string* reason, const std::string& part) {
   *reason += part;
 }
 
+// The safe_wal_size floor in force, for raising and clearing alike: the
+// configured one, capped at a quarter of the server's max_slot_wal_keep_size
+// when that is known. 0 disables the check.
+uint64_t SafeWalFloor(const LagSample& s, const LagAlarmConfig& c) {
+  uint64_t floor = c.safe_wal_size;
+  if (s.max_slot_wal_keep_size) floor = std::min(floor, *s.max_slot_wal_keep_size / 4);
+  return floor;
+}
+
+// Whether the server reports a safe_wal_size and it is below `bytes`.
+bool SafeWalBelow(const LagSample& s, uint64_t bytes) {
+  return s.safe_wal_size &&
+         (*s.safe_wal_size < 0 || static_cast<uint64_t>(*s.safe_wal_size) < bytes);
+}
+
+// Whether every figure is back under half its threshold (safe_wal_size
+// above 1.5 times the floor) and the slot streams.
+bool Healthy(const LagSample& s, const LagAlarmConfig& c, uint64_t floor, double limit) {
+  return s.streaming && s.lag_bytes < c.bytes / 2 && s.lag_seconds < limit / 2 &&
+         s.wal_status != "unreserved" && s.wal_status != "lost" &&
+         (floor == 0 || !SafeWalBelow(s, floor + floor / 2));
+}
+
 }  // namespace
 
 LagAlarm::Event LagAlarm::Update(Clock::time_point now, const LagSample& s, const LagAlarmConfig& c,
                                  std::string* reason) {
   reason->clear();
-  uint64_t floor = c.safe_wal_size;
-  if (s.max_slot_wal_keep_size) floor = std::min(floor, *s.max_slot_wal_keep_size / 4);
+  const uint64_t floor = SafeWalFloor(s, c);
   const double limit = std::chrono::duration<double>(c.seconds).count();
 
   if (s.lag_bytes > c.bytes) {
@@ -54,7 +76,7 @@ LagAlarm::Event LagAlarm::Update(Clock::time_point now, const LagSample& s, cons
   if (s.wal_status == "unreserved" || s.wal_status == "lost") {
     Add(reason, "the server reports wal_status " + s.wal_status);
   }
-  if (floor > 0 && s.safe_wal_size && *s.safe_wal_size < static_cast<int64_t>(floor)) {
+  if (floor > 0 && SafeWalBelow(s, floor)) {
     Add(reason, "safe_wal_size " +
                     FormatBytes(static_cast<uint64_t>(std::max<int64_t>(0, *s.safe_wal_size))) +
                     " below " + FormatBytes(floor));
@@ -79,11 +101,7 @@ LagAlarm::Event LagAlarm::Update(Clock::time_point now, const LagSample& s, cons
   }
   if (!active_) return Event::kNone;
 
-  bool healthy = s.streaming && s.lag_bytes < c.bytes / 2 && s.lag_seconds < limit / 2 &&
-                 s.wal_status != "unreserved" && s.wal_status != "lost" &&
-                 (c.safe_wal_size == 0 || !s.safe_wal_size ||
-                  *s.safe_wal_size >= static_cast<int64_t>(c.safe_wal_size + c.safe_wal_size / 2));
-  if (!healthy) {
+  if (!Healthy(s, c, floor, limit)) {
     healthy_since_.reset();
     return Event::kNone;
   }

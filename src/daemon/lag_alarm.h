@@ -6,9 +6,10 @@
 //   - lag_seconds (age of the oldest change received but not yet durable)
 //     exceeds `seconds`;
 //   - the server reports wal_status "unreserved" (or "lost");
-//   - the server's safe_wal_size for the slot falls below `safe_wal_size`
-//     (capped at a quarter of the server's max_slot_wal_keep_size, so that
-//     a server with a small limit does not alarm all the time);
+//   - the server's safe_wal_size for the slot falls below the floor: the
+//     configured `safe_wal_size`, capped at a quarter of the server's
+//     max_slot_wal_keep_size, so that a server with a small limit does not
+//     alarm all the time;
 //   - the slot has not been streaming (connecting, reconnecting, failed) for
 //     longer than `seconds`: a connection that keeps failing or a server
 //     that refuses the slot is a stuck slot too.
@@ -16,8 +17,9 @@
 // or falling behind, not busy.
 //
 // Cleared once every figure is back under half its threshold (safe_wal_size
-// above 1.5 times its floor), the slot streams, and this has lasted
-// min(seconds, 30 s): hysteresis, so that it does not flap.
+// at least 1.5 times the same floor, capped as for raising: a drained slot
+// has the server's whole limit ahead of it), the slot streams, and this has
+// lasted min(seconds, 30 s): hysteresis, so that it does not flap.
 #pragma once
 
 #include <chrono>

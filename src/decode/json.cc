@@ -350,6 +350,14 @@ bool IsValidDocument(std::string_view s, std::string* stack) {
   }
 }
 
+bool IsNullDocument(std::string_view s) {
+  size_t begin = 0;
+  size_t end = s.size();
+  while (begin < end && IsJsonSpace(s[begin])) ++begin;
+  while (end > begin && IsJsonSpace(s[end - 1])) --end;
+  return s.substr(begin, end - begin) == "null";
+}
+
 template <typename Out>
 void AppendDocument(std::string_view s, Out* out) {
   size_t run = 0;

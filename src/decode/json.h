@@ -59,6 +59,11 @@ bool IsNumber(std::string_view s);
 // `stack` (reused scratch storage) holds the open containers.
 bool IsValidDocument(std::string_view s, std::string* stack);
 
+// Whether `s` is the document `null` itself, optionally surrounded by
+// whitespace (json keeps the whitespace it was given): not a document that
+// holds a null inside, and not SQL NULL, which has no text at all.
+bool IsNullDocument(std::string_view s);
+
 // Appends a valid document (see IsValidDocument) unchanged except that line
 // breaks (\n, \r, which valid JSON can only hold between tokens) become
 // spaces, so that the output stays one line.

@@ -21,6 +21,10 @@ constexpr uint32_t kFloat4Oid = 700;
 constexpr uint32_t kFloat8Oid = 701;
 constexpr uint32_t kJsonbOid = 3802;
 
+// The lists of columns holding the JSON document null, of new and old.
+constexpr std::string_view kJsonNullField = ",\"json_null\":[";
+constexpr std::string_view kOldJsonNullField = ",\"old_json_null\":[";
+
 // Truncate option bits.
 constexpr uint8_t kTruncateCascade = 1;
 constexpr uint8_t kTruncateRestartIdentity = 2;
@@ -35,6 +39,14 @@ void PutUnsigned(OutBuffer* o, uint64_t v) {
 void PutLsn(OutBuffer* o, Lsn lsn) {
   char buf[json::kLsnBufferSize];
   o->Append(buf, json::FormatLsnTo(lsn, buf));
+}
+
+// Appends a column's name (its key without the ':') to a list: `head`
+// before the first one, a comma before the others.
+void PutListedName(std::string_view head, const std::string& key, bool* first, OutBuffer* o) {
+  Put(o, *first ? head : ",");
+  *first = false;
+  o->Append(key.data(), key.size() - 1);
 }
 
 std::string Hex2(uint8_t v) {
@@ -305,6 +317,7 @@ Status PgoutputFormatter::HandleRelation(Reader* r) {
   json::StringOut qualified{&rel.qualified};
   json::AppendString(rel.display_name, &qualified);
   rel.columns.resize(ncols);
+  rel.json_columns.clear();
   for (Column& col : rel.columns) {
     uint8_t flags = 0;
     std::string_view name;
@@ -334,6 +347,7 @@ Status PgoutputFormatter::HandleRelation(Reader* r) {
       case kJsonOid:
       case kJsonbOid:
         col.kind = ValueKind::kJson;
+        rel.json_columns.push_back(static_cast<uint16_t>(&col - rel.columns.data()));
         break;
       default:
         col.kind = ValueKind::kString;  // numeric (1700) too: exact, as text
@@ -503,10 +517,28 @@ void PgoutputFormatter::WriteUnchangedToast(const Relation& rel, const std::vect
   bool first = true;
   for (size_t i = 0; i < tuple.size(); ++i) {
     if (tuple[i].kind != 'u') continue;
-    Put(o, first ? ",\"unchanged_toast\":[" : ",");
-    first = false;
-    const std::string& key = rel.columns[i].key;
-    o->Append(key.data(), key.size() - 1);  // without the ':'
+    PutListedName(",\"unchanged_toast\":[", rel.columns[i].key, &first, o);
+  }
+  if (!first) o->Append(']');
+}
+
+bool PgoutputFormatter::IsJsonNull(const Column& col, const Datum& d) {
+  if (d.kind != 't' && d.kind != 'b') return false;
+  std::string_view doc = d.data;
+  if (d.kind == 'b' && col.type_oid == kJsonbOid) {
+    // jsonb's binary form: a version byte (1), then the text. json's is
+    // the text alone.
+    if (doc.empty() || doc[0] != 1) return false;
+    doc.remove_prefix(1);
+  }
+  return json::IsNullDocument(doc);
+}
+
+void PgoutputFormatter::WriteJsonNulls(const Relation& rel, const std::vector<Datum>& tuple,
+                                       std::string_view head, OutBuffer* o) {
+  bool first = true;
+  for (uint16_t i : rel.json_columns) {
+    if (IsJsonNull(rel.columns[i], tuple[i])) PutListedName(head, rel.columns[i].key, &first, o);
   }
   if (!first) o->Append(']');
 }
@@ -536,6 +568,7 @@ Status PgoutputFormatter::HandleInsert(Reader* r, Lsn lsn, OutBuffer* out) {
   Put(o, ",\"new\":");
   WriteTuple(*rel, new_tuple_, false, o);
   WriteUnchangedToast(*rel, new_tuple_, o);
+  WriteJsonNulls(*rel, new_tuple_, kJsonNullField, o);
   return FinishLine(subxid, o);
 }
 
@@ -573,9 +606,11 @@ Status PgoutputFormatter::HandleUpdate(Reader* r, Lsn lsn, OutBuffer* out) {
   Put(o, ",\"new\":");
   WriteTuple(*rel, new_tuple_, false, o);
   WriteUnchangedToast(*rel, new_tuple_, o);
+  WriteJsonNulls(*rel, new_tuple_, kJsonNullField, o);
   if (has_old) {
     Put(o, ",\"old\":");
     WriteTuple(*rel, old_tuple_, old_key_only, o);
+    WriteJsonNulls(*rel, old_tuple_, kOldJsonNullField, o);
   }
   return FinishLine(subxid, o);
 }
@@ -604,6 +639,7 @@ Status PgoutputFormatter::HandleDelete(Reader* r, Lsn lsn, OutBuffer* out) {
   Put(o, rel->fields);
   Put(o, ",\"old\":");
   WriteTuple(*rel, old_tuple_, marker == 'K', o);
+  WriteJsonNulls(*rel, old_tuple_, kOldJsonNullField, o);
   return FinishLine(subxid, o);
 }
 

@@ -38,7 +38,8 @@
 //
 // Performance: after warm-up, formatting a change allocates nothing (tuple
 // views, the relation cache's pre-escaped names and the line buffer are
-// reused) and makes no system call unless it is spooled to disk.
+// reused) and makes no system call unless it is spooled to disk. Looking
+// for JSON document nulls visits only a relation's json and jsonb columns.
 //
 // Not thread-safe: owned by one slot worker.
 #pragma once
@@ -115,6 +116,10 @@ class PgoutputFormatter : public Formatter {
     std::string fields;        // "\"schema\":\"...\",\"table\":\"...\""
     std::string qualified;     // "\"schema.table\"" escaped, for truncate
     std::vector<Column> columns;
+    // Indexes of the json and jsonb columns, the only ones that can hold
+    // the JSON document null: empty for most tables, so that looking for
+    // it costs them nothing.
+    std::vector<uint16_t> json_columns;
   };
 
   // One column of a TupleData part: kind 'n', 'u', 't' or 'b' and its bytes.
@@ -167,6 +172,14 @@ class PgoutputFormatter : public Formatter {
                   OutBuffer* o);
   void WriteValue(const Column& col, const Datum& d, OutBuffer* o);
   void WriteUnchangedToast(const Relation& rel, const std::vector<Datum>& tuple, OutBuffer* o);
+  // Lists the names of the columns of `tuple` whose value is the JSON
+  // document null (not SQL NULL, which is written `null` too) after `head`
+  // (",\"json_null\":[" for a new tuple, ",\"old_json_null\":[" for an old
+  // one), in column order; writes nothing when there are none.
+  void WriteJsonNulls(const Relation& rel, const std::vector<Datum>& tuple, std::string_view head,
+                      OutBuffer* o);
+  // Whether `d` is the JSON document null, in text or binary form.
+  static bool IsJsonNull(const Column& col, const Datum& d);
   // Fills *fields with ",\"commit_lsn\":\"..\",\"commit_time\":\"..\"".
   static void FormatCommitFields(Lsn commit_lsn, int64_t commit_time, std::string* fields);
   void WriteTransactionLine(std::string_view op, Lsn lsn, uint32_t xid,

@@ -149,6 +149,8 @@ TEST(MetricsTest, RendersStrictPrometheusText) {
   a.streaming = true;
   SlotMetrics b;
   b.slot = "items";
+  b.responding = false;
+  b.heartbeat_age_seconds = 12.5;
   std::string text = RenderMetrics(1764000000.25, {a, b});
   std::vector<test::PromSample> samples;
   std::map<std::string, std::string> types;
@@ -164,7 +166,14 @@ TEST(MetricsTest, RendersStrictPrometheusText) {
   EXPECT_EQ(orders["pgslotd_slot_lag_seconds"], 1.5);
   EXPECT_EQ(orders["pgslotd_slot_flushed_lsn"], 0x16B3748);
   EXPECT_EQ(orders["pgslotd_slot_lag_alarm"], 1);
-  EXPECT_EQ(samples.size(), 1u + 8 * 2);
+  EXPECT_EQ(orders["pgslotd_slot_responding"], 1);
+  std::map<std::string, double> items;
+  for (const auto& s : samples) {
+    if (s.labels.count("slot") && s.labels.at("slot") == "items") items[s.name] = s.value;
+  }
+  EXPECT_EQ(items["pgslotd_slot_responding"], 0);
+  EXPECT_EQ(items["pgslotd_slot_heartbeat_age_seconds"], 12.5);
+  EXPECT_EQ(samples.size(), 1u + 10 * 2);
   EXPECT_NE(text.find("pgslotd_start_time_seconds 1764000000.250000\n"), std::string::npos);
 }
 

@@ -998,6 +998,24 @@ TEST_F(ConfigTest, DirectoriesFollowTheConfigFileNameNotTheEnvironment) {
                  "runtime_directory", {"would be 109 bytes long", "at most 107"});
 }
 
+TEST_F(ConfigTest, SinkStallTimeoutDefaultsInheritsAndRestartsTheSlot) {
+  Config c = Load(R"(
+sink_stall_timeout: 2s
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+  - {name: b, plugin: p, sink: {type: file, path: /x/b}, sink_stall_timeout: 0}
+)");
+  EXPECT_EQ(c.slots[0].sink_stall_timeout, milliseconds(2000));
+  EXPECT_EQ(c.slots[1].sink_stall_timeout, milliseconds(0));
+  EXPECT_EQ(Load("slots:\n  - {name: a, plugin: p, sink: {type: stdout}}\n")
+                .slots[0]
+                .sink_stall_timeout,
+            milliseconds(5000));
+  SlotConfig changed = c.slots[0];
+  changed.sink_stall_timeout = milliseconds(3000);
+  EXPECT_NE(changed, c.slots[0]) << "a reload restarts the slot's stream";
+}
+
 TEST_F(ConfigTest, DuplicateOption) {
   ExpectOneError(R"(
 slots:

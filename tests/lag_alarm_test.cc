@@ -173,7 +173,7 @@ TEST(MetricsTest, RendersStrictPrometheusText) {
   }
   EXPECT_EQ(items["pgslotd_slot_responding"], 0);
   EXPECT_EQ(items["pgslotd_slot_heartbeat_age_seconds"], 12.5);
-  EXPECT_EQ(samples.size(), 1u + 10 * 2);
+  EXPECT_EQ(samples.size(), 1u + 11 * 2);
   EXPECT_NE(text.find("pgslotd_start_time_seconds 1764000000.250000\n"), std::string::npos);
 }
 

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cerrno>
@@ -211,6 +212,42 @@ TEST_F(DaemonTest, AReloadThatChangesAStuckSlotNeverSilencesTheLoop) {
       << p.Stderr();
   ASSERT_TRUE(p.Signal(SIGTERM));
   EXPECT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
+}
+
+TEST_F(DaemonTest, AStopWithAReaderThatHoldsThePipeWithoutReadingDoesNotWait) {
+  pg_->Exec("DROP TABLE IF EXISTS holder; CREATE TABLE holder(id int, v text)");
+  FreshSlots({"it_holder"});
+  std::string before = pg_->CurrentWalLsn();
+  std::string fifo = dir_->File("held.fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  // A reader that opens the pipe and never reads from it.
+  Subprocess reader;
+  reader.Start({"/bin/sh", "-c", "exec sleep 600 < '" + fifo + "'"});
+  std::string cfg = WriteConfig(Header() + SlotYaml("it_holder", "{type: pipe, path: " + fifo + "}",
+                                                    "    options: {skip-empty-xacts: \"1\"}\n"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  // More than the pipe holds: pgslotd is left with bytes it cannot write.
+  pg_->Exec("INSERT INTO holder SELECT g, repeat('x', 500) FROM generate_series(1, 2000) g");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Subprocess s;
+        s.Start({PgslotdBinary(), "--config", cfg, "--status"});
+        return s.Wait(seconds(5)) == 0 &&
+               s.Stdout().find("it_holder: waiting for sink;") != std::string::npos;
+      },
+      seconds(20)))
+      << p.Stderr();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  ASSERT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
+  // The stream ended without running into the final timeout, and nothing
+  // the reader did not take was acknowledged.
+  EXPECT_EQ(p.Stderr().find("timed out waiting for the server"), std::string::npos) << p.Stderr();
+  EXPECT_NE(p.Stderr().find("slot it_holder: stopped cleanly"), std::string::npos) << p.Stderr();
+  EXPECT_EQ(pg_->Scalar("SELECT confirmed_flush_lsn <= '" + before +
+                        "' FROM pg_replication_slots WHERE slot_name = 'it_holder'"),
+            "t");
+  reader.Signal(SIGKILL);
 }
 
 }  // namespace

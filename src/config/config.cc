@@ -183,6 +183,8 @@ constexpr KeySpec kSchema[] = {
    CheckPositive, "longest time between two standby status updates to the server"},
   {Scope::kTop,  "fsync_interval",  Kind::kDuration, Need::kOptional,  "1s",    nullptr,
    nullptr, "longest time written data waits for its sync; 0 syncs every batch"},
+  {Scope::kTop,  "sink_stall_timeout", Kind::kDuration, Need::kOptional, "5s", nullptr,
+   nullptr, "how long a sink may take nothing before the stream pauses; 0: never"},
   {Scope::kTop,  "receive_timeout", Kind::kDuration, Need::kOptional,  "60s",   nullptr,
    nullptr, "how long the server may stay silent before the connection is taken for dead; 0: never"},
   {Scope::kTop,  "buffer_size",     Kind::kSize,     Need::kOptional,  "8MiB",  nullptr,
@@ -224,6 +226,8 @@ constexpr KeySpec kSchema[] = {
    nullptr, "overrides the top-level fsync_interval"},
   {Scope::kSlot, "receive_timeout", Kind::kDuration, Need::kInherited, nullptr, nullptr,
    nullptr, "overrides the top-level receive_timeout"},
+  {Scope::kSlot, "sink_stall_timeout", Kind::kDuration, Need::kInherited, nullptr, nullptr,
+   nullptr, "overrides the top-level sink_stall_timeout"},
   {Scope::kSlot, "buffer_size",     Kind::kSize,     Need::kInherited, nullptr, nullptr,
    CheckBufferSize, "overrides the top-level buffer_size"},
   {Scope::kSlot, "lag_alarm",       Kind::kMap,      Need::kInherited, nullptr, nullptr,
@@ -858,6 +862,7 @@ void Loader::ReadSlot(const YAML::Node& node, const Section& top, const std::str
   inherit("fsync_interval", &slot.fsync_interval);
   inherit("buffer_size", &slot.buffer_size);
   inherit("receive_timeout", &slot.receive_timeout);
+  inherit("sink_stall_timeout", &slot.sink_stall_timeout);
   slot.lag_alarm = top_alarm;
   ReadLagAlarm(s.At("lag_alarm"), Join(draft->path, "lag_alarm"), false, &slot.lag_alarm);
 
@@ -1138,8 +1143,8 @@ bool SlotConfig::operator==(const SlotConfig& o) const {
          include_transactions == o.include_transactions && state_directory == o.state_directory &&
          sink.type == o.sink.type && sink.path == o.sink.path && sink.mode == o.sink.mode &&
          sink.rotate == o.sink.rotate && receive_timeout == o.receive_timeout &&
-         status_interval == o.status_interval && fsync_interval == o.fsync_interval &&
-         buffer_size == o.buffer_size;
+         sink_stall_timeout == o.sink_stall_timeout && status_interval == o.status_interval &&
+         fsync_interval == o.fsync_interval && buffer_size == o.buffer_size;
 }
 
 bool LagAlarmConfig::operator==(const LagAlarmConfig& o) const {

@@ -77,6 +77,10 @@ struct SlotConfig {
   // While reading, how long the server may stay silent before the connection
   // is taken for dead (a ping is sent at half of it); 0: never.
   Duration receive_timeout{60000};
+  // How long the sink may take nothing before the stream is ended (and the
+  // slot paused until the sink takes bytes), so that a stuck reader never
+  // leaves the server's walsender blocked on an unread socket; 0: never.
+  Duration sink_stall_timeout{5000};
   uint64_t buffer_size = 8u << 20;  // bytes held in memory waiting for the sink
   int line = 0;                     // line of the slot's entry, for messages
   // The effective thresholds: the slot's own lag_alarm keys, else the

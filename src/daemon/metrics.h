@@ -12,6 +12,8 @@
 //   pgslotd_slot_reconnects_total         counter: sessions that ended in a retry
 //   pgslotd_slot_lag_alarm                1 while the lag alarm is raised
 //   pgslotd_slot_streaming                1 while the slot is streaming
+//   pgslotd_slot_paused                   1 while the slot is paused: its sink
+//                                         took nothing for sink_stall_timeout
 //   pgslotd_slot_responding               0 while the slot's thread is not
 //                                         checking in (stuck), else 1
 //   pgslotd_slot_heartbeat_age_seconds    since the slot's thread last checked in
@@ -36,6 +38,7 @@ struct SlotMetrics {
   uint64_t reconnects = 0;
   bool alarm = false;
   bool streaming = false;
+  bool paused = false;
   bool responding = true;
   double heartbeat_age_seconds = 0;
 };

@@ -30,7 +30,7 @@ constexpr std::chrono::seconds kMetricsEvery{5};
 constexpr std::chrono::seconds kHeartbeatLate{10};
 
 bool Streaming(SlotState s) {
-  return s == SlotState::kStreaming || s == SlotState::kWaitingForSink ||
+  return s == SlotState::kStreaming || s == SlotState::kWaitingForSink || s == SlotState::kPaused ||
          s == SlotState::kStopping || s == SlotState::kStopped || s == SlotState::kDone;
 }
 
@@ -196,8 +196,12 @@ void Supervisor::CheckHeartbeats() {
 
 void Supervisor::ShareServerPositions() {
   for (auto& w : workers_) {
-    if (auto info = monitor_.Get(w->config().name); info && info->current_wal_lsn != kInvalidLsn) {
-      w->NoteServerWalPosition(info->current_wal_lsn);
+    auto info = monitor_.Get(w->config().name);
+    if (!info) continue;
+    if (info->current_wal_lsn != kInvalidLsn) w->NoteServerWalPosition(info->current_wal_lsn);
+    // A paused slot has no connection to learn it from.
+    if (info->wal_status == "lost" && w->stats().state.load() == SlotState::kPaused) {
+      w->NoteInvalidated();
     }
   }
 }
@@ -222,6 +226,7 @@ void Supervisor::WriteMetrics() {
     m.alarm = v.alarm;
     m.streaming = v.state == SlotState::kStreaming || v.state == SlotState::kWaitingForSink;
     m.responding = !v.late;
+    m.paused = v.state == SlotState::kPaused;
     m.heartbeat_age_seconds =
         v.finished ? 0 : std::max<double>(0, static_cast<double>(now - v.heartbeat_ns) / 1e9);
     metrics.push_back(std::move(m));

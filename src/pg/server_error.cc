@@ -62,10 +62,10 @@ constexpr Rule kRules[] = {
    "plugin: in the configuration"},
   {kStart | kStream, "55000", SlotCondition::kLost, false, Outcome::kInvalidated,
    "the server has invalidated slot \"{slot}\" (wal_status lost): the changes it held are gone; "
-   "an operator must drop it and create it again"},
+   "an operator must recreate it (drop it and create it again)"},
   {kStream, "58P01", SlotCondition::kLost, false, Outcome::kInvalidated,
    "the server has invalidated slot \"{slot}\" (wal_status lost): the WAL it needed is gone; an "
-   "operator must drop it and create it again"},
+   "operator must recreate it (drop it and create it again)"},
   {kStart | kStream, "55006", kAnySlot, false, Outcome::kRetry,
    "slot \"{slot}\" is in use by another process (another pgslotd or pg_recvlogical, or the "
    "walsender of a connection that has not ended yet): retrying until it is free"},

@@ -114,6 +114,15 @@ Status PipeSink::Sync() {
   return Status::Ok();
 }
 
+Status PipeSink::Probe() {
+  if (lost_reader_) return Status::Retryable("the reader of " + path_ + " went away");
+  if (Status s = TryOpenWriter(); !s.ok()) return s;
+  if (fd_ < 0) return Status::WouldBlock("waiting for reader");
+  struct pollfd pfd = {fd_, POLLOUT, 0};
+  if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT)) return Status::Ok();
+  return Status::WouldBlock("pipe full");
+}
+
 Sink::Wait PipeSink::WaitSpec() const {
   Wait w;
   if (fd_ < 0) {

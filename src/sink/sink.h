@@ -75,6 +75,11 @@ class Sink {
   };
   virtual Wait WaitSpec() const { return Wait{}; }
 
+  // Whether a Write would take bytes now, without writing any: Ok when it
+  // would, kWouldBlock when not (no reader, a full pipe), or the error a
+  // Write would meet. A paused slot asks this before it streams again.
+  virtual Status Probe() { return Status::Ok(); }
+
   // Whether Discard can take accepted bytes back (a file can be truncated;
   // stdout and a pipe cannot: their reader may already have them).
   virtual bool CanRetract() const { return false; }

@@ -64,6 +64,14 @@ Status StdoutSink::Sync() {
   return Status::Ok();
 }
 
+Status StdoutSink::Probe() {
+  struct pollfd pfd = {own_fd_ >= 0 ? own_fd_ : fd_, POLLOUT, 0};
+  if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT)) return Status::Ok();
+  if (pfd.revents & (POLLERR | POLLHUP))
+    return Status::SlotFatal("stdout was closed by its reader");
+  return Status::WouldBlock("stdout full");
+}
+
 Sink::Wait StdoutSink::WaitSpec() const {
   Wait w;
   w.fd = own_fd_ >= 0 ? own_fd_ : fd_;

@@ -57,6 +57,18 @@ uint64_t AckTracker::NextBoundary(uint64_t offset) const {
   return offset;
 }
 
+void AckTracker::DropAbove(uint64_t offset) {
+  while (count_ > 0 && ring_[(head_ + count_ - 1) % ring_.size()].offset > offset) --count_;
+}
+
+bool AckTracker::IsBoundary(uint64_t offset) const {
+  if (offset == safe_offset_) return true;
+  for (size_t i = 0; i < count_; ++i) {
+    if (ring_[(head_ + i) % ring_.size()].offset == offset) return true;
+  }
+  return false;
+}
+
 void AckTracker::Restart(uint64_t offset, Lsn lsn) {
   Reset(offset);
   flushed_ = lsn;

@@ -57,6 +57,12 @@ class AckTracker {
   // The sink dropped the bytes from `offset` on (none of them under a
   // pending mark): offsets past it are no longer durable.
   void Truncate(uint64_t offset) { durable_ = std::min(durable_, offset); }
+  // Forgets the pending marks above `offset` (their bytes were dropped
+  // before the sink took them).
+  void DropAbove(uint64_t offset);
+  // Whether `offset` is a message boundary the tracker knows: the last
+  // mark applied, or a pending mark.
+  bool IsBoundary(uint64_t offset) const;
   // Reset(offset), and the flushed position becomes `lsn`, even if lower
   // (a file sink cut back to its state record, which stands for `lsn`).
   void Restart(uint64_t offset, Lsn lsn);

@@ -25,6 +25,9 @@ constexpr milliseconds kBackoffMin{100};
 constexpr milliseconds kBackoffMax{30000};
 constexpr milliseconds kConnectTimeout{30000};
 constexpr milliseconds kFinishTimeout{5000};
+// At a stop, how long a reader may take nothing before the rest of a
+// message it has half taken is given up on.
+constexpr milliseconds kFinishIdle{1000};
 constexpr std::chrono::seconds kStableSession{30};
 constexpr std::chrono::seconds kProgressEvery{10};
 // A mark every this many bytes, so a pipe reader's progress is acknowledged
@@ -67,6 +70,8 @@ const char* SlotStateName(SlotState s) {
       return "streaming";
     case SlotState::kWaitingForSink:
       return "waiting for sink";
+    case SlotState::kPaused:
+      return "paused: waiting for sink";
     case SlotState::kReconnecting:
       return "reconnecting";
     case SlotState::kStopping:
@@ -128,6 +133,11 @@ void SlotWorker::RequestStop() {
 
 void SlotWorker::RequestReopen() {
   reopen_.store(true, std::memory_order_release);
+  Wakeup();
+}
+
+void SlotWorker::NoteInvalidated() {
+  invalidated_.store(true, std::memory_order_release);
   Wakeup();
 }
 
@@ -199,6 +209,19 @@ void SlotWorker::Run() {
     Status s = Session(&conn);
     conn.Close();
     if (s.code() == Status::Code::kStopped) break;
+    if (s.code() == Status::Code::kWouldBlock) {  // paused for the sink
+      Status ws = WaitForSink();
+      if (ws.code() == Status::Code::kStopped) break;
+      if (ws.ok()) {
+        backoff = kBackoffMin;
+        continue;  // stream again, at once
+      }
+      if (ws.code() != Status::Code::kRetryable) {
+        result = ws;
+        break;
+      }
+      s = ws;
+    }
     if (s.ok()) {  // reached --end-lsn
       stats_.state.store(SlotState::kDone);
       Event(spdlog::level::info, msgid::kSlotStopped, Acked(),
@@ -851,9 +874,21 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     pacer.Received(now, turn_bytes);
 
     // 2. Write the batch; 3. sync on schedule; 4. advance the ack.
+    uint64_t taken_before = sink_->accepted();
     Status ws = WriteOut(now);
     bool sink_blocked = ws.code() == Status::Code::kWouldBlock;
     if (!ws.ok() && !sink_blocked) return ws.Prefixed(sink_->Describe());
+    // A sink that takes nothing for sink_stall_timeout ends the stream: the
+    // socket must not stay unread while the server may want to end its
+    // walsender (see PauseStream).
+    if (!sink_blocked || sink_->accepted() > taken_before) {
+      blocked_since_ = Clock::time_point();
+    } else if (blocked_since_ == Clock::time_point()) {
+      blocked_since_ = now;
+    } else if (config_.sink_stall_timeout.count() > 0 &&
+               now - blocked_since_ >= config_.sink_stall_timeout) {
+      return PauseStream(conn, now);
+    }
     Status ss = SyncSink(now, reached_end_);
     if (!ss.ok()) return ss;
     if (switch_now_ && buffer_.empty()) {
@@ -938,6 +973,9 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
       auto next = last_received_ + (ping_sent_ ? receive_timeout_ : receive_timeout_ / 2);
       timeout = std::min(timeout, MillisUntil(next, now));
     }
+    if (blocked_since_ != Clock::time_point() && config_.sink_stall_timeout.count() > 0) {
+      timeout = std::min(timeout, MillisUntil(blocked_since_ + config_.sink_stall_timeout, now));
+    }
     if (switch_now_) timeout = 0;  // the switch waits for nothing
     if (owing_ && buffer_.size() < config_.buffer_size) timeout = 0;  // more to replay
     // Messages libpq holds do not wake poll: with room again, read them now.
@@ -973,20 +1011,25 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
 Status SlotWorker::Finish(ReplicationConn* conn, bool end_reached) {
   stats_.state.store(SlotState::kStopping);
   auto deadline = Clock::now() + kFinishTimeout;
+  // A stream sink that has half a message gets the rest, for as long as
+  // its reader keeps taking bytes (a reader that holds the pipe without
+  // reading is given up on after a second); one that has taken nothing of
+  // the next message stops at once. --end-lsn waits for everything.
+  auto idle_until = Clock::now() + kFinishIdle;
   for (;;) {
+    uint64_t before = sink_->accepted();
     Status ws = WriteOut(Clock::now());
     if (ws.ok()) break;
-    bool mid_message =
-        !sink_->CanRetract() && sink_->accepted() < tracker_.NextBoundary(sink_->accepted());
-    if (ws.code() != Status::Code::kWouldBlock || Clock::now() >= deadline ||
-        (!end_reached && !mid_message)) {
-      // On stop, whole messages the sink cannot take now are left for the
-      // next run; a message half taken by a stream sink is finished first.
+    auto now = Clock::now();
+    if (sink_->accepted() > before) idle_until = now + kFinishIdle;
+    bool mid_message = !sink_->CanRetract() && !tracker_.IsBoundary(sink_->accepted());
+    if (ws.code() != Status::Code::kWouldBlock || now >= deadline ||
+        (!end_reached && (!mid_message || now >= idle_until))) {
       break;
     }
     Sink::Wait w = sink_->WaitSpec();
     struct pollfd pfd = {w.fd, w.events, 0};
-    ::poll(&pfd, w.fd >= 0 ? 1 : 0, static_cast<int>(w.retry.count()));
+    ::poll(&pfd, w.fd >= 0 ? 1 : 0, static_cast<int>(std::min<int64_t>(w.retry.count(), 100)));
   }
   Status ss = SyncSink(Clock::now(), true);
   if (!ss.ok()) {
@@ -1009,6 +1052,11 @@ Status SlotWorker::Finish(ReplicationConn* conn, bool end_reached) {
     }
     tracker_.Restart(sink_->accepted(), recorded_lsn_);
   }
+  EndStream(conn, Clock::now() + kFinishTimeout);
+  return end_reached ? Status::Ok() : Status::Stopped();
+}
+
+void SlotWorker::EndStream(ReplicationConn* conn, Clock::time_point deadline) {
   Lsn flushed = Acked();
   stats_.flushed_lsn.store(flushed);
   Status s = conn->SendStatus(std::max(received_, flushed), flushed, false);
@@ -1018,7 +1066,62 @@ Status SlotWorker::Finish(ReplicationConn* conn, bool end_reached) {
           "ending the stream: " + s.message() + " (flushed " + FormatLsn(flushed) +
               " stays acknowledged on the next start)");
   }
-  return end_reached ? Status::Ok() : Status::Stopped();
+}
+
+Status SlotWorker::PauseStream(ReplicationConn* conn, Clock::time_point now) {
+  if (Status ss = SyncSink(now, true); !ss.ok()) return ss;
+  Event(spdlog::level::warn, nullptr, Acked(),
+        sink_->Describe() + " has taken nothing for " +
+            std::to_string(duration_cast<milliseconds>(now - blocked_since_).count()) + " ms (" +
+            sink_->WaitSpec().reason +
+            "): pausing the stream, so that the server is never kept waiting on it; it streams "
+            "again from " +
+            FormatLsn(Acked()) + " once the sink takes bytes");
+  stats_.state.store(SlotState::kStopping);
+  EndStream(conn, Clock::now() + kFinishTimeout);
+  blocked_since_ = Clock::time_point();
+  return Status::WouldBlock("paused");
+}
+
+Status SlotWorker::WaitForSink() {
+  stats_.state.store(SlotState::kPaused);
+  // What the sink has half taken it must get whole (a reader never sees
+  // half a line); every other byte not taken is dropped, and the server
+  // sends it again from the acknowledged position.
+  uint64_t taken = sink_->accepted();
+  uint64_t keep = 0;
+  if (!sink_->CanRetract() && !tracker_.IsBoundary(taken)) {
+    keep = std::min<uint64_t>(tracker_.NextBoundary(taken) - taken, buffer_.size());
+  }
+  buffer_.Truncate(static_cast<size_t>(keep));
+  tracker_.DropAbove(taken + keep);
+  has_pending_ = false;
+  owing_ = false;
+  last_mark_offset_ = std::min(last_mark_offset_, taken + keep);
+  for (;;) {
+    Heartbeat();
+    if (stop_.load(std::memory_order_acquire)) return Status::Stopped();
+    if (invalidated_.load(std::memory_order_acquire)) {
+      return Status::SlotInvalidated(
+          "the server has invalidated slot \"" + config_.name +
+          "\" while it was paused (wal_status lost, read by the monitor): the changes it held are "
+          "gone; an operator must recreate it (drop it and create it again)");
+    }
+    if (reopen_.exchange(false)) {
+      if (Status s = sink_->Reopen(); !s.ok()) return s.Prefixed(sink_->Describe());
+    }
+    Status s = buffer_.empty() ? sink_->Probe() : WriteOut(Clock::now());
+    if (s.ok() && buffer_.empty()) break;
+    if (!s.ok() && s.code() != Status::Code::kWouldBlock) return s.Prefixed(sink_->Describe());
+    Sink::Wait w = sink_->WaitSpec();
+    struct pollfd fds[2] = {{wakeup_fd_, POLLIN, 0}, {w.fd, w.events, 0}};
+    int wait = static_cast<int>(std::min<int64_t>(w.fd >= 0 ? 1000 : w.retry.count(), 1000));
+    if (::poll(fds, w.fd >= 0 ? 2 : 1, wait) > 0 && fds[0].revents) DrainWakeup();
+  }
+  if (Status ss = SyncSink(Clock::now(), true); !ss.ok()) return ss;
+  Event(spdlog::level::info, nullptr, Acked(),
+        sink_->Describe() + " takes bytes again: streaming again from " + FormatLsn(Acked()));
+  return Status::Ok();
 }
 
 }  // namespace pgslotd

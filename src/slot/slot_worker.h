@@ -45,6 +45,7 @@ enum class SlotState : int {
   kConnecting,
   kStreaming,
   kWaitingForSink,  // the sink cannot take bytes (e.g. no pipe reader)
+  kPaused,          // the sink took nothing for sink_stall_timeout: no stream until it does
   kReconnecting,    // backing off after a failure
   kStopping,
   kStopped,      // clean stop
@@ -95,6 +96,9 @@ class SlotWorker {
   void RequestStop();
   // Thread-safe: reopen the sink (SIGHUP, logrotate) at the next turn.
   void RequestReopen();
+  // Thread-safe: the monitor saw the server invalidate this slot while it
+  // was paused (no connection to learn it from); it stops as invalidated.
+  void NoteInvalidated();
   // Thread-safe: an independent reading of the server's WAL position (the
   // monitor's pg_current_wal_lsn()), which the acknowledgement may follow
   // (slot/server_position.h).
@@ -148,6 +152,17 @@ class SlotWorker {
   // state, what its record says; otherwise what the marks give.
   Lsn Acked() const { return whole_txns_ ? recorded_lsn_ : tracker_.flushed(); }
   Status Finish(ReplicationConn* conn, bool end_reached);
+  // Syncs, acknowledges exactly what is durable and ends the copy, reading
+  // and dropping what the server still sends (EndCopy).
+  void EndStream(ReplicationConn* conn, Clock::time_point deadline);
+  // The sink has taken nothing for sink_stall_timeout: ends the stream
+  // (kWouldBlock tells Run to pause).
+  Status PauseStream(ReplicationConn* conn, Clock::time_point now);
+  // Paused: keeps only what the sink cannot do without (the rest of a
+  // message it has half taken), then waits, without a connection, until
+  // the sink takes bytes (ok), a stop (kStopped) or the monitor's word that
+  // the slot was invalidated.
+  Status WaitForSink();
   Status Settle(Clock::time_point until);
   bool SleepInterruptibly(std::chrono::milliseconds d);
   void Wakeup();
@@ -167,6 +182,7 @@ class SlotWorker {
   int wakeup_fd_ = -1;  // eventfd
   std::atomic<bool> stop_{false};
   std::atomic<bool> reopen_{false};
+  std::atomic<bool> invalidated_{false};
   std::atomic<uint64_t> reported_wal_position_{0};  // from NoteServerWalPosition
   std::atomic<bool> finished_{false};
   bool started_ = false;
@@ -217,6 +233,7 @@ class SlotWorker {
   bool ping_sent_ = false;
   uint64_t messages_ = 0;                // published to stats_ once per batch
   Clock::time_point next_progress_log_;  // log_level debug: progress every 10 s
+  Clock::time_point blocked_since_;      // the sink took nothing since; {} when it does
 };
 
 }  // namespace pgslotd

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "pg/quote.h"
+#include "pg/resolve.h"
 
 namespace pgslotd {
 
@@ -71,8 +72,18 @@ Status ReplicationConn::Connect(const std::vector<std::pair<std::string, std::st
                                 Clock::time_point deadline) {
   Close();
   last_error_ = ServerError();
+  // Names are looked up here, where the wait checks in and sees a stop,
+  // not inside libpq (pg/resolve.h).
+  ConnParams resolved = params;
+  Status rs = ResolveHosts(&resolved, deadline, [this] {
+    if (heartbeat_) {
+      heartbeat_->store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    }
+    return draining_ || !stop_->load(std::memory_order_acquire);
+  });
+  if (!rs.ok()) return rs;
   std::vector<const char*> keys, values;
-  for (const auto& [k, v] : params) {
+  for (const auto& [k, v] : resolved) {
     keys.push_back(k.c_str());
     values.push_back(v.c_str());
   }

@@ -37,8 +37,17 @@ class DaemonTest : public ::testing::Test {
            extra;
   }
 
+  // A config's top-level part: the shared cluster's connection to `db`,
+  // status_interval 1s, the test's temporary directory as state_directory,
+  // then `extra` (top-level keys, each line ending in '\n') and "slots:".
   std::string Header(const std::string& db = "postgres", const std::string& extra = "") {
-    return "connection: \"" + pg_->Conninfo(db) +
+    return HeaderWith(pg_->Conninfo(db), extra);
+  }
+  // The same with `conninfo` as the connection (another user, a password,
+  // a private cluster). Every config a test hands to pgslotd names its own
+  // state_directory: Subprocess refuses to start pgslotd otherwise.
+  std::string HeaderWith(const std::string& conninfo, const std::string& extra = "") {
+    return "connection: \"" + conninfo +
            "\"\nstatus_interval: 1s\nstate_directory: " + dir_->path() + "\n" + extra + "slots:\n";
   }
 

@@ -107,7 +107,7 @@ TEST_F(DaemonTest, PasswordsNeverReachTheLog) {
   pg_->CreateLogicalSlot("it_secret");
   // trust authentication ignores the password; the daemon must still hide it.
   std::string cfg =
-      WriteConfig("connection: \"" + pg_->Conninfo() + " password=hunter2-secret\"\nslots:\n" +
+      WriteConfig(HeaderWith(pg_->Conninfo() + " password=hunter2-secret") +
                   SlotYaml("it_secret", "{type: file, path: " + dir_->File("s.log") + "}"));
   pg_->Exec("SELECT pg_switch_wal()");  // something to stream past
   Subprocess p;
@@ -234,7 +234,7 @@ TEST_F(DaemonTest, ARoleWithoutReplicationRightsStopsTheSlotWithoutRetrying) {
   pg_->DropSlotIfExists("it_perm");
   pg_->CreateLogicalSlot("it_perm");
   std::string cfg =
-      WriteConfig("connection: \"" + pg_->Conninfo() + " user=it_noperm\"\nslots:\n" +
+      WriteConfig(HeaderWith(pg_->Conninfo() + " user=it_noperm") +
                   SlotYaml("it_perm", "{type: file, path: " + dir_->File("p.log") + "}"));
   Subprocess p;
   p.Start({PgslotdBinary(), "--config", cfg});

@@ -122,8 +122,7 @@ TEST_F(DaemonTest, InvalidatedSlotStopsWithoutRetryingAndTheOtherStreams) {
   std::string fifo = dir_->File("victim.fifo");
   std::string log = dir_->File("ok.log");
   std::string cfg =
-      WriteConfig("connection: \"" + pg->Conninfo() +
-                  "\"\nstatus_interval: 1s\nmonitor_interval: 1s\nslots:\n" +
+      WriteConfig(HeaderWith(pg->Conninfo(), "monitor_interval: 1s\n") +
                   SlotYaml("inv_victim", "{type: pipe, path: " + fifo + "}") +
                   SlotYaml("inv_ok", "{type: file, path: " + log + "}", "    fsync_interval: 0\n"));
   Subprocess p;

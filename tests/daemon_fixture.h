@@ -70,12 +70,22 @@ class DaemonTest : public ::testing::Test {
     return out;
   }
 
-  // Drops each slot if it exists and creates it anew (test_decoding), so
-  // that they all start at the same point.
+  // Drops each slot if it exists, creates the first anew and the others as
+  // copies of it, so that they all start at exactly the same point: the
+  // server's decoding of one (Reference) covers what the daemon gets from
+  // another, empty transactions of background work included.
   void FreshSlots(std::initializer_list<const char*> names,
-                  const std::string& plugin = "test_decoding") {
+                  const std::string& plugin = "test_decoding", const std::string& db = "postgres") {
     for (const char* n : names) pg_->DropSlotIfExists(n);
-    for (const char* n : names) pg_->CreateLogicalSlot(n, plugin);
+    const char* first = nullptr;
+    for (const char* n : names) {
+      if (first == nullptr) {
+        pg_->CreateLogicalSlot(n, plugin, db);
+        first = n;
+      } else {
+        pg_->CopyLogicalSlot(first, n, db);
+      }
+    }
   }
 
   // Whether the slot's confirmed_flush_lsn is at least `lsn` (an idle slot

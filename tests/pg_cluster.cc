@@ -670,6 +670,15 @@ void PgCluster::CreateLogicalSlot(const std::string& name, const std::string& pl
           db);
 }
 
+void PgCluster::CopyLogicalSlot(const std::string& from, const std::string& to,
+                                const std::string& db) {
+  Conn conn = Connect(Conninfo(db));
+  Execute(conn.get(),
+          "SELECT pg_copy_logical_replication_slot(" + Literal(conn.get(), from) + ", " +
+              Literal(conn.get(), to) + ")",
+          db);
+}
+
 void PgCluster::DropSlotIfExists(const std::string& name) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {

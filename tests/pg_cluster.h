@@ -99,6 +99,13 @@ class PgCluster {
   // pg_create_logical_replication_slot(name, plugin) in database `db`.
   void CreateLogicalSlot(const std::string& name, const std::string& plugin = "test_decoding",
                          const std::string& db = "postgres");
+  // pg_copy_logical_replication_slot(from, to) in database `db` (the
+  // source's database): a new slot with the same plugin, restart_lsn and
+  // confirmed_flush_lsn, so that both decode exactly the same range. Two
+  // slots created one after the other do not: a transaction that commits
+  // in between (autovacuum's, for one) is in the first and not the second.
+  void CopyLogicalSlot(const std::string& from, const std::string& to,
+                       const std::string& db = "postgres");
   // Drops slot `name` if it exists, first terminating a walsender that is
   // using it (and retrying for a few seconds while it lets go).
   void DropSlotIfExists(const std::string& name);

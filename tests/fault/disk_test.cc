@@ -17,8 +17,9 @@
 //   the last good fsync made durable; a run without the shim then leaves the
 //   file exactly equal to the server's decoding.
 //
-// The reference for a slot is a second slot created at the same moment and
-// read with pg_logical_slot_peek_changes (DaemonTest::Reference).
+// The reference for a slot is a copy of it made before the daemon starts
+// (DaemonTest::FreshSlots), read with pg_logical_slot_peek_changes
+// (DaemonTest::Reference).
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>

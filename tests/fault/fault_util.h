@@ -168,11 +168,11 @@ class FaultTest : public DaemonTest {
     return "{type: file, path: " + path + "}";
   }
 
-  // Drops each slot if it exists and creates it anew (test_decoding) in
-  // database `db`, so that they all start at the same point.
+  // Drops each slot if it exists and creates them anew (test_decoding) in
+  // database `db`, so that they all start at exactly the same point (the
+  // first is created, the others are copies of it: see FreshSlots).
   void FreshSlotsIn(const std::string& db, std::initializer_list<const char*> names) {
-    for (const char* n : names) pg_->DropSlotIfExists(n);
-    for (const char* n : names) pg_->CreateLogicalSlot(n, "test_decoding", db);
+    FreshSlots(names, "test_decoding", db);
   }
 
   // Starts the daemon on `config` with its log on stderr (p->Stderr()).

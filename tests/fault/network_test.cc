@@ -31,10 +31,8 @@ class ProxyTest : public FaultTest {
                       const std::string& extra = "") {
     pg_->CreateDatabase(db);
     Workload::CreateTable(pg_, db + "_t", db);
-    pg_->DropSlotIfExists(slot);
-    pg_->DropSlotIfExists(slot + "_ref");
-    pg_->CreateLogicalSlot(slot, "test_decoding", db);
-    pg_->CreateLogicalSlot(slot + "_ref", "test_decoding", db);
+    const std::string ref = slot + "_ref";
+    FreshSlotsIn(db, {slot.c_str(), ref.c_str()});
     proxy_.Start(PickFreeTcpPort(), pg_->port());
     return WriteConfig(FaultConfig(
         ProxyConninfo(db),

@@ -192,7 +192,12 @@ TEST_F(DaemonTest, KillNineMidStreamLosesAndRepeatsNothing) {
   Subprocess last;
   ASSERT_EQ(RunUntil(cfg, end, &last, Subprocess::Options(), seconds(120)), 0);
   std::string expected = Reference("it_k9_ref", end, {{"include-xids", "1"}});
-  ASSERT_EQ(Transactions(expected).size(), 400u);
+  // The writer's 400, and any empty ones of background work.
+  size_t written = 0;
+  for (const auto& [xid, body] : Transactions(expected)) {
+    written += body.find("table public.k9: INSERT") != std::string::npos ? 1 : 0;
+  }
+  ASSERT_EQ(written, 400u);
   // A file sink is exactly-once: every transaction once, whole, in order.
   EXPECT_TRUE(SameBytes(ReadFile(log), expected));
   EXPECT_EQ(pg_->ConfirmedFlushLsn("it_k9"), end);
@@ -399,7 +404,12 @@ TEST_F(DaemonTest, ServerRestartMidStreamIsSurvived) {
   ASSERT_TRUE(p.Signal(SIGTERM));
   ASSERT_EQ(p.Wait(seconds(20)), 0);
   EXPECT_NE(p.Stderr().find("reconnecting in"), std::string::npos);
-  EXPECT_TRUE(SameBytes(ReadFile(log), Reference("it_rs_ref", end, {{"include-xids", "1"}})));
+  // The daemon ran on past `end` until stopped (background work's empty
+  // transactions may have come meanwhile): the file holds exactly what the
+  // server decodes up to where the clean stop acknowledged.
+  const std::string stopped_at = pg_->ConfirmedFlushLsn("it_rs");
+  EXPECT_TRUE(
+      SameBytes(ReadFile(log), Reference("it_rs_ref", stopped_at, {{"include-xids", "1"}})));
 }
 
 }  // namespace

@@ -37,9 +37,17 @@ class DaemonTest : public ::testing::Test {
            extra;
   }
 
+  // A config's top-level part: the shared cluster's connection to `db`,
+  // status_interval 1s, the test's temporary directory as state_directory,
+  // then `extra` (top-level keys, each line ending in '\n') and "slots:".
   std::string Header(const std::string& db = "postgres", const std::string& extra = "") {
-    return "connection: \"" + pg_->Conninfo(db) + "\"\nstatus_interval: 1s\n" + Dirs() + extra +
-           "slots:\n";
+    return HeaderWith(pg_->Conninfo(db), extra);
+  }
+  // The same with `conninfo` as the connection (another user, a password,
+  // a private cluster). Every config a test hands to pgslotd names its own
+  // state_directory: Subprocess refuses to start pgslotd otherwise.
+  std::string HeaderWith(const std::string& conninfo, const std::string& extra = "") {
+    return "connection: \"" + conninfo + "\"\nstatus_interval: 1s\n" + Dirs() + extra + "slots:\n";
   }
 
   // The test's own state and runtime directories (the defaults are the
@@ -67,12 +75,22 @@ class DaemonTest : public ::testing::Test {
     return out;
   }
 
-  // Drops each slot if it exists and creates it anew (test_decoding), so
-  // that they all start at the same point.
+  // Drops each slot if it exists, creates the first anew and the others as
+  // copies of it, so that they all start at exactly the same point: the
+  // server's decoding of one (Reference) covers what the daemon gets from
+  // another, empty transactions of background work included.
   void FreshSlots(std::initializer_list<const char*> names,
-                  const std::string& plugin = "test_decoding") {
+                  const std::string& plugin = "test_decoding", const std::string& db = "postgres") {
     for (const char* n : names) pg_->DropSlotIfExists(n);
-    for (const char* n : names) pg_->CreateLogicalSlot(n, plugin);
+    const char* first = nullptr;
+    for (const char* n : names) {
+      if (first == nullptr) {
+        pg_->CreateLogicalSlot(n, plugin, db);
+        first = n;
+      } else {
+        pg_->CopyLogicalSlot(first, n, db);
+      }
+    }
   }
 
   // Whether the slot's confirmed_flush_lsn is at least `lsn` (an idle slot

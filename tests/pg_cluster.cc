@@ -328,6 +328,31 @@ void PgCluster::Init() {
                              " ---\n" + log);
   }
   running_ = true;
+  StartBackgroundXacts();
+}
+
+void PgCluster::StartBackgroundXacts() {
+  const char* env = std::getenv("PGSLOTD_TEST_BACKGROUND_XACTS");
+  if (env == nullptr || std::string(env) != "1") return;
+  // Errors (the server stopped or restarting, a database just dropped) are
+  // ignored: the loop goes on.
+  const std::string script =
+      "psql=$1; shift\n"
+      "while :; do\n"
+      "  q='SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate'\n"
+      "  for db in $(\"$psql\" \"$@\" -d postgres -Atc \"$q\" 2>/dev/null); do\n"
+      "    \"$psql\" \"$@\" -d \"$db\" -qc 'ANALYZE pg_catalog.pg_am' >/dev/null 2>&1\n"
+      "  done\n"
+      "  sleep 0.02\n"
+      "done\n";
+  Subprocess::Options options;
+  options.stdout_path = "/dev/null";
+  options.stderr_path = "/dev/null";
+  background_xacts_ = std::make_unique<Subprocess>();
+  background_xacts_->Start(
+      {"/bin/sh", "-c", script, "pgslotd-test-background-xacts", std::string(kBinDir) + "/psql",
+       "-X", "-h", dir_, "-p", std::to_string(port_), "-U", "postgres"},
+      options);
 }
 
 void PgCluster::AllowWal2json() {
@@ -545,6 +570,7 @@ void PgCluster::AppendConfig(const std::string& text) {
 
 void PgCluster::Shutdown() {
   if (dir_.empty() || getpid() != owner_pid_) return;  // a forked child owns nothing
+  background_xacts_.reset();                           // killed and reaped
   std::string errors;
   bool stopped = true;
   if (PathExists(data_dir() + "/postmaster.pid")) {
@@ -667,6 +693,15 @@ void PgCluster::CreateLogicalSlot(const std::string& name, const std::string& pl
   Execute(conn.get(),
           "SELECT pg_create_logical_replication_slot(" + Literal(conn.get(), name) + ", " +
               Literal(conn.get(), plugin) + ")",
+          db);
+}
+
+void PgCluster::CopyLogicalSlot(const std::string& from, const std::string& to,
+                                const std::string& db) {
+  Conn conn = Connect(Conninfo(db));
+  Execute(conn.get(),
+          "SELECT pg_copy_logical_replication_slot(" + Literal(conn.get(), from) + ", " +
+              Literal(conn.get(), to) + ")",
           db);
 }
 

@@ -30,6 +30,15 @@
 // tail of server.log. GoogleTest reports an exception escaping a test body as
 // a failure with that message.
 //
+// Background work, made constant on request: with
+// PGSLOTD_TEST_BACKGROUND_XACTS=1 in the environment, every cluster also
+// runs a loop (a shell with psql, ended with the cluster) that commits an
+// ANALYZE of pg_catalog.pg_am in each of its databases, about every 20 ms:
+// a catalog-only transaction, which test_decoding shows as an empty
+// "BEGIN n"/"COMMIT n" unless skip-empty-xacts is on, as autovacuum's are
+// at moments nobody picks. A test that passes so does not depend on when
+// such transactions commit.
+//
 // Thread-safety: none. Call everything from the test's own thread. The SQL
 // helpers open a short connection for each call, so a restart, a dropped
 // database or a terminated backend never leaves a stale connection behind.
@@ -43,6 +52,8 @@
 #include <vector>
 
 namespace pgslotd::test {
+
+class Subprocess;
 
 class PgCluster {
  public:
@@ -99,6 +110,13 @@ class PgCluster {
   // pg_create_logical_replication_slot(name, plugin) in database `db`.
   void CreateLogicalSlot(const std::string& name, const std::string& plugin = "test_decoding",
                          const std::string& db = "postgres");
+  // pg_copy_logical_replication_slot(from, to) in database `db` (the
+  // source's database): a new slot with the same plugin, restart_lsn and
+  // confirmed_flush_lsn, so that both decode exactly the same range. Two
+  // slots created one after the other do not: a transaction that commits
+  // in between (autovacuum's, for one) is in the first and not the second.
+  void CopyLogicalSlot(const std::string& from, const std::string& to,
+                       const std::string& db = "postgres");
   // Drops slot `name` if it exists, first terminating a walsender that is
   // using it (and retrying for a few seconds while it lets go).
   void DropSlotIfExists(const std::string& name);
@@ -124,6 +142,8 @@ class PgCluster {
   // the server. On failure throws; the destructor cleans up what was made.
   void Init();
   void StartWatchdog();
+  // Starts background_xacts_ if PGSLOTD_TEST_BACKGROUND_XACTS=1.
+  void StartBackgroundXacts();
   // Adds wal2json to output_plugin_libraries on builds that have it.
   void AllowWal2json();
   // The pid in postmaster.pid, or 0.
@@ -151,6 +171,7 @@ class PgCluster {
   uid_t postgres_uid_ = 0;
   gid_t postgres_gid_ = 0;
   std::vector<gid_t> postgres_groups_;
+  std::unique_ptr<Subprocess> background_xacts_;
   pid_t watchdog_pid_ = 0;
   int watchdog_fd_ = -1;  // write end of the pipe the watchdog waits on
 };

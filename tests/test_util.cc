@@ -13,9 +13,13 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+
+#include "config/config.h"
 
 extern char** environ;
 
@@ -96,6 +100,67 @@ std::vector<std::string> BuildEnv(const Subprocess::Options& options) {
   return env;
 }
 
+// The paths of the TempDirs alive in this process.
+std::mutex live_dirs_mu;
+std::set<std::string>& LiveTempDirs() {
+  static std::set<std::string>* const dirs = new std::set<std::string>;
+  return *dirs;
+}
+
+bool InsideLiveTempDir(const std::string& path) {
+  std::lock_guard<std::mutex> lock(live_dirs_mu);
+  for (const std::string& dir : LiveTempDirs()) {
+    if (path == dir || path.rfind(dir + "/", 0) == 0) return true;
+  }
+  return false;
+}
+
+// The value of --config (-c) in a pgslotd command line, or "".
+std::string ConfigArgument(const std::vector<std::string>& argv) {
+  for (size_t i = 1; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    if ((a == "--config" || a == "-c") && i + 1 < argv.size()) return argv[i + 1];
+    if (a.rfind("--config=", 0) == 0) return a.substr(9);
+    if (a.size() > 2 && a.rfind("-c", 0) == 0 && a[2] != '-') return a.substr(2);
+  }
+  return "";
+}
+
+// Throws unless pgslotd, started on `argv`, keeps its state inside a
+// temporary directory of the test. A config that pgslotd will refuse
+// (LoadConfig fails, or there is no such file) starts nothing and is let
+// through; a valid one must name state_directory itself (no default, no
+// $STATE_DIRECTORY) and that directory must lie inside a live TempDir.
+// Otherwise the daemon would leave its *.state files (and, where the
+// default is derived from the config's name, a lock file) in
+// /var/lib/pgslotd, outside anything a test cleans up.
+void CheckStateDirectory(const std::vector<std::string>& argv) {
+  const std::string config = ConfigArgument(argv);
+  struct stat st;
+  if (config.empty() || stat(config.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+  Config loaded;
+  std::vector<ConfigError> errors;
+  if (!LoadConfig(config, &loaded, &errors)) return;
+  // The state directory (records, the lock) and the runtime directory (the
+  // control socket) both default to system directories.
+  for (const auto& [key, dir] : {std::make_pair(std::string("state_directory"),
+                                                loaded.state_directory),
+                                 std::make_pair(std::string("runtime_directory"),
+                                                loaded.runtime_directory)}) {
+    bool named = false;
+    for (const std::string& line : SplitLines(ReadFile(config))) {
+      named = named || line.rfind(key + ":", 0) == 0;
+    }
+    if (named && InsideLiveTempDir(dir)) continue;
+    throw std::runtime_error(
+        "refusing to start pgslotd on " + config + ": " +
+        (named ? "its " + key + " " + dir + " is not inside a temporary directory of this test"
+               : "it names no " + key + " (pgslotd would use " + dir + ")") +
+        "; every config a test hands to pgslotd must name its own, as DaemonTest::Header() "
+        "does, or pgslotd leaves files behind outside the test");
+  }
+}
+
 int DecodeWaitStatus(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -113,9 +178,15 @@ TempDir::TempDir(const std::string& prefix) {
     rmdir(path_.c_str());
     ThrowErrno("chmod(" + path_ + ")", err);
   }
+  std::lock_guard<std::mutex> lock(live_dirs_mu);
+  LiveTempDirs().insert(path_);
 }
 
 TempDir::~TempDir() {
+  {
+    std::lock_guard<std::mutex> lock(live_dirs_mu);
+    LiveTempDirs().erase(path_);
+  }
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
   if (ec)
@@ -210,6 +281,7 @@ void Subprocess::Start(const std::vector<std::string>& argv, const Options& opti
   // Everything the child needs is prepared here: between fork and execve
   // only async-signal-safe calls are allowed.
   std::string program = ResolveProgram(argv[0]);
+  if (program == ResolveProgram(PgslotdBinary())) CheckStateDirectory(argv);
   std::vector<std::string> args = argv;
   std::vector<char*> c_args = CStrings(args);
   std::vector<std::string> env = BuildEnv(options);

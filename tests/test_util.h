@@ -22,7 +22,8 @@ namespace pgslotd::test {
 
 // A fresh directory under /tmp (mode 0755, so that a server or daemon running
 // as another user can look into it), removed with everything in it when the
-// TempDir is destroyed.
+// TempDir is destroyed. While it lives it is a place pgslotd may keep its
+// state in (see Subprocess::Start).
 class TempDir {
  public:
   // `prefix` becomes the start of the directory name: /tmp/<prefix>-XXXXXX.
@@ -98,6 +99,11 @@ class Subprocess {
   // argv. Throws if the program cannot be started (the exec error of the
   // child is reported, e.g. "No such file or directory"). May be called only
   // once per Subprocess.
+  //
+  // When argv[0] is PgslotdBinary() with a valid --config file, that file
+  // must name a state_directory inside a live TempDir of this process;
+  // otherwise Start throws and starts nothing, so that no test leaves state
+  // files in pgslotd's default directory (/var/lib/pgslotd).
   void Start(const std::vector<std::string>& argv, const Options& options);
   void Start(const std::vector<std::string>& argv) { Start(argv, Options()); }
 

@@ -59,7 +59,8 @@ struct BadConfig {
 // them as unknown keys, so those cases fail on their words.
 std::vector<BadConfig> BadConfigs() {
   const std::string m = kMarker;
-  const std::string head = "connection: \"$CONN\"\nstate_directory: $DIR\n";
+  const std::string head =
+      "connection: \"$CONN\"\nstate_directory: $DIR\nruntime_directory: $DIR\n";
   const std::string name = "  - name: fb_bad\n";
   const std::string plugin = "    plugin: test_decoding\n";
   const std::string sink = "    sink: {type: file, path: $DIR/out.log}\n";
@@ -77,13 +78,13 @@ std::vector<BadConfig> BadConfigs() {
 
   return {
       // --- YAML syntax ---------------------------------------------------
-      // The parser notices the unclosed map at the end of the file: line 7
-      // of 6.
+      // The parser notices the unclosed map at the end of the file: line 8
+      // of 7.
       {"yaml_unclosed_flow_map",
        head + "slots:\n" + name + plugin + "    sink: {type: file, path: $DIR/out.log\n",
        "",
        {"invalid YAML", "end of map flow not found"},
-       7},
+       8},
       {"yaml_bad_indentation",
        head + "slots:\n" + name + "     plugin: test_decoding" + m + "\n" + sink,
        "",
@@ -338,7 +339,8 @@ std::vector<BadConfig> BadConfigs() {
        "slots",
        {"expected a list, got a map"}},
       {"slots_missing",
-       "connection: \"$CONN\"" + m + "\nstate_directory: $DIR\nstatus_interval: 1s\n",
+       "connection: \"$CONN\"" + m +
+           "\nstate_directory: $DIR\nruntime_directory: $DIR\nstatus_interval: 1s\n",
        "slots",
        {"missing required key"}},
       {"slot_without_plugin",
@@ -368,11 +370,11 @@ std::vector<BadConfig> BadConfigs() {
        "metrics_file",
        {"metrics_file is also the sink of slot \"fb_bad\""}},
       {"state_directory_relative",
-       "connection: \"$CONN\"\nstate_directory: state" + m + "\n" + slots,
+       "connection: \"$CONN\"\nruntime_directory: $DIR\nstate_directory: state" + m + "\n" + slots,
        "state_directory",
        {"must be an absolute path, got \"state\""}},
       {"connection_invalid",
-       "connection: \"host\"" + m + "\nstate_directory: $DIR\n" + slots,
+       "connection: \"host\"" + m + "\nstate_directory: $DIR\nruntime_directory: $DIR\n" + slots,
        "connection",
        {"invalid connection string", "missing \"=\" after \"host\""}},
       {"slot_connection_invalid",

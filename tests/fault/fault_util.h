@@ -144,14 +144,13 @@ class FaultTest : public DaemonTest {
   }
 
   // A configuration: `conninfo` as the top-level connection, status_interval
-  // 1s, the test's temporary directory as state_directory, then `extra`
+  // 1s, the test's temporary directory as state and runtime directory, then `extra`
   // (top-level keys, each line ending in '\n') and the `slots` entries
   // (SlotYaml(...) strings).
   std::string FaultConfig(const std::string& conninfo, const std::string& slots,
                           const std::string& extra = "") {
-    return "connection: \"" + conninfo +
-           "\"\nstatus_interval: 1s\nstate_directory: " + dir_->path() + "\n" + extra + "slots:\n" +
-           slots;
+    return "connection: \"" + conninfo + "\"\nstatus_interval: 1s\n" + Dirs() + extra +
+           "slots:\n" + slots;
   }
 
   // Sets wal_sender_timeout on a private cluster and waits until new
@@ -168,11 +167,11 @@ class FaultTest : public DaemonTest {
     return "{type: file, path: " + path + "}";
   }
 
-  // Drops each slot if it exists and creates it anew (test_decoding) in
-  // database `db`, so that they all start at the same point.
+  // Drops each slot if it exists and creates them anew (test_decoding) in
+  // database `db`, so that they all start at exactly the same point (the
+  // first is created, the others are copies of it: see FreshSlots).
   void FreshSlotsIn(const std::string& db, std::initializer_list<const char*> names) {
-    for (const char* n : names) pg_->DropSlotIfExists(n);
-    for (const char* n : names) pg_->CreateLogicalSlot(n, "test_decoding", db);
+    FreshSlots(names, "test_decoding", db);
   }
 
   // Starts the daemon on `config` with its log on stderr (p->Stderr()).

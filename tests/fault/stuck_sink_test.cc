@@ -34,7 +34,7 @@ TEST_F(StuckSinkTest, ACheckpointNeverWaitsForAStuckSinkAndTheSlotIsReportedInva
       pg_->Conninfo(),
       SlotYaml("st_victim", "{type: pipe, path: " + fifo + "}", "    buffer_size: 64KiB\n") +
           SlotYaml("st_ok", FileSinkYaml(log), "    fsync_interval: 0\n"),
-      "monitor_interval: 1s\nruntime_directory: " + dir_->path() + "\n"));
+      "monitor_interval: 1s\n"));
   Subprocess p;
   StartDaemon(cfg, &p);
   ASSERT_TRUE(WaitFor(
@@ -86,7 +86,7 @@ TEST_F(StuckSinkTest, APausedSlotStreamsAgainOnceItsReaderComes) {
       WriteConfig(FaultConfig(pg_->Conninfo(),
                               SlotYaml("st_back", "{type: pipe, path: " + fifo + "}",
                                        "    options: {skip-empty-xacts: \"1\"}\n"),
-                              "sink_stall_timeout: 1s\nruntime_directory: " + dir_->path() + "\n"));
+                              "sink_stall_timeout: 1s\n"));
   Subprocess p;
   StartDaemon(cfg, &p);
   pg_->Exec("INSERT INTO back(v) VALUES ('while nobody reads')");

@@ -178,13 +178,27 @@ Status FileSink::CutTo(const std::string& path, uint64_t size) {
   return Status::Ok();
 }
 
+namespace {
+
+Status ShorterThanRecorded(const std::string& path, uint64_t size, const std::string& record,
+                           uint64_t recorded) {
+  return Status::SlotFatal(
+      path + " holds " + std::to_string(size) + " bytes but its state record " + record + " says " +
+      std::to_string(recorded) +
+      ": the file was truncated (copytruncate?) or restored from an older copy, so it no "
+      "longer holds what was acknowledged; move the file and the record aside to start again");
+}
+
+}  // namespace
+
 Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn) {
   note->clear();
   *warn = false;
   key_ = key;
   SinkStateRecord rec;
   bool found = false;
-  Status s = ReadStateRecord(key.file, &rec, &found);
+  bool legacy = false;
+  Status s = ReadStateRecord(key.file, &rec, &found, &legacy);
   if (!s.ok()) return s;
   std::string mismatch;
   if (found && rec.system_id != key.system_id) {
@@ -224,7 +238,17 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
         "(move the file and its state record aside to start again from " +
         FormatLsn(key.confirmed) + ")");
   }
+  if (Status a = ApplyRecord(rec, note, warn); !a.ok()) return a;
+  if (legacy) {
+    // Checked against the file like any other: from now on it has a checksum.
+    if (Status w = WriteStateRecord(key.file, rec); !w.ok()) return w;
+    *note += std::string(note->empty() ? "" : "; ") + "the state record " + key.file +
+             " had no checksum (an older pgslotd wrote it): rewritten with one";
+  }
+  return rec.lsn;
+}
 
+Status FileSink::ApplyRecord(const SinkStateRecord& rec, std::string* note, bool* warn) {
   // Look at the file by path, with no descriptor of ours open on it.
   if (fd_ >= 0) {
     ::close(fd_);
@@ -241,11 +265,7 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
   }
   if (exists && is_recorded(st)) {
     if (static_cast<uint64_t>(st.st_size) < rec.size) {
-      return Status::SlotFatal(
-          path_ + " holds " + std::to_string(st.st_size) + " bytes but its state record " +
-          key.file + " says " + std::to_string(rec.size) +
-          ": the file was truncated (copytruncate?) or restored from an older copy, so it no "
-          "longer holds what was acknowledged; move the file and the record aside to start again");
+      return ShorterThanRecorded(path_, static_cast<uint64_t>(st.st_size), key_.file, rec.size);
     }
     if (static_cast<uint64_t>(st.st_size) > rec.size) {
       if (Status c = CutTo(path_, rec.size); !c.ok()) return c;
@@ -267,7 +287,7 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
       if (!c.ok()) return c;
     } else if (exists && st.st_size > 0) {
       return Status::SlotFatal(
-          path_ + " is not the file its state record " + key.file +
+          path_ + " is not the file its state record " + key_.file +
           " describes, and it is not empty: it was replaced or restored from a copy, so what it "
           "holds cannot be matched with the server's position; move the file and the record "
           "aside to start again");
@@ -282,8 +302,7 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
     }
     created_ = 0;
   }
-  if (Status o = Open(); !o.ok()) return o;
-  return rec.lsn;
+  return Open();
 }
 
 Status FileSink::Checkpoint(uint64_t offset, Lsn lsn) {

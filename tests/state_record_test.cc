@@ -456,5 +456,21 @@ TEST_F(StateRecordTest, AnEditedRecordStopsTheSlotAndLeavesEverythingAsItIs) {
   }
 }
 
+TEST_F(StateRecordTest, AMovedFileShorterThanItsRecordIsRefused) {
+  std::string path = dir_ + "/out.log";
+  RecordedFile(path, Key(), "BEGIN 1\nCOMMIT 1\n", 17, 0x100);
+  ASSERT_EQ(::rename(path.c_str(), (path + ".1").c_str()), 0);  // logrotate
+  ASSERT_EQ(::truncate((path + ".1").c_str(), 8), 0);
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn;
+  Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kSlotFatal);
+  EXPECT_NE(r.status().message().find(path + ".1 holds 8 bytes but its state record"),
+            std::string::npos)
+      << r.status().message();
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -282,6 +282,10 @@ Status FileSink::ApplyRecord(const SinkStateRecord& rec, std::string* note, bool
     // is cut there, and everything at <path> now came after the record.
     struct stat moved;
     if (::stat(Numbered(1).c_str(), &moved) == 0 && is_recorded(moved)) {
+      if (static_cast<uint64_t>(moved.st_size) < rec.size) {
+        return ShorterThanRecorded(Numbered(1), static_cast<uint64_t>(moved.st_size), key_.file,
+                                   rec.size);
+      }
       Status c = CutTo(Numbered(1), rec.size);
       if (c.ok() && exists) c = CutTo(path_, 0);
       if (!c.ok()) return c;

@@ -472,5 +472,44 @@ TEST_F(StateRecordTest, AMovedFileShorterThanItsRecordIsRefused) {
       << r.status().message();
 }
 
+TEST_F(StateRecordTest, TheTemporaryFileIsCreatedAfreshNeverThroughALink) {
+  std::string victim = dir_ + "/victim";
+  Put(victim, "someone else's\n");
+  std::string file = dir_ + "/s1.state";
+  ASSERT_EQ(::symlink(victim.c_str(), (file + ".tmp").c_str()), 0);
+  ASSERT_TRUE(WriteStateRecord(file, Sample()).ok());
+  EXPECT_EQ(Read(victim), "someone else's\n");
+  EXPECT_FALSE(Exists(file + ".tmp"));
+  EXPECT_EQ(Read(file), SerializeStateRecord(Sample()));
+  // A temporary file a crash left behind is replaced, not appended to.
+  Put(file + ".tmp", "left by a crash, and longer than any record would be ...............\n");
+  SinkStateRecord r = Sample();
+  r.lsn = 0x2000000;
+  ASSERT_TRUE(WriteStateRecord(file, r).ok());
+  EXPECT_EQ(Read(file), SerializeStateRecord(r));
+  EXPECT_FALSE(Exists(file + ".tmp"));
+}
+
+TEST_F(StateRecordTest, ARecordThatIsALinkOrNoRegularFileIsRefused) {
+  std::string file = dir_ + "/s1.state";
+  std::string elsewhere = dir_ + "/elsewhere.state";
+  ASSERT_TRUE(WriteStateRecord(elsewhere, Sample()).ok());
+  ASSERT_EQ(::symlink(elsewhere.c_str(), file.c_str()), 0);
+  SinkStateRecord back;
+  bool found = true;
+  Status s = ReadStateRecord(file, &back, &found);
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_FALSE(found);
+  EXPECT_NE(s.message().find("the state record " + file + " is a symbolic link"), std::string::npos)
+      << s.message();
+  ASSERT_EQ(::unlink(file.c_str()), 0);
+  ASSERT_EQ(::mkfifo(file.c_str(), 0600), 0);  // would block a plain open
+  s = ReadStateRecord(file, &back, &found);
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_NE(s.message().find("the state record " + file + " is not a regular file"),
+            std::string::npos)
+      << s.message();
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -155,6 +155,18 @@ bool ParseFields(std::map<std::string, std::string>& values, SinkStateRecord* re
   return true;
 }
 
+// A record that cannot be opened as a regular file of pgslotd's own.
+Status RefusedRecord(const std::string& file, int err) {
+  if (err == ELOOP || err == EINVAL) {
+    return Status::SlotFatal("the state record " + file + " is " +
+                             (err == ELOOP ? "a symbolic link" : "not a regular file") +
+                             "; pgslotd reads only a record it wrote itself there, and "
+                             "acknowledges nothing: see \"A refused state record\" in "
+                             "operations.md");
+  }
+  return Status::SlotFatal(ErrnoMessage("cannot read the state record " + file, err));
+}
+
 }  // namespace
 
 bool SinkStateRecord::operator==(const SinkStateRecord& o) const {
@@ -197,11 +209,17 @@ bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::str
 Status ReadStateRecord(const std::string& file, SinkStateRecord* record, bool* found,
                        bool* legacy) {
   *found = false;
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::Ok();
-    return Status::SlotFatal(ErrnoMessage("cannot read the state record " + file, errno));
+  // Only a regular file pgslotd wrote (rename never leaves a link there),
+  // and nothing that could block (a FIFO).
+  int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return Status::Ok();
+  struct stat st;
+  if (fd >= 0 && ::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fd = -1;
+    errno = EINVAL;
   }
+  if (fd < 0) return RefusedRecord(file, errno);
   std::string text;
   char buf[4096];
   for (;;) {
@@ -233,10 +251,8 @@ Status WriteStateRecord(const std::string& file, const SinkStateRecord& record) 
   const std::string dir = DirName(file);
   const std::string tmp = file + ".tmp";
   const std::string text = SerializeStateRecord(record);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 && errno == ENOENT && ::mkdir(dir.c_str(), 0700) == 0) {
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  }
+  int fd = CreateFresh(tmp, 0600);
+  if (fd < 0 && errno == ENOENT && ::mkdir(dir.c_str(), 0700) == 0) fd = CreateFresh(tmp, 0600);
   if (fd < 0) return Status::Retryable(ErrnoMessage("cannot write the state record " + tmp, errno));
   size_t done = 0;
   int err = WriteFully(fd, text.data(), text.size(), &done);

@@ -1,5 +1,6 @@
 #include "util/path.h"
 
+#include <fcntl.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -28,6 +29,17 @@ std::string CurrentUserName() {
     return found->pw_name;
   }
   return "uid " + std::to_string(uid);
+}
+
+int CreateFresh(const std::string& path, mode_t mode) {
+  // Another process may put something back between the unlink and the
+  // open: try again a few times, then give up with EEXIST.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return -1;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1;
 }
 
 Status PathError(const std::string& what, const std::string& path, int err) {

@@ -1,6 +1,8 @@
 // Small helpers for file system paths and the errors of opening them.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 #include "util/status.h"
@@ -20,5 +22,11 @@ Status PathError(const std::string& what, const std::string& path, int err);
 
 // The name of the user this process runs as ("uid 1234" when it has none).
 std::string CurrentUserName();
+
+// Creates `path` as a new, empty file of this process for writing, with
+// O_EXCL and O_NOFOLLOW: whatever is there already (a temporary file a
+// crash left, or a symbolic link someone planted) is unlinked first, which
+// never follows a link. Returns the descriptor, or -1 with errno set.
+int CreateFresh(const std::string& path, mode_t mode);
 
 }  // namespace pgslotd

@@ -511,5 +511,32 @@ TEST_F(StateRecordTest, ARecordThatIsALinkOrNoRegularFileIsRefused) {
       << s.message();
 }
 
+TEST_F(StateRecordTest, ALinkPlantedAtTheSinkPathIsNeitherCutNorWritten) {
+  // Rotated by pgslotd, which then crashed before it made the new file; a
+  // link put at the path in a directory everyone may write to must not
+  // have its target emptied as "the new file, written after the record".
+  std::string shared = dir_ + "/shared";
+  ASSERT_EQ(::mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(shared.c_str(), 01777), 0);
+  std::string path = shared + "/out.log";
+  RecordedFile(path, Key(), "BEGIN 1\nCOMMIT 1\n", 17, 0x100);
+  ASSERT_EQ(::rename(path.c_str(), (path + ".1").c_str()), 0);
+  std::string victim = dir_ + "/victim";
+  Put(victim, "precious\n");
+  ASSERT_EQ(::symlink(victim.c_str(), path.c_str()), 0);
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn;
+  Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kSlotFatal);
+  EXPECT_NE(r.status().message().find(path + " is a symbolic link (to " + victim + ") in " +
+                                      shared + ", a directory every user may write to"),
+            std::string::npos)
+      << r.status().message();
+  EXPECT_EQ(Read(victim), "precious\n");
+  EXPECT_EQ(Read(path + ".1"), "BEGIN 1\nCOMMIT 1\n");
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -18,16 +18,19 @@ FileSink::~FileSink() {
 
 Status FileSink::Open() {
   if (fd_ >= 0) return Status::Ok();
-  int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  Status refused;
+  int fd = OpenSinkPath(path_, O_WRONLY | O_APPEND | O_CLOEXEC, 0, &refused);
   bool created = false;
   if (fd < 0 && errno == ENOENT) {
+    // O_EXCL: never through a link, even one to nowhere.
     fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, mode_);
     if (fd >= 0) {
       created = true;
     } else if (errno == EEXIST) {
-      fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      fd = OpenSinkPath(path_, O_WRONLY | O_APPEND | O_CLOEXEC, 0, &refused);
     }
   }
+  if (!refused.ok()) return refused;
   if (fd < 0 && errno == EISDIR) {
     // Not a condition time cures: stop the slot rather than retry forever.
     return Status::SlotFatal(path_ + " is a directory, not a regular file");
@@ -164,7 +167,9 @@ Status FileSink::CutTo(const std::string& path, uint64_t size) {
   if (::stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) <= size) {
     return Status::Ok();
   }
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  Status refused;
+  int fd = OpenSinkPath(path, O_WRONLY | O_CLOEXEC, 0, &refused);
+  if (!refused.ok()) return refused;
   if (fd < 0) return Status::Retryable(ErrnoMessage("cannot open " + path, errno));
   int rc = ::ftruncate(fd, static_cast<off_t>(size));
   int err = errno;
@@ -249,11 +254,13 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
 }
 
 Status FileSink::ApplyRecord(const SinkStateRecord& rec, std::string* note, bool* warn) {
-  // Look at the file by path, with no descriptor of ours open on it.
+  // Look at the file by path, with no descriptor of ours open on it, and
+  // never through a link pgslotd would not follow.
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
   }
+  if (Status l = CheckLink(path_); !l.ok()) return l;
   auto is_recorded = [&rec](const struct stat& st) {
     return static_cast<uint64_t>(st.st_ino) == rec.inode &&
            static_cast<uint64_t>(st.st_dev) == rec.device;

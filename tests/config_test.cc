@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -26,8 +28,8 @@ class ConfigTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    unlink(path_.c_str());
-    rmdir(dir_.c_str());
+    int rc = std::system(("rm -rf " + dir_).c_str());
+    (void)rc;
   }
 
   // Writes `text` to path_; a leading newline is dropped so that the raw
@@ -938,6 +940,60 @@ slots:
   ExpectError(errors[1], 6, "slots[0].sink.path", {"/no/such does not exist"});
   ExpectError(errors[2], 9, "slots[1].sink.path", {"pgslotd.yaml is not a directory"});
   EXPECT_TRUE(warnings.empty()) << Show(warnings);
+}
+
+TEST_F(ConfigTest, WarnsOfAFileOrSinkDirectoryEveryUserMayWriteTo) {
+  std::string shared = dir_ + "/shared";
+  std::string group = dir_ + "/group";
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
+  ASSERT_EQ(mkdir(group.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(group.c_str(), 0775), 0);
+  Write(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: file, path: )" +
+        shared + R"(/a.log}
+  - name: b
+    plugin: p
+    sink: {type: pipe, path: )" +
+        shared + R"(/b.fifo}
+  - name: c
+    plugin: p
+    sink: {type: file, path: )" +
+        group + R"(/c.log}
+  - name: d
+    plugin: p
+    sink: {type: stdout}
+)");
+  ASSERT_EQ(chmod(path_.c_str(), 0666), 0);
+  Config config;
+  std::vector<ConfigError> errors, warnings;
+  EXPECT_TRUE(LoadConfig(path_, &config, &errors, LoadOptions(), &warnings)) << Show(errors);
+  EXPECT_TRUE(warnings.empty()) << Show(warnings);  // reload: not asked for
+  LoadOptions start;
+  start.warn_world_writable = true;
+  EXPECT_TRUE(LoadConfig(path_, &config, &errors, start, &warnings)) << Show(errors);
+  ASSERT_EQ(warnings.size(), 3u) << Show(warnings);
+  EXPECT_EQ(warnings[0].ToString(),
+            path_ +
+                ": warning: every user may write to the configuration file (mode 0666): "
+                "anyone could change what pgslotd streams, and where to; chmod o-w " +
+                path_);
+  EXPECT_EQ(warnings[1].ToString(),
+            path_ +
+                ":4: slots[0].sink.path: warning: every user may write to the sink's "
+                "directory " +
+                shared +
+                " (mode 1777): anyone could put a file or a link in the sink's way (pgslotd "
+                "follows no link there); choose a directory only the user pgslotd runs as may "
+                "write to");
+  EXPECT_NE(warnings[2].ToString().find(":7: slots[1].sink.path: warning: every user may write "
+                                        "to the sink's directory " +
+                                        shared),
+            std::string::npos)
+      << Show(warnings);
 }
 
 TEST_F(ConfigTest, CheckPathsNeedsTheStateDirectoryOrItsParent) {

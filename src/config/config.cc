@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -509,6 +510,11 @@ class Loader {
   void CheckPaths(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
                   int metrics_line, const std::string& state_directory,
                   const std::string& runtime_directory, const Section& top);
+  // warn_world_writable: the config file, the sinks' directories.
+  void WarnWorldWritable(const std::vector<SlotDraft>& drafts);
+  void Warn(int line, const std::string& key, const std::string& message) {
+    if (warnings_ != nullptr) warnings_->push_back(ConfigError{file_, line, key, message});
+  }
   // The directory `dir` that `key` (at `line`) needs. One that pgslotd (or
   // the unit's StateDirectory=/RuntimeDirectory=) creates at start, one
   // level, need not exist yet: then its parent must.
@@ -636,6 +642,7 @@ bool Loader::Load(Config* config) {
   if (options_.check_paths) {
     CheckPaths(drafts, metrics_file, metrics_line, state_directory, runtime_directory, top);
   }
+  if (options_.warn_world_writable) WarnWorldWritable(drafts);
 
   if (errors_->size() != errors_before) return false;
   Config loaded;
@@ -980,6 +987,33 @@ void Loader::CheckPaths(const std::vector<SlotDraft>& drafts, const std::string&
   const Field& rd = top.At("runtime_directory");
   CheckDirectory(runtime_directory, rd.present ? rd.line : 0, "runtime_directory",
                  "the runtime directory", true);
+}
+
+// " (mode 1777)" when every user may write to `path`, else "".
+std::string WorldWritable(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & S_IWOTH) == 0) return "";
+  char mode[16];
+  std::snprintf(mode, sizeof mode, " (mode %04o)", static_cast<unsigned>(st.st_mode & 07777));
+  return mode;
+}
+
+void Loader::WarnWorldWritable(const std::vector<SlotDraft>& drafts) {
+  if (std::string mode = WorldWritable(file_); !mode.empty()) {
+    Warn(0, "",
+         "warning: every user may write to the configuration file" + mode +
+             ": anyone could change what pgslotd streams, and where to; chmod o-w " + file_);
+  }
+  for (const SlotDraft& d : drafts) {
+    if (d.sink_path_line == 0) continue;
+    std::string dir = DirName(d.slot.sink.path);
+    if (std::string mode = WorldWritable(dir); !mode.empty()) {
+      Warn(d.sink_path_line, Join(d.path, "sink.path"),
+           "warning: every user may write to the sink's directory " + dir + mode +
+               ": anyone could put a file or a link in the sink's way (pgslotd follows no link "
+               "there); choose a directory only the user pgslotd runs as may write to");
+    }
+  }
 }
 
 void Loader::CheckDirectory(std::string dir, int line, const std::string& key, std::string role,

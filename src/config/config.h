@@ -137,6 +137,10 @@ struct LoadOptions {
   // running the check cannot write to is a warning (the daemon may run as
   // another user). At run time these are the slot's own errors instead.
   bool check_paths = false;
+  // At start and with --check: warn (in `warnings`) when the config file,
+  // or the directory of a file or pipe sink, may be written by every user
+  // (S_IWOTH). Group write is a grant to chosen users, and not warned about.
+  bool warn_world_writable = false;
 };
 
 // Loads and validates `path`. On failure `errors` holds at least one entry

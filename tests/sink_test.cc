@@ -216,6 +216,25 @@ TEST(PathErrorTest, PassingConditionsAreRetried) {
             "cannot open /a/b: Read-only file system");
 }
 
+TEST_F(SinkTest, RealNameResolvesTheDirectoryAndKeepsTheName) {
+  char* real = realpath(dir_.c_str(), nullptr);
+  ASSERT_NE(real, nullptr);
+  std::string root = real;
+  free(real);
+  ASSERT_EQ(mkdir((dir_ + "/real").c_str(), 0700), 0);
+  ASSERT_EQ(symlink((dir_ + "/real").c_str(), (dir_ + "/link").c_str()), 0);
+  EXPECT_EQ(RealName(dir_ + "/link/x.log"), root + "/real/x.log");
+  EXPECT_EQ(RealName(dir_ + "/real/../real/x.log"), root + "/real/x.log");
+  // Not there yet (a state directory made at start): through what is.
+  EXPECT_EQ(RealName(dir_ + "/link/new/deeper/x.state"), root + "/real/new/deeper/x.state");
+  // The last component stays as it is, a link or not.
+  ASSERT_EQ(symlink((dir_ + "/real/x.log").c_str(), (dir_ + "/real/y.log").c_str()), 0);
+  EXPECT_EQ(RealName(dir_ + "/link/y.log"), root + "/real/y.log");
+  std::ofstream(dir_ + "/real/x.log") << "";
+  EXPECT_TRUE(IdentifyFile(dir_ + "/link/y.log").Same(IdentifyFile(dir_ + "/real/x.log")));
+  EXPECT_FALSE(IdentifyFile(dir_ + "/real/z.log").Same(IdentifyFile(dir_ + "/real/x.log")));
+}
+
 TEST_F(SinkTest, PipeWithoutReaderNeverBlocks) {
   std::string path = dir_ + "/fifo";
   PipeSink sink(path, 0620);

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace pgslotd {
@@ -20,6 +21,38 @@ std::string DirName(const std::string& path) {
   if (slash == std::string::npos) return ".";
   if (slash == 0) return "/";
   return path.substr(0, slash);
+}
+
+std::string RealName(const std::string& path) {
+  const std::string dir = DirName(path);
+  const std::string base = path.substr(path.rfind('/') + 1);
+  if (path.empty() || path == "/" || path.back() == '/' || base == "." || base == "..") {
+    char* whole = ::realpath(path.c_str(), nullptr);
+    std::string out = whole != nullptr ? whole : path;
+    std::free(whole);
+    return out;
+  }
+  char* real = ::realpath(dir.c_str(), nullptr);
+  std::string resolved = real != nullptr ? real : (dir == path ? dir : RealName(dir));
+  std::free(real);
+  return (resolved == "/" ? "" : resolved) + "/" + base;
+}
+
+bool FileIdentity::Same(const FileIdentity& o) const {
+  if (exists && o.exists) return device == o.device && inode == o.inode;
+  return real_name == o.real_name;
+}
+
+FileIdentity IdentifyFile(const std::string& path) {
+  FileIdentity id;
+  id.real_name = RealName(path);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    id.exists = true;
+    id.device = static_cast<uint64_t>(st.st_dev);
+    id.inode = static_cast<uint64_t>(st.st_ino);
+  }
+  return id;
 }
 
 std::string CurrentUserName() { return UserName(::geteuid()); }

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 #include "util/status.h"
@@ -19,6 +20,22 @@ std::string DirName(const std::string& path);
 // read-only or full file system, or no descriptors left, can pass
 // (kRetryable).
 Status PathError(const std::string& what, const std::string& path, int err);
+
+// `path` (absolute) with its directory resolved by realpath(3) (symbolic
+// links, ".."), and its last component as it is; a directory that does not
+// exist is resolved through its nearest ancestor that does.
+std::string RealName(const std::string& path);
+
+// Where a path leads, to tell whether two paths name one file.
+struct FileIdentity {
+  std::string real_name;  // RealName(path)
+  bool exists = false;    // stat(2) (following links) found it:
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  // The same real name, or the same existing file by device and inode.
+  bool Same(const FileIdentity& o) const;
+};
+FileIdentity IdentifyFile(const std::string& path);
 
 // The name of the user this process runs as ("uid 1234" when it has none).
 std::string CurrentUserName();

@@ -175,6 +175,45 @@ TEST_F(ExactlyOnceTest, AnEditedStateRecordStopsTheSlotAndAcknowledgesNothing) {
   EXPECT_TRUE(SameBytes(ReadFile(log), Reference("eo_edit_ref", end2, kXids)));
 }
 
+// An upgrade: the record an older pgslotd wrote (version 1, no checksum)
+// is used, and the next one has a checksum.
+TEST_F(ExactlyOnceTest, ARecordOfTheOldFormatIsUsedAndRewrittenWithAChecksum) {
+  pg_->Exec("DROP TABLE IF EXISTS upgrade; CREATE TABLE upgrade(v text)");
+  FreshSlots({"eo_upgrade", "eo_upgrade_ref"});
+  pg_->Exec("INSERT INTO upgrade VALUES ('before')");
+  std::string end1 = pg_->CurrentWalLsn();
+  std::string log = dir_->File("upgrade.log");
+  std::string state = dir_->File("eo_upgrade.state");
+  std::string cfg =
+      WriteConfig(Header() + SlotYaml("eo_upgrade", "{type: file, path: " + log + "}", kXidsYaml));
+  Subprocess first;
+  ASSERT_EQ(RunUntil(cfg, end1, &first), 0);
+  std::string record = ReadFile(state);
+  size_t checksum = record.rfind("checksum ");
+  ASSERT_NE(checksum, std::string::npos) << record;
+  std::string old = record.substr(0, checksum);
+  old.replace(old.find("\nversion 2\n"), 11, "\nversion 1\n");
+  WriteFile(state, old);
+  // A torn tail the old record does not cover: cut, as before.
+  WriteFile(log, ReadFile(log) + "BEGIN 999\n");
+
+  pg_->Exec("INSERT INTO upgrade VALUES ('after')");
+  std::string end2 = pg_->CurrentWalLsn();
+  Subprocess second;
+  second.Start({PgslotdBinary(), "--config", cfg, "--end-lsn", end2, "--log-target", "stderr"});
+  ASSERT_EQ(second.Wait(seconds(60)), 0) << second.Stderr();
+  EXPECT_NE(
+      second.Stderr().find("the state record " + state +
+                           " had no checksum (an older pgslotd wrote it): rewritten with one"),
+      std::string::npos)
+      << second.Stderr();
+  EXPECT_TRUE(SameBytes(ReadFile(log), Reference("eo_upgrade_ref", end2, kXids)));
+  std::string now = ReadFile(state);
+  EXPECT_NE(now.find("\nversion 2\n"), std::string::npos) << now;
+  EXPECT_NE(now.find("\nchecksum "), std::string::npos) << now;
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("eo_upgrade"), end2);
+}
+
 TEST_F(ExactlyOnceTest, RotationAndReopenFallBetweenTransactions) {
   pg_->Exec("DROP TABLE IF EXISTS rot; CREATE TABLE rot(id serial primary key, v text)");
   FreshSlots({"eo_rot", "eo_rot_ref"});

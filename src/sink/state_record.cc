@@ -123,7 +123,7 @@ bool ChecksumMatches(const std::string& text, const std::map<std::string, std::s
 }
 
 // Every field of a record, from `values` (no other keys allowed).
-bool ParseFields(std::map<std::string, std::string>& values, SinkStateRecord* record,
+bool ParseFields(const std::map<std::string, std::string>& values, SinkStateRecord* record,
                  std::string* err) {
   static const char* const kKeys[] = {"version", "system_id", "slot", "path",   "device",
                                       "inode",   "size",      "lsn",  "created"};
@@ -138,14 +138,14 @@ bool ParseFields(std::map<std::string, std::string>& values, SinkStateRecord* re
     return false;
   }
   SinkStateRecord r;
-  r.system_id = values["system_id"];
-  r.slot = values["slot"];
+  r.system_id = values.at("system_id");
+  r.slot = values.at("slot");
   uint64_t created = 0;
-  std::optional<Lsn> lsn = ParseLsn(values["lsn"]);
-  if (r.system_id.empty() || r.slot.empty() || !Unescape(values["path"], &r.path) ||
-      !ParseUnsigned(values["device"], &r.device) || !ParseUnsigned(values["inode"], &r.inode) ||
-      !ParseUnsigned(values["size"], &r.size) || !ParseUnsigned(values["created"], &created) ||
-      !lsn) {
+  std::optional<Lsn> lsn = ParseLsn(values.at("lsn"));
+  if (r.system_id.empty() || r.slot.empty() || !Unescape(values.at("path"), &r.path) ||
+      !ParseUnsigned(values.at("device"), &r.device) ||
+      !ParseUnsigned(values.at("inode"), &r.inode) || !ParseUnsigned(values.at("size"), &r.size) ||
+      !ParseUnsigned(values.at("created"), &created) || !lsn) {
     *err = "a value is malformed";
     return false;
   }

@@ -73,7 +73,9 @@ namespace {
 std::string UntrustedLinkReason(const std::string& path, const struct stat& link) {
   const std::string dir = DirName(path);
   struct stat st;
-  if (::stat(dir.c_str(), &st) != 0) return ErrnoMessage("cannot stat its directory " + dir, errno);
+  if (::stat(dir.c_str(), &st) != 0) {
+    return "whose directory " + dir + " cannot be checked (" + std::strerror(errno) + ")";
+  }
   if ((st.st_mode & S_IWOTH) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));

@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
   std::vector<pgslotd::ConfigError> errors, warnings;
   pgslotd::LoadOptions load_options;
   load_options.check_paths = check;
+  load_options.warn_world_writable = !status;
   bool loaded = pgslotd::LoadConfig(config_path, &config, &errors, load_options, &warnings);
   for (const auto& w : warnings) std::fprintf(stderr, "%s\n", w.ToString().c_str());
   if (!loaded) {

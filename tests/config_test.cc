@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -26,8 +29,8 @@ class ConfigTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    unlink(path_.c_str());
-    rmdir(dir_.c_str());
+    int rc = std::system(("rm -rf " + dir_).c_str());
+    (void)rc;
   }
 
   // Writes `text` to path_; a leading newline is dropped so that the raw
@@ -938,6 +941,180 @@ slots:
   ExpectError(errors[1], 6, "slots[0].sink.path", {"/no/such does not exist"});
   ExpectError(errors[2], 9, "slots[1].sink.path", {"pgslotd.yaml is not a directory"});
   EXPECT_TRUE(warnings.empty()) << Show(warnings);
+}
+
+TEST_F(ConfigTest, WarnsOfAFileOrSinkDirectoryEveryUserMayWriteTo) {
+  std::string shared = dir_ + "/shared";
+  std::string group = dir_ + "/group";
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
+  ASSERT_EQ(mkdir(group.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(group.c_str(), 0775), 0);
+  Write(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: file, path: )" +
+        shared + R"(/a.log}
+  - name: b
+    plugin: p
+    sink: {type: pipe, path: )" +
+        shared + R"(/b.fifo}
+  - name: c
+    plugin: p
+    sink: {type: file, path: )" +
+        group + R"(/c.log}
+  - name: d
+    plugin: p
+    sink: {type: stdout}
+)");
+  ASSERT_EQ(chmod(path_.c_str(), 0666), 0);
+  Config config;
+  std::vector<ConfigError> errors, warnings;
+  EXPECT_TRUE(LoadConfig(path_, &config, &errors, LoadOptions(), &warnings)) << Show(errors);
+  EXPECT_TRUE(warnings.empty()) << Show(warnings);  // reload: not asked for
+  LoadOptions start;
+  start.warn_world_writable = true;
+  EXPECT_TRUE(LoadConfig(path_, &config, &errors, start, &warnings)) << Show(errors);
+  ASSERT_EQ(warnings.size(), 3u) << Show(warnings);
+  EXPECT_EQ(warnings[0].ToString(),
+            path_ +
+                ": warning: every user may write to the configuration file (mode 0666): "
+                "anyone could change what pgslotd streams, and where to; chmod o-w " +
+                path_);
+  EXPECT_EQ(warnings[1].ToString(),
+            path_ +
+                ":4: slots[0].sink.path: warning: every user may write to the sink's "
+                "directory " +
+                shared +
+                " (mode 1777): anyone could put a file or a link in the sink's way (pgslotd "
+                "follows no link there); choose a directory only the user pgslotd runs as may "
+                "write to");
+  EXPECT_NE(warnings[2].ToString().find(":7: slots[1].sink.path: warning: every user may write "
+                                        "to the sink's directory " +
+                                        shared),
+            std::string::npos)
+      << Show(warnings);
+}
+
+// The errors of loading `text` (written to path_) with check_paths, and
+// without in *plain.
+class PathClashTest : public ConfigTest {
+ protected:
+  void SetUp() override {
+    ConfigTest::SetUp();
+    for (const char* sub : {"/real", "/sub", "/state"}) {
+      ASSERT_EQ(mkdir((dir_ + sub).c_str(), 0700), 0);
+    }
+    ASSERT_EQ(symlink((dir_ + "/real").c_str(), (dir_ + "/link").c_str()), 0);
+    ASSERT_EQ(symlink((dir_ + "/state").c_str(), (dir_ + "/statelink").c_str()), 0);
+  }
+  std::vector<ConfigError> Check(const std::string& text, std::vector<ConfigError>* plain) {
+    Write(text);
+    Config config;
+    plain->clear();
+    LoadConfig(path_, &config, plain);
+    std::vector<ConfigError> errors;
+    LoadOptions check;
+    check.check_paths = true;
+    LoadConfig(path_, &config, &errors, check);
+    return errors;
+  }
+  // A config with state_directory dir_/state, metrics_file `metrics` (none
+  // when empty) and a slot a, b, ... for each sink.
+  std::string Yaml(const std::vector<std::string>& sinks, const std::string& metrics = "") {
+    std::string yaml = "state_directory: " + dir_ + "/state\n";
+    if (!metrics.empty()) yaml += "metrics_file: " + metrics + "\n";
+    yaml += "slots:\n";
+    char name = 'a';
+    for (const std::string& sink : sinks) {
+      yaml += std::string("  - name: ") + name++ + "\n    plugin: p\n    sink: " + sink + "\n";
+    }
+    return yaml;
+  }
+};
+
+TEST_F(PathClashTest, TwoSinksOnOneFileThroughDotDotOrALinkedDirectory) {
+  std::vector<ConfigError> plain;
+  std::vector<ConfigError> errors =
+      Check(Yaml({"{type: file, path: " + dir_ + "/real/out.log}",
+                  "{type: file, path: " + dir_ + "/sub/../real/out.log}",
+                  "{type: pipe, path: " + dir_ + "/link/out.log}"}),
+            &plain);
+  EXPECT_TRUE(plain.empty()) << Show(plain);  // the text alone cannot tell
+  ASSERT_EQ(errors.size(), 2u) << Show(errors);
+  ExpectError(errors[0], 8, "slots[1].sink.path",
+              {"already used by slot \"a\" (line 3) (the same file as \"", "/real/out.log\")"});
+  ExpectError(errors[1], 11, "slots[2].sink.path", {"already used by slot \"a\" (line 3)"});
+  // An existing file is known by its device and inode, whatever leads to it.
+  std::ofstream(dir_ + "/real/out.log") << "";
+  ASSERT_EQ(symlink((dir_ + "/real/out.log").c_str(), (dir_ + "/sub/alias.log").c_str()), 0);
+  errors = Check(Yaml({"{type: file, path: " + dir_ + "/real/out.log}",
+                       "{type: file, path: " + dir_ + "/sub/alias.log}"}),
+                 &plain);
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  ExpectError(errors[0], 8, "slots[1].sink.path", {"already used by slot \"a\" (line 3)"});
+}
+
+TEST_F(PathClashTest, ASinkOnAStateRecordOrItsTemporaryFile) {
+  std::vector<ConfigError> plain;
+  // Spelled out, even the plain loader sees it.
+  std::vector<ConfigError> errors = Check(Yaml({"{type: file, path: " + dir_ + "/real/a.log}",
+                                                "{type: file, path: " + dir_ + "/state/a.state}"}),
+                                          &plain);
+  ASSERT_EQ(plain.size(), 1u) << Show(plain);
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  for (const ConfigError& e : {plain[0], errors[0]}) {
+    ExpectError(e, 8, "slots[1].sink.path",
+                {"sink path \"",
+                 "/state/a.state\" is the state record of slot \"a\" (line 3), "
+                 "which pgslotd writes itself: choose another path"});
+  }
+  // Through a link to the state directory, or "..": only --check can tell.
+  errors = Check(Yaml({"{type: file, path: " + dir_ + "/real/a.log}",
+                       "{type: pipe, path: " + dir_ + "/statelink/a.state.tmp}",
+                       "{type: file, path: " + dir_ + "/sub/../state/c.state}"}),
+                 &plain);
+  EXPECT_TRUE(plain.empty()) << Show(plain);
+  ASSERT_EQ(errors.size(), 2u) << Show(errors);
+  ExpectError(errors[0], 8, "slots[1].sink.path",
+              {"is the temporary file of the state record of slot \"a\" (line 3) (the same file "
+               "as \"",
+               "/state/a.state.tmp\")"});
+  ExpectError(errors[1], 11, "slots[2].sink.path",
+              {"is the state record of slot \"c\" (line 9)"});  // its own
+  // Only file sinks keep a record.
+  errors = Check(Yaml({"{type: pipe, path: " + dir_ + "/real/a.fifo}",
+                       "{type: file, path: " + dir_ + "/state/a.state}"}),
+                 &plain);
+  EXPECT_TRUE(errors.empty()) << Show(errors);
+}
+
+TEST_F(PathClashTest, TheMetricsFileOnASinkOrAStateRecord) {
+  std::vector<ConfigError> plain;
+  std::vector<ConfigError> errors = Check(
+      Yaml({"{type: file, path: " + dir_ + "/sub/../real/m.prom.tmp}"}, dir_ + "/link/m.prom"),
+      &plain);
+  EXPECT_TRUE(plain.empty()) << Show(plain);
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  ExpectError(errors[0], 2, "metrics_file",
+              {"the temporary file of metrics_file \"",
+               "/link/m.prom.tmp\" is the sink of slot "
+               "\"a\" (line 4)"});
+  errors = Check(Yaml({"{type: file, path: " + dir_ + "/sub/m.prom}"}, dir_ + "/sub/../sub/m.prom"),
+                 &plain);
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  ExpectError(errors[0], 2, "metrics_file",
+              {"metrics_file is also the sink of slot \"a\" (line 4) (the same file as \""});
+  errors = Check(Yaml({"{type: file, path: " + dir_ + "/real/a.log}"}, dir_ + "/statelink/a.state"),
+                 &plain);
+  EXPECT_TRUE(plain.empty()) << Show(plain);
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  ExpectError(errors[0], 2, "metrics_file",
+              {"metrics_file \"",
+               "/statelink/a.state\" is the state record of slot \"a\" (line "
+               "4) (the same file as \"",
+               "which pgslotd writes itself: choose another path"});
 }
 
 TEST_F(ConfigTest, CheckPathsNeedsTheStateDirectoryOrItsParent) {

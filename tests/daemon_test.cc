@@ -1,6 +1,8 @@
 // The command line, exit codes and error messages of the real binary.
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "daemon_fixture.h"
 
@@ -217,6 +219,49 @@ TEST_F(DaemonTest, ASinkDirectoryThatDoesNotExistStopsTheSlotAndCheckSaysSo) {
             std::string::npos)
       << p.Stderr();
   EXPECT_EQ(p.Stderr().find("reconnecting"), std::string::npos) << p.Stderr();
+}
+
+// Another user plants a link at a sink's path in a directory everyone may
+// write to: pgslotd appended the slot's rows to the link's target.
+TEST_F(DaemonTest, ALinkPlantedInAWorldWritableSinkDirectoryIsNotFollowed) {
+  pg_->Exec("DROP TABLE IF EXISTS planted; CREATE TABLE planted(v text)");
+  pg_->DropSlotIfExists("it_planted");
+  pg_->CreateLogicalSlot("it_planted");
+  pg_->Exec("INSERT INTO planted VALUES ('secret')");
+  std::string end = pg_->CurrentWalLsn();
+  std::string shared = dir_->File("shared");
+  ASSERT_EQ(mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(chmod(shared.c_str(), 01777), 0);
+  std::string victim = dir_->File("victim");
+  WriteFile(victim, "precious\n");
+  ASSERT_EQ(symlink(victim.c_str(), (shared + "/out.log").c_str()), 0);
+  std::string cfg =
+      WriteConfig(Header() + SlotYaml("it_planted", "{type: file, path: " + shared + "/out.log}"));
+  Subprocess check;
+  check.Start({PgslotdBinary(), "--config", cfg, "--check"});
+  EXPECT_EQ(check.Wait(seconds(30)), 0) << check.Stderr();
+  EXPECT_NE(check.Stderr().find(cfg +
+                                ":8: slots[0].sink.path: warning: every user may write to "
+                                "the sink's directory " +
+                                shared + " (mode 1777)"),
+            std::string::npos)
+      << check.Stderr();
+  std::string confirmed = pg_->ConfirmedFlushLsn("it_planted");
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg, "--end-lsn", end, "--log-target", "stderr"});
+  EXPECT_EQ(p.Wait(seconds(30)), 1) << p.Stderr();
+  EXPECT_NE(p.Stderr().find("warning: every user may write to the sink's directory " + shared),
+            std::string::npos)
+      << p.Stderr();
+  EXPECT_NE(
+      p.Stderr().find(shared + "/out.log is a symbolic link (to " + victim + ") in " + shared +
+                      ", a directory every user may write to (mode 1777): anyone "
+                      "could have put it there; pgslotd does not follow it"),
+      std::string::npos)
+      << p.Stderr();
+  EXPECT_EQ(p.Stderr().find("reconnecting"), std::string::npos) << p.Stderr();
+  EXPECT_EQ(ReadFile(victim), "precious\n");
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("it_planted"), confirmed);
 }
 
 TEST_F(DaemonTest, SighupReopensTheFileForLogrotate) {

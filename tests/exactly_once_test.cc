@@ -5,9 +5,13 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <optional>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "daemon_fixture.h"
+#include "pg/lsn.h"
 
 namespace pgslotd::test {
 namespace {
@@ -107,6 +111,111 @@ TEST_F(ExactlyOnceTest, AFileBehindWhatTheServerWasToldStopsTheSlot) {
   EXPECT_NE(second.Stderr().find("stopping rather than skip them silently"), std::string::npos);
   EXPECT_EQ(second.Stderr().find("reconnecting"), std::string::npos) << "no retry loop";
   EXPECT_TRUE(SameBytes(ReadFile(log), before));
+}
+
+// A state record edited by hand (or damaged) made pgslotd skip committed
+// transactions (a raised lsn) or cut them off the file (a lowered size), and
+// acknowledge them. Its checksum refuses it: the slot stops before anything
+// is cut or acknowledged.
+TEST_F(ExactlyOnceTest, AnEditedStateRecordStopsTheSlotAndAcknowledgesNothing) {
+  pg_->Exec("DROP TABLE IF EXISTS edited; CREATE TABLE edited(id serial primary key, v text)");
+  FreshSlots({"eo_edit", "eo_edit_ref"});
+  for (int i = 0; i < 10; ++i)
+    pg_->Exec("INSERT INTO edited(v) VALUES ('before " + std::to_string(i) + "')");
+  std::string end1 = pg_->CurrentWalLsn();
+  std::string log = dir_->File("edited.log");
+  std::string state = dir_->File("eo_edit.state");
+  std::string cfg =
+      WriteConfig(Header() + SlotYaml("eo_edit", "{type: file, path: " + log + "}", kXidsYaml));
+  Subprocess first;
+  ASSERT_EQ(RunUntil(cfg, end1, &first), 0);
+  const std::string record = ReadFile(state);
+  const std::string file = ReadFile(log);
+  const std::string confirmed = pg_->ConfirmedFlushLsn("eo_edit");
+  for (int i = 0; i < 10; ++i)
+    pg_->Exec("INSERT INTO edited(v) VALUES ('after " + std::to_string(i) + "')");
+  std::string end2 = pg_->CurrentWalLsn();
+
+  // The record's own lines, each edited as an attacker (or a slip) would.
+  auto line = [&](const std::string& key) {
+    size_t at = record.find("\n" + key + " ") + 1;
+    return record.substr(at, record.find('\n', at) - at);
+  };
+  std::optional<Lsn> lsn = ParseLsn(line("lsn").substr(4));
+  ASSERT_TRUE(lsn) << record;
+  size_t last_begin = file.rfind("BEGIN ");  // the last transaction goes
+  ASSERT_NE(last_begin, std::string::npos);
+  std::string created = line("created");
+  created.back() = created.back() == '0' ? '1' : '0';
+  const std::vector<std::pair<std::string, std::string>> edits = {
+      {line("lsn"), "lsn " + FormatLsn(*lsn + 0x2000)},
+      {line("size"), "size " + std::to_string(last_begin)},
+      {line("created"), created},
+  };
+  for (const auto& [from, to] : edits) {
+    SCOPED_TRACE(from + " -> " + to);
+    std::string edited = record;
+    edited.replace(edited.find(from), from.size(), to);
+    WriteFile(state, edited);
+    Subprocess p;
+    p.Start({PgslotdBinary(), "--config", cfg, "--end-lsn", end2, "--log-target", "stderr"});
+    EXPECT_EQ(p.Wait(seconds(30)), 1) << p.Stderr();
+    EXPECT_NE(p.Stderr().find("the state record " + state +
+                              " is unreadable (its checksum does not match its contents: it was "
+                              "edited or damaged); pgslotd will not guess what its file holds "
+                              "and acknowledges nothing"),
+              std::string::npos)
+        << p.Stderr();
+    EXPECT_NE(p.Stderr().find("this slot has stopped"), std::string::npos) << p.Stderr();
+    EXPECT_TRUE(SameBytes(ReadFile(log), file));
+    EXPECT_EQ(ReadFile(state), edited);
+    EXPECT_EQ(pg_->ConfirmedFlushLsn("eo_edit"), confirmed);
+  }
+
+  // The record as pgslotd wrote it goes on from where it was.
+  WriteFile(state, record);
+  Subprocess again;
+  ASSERT_EQ(RunUntil(cfg, end2, &again), 0);
+  EXPECT_TRUE(SameBytes(ReadFile(log), Reference("eo_edit_ref", end2, kXids)));
+}
+
+// An upgrade: the record an older pgslotd wrote (version 1, no checksum)
+// is used, and the next one has a checksum.
+TEST_F(ExactlyOnceTest, ARecordOfTheOldFormatIsUsedAndRewrittenWithAChecksum) {
+  pg_->Exec("DROP TABLE IF EXISTS upgrade; CREATE TABLE upgrade(v text)");
+  FreshSlots({"eo_upgrade", "eo_upgrade_ref"});
+  pg_->Exec("INSERT INTO upgrade VALUES ('before')");
+  std::string end1 = pg_->CurrentWalLsn();
+  std::string log = dir_->File("upgrade.log");
+  std::string state = dir_->File("eo_upgrade.state");
+  std::string cfg =
+      WriteConfig(Header() + SlotYaml("eo_upgrade", "{type: file, path: " + log + "}", kXidsYaml));
+  Subprocess first;
+  ASSERT_EQ(RunUntil(cfg, end1, &first), 0);
+  std::string record = ReadFile(state);
+  size_t checksum = record.rfind("checksum ");
+  ASSERT_NE(checksum, std::string::npos) << record;
+  std::string old = record.substr(0, checksum);
+  old.replace(old.find("\nversion 2\n"), 11, "\nversion 1\n");
+  WriteFile(state, old);
+  // A torn tail the old record does not cover: cut, as before.
+  WriteFile(log, ReadFile(log) + "BEGIN 999\n");
+
+  pg_->Exec("INSERT INTO upgrade VALUES ('after')");
+  std::string end2 = pg_->CurrentWalLsn();
+  Subprocess second;
+  second.Start({PgslotdBinary(), "--config", cfg, "--end-lsn", end2, "--log-target", "stderr"});
+  ASSERT_EQ(second.Wait(seconds(60)), 0) << second.Stderr();
+  EXPECT_NE(
+      second.Stderr().find("the state record " + state +
+                           " had no checksum (an older pgslotd wrote it): rewritten with one"),
+      std::string::npos)
+      << second.Stderr();
+  EXPECT_TRUE(SameBytes(ReadFile(log), Reference("eo_upgrade_ref", end2, kXids)));
+  std::string now = ReadFile(state);
+  EXPECT_NE(now.find("\nversion 2\n"), std::string::npos) << now;
+  EXPECT_NE(now.find("\nchecksum "), std::string::npos) << now;
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("eo_upgrade"), end2);
 }
 
 TEST_F(ExactlyOnceTest, RotationAndReopenFallBetweenTransactions) {

@@ -1,6 +1,12 @@
 #include "daemon/lag_alarm.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <string>
 
 #include <optional>
 
@@ -187,6 +193,25 @@ TEST(MetricsTest, TheStrictParserRefusesMalformedText) {
   EXPECT_FALSE(test::ParsePrometheusText("x 1\n# TYPE x gauge\n", &s, &t, &err));
   EXPECT_FALSE(test::ParsePrometheusText("9x 1\n", &s, &t, &err));
   EXPECT_TRUE(test::ParsePrometheusText("# TYPE x gauge\nx{a=\"b\"} 1\n", &s, &t, &err)) << err;
+}
+
+TEST(MetricsTest, TheTemporaryFileIsNeverFollowed) {
+  char tmpl[] = "/tmp/pgslotd-metrics-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::string victim = dir + "/victim";
+  std::string metrics = dir + "/metrics.prom";
+  { std::ofstream(victim) << "someone else's\n"; }
+  ASSERT_EQ(::symlink(victim.c_str(), (metrics + ".tmp").c_str()), 0);
+  ASSERT_TRUE(WriteMetricsFile(metrics, 1764000000, {}).ok());
+  std::ifstream v(victim), m(metrics);
+  std::string victim_text((std::istreambuf_iterator<char>(v)), std::istreambuf_iterator<char>());
+  std::string metrics_text((std::istreambuf_iterator<char>(m)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(victim_text, "someone else's\n");
+  EXPECT_EQ(metrics_text, RenderMetrics(1764000000, {}));
+  EXPECT_NE(::access((metrics + ".tmp").c_str(), F_OK), 0);
+  int rc = std::system(("rm -rf " + dir).c_str());
+  (void)rc;
 }
 
 }  // namespace

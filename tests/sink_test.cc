@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -215,6 +216,25 @@ TEST(PathErrorTest, PassingConditionsAreRetried) {
             "cannot open /a/b: Read-only file system");
 }
 
+TEST_F(SinkTest, RealNameResolvesTheDirectoryAndKeepsTheName) {
+  char* real = realpath(dir_.c_str(), nullptr);
+  ASSERT_NE(real, nullptr);
+  std::string root = real;
+  free(real);
+  ASSERT_EQ(mkdir((dir_ + "/real").c_str(), 0700), 0);
+  ASSERT_EQ(symlink((dir_ + "/real").c_str(), (dir_ + "/link").c_str()), 0);
+  EXPECT_EQ(RealName(dir_ + "/link/x.log"), root + "/real/x.log");
+  EXPECT_EQ(RealName(dir_ + "/real/../real/x.log"), root + "/real/x.log");
+  // Not there yet (a state directory made at start): through what is.
+  EXPECT_EQ(RealName(dir_ + "/link/new/deeper/x.state"), root + "/real/new/deeper/x.state");
+  // The last component stays as it is, a link or not.
+  ASSERT_EQ(symlink((dir_ + "/real/x.log").c_str(), (dir_ + "/real/y.log").c_str()), 0);
+  EXPECT_EQ(RealName(dir_ + "/link/y.log"), root + "/real/y.log");
+  std::ofstream(dir_ + "/real/x.log") << "";
+  EXPECT_TRUE(IdentifyFile(dir_ + "/link/y.log").Same(IdentifyFile(dir_ + "/real/x.log")));
+  EXPECT_FALSE(IdentifyFile(dir_ + "/real/z.log").Same(IdentifyFile(dir_ + "/real/x.log")));
+}
+
 TEST_F(SinkTest, PipeWithoutReaderNeverBlocks) {
   std::string path = dir_ + "/fifo";
   PipeSink sink(path, 0620);
@@ -321,6 +341,132 @@ TEST_F(SinkTest, PipeRefusesARegularFile) {
   Status s = sink.Open();
   EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
   EXPECT_NE(s.message().find("is not a named pipe"), std::string::npos);
+}
+
+// A directory in the test directory with `mode` (umask aside).
+std::string MakeDir(const std::string& path, mode_t mode) {
+  EXPECT_EQ(mkdir(path.c_str(), 0700), 0);
+  EXPECT_EQ(chmod(path.c_str(), mode), 0);
+  return path;
+}
+
+TEST_F(SinkTest, ALinkInADirectoryEveryUserMayWriteToIsNotFollowed) {
+  std::string target = dir_ + "/target.log";
+  std::ofstream(target) << "mine\n";
+  std::string fifo = dir_ + "/target.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  for (mode_t mode : {01777, 0777}) {  // sticky or not
+    std::string shared = MakeDir(dir_ + "/shared" + std::to_string(mode), mode);
+    std::string link = shared + "/out.log";
+    ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+    FileSink file(link, 0600);
+    Status s = file.Open();
+    EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
+    EXPECT_EQ(s.message(), link + " is a symbolic link (to " + target + ") in " + shared +
+                               ", a directory every user may write to (mode " + octal +
+                               "): anyone could have put it there; pgslotd does not follow it: "
+                               "set the sink's path to the file itself, or to a link of your own "
+                               "in a directory only you may write to");
+    size_t n = 0;
+    EXPECT_EQ(file.Write("row\n", 4, &n).code(), Status::Code::kSlotFatal);
+    EXPECT_EQ(Read(target), "mine\n");
+
+    std::string pipe_link = shared + "/fifo";
+    ASSERT_EQ(symlink(fifo.c_str(), pipe_link.c_str()), 0);
+    int reader = OpenReader(fifo);  // a reader there would let a writer open
+    ASSERT_GE(reader, 0);
+    PipeSink pipe(pipe_link, 0600);
+    s = pipe.Open();
+    EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+    EXPECT_NE(s.message().find(pipe_link + " is a symbolic link (to " + fifo + ") in " + shared),
+              std::string::npos)
+        << s.message();
+    EXPECT_EQ(pipe.Write("row\n", 4, &n).code(), Status::Code::kSlotFatal);
+    EXPECT_EQ(ReadNow(reader), "");
+    close(reader);
+  }
+}
+
+TEST_F(SinkTest, ALinkOfAnotherUserIsNotFollowed) {
+  if (geteuid() != 0) GTEST_SKIP() << "giving a link to another user (lchown) needs root";
+  std::string target = dir_ + "/target.log";
+  std::ofstream(target) << "mine\n";
+  std::string link = dir_ + "/out.log";  // in a directory only we may write to
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  ASSERT_EQ(lchown(link.c_str(), 65534, 65534), 0);
+  FileSink file(link, 0600);
+  Status s = file.Open();
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_NE(s.message().find(link + " is a symbolic link (to " + target + ") owned by user " +
+                             UserName(65534) +
+                             ", not by root, whom pgslotd runs as; pgslotd "
+                             "does not follow it"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(Read(target), "mine\n");
+  std::string fifo = dir_ + "/target.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string pipe_link = dir_ + "/fifo";
+  ASSERT_EQ(symlink(fifo.c_str(), pipe_link.c_str()), 0);
+  ASSERT_EQ(lchown(pipe_link.c_str(), 65534, 65534), 0);
+  PipeSink pipe(pipe_link, 0600);
+  s = pipe.Open();
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_NE(s.message().find("owned by user " + UserName(65534)), std::string::npos) << s.message();
+}
+
+TEST_F(SinkTest, ALinkTheOperatorMadeKeepsWorking) {
+  // Ours (root's, when the tests run as root), in a directory only we may
+  // write to; a group-writable one is the operator's own grant.
+  std::string real = MakeDir(dir_ + "/real", 0755);
+  std::string links = MakeDir(dir_ + "/links", 0775);
+  std::string target = real + "/out.log";
+  std::string link = links + "/out.log";
+  std::ofstream(target) << "";  // a link leads to a file, which pgslotd never creates
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  FileSink file(link, 0640);
+  ASSERT_TRUE(file.Open().ok());
+  size_t n = 0;
+  ASSERT_TRUE(file.Write("row\n", 4, &n).ok());
+  ASSERT_TRUE(file.Sync().ok());
+  EXPECT_EQ(Read(target), "row\n");
+  struct stat st;
+  ASSERT_EQ(lstat(link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));  // still a link, to the same file
+
+  std::string fifo = real + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string pipe_link = links + "/fifo";
+  ASSERT_EQ(symlink(fifo.c_str(), pipe_link.c_str()), 0);
+  int reader = OpenReader(fifo);
+  ASSERT_GE(reader, 0);
+  PipeSink pipe(pipe_link, 0600);
+  ASSERT_TRUE(pipe.Open().ok());
+  ASSERT_TRUE(pipe.Write("row\n", 4, &n).ok());
+  EXPECT_EQ(ReadNow(reader), "row\n");
+  close(reader);
+}
+
+TEST_F(SinkTest, ANewFifoGetsItsModeAndALinkToNothingIsNamed) {
+  std::string path = dir_ + "/fifo";
+  mode_t old = umask(077);
+  PipeSink sink(path, 0660);
+  Status s = sink.Open();
+  umask(old);
+  ASSERT_TRUE(s.ok()) << s.message();
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  std::string dangling = dir_ + "/dangling";
+  ASSERT_EQ(symlink((dir_ + "/nowhere").c_str(), dangling.c_str()), 0);
+  PipeSink nowhere(dangling, 0600);
+  s = nowhere.Open();
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_EQ(s.message(), dangling +
+                             " is a symbolic link to nothing (correct the path, or create "
+                             "the FIFO it points to)");
 }
 
 TEST_F(SinkTest, StdoutPipeIsNonBlockingAndSurvivesNothingAfterClose) {

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "sink/file_sink.h"
 
@@ -75,19 +77,40 @@ class StateRecordTest : public ::testing::Test {
 TEST_F(StateRecordTest, RoundTripsEveryFieldAndEscapesThePath) {
   SinkStateRecord r = Sample();
   std::string text = SerializeStateRecord(r);
+  EXPECT_NE(text.find("\nversion 2\n"), std::string::npos) << text;
   EXPECT_NE(text.find("lsn 0/16B3748\n"), std::string::npos) << text;
   EXPECT_NE(text.find("path " + dir_ + "/odd name\\nwith \\\\ newline\n"), std::string::npos)
       << text;
+  size_t checksum = text.rfind("checksum ");
+  ASSERT_NE(checksum, std::string::npos) << text;
+  EXPECT_EQ(text.size() - checksum, std::string("checksum 01234567\n").size()) << text;
   SinkStateRecord back;
   std::string err;
-  ASSERT_TRUE(ParseStateRecord(text, &back, &err)) << err;
+  bool legacy = true;
+  ASSERT_TRUE(ParseStateRecord(text, &back, &err, &legacy)) << err;
   EXPECT_EQ(back, r);
+  EXPECT_FALSE(legacy);
+}
+
+// A record as pgslotd wrote it before records had a checksum.
+std::string VersionOne(const SinkStateRecord& r) {
+  return "# pgslotd file sink state: written by pgslotd, do not edit\nversion 1\nsystem_id " +
+         r.system_id + "\nslot " + r.slot + "\npath " + r.path + "\ndevice " +
+         std::to_string(r.device) + "\ninode " + std::to_string(r.inode) + "\nsize " +
+         std::to_string(r.size) + "\nlsn " + FormatLsn(r.lsn) + "\ncreated " +
+         std::to_string(r.created) + "\n";
 }
 
 TEST_F(StateRecordTest, RefusesWhatIsNotAWholeRecord) {
-  std::string good = SerializeStateRecord(Sample());
+  SinkStateRecord sample = Sample();
+  sample.path = dir_ + "/out.log";
+  std::string good = VersionOne(sample);
   SinkStateRecord out;
   std::string err;
+  bool legacy = false;
+  ASSERT_TRUE(ParseStateRecord(good, &out, &err, &legacy)) << err;
+  EXPECT_TRUE(legacy);
+  EXPECT_EQ(out, sample);
   EXPECT_FALSE(ParseStateRecord(good.substr(0, good.size() - 1), &out, &err));
   EXPECT_EQ(err, "the last line is not complete");
   std::string no_lsn = good;
@@ -98,13 +121,50 @@ TEST_F(StateRecordTest, RefusesWhatIsNotAWholeRecord) {
   EXPECT_FALSE(ParseStateRecord(good + "size 1\n", &out, &err));
   EXPECT_EQ(err, "key size appears twice");
   EXPECT_FALSE(ParseStateRecord(good + "color blue\n", &out, &err));
+  EXPECT_EQ(err, "it has keys this version does not know");
+  EXPECT_FALSE(ParseStateRecord(good + "checksum 00000000\n", &out, &err));
+  EXPECT_EQ(err, "it has keys this version does not know");
   std::string bad_size = good;
   bad_size.replace(bad_size.find("size 4096"), 9, "size 4x96");
   EXPECT_FALSE(ParseStateRecord(bad_size, &out, &err));
   EXPECT_EQ(err, "a value is malformed");
-  std::string v2 = good;
-  v2.replace(v2.find("version 1"), 9, "version 2");
-  EXPECT_FALSE(ParseStateRecord(v2, &out, &err));
+  std::string v3 = good;
+  v3.replace(v3.find("version 1"), 9, "version 3");
+  EXPECT_FALSE(ParseStateRecord(v3, &out, &err));
+  EXPECT_EQ(err, "version 3 is not one this pgslotd reads");
+}
+
+TEST_F(StateRecordTest, TheChecksumRefusesEveryEdit) {
+  SinkStateRecord r = Sample();
+  const std::string good = SerializeStateRecord(r);
+  const std::string mismatch = "its checksum does not match its contents: it was edited or damaged";
+  SinkStateRecord out;
+  std::string err;
+  std::string raised = good;
+  raised.replace(raised.find("lsn 0/16B3748"), 13, "lsn 0/16B5748");  // 0x2000 further
+  EXPECT_FALSE(ParseStateRecord(raised, &out, &err));
+  EXPECT_EQ(err, mismatch);
+  std::string lowered = good;
+  lowered.replace(lowered.find("size 4096"), 9, "size 4000");
+  EXPECT_FALSE(ParseStateRecord(lowered, &out, &err));
+  EXPECT_EQ(err, mismatch);
+  std::string header = good;
+  header[2] = 'P';  // even the comment is covered
+  EXPECT_FALSE(ParseStateRecord(header, &out, &err));
+  EXPECT_EQ(err, mismatch);
+  EXPECT_FALSE(ParseStateRecord(good + "\n", &out, &err));
+  EXPECT_EQ(err, "the checksum is not its last line");
+  std::string unchecked = good.substr(0, good.rfind("checksum "));
+  EXPECT_FALSE(ParseStateRecord(unchecked, &out, &err));
+  EXPECT_EQ(err, "key checksum is missing");
+  // Whichever bit of whichever byte flips, the record is refused.
+  for (size_t i = 0; i < good.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string flipped = good;
+      flipped[i] = static_cast<char>(flipped[i] ^ (1 << bit));
+      EXPECT_FALSE(ParseStateRecord(flipped, &out, &err)) << "byte " << i << " bit " << bit;
+    }
+  }
 }
 
 TEST_F(StateRecordTest, WritesAtomicallyAndReadsBack) {
@@ -310,6 +370,172 @@ TEST_F(StateRecordTest, ACrashRightAfterRotatingLosesNothing) {
   EXPECT_FALSE(warn) << note;
   EXPECT_EQ(Read(path + ".1"), "txn 1\n");
   EXPECT_EQ(Read(path), "");  // written after the record: it comes again
+}
+
+// The record of `path` (as it is now) that the sink would write for `size`
+// bytes at `lsn`.
+SinkStateRecord RecordOf(const std::string& path, const Sink::StateKey& key, uint64_t size,
+                         Lsn lsn) {
+  struct stat st;
+  EXPECT_EQ(stat(path.c_str(), &st), 0);
+  SinkStateRecord r;
+  r.system_id = key.system_id;
+  r.slot = key.slot;
+  r.path = path;
+  r.device = static_cast<uint64_t>(st.st_dev);
+  r.inode = static_cast<uint64_t>(st.st_ino);
+  r.size = size;
+  r.lsn = lsn;
+  r.created = 1764000000;
+  return r;
+}
+
+TEST_F(StateRecordTest, ARecordOfTheOldFormatIsUsedAndRewrittenWithAChecksum) {
+  std::string path = dir_ + "/out.log";
+  Put(path, "BEGIN 1\nCOMMIT 1\nBEGIN 2\n");  // an upgrade after a crash
+  SinkStateRecord old = RecordOf(path, Key(), 17, 0x100);
+  Put(Key().file, VersionOne(old));
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn = true;
+  Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r.value(), 0x100u);
+  EXPECT_FALSE(warn) << note;
+  EXPECT_NE(note.find("the state record " + Key().file +
+                      " had no checksum (an older pgslotd wrote it): rewritten with one"),
+            std::string::npos)
+      << note;
+  EXPECT_EQ(Read(path), "BEGIN 1\nCOMMIT 1\n");
+  // Rewritten at once, before anything is streamed: the same record, with
+  // its checksum.
+  std::string text = Read(Key().file);
+  EXPECT_EQ(text, SerializeStateRecord(old));
+  SinkStateRecord back;
+  bool found = false;
+  bool legacy = true;
+  ASSERT_TRUE(ReadStateRecord(Key().file, &back, &found, &legacy).ok());
+  EXPECT_FALSE(legacy);
+  EXPECT_EQ(back, old);
+  // And so is the next one the sink writes.
+  WriteDurably(&sink, "BEGIN 2\nCOMMIT 2\n");
+  ASSERT_TRUE(sink.Checkpoint(17, 0x200).ok());
+  ASSERT_TRUE(ReadStateRecord(Key().file, &back, &found, &legacy).ok());
+  EXPECT_FALSE(legacy);
+  EXPECT_EQ(back.lsn, 0x200u);
+  EXPECT_NE(Read(Key().file).find("\nchecksum "), std::string::npos);
+}
+
+TEST_F(StateRecordTest, AnEditedRecordStopsTheSlotAndLeavesEverythingAsItIs) {
+  std::string path = dir_ + "/out.log";
+  RecordedFile(path, Key(), "BEGIN 1\nCOMMIT 1\nBEGIN 2\nCOMMIT 2\n", 34, 0x200);
+  const std::string file_before = Read(path);
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"lsn 0/200", "lsn 0/2200"},  // would skip what the server sends up to 0/2200
+           {"size 34", "size 17"},       // would cut transaction 2, acknowledged already
+           {"created 1", "created 2"}}) {
+    std::string good = Read(Key().file);
+    std::string edited = good;
+    ASSERT_NE(edited.find(from), std::string::npos) << edited;
+    edited.replace(edited.find(from), from.size(), to);
+    Put(Key().file, edited);
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn;
+    Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+    ASSERT_FALSE(r.ok()) << from << " -> " << to;
+    EXPECT_EQ(r.status().code(), Status::Code::kSlotFatal);
+    EXPECT_NE(r.status().message().find("the state record " + Key().file +
+                                        " is unreadable (its checksum does not match its "
+                                        "contents: it was edited or damaged)"),
+              std::string::npos)
+        << r.status().message();
+    EXPECT_EQ(Read(path), file_before);
+    EXPECT_EQ(Read(Key().file), edited);
+    Put(Key().file, good);
+  }
+}
+
+TEST_F(StateRecordTest, AMovedFileShorterThanItsRecordIsRefused) {
+  std::string path = dir_ + "/out.log";
+  RecordedFile(path, Key(), "BEGIN 1\nCOMMIT 1\n", 17, 0x100);
+  ASSERT_EQ(::rename(path.c_str(), (path + ".1").c_str()), 0);  // logrotate
+  ASSERT_EQ(::truncate((path + ".1").c_str(), 8), 0);
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn;
+  Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kSlotFatal);
+  EXPECT_NE(r.status().message().find(path + ".1 holds 8 bytes but its state record"),
+            std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(StateRecordTest, TheTemporaryFileIsCreatedAfreshNeverThroughALink) {
+  std::string victim = dir_ + "/victim";
+  Put(victim, "someone else's\n");
+  std::string file = dir_ + "/s1.state";
+  ASSERT_EQ(::symlink(victim.c_str(), (file + ".tmp").c_str()), 0);
+  ASSERT_TRUE(WriteStateRecord(file, Sample()).ok());
+  EXPECT_EQ(Read(victim), "someone else's\n");
+  EXPECT_FALSE(Exists(file + ".tmp"));
+  EXPECT_EQ(Read(file), SerializeStateRecord(Sample()));
+  // A temporary file a crash left behind is replaced, not appended to.
+  Put(file + ".tmp", "left by a crash, and longer than any record would be ...............\n");
+  SinkStateRecord r = Sample();
+  r.lsn = 0x2000000;
+  ASSERT_TRUE(WriteStateRecord(file, r).ok());
+  EXPECT_EQ(Read(file), SerializeStateRecord(r));
+  EXPECT_FALSE(Exists(file + ".tmp"));
+}
+
+TEST_F(StateRecordTest, ARecordThatIsALinkOrNoRegularFileIsRefused) {
+  std::string file = dir_ + "/s1.state";
+  std::string elsewhere = dir_ + "/elsewhere.state";
+  ASSERT_TRUE(WriteStateRecord(elsewhere, Sample()).ok());
+  ASSERT_EQ(::symlink(elsewhere.c_str(), file.c_str()), 0);
+  SinkStateRecord back;
+  bool found = true;
+  Status s = ReadStateRecord(file, &back, &found);
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_FALSE(found);
+  EXPECT_NE(s.message().find("the state record " + file + " is a symbolic link"), std::string::npos)
+      << s.message();
+  ASSERT_EQ(::unlink(file.c_str()), 0);
+  ASSERT_EQ(::mkfifo(file.c_str(), 0600), 0);  // would block a plain open
+  s = ReadStateRecord(file, &back, &found);
+  EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
+  EXPECT_NE(s.message().find("the state record " + file + " is not a regular file"),
+            std::string::npos)
+      << s.message();
+}
+
+TEST_F(StateRecordTest, ALinkPlantedAtTheSinkPathIsNeitherCutNorWritten) {
+  // Rotated by pgslotd, which then crashed before it made the new file; a
+  // link put at the path in a directory everyone may write to must not
+  // have its target emptied as "the new file, written after the record".
+  std::string shared = dir_ + "/shared";
+  ASSERT_EQ(::mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(shared.c_str(), 01777), 0);
+  std::string path = shared + "/out.log";
+  RecordedFile(path, Key(), "BEGIN 1\nCOMMIT 1\n", 17, 0x100);
+  ASSERT_EQ(::rename(path.c_str(), (path + ".1").c_str()), 0);
+  std::string victim = dir_ + "/victim";
+  Put(victim, "precious\n");
+  ASSERT_EQ(::symlink(victim.c_str(), path.c_str()), 0);
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn;
+  Result<Lsn> r = sink.Recover(Key(), &note, &warn);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kSlotFatal);
+  EXPECT_NE(r.status().message().find(path + " is a symbolic link (to " + victim + ") in " +
+                                      shared + ", a directory every user may write to"),
+            std::string::npos)
+      << r.status().message();
+  EXPECT_EQ(Read(victim), "precious\n");
+  EXPECT_EQ(Read(path + ".1"), "BEGIN 1\nCOMMIT 1\n");
 }
 
 }  // namespace

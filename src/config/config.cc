@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -463,6 +465,24 @@ std::string NormalizePath(const std::string& path) {
   return out.empty() ? "/" : out;
 }
 
+// How a message names slot `d`: by name when it has one, with its line.
+std::string DescribeSlot(const SlotDraft& d) {
+  std::string who = d.name_line != 0 ? "slot " + Quote(d.slot.name) : d.path;
+  return who + " (line " + std::to_string(d.slot.line) + ")";
+}
+
+// A file pgslotd writes, as the config names it: no two may be one.
+struct Claim {
+  enum class Kind { kSink, kMetrics, kStateRecord };
+  Kind kind;
+  std::string path;
+  std::string what;        // "the sink of slot "a" (line 2)", "metrics_file", ...
+  const SlotDraft* draft;  // the slot of a sink or a state record
+  int line;                // where an error about it goes; 0: nowhere (a state record)
+  std::string key;
+  FileIdentity id{};
+};
+
 }  // namespace
 
 std::string InstanceName(const std::string& config_path) {
@@ -506,13 +526,26 @@ class Loader {
   void ReadLagAlarm(const Field& field, const std::string& path, bool with_defaults,
                     LagAlarmConfig* alarm);
   bool ReadAbsolutePath(const Field& field, const std::string& key, std::string* out);
-  void CheckAcrossSlots(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
-                        int metrics_line);
+  void CheckAcrossSlots(const std::vector<SlotDraft>& drafts);
+  // No two of the sinks, metrics_file and the file sinks' state records
+  // (and their temporary files) may be one file: compared by their
+  // normalized text, or with check_paths by where they lead on the file
+  // system (symbolic links, "..", the same device and inode).
+  void CheckPathClashes(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
+                        int metrics_line, const std::string& state_directory);
+  std::vector<Claim> Claims(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
+                            int metrics_line, const std::string& state_directory);
+  void ReportClash(const Claim& at, const Claim& other);
   // --check: the directories the sinks, the metrics file and pgslotd
   // itself need.
   void CheckPaths(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
                   int metrics_line, const std::string& state_directory,
                   const std::string& runtime_directory, const Section& top);
+  // warn_world_writable: the config file, the sinks' directories.
+  void WarnWorldWritable(const std::vector<SlotDraft>& drafts);
+  void Warn(int line, const std::string& key, const std::string& message) {
+    if (warnings_ != nullptr) warnings_->push_back(ConfigError{file_, line, key, message});
+  }
   // The directory `dir` that `key` (at `line`) needs. One that pgslotd (or
   // the unit's StateDirectory=/RuntimeDirectory=) creates at start, one
   // level, need not exist yet: then its parent must.
@@ -636,10 +669,12 @@ bool Loader::Load(Config* config) {
       drafts.push_back(std::move(draft));
     }
   }
-  CheckAcrossSlots(drafts, metrics_file, metrics_line);
+  CheckAcrossSlots(drafts);
+  CheckPathClashes(drafts, metrics_file, metrics_line, state_directory);
   if (options_.check_paths) {
     CheckPaths(drafts, metrics_file, metrics_line, state_directory, runtime_directory, top);
   }
+  if (options_.warn_world_writable) WarnWorldWritable(drafts);
 
   if (errors_->size() != errors_before) return false;
   Config loaded;
@@ -987,6 +1022,33 @@ void Loader::CheckPaths(const std::vector<SlotDraft>& drafts, const std::string&
                  "the runtime directory", true);
 }
 
+// " (mode 1777)" when every user may write to `path`, else "".
+std::string WorldWritable(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & S_IWOTH) == 0) return "";
+  char mode[16];
+  std::snprintf(mode, sizeof mode, " (mode %04o)", static_cast<unsigned>(st.st_mode & 07777));
+  return mode;
+}
+
+void Loader::WarnWorldWritable(const std::vector<SlotDraft>& drafts) {
+  if (std::string mode = WorldWritable(file_); !mode.empty()) {
+    Warn(0, "",
+         "warning: every user may write to the configuration file" + mode +
+             ": anyone could change what pgslotd streams, and where to; chmod o-w " + file_);
+  }
+  for (const SlotDraft& d : drafts) {
+    if (d.sink_path_line == 0) continue;
+    std::string dir = DirName(d.slot.sink.path);
+    if (std::string mode = WorldWritable(dir); !mode.empty()) {
+      Warn(d.sink_path_line, Join(d.path, "sink.path"),
+           "warning: every user may write to the sink's directory " + dir + mode +
+               ": anyone could put a file or a link in the sink's way (pgslotd follows no link "
+               "there); choose a directory only the user pgslotd runs as may write to");
+    }
+  }
+}
+
 void Loader::CheckDirectory(std::string dir, int line, const std::string& key, std::string role,
                             bool created_at_start) {
   struct stat st;
@@ -1012,17 +1074,9 @@ void Loader::CheckDirectory(std::string dir, int line, const std::string& key, s
   }
 }
 
-void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
-                              int metrics_line) {
-  // How to name an earlier slot in a message: by name when it has one.
-  auto describe = [](const SlotDraft& d) {
-    std::string who = d.name_line != 0 ? "slot " + Quote(d.slot.name) : d.path;
-    return who + " (line " + std::to_string(d.slot.line) + ")";
-  };
+void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts) {
   std::map<std::string, const SlotDraft*> by_name;
-  std::map<std::string, const SlotDraft*> by_sink_path;
   const SlotDraft* on_stdout = nullptr;
-  bool metrics_clash = false;  // reported once, for the first slot
   for (const SlotDraft& d : drafts) {
     if (d.name_line != 0) {
       auto [it, inserted] = by_name.emplace(d.slot.name, &d);
@@ -1037,21 +1091,77 @@ void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts, const std::s
         on_stdout = &d;
       } else {
         Error(d.type_line, Join(d.path, "sink.type"),
-              "only one slot may write to stdout; " + describe(*on_stdout) + " already does");
+              "only one slot may write to stdout; " + DescribeSlot(*on_stdout) + " already does");
       }
     }
-    if (d.sink_path_line != 0) {
-      auto [it, inserted] = by_sink_path.emplace(d.slot.sink.path, &d);
-      if (!inserted) {
-        Error(d.sink_path_line, Join(d.path, "sink.path"),
-              "sink path " + Quote(d.slot.sink.path) + " is already used by " +
-                  describe(*it->second));
-      }
-      if (metrics_line != 0 && !metrics_clash && d.slot.sink.path == metrics_file) {
-        metrics_clash = true;
-        Error(metrics_line, "metrics_file", "metrics_file is also the sink of " + describe(d));
-      }
+  }
+}
+
+std::vector<Claim> Loader::Claims(const std::vector<SlotDraft>& drafts,
+                                  const std::string& metrics_file, int metrics_line,
+                                  const std::string& state_directory) {
+  std::vector<Claim> claims;
+  for (const SlotDraft& d : drafts) {
+    if (d.sink_path_line == 0) continue;
+    claims.push_back(Claim{Claim::Kind::kSink, d.slot.sink.path, "the sink of " + DescribeSlot(d),
+                           &d, d.sink_path_line, Join(d.path, "sink.path")});
+  }
+  if (metrics_line != 0) {
+    claims.push_back(Claim{Claim::Kind::kMetrics, metrics_file, "metrics_file", nullptr,
+                           metrics_line, "metrics_file"});
+    claims.push_back(Claim{Claim::Kind::kMetrics, metrics_file + ".tmp",
+                           "the temporary file of metrics_file", nullptr, metrics_line,
+                           "metrics_file"});
+  }
+  for (const SlotDraft& d : drafts) {
+    if (d.name_line == 0 || d.type_line == 0 || d.slot.sink.type != SinkType::kFile) continue;
+    std::string record = state_directory + "/" + d.slot.name + ".state";
+    claims.push_back(Claim{Claim::Kind::kStateRecord, record,
+                           "the state record of " + DescribeSlot(d), &d, 0, ""});
+    claims.push_back(Claim{Claim::Kind::kStateRecord, record + ".tmp",
+                           "the temporary file of the state record of " + DescribeSlot(d), &d, 0,
+                           ""});
+  }
+  for (Claim& c : claims) {
+    c.id = options_.check_paths ? IdentifyFile(c.path) : FileIdentity{c.path};
+  }
+  return claims;
+}
+
+void Loader::CheckPathClashes(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
+                              int metrics_line, const std::string& state_directory) {
+  std::vector<Claim> claims = Claims(drafts, metrics_file, metrics_line, state_directory);
+  // Sinks come first, then metrics_file, then the state records (which
+  // have no line): a clash is reported at the later claim that has one,
+  // once per key (a metrics_file on a record is on its temporary file too).
+  std::set<std::string> reported;
+  for (size_t j = 0; j < claims.size(); ++j) {
+    for (size_t i = 0; i < j; ++i) {
+      // Two state records are one only for a duplicate slot name, which
+      // is reported as such.
+      if (claims[j].line == 0 && claims[i].line == 0) continue;
+      if (!claims[i].id.Same(claims[j].id)) continue;
+      const Claim& at = claims[j].line != 0 ? claims[j] : claims[i];
+      if (reported.insert(at.key).second)
+        ReportClash(at, &at == &claims[j] ? claims[i] : claims[j]);
     }
+  }
+}
+
+void Loader::ReportClash(const Claim& at, const Claim& other) {
+  std::string same = at.path == other.path ? "" : " (the same file as " + Quote(other.path) + ")";
+  if (at.kind == Claim::Kind::kSink && other.kind == Claim::Kind::kSink) {
+    Error(
+        at.line, at.key,
+        "sink path " + Quote(at.path) + " is already used by " + DescribeSlot(*other.draft) + same);
+  } else if (at.what == "metrics_file" && other.kind == Claim::Kind::kSink) {
+    Error(at.line, at.key, "metrics_file is also the sink of " + DescribeSlot(*other.draft) + same);
+  } else {
+    std::string subject = at.kind == Claim::Kind::kSink ? "sink path" : at.what;
+    std::string owner = other.kind == Claim::Kind::kSink ? "" : ", which pgslotd writes itself";
+    Error(at.line, at.key,
+          subject + " " + Quote(at.path) + " is " + other.what + same + owner +
+              ": choose another path");
   }
 }
 

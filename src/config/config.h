@@ -140,7 +140,13 @@ struct LoadOptions {
   // state_directory or its parent (pgslotd creates one level); one the user
   // running the check cannot write to is a warning (the daemon may run as
   // another user). At run time these are the slot's own errors instead.
+  // Sinks, metrics_file and state records are also compared by where they
+  // lead (real directory, device and inode), not only by their text.
   bool check_paths = false;
+  // At start and with --check: warn (in `warnings`) when the config file,
+  // or the directory of a file or pipe sink, may be written by every user
+  // (S_IWOTH). Group write is a grant to chosen users, and not warned about.
+  bool warn_world_writable = false;
 };
 
 // Loads and validates `path`. On failure `errors` holds at least one entry

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "sink/sink.h"
+#include "util/path.h"
 
 namespace pgslotd {
 
@@ -83,7 +84,7 @@ Status WriteMetricsFile(const std::string& path, double start_time_seconds,
                         const std::vector<SlotMetrics>& slots) {
   std::string text = RenderMetrics(start_time_seconds, slots);
   std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = CreateFresh(tmp, 0644);  // never through a link someone put there
   if (fd < 0) return Status::Retryable(ErrnoMessage("cannot create " + tmp, errno));
   size_t done = 0;
   int err = WriteFully(fd, text.data(), text.size(), &done);

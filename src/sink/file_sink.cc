@@ -18,16 +18,19 @@ FileSink::~FileSink() {
 
 Status FileSink::Open() {
   if (fd_ >= 0) return Status::Ok();
-  int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  Status refused;
+  int fd = OpenSinkPath(path_, O_WRONLY | O_APPEND | O_CLOEXEC, 0, &refused);
   bool created = false;
   if (fd < 0 && errno == ENOENT) {
+    // O_EXCL: never through a link, even one to nowhere.
     fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, mode_);
     if (fd >= 0) {
       created = true;
     } else if (errno == EEXIST) {
-      fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      fd = OpenSinkPath(path_, O_WRONLY | O_APPEND | O_CLOEXEC, 0, &refused);
     }
   }
+  if (!refused.ok()) return refused;
   if (fd < 0 && errno == EISDIR) {
     // Not a condition time cures: stop the slot rather than retry forever.
     return Status::SlotFatal(path_ + " is a directory, not a regular file");
@@ -164,7 +167,9 @@ Status FileSink::CutTo(const std::string& path, uint64_t size) {
   if (::stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) <= size) {
     return Status::Ok();
   }
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  Status refused;
+  int fd = OpenSinkPath(path, O_WRONLY | O_CLOEXEC, 0, &refused);
+  if (!refused.ok()) return refused;
   if (fd < 0) return Status::Retryable(ErrnoMessage("cannot open " + path, errno));
   int rc = ::ftruncate(fd, static_cast<off_t>(size));
   int err = errno;
@@ -178,13 +183,27 @@ Status FileSink::CutTo(const std::string& path, uint64_t size) {
   return Status::Ok();
 }
 
+namespace {
+
+Status ShorterThanRecorded(const std::string& path, uint64_t size, const std::string& record,
+                           uint64_t recorded) {
+  return Status::SlotFatal(
+      path + " holds " + std::to_string(size) + " bytes but its state record " + record + " says " +
+      std::to_string(recorded) +
+      ": the file was truncated (copytruncate?) or restored from an older copy, so it no "
+      "longer holds what was acknowledged; move the file and the record aside to start again");
+}
+
+}  // namespace
+
 Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn) {
   note->clear();
   *warn = false;
   key_ = key;
   SinkStateRecord rec;
   bool found = false;
-  Status s = ReadStateRecord(key.file, &rec, &found);
+  bool legacy = false;
+  Status s = ReadStateRecord(key.file, &rec, &found, &legacy);
   if (!s.ok()) return s;
   std::string mismatch;
   if (found && rec.system_id != key.system_id) {
@@ -224,12 +243,24 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
         "(move the file and its state record aside to start again from " +
         FormatLsn(key.confirmed) + ")");
   }
+  if (Status a = ApplyRecord(rec, note, warn); !a.ok()) return a;
+  if (legacy) {
+    // Checked against the file like any other: from now on it has a checksum.
+    if (Status w = WriteStateRecord(key.file, rec); !w.ok()) return w;
+    *note += std::string(note->empty() ? "" : "; ") + "the state record " + key.file +
+             " had no checksum (an older pgslotd wrote it): rewritten with one";
+  }
+  return rec.lsn;
+}
 
-  // Look at the file by path, with no descriptor of ours open on it.
+Status FileSink::ApplyRecord(const SinkStateRecord& rec, std::string* note, bool* warn) {
+  // Look at the file by path, with no descriptor of ours open on it, and
+  // never through a link pgslotd would not follow.
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
   }
+  if (Status l = CheckLink(path_); !l.ok()) return l;
   auto is_recorded = [&rec](const struct stat& st) {
     return static_cast<uint64_t>(st.st_ino) == rec.inode &&
            static_cast<uint64_t>(st.st_dev) == rec.device;
@@ -241,11 +272,7 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
   }
   if (exists && is_recorded(st)) {
     if (static_cast<uint64_t>(st.st_size) < rec.size) {
-      return Status::SlotFatal(
-          path_ + " holds " + std::to_string(st.st_size) + " bytes but its state record " +
-          key.file + " says " + std::to_string(rec.size) +
-          ": the file was truncated (copytruncate?) or restored from an older copy, so it no "
-          "longer holds what was acknowledged; move the file and the record aside to start again");
+      return ShorterThanRecorded(path_, static_cast<uint64_t>(st.st_size), key_.file, rec.size);
     }
     if (static_cast<uint64_t>(st.st_size) > rec.size) {
       if (Status c = CutTo(path_, rec.size); !c.ok()) return c;
@@ -262,12 +289,16 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
     // is cut there, and everything at <path> now came after the record.
     struct stat moved;
     if (::stat(Numbered(1).c_str(), &moved) == 0 && is_recorded(moved)) {
+      if (static_cast<uint64_t>(moved.st_size) < rec.size) {
+        return ShorterThanRecorded(Numbered(1), static_cast<uint64_t>(moved.st_size), key_.file,
+                                   rec.size);
+      }
       Status c = CutTo(Numbered(1), rec.size);
       if (c.ok() && exists) c = CutTo(path_, 0);
       if (!c.ok()) return c;
     } else if (exists && st.st_size > 0) {
       return Status::SlotFatal(
-          path_ + " is not the file its state record " + key.file +
+          path_ + " is not the file its state record " + key_.file +
           " describes, and it is not empty: it was replaced or restored from a copy, so what it "
           "holds cannot be matched with the server's position; move the file and the record "
           "aside to start again");
@@ -282,8 +313,7 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
     }
     created_ = 0;
   }
-  if (Status o = Open(); !o.ok()) return o;
-  return rec.lsn;
+  return Open();
 }
 
 Status FileSink::Checkpoint(uint64_t offset, Lsn lsn) {

@@ -41,6 +41,9 @@ class FileSink : public Sink {
   // The file's size once the stream reaches `offset`.
   uint64_t FileSizeAt(uint64_t offset) const { return open_size_ + (offset - open_accepted_); }
   static Status CutTo(const std::string& path, uint64_t size);
+  // Recover's part on the file: matches `rec` (of this server, slot and
+  // path) with what is at path_ (or <path>.1), cuts a torn tail, opens.
+  Status ApplyRecord(const SinkStateRecord& rec, std::string* note, bool* warn);
   std::string Numbered(uint32_t n) const { return path_ + "." + std::to_string(n); }
 
   std::string path_;

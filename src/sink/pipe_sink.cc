@@ -19,15 +19,42 @@ void PipeSink::CloseWriter() {
   fd_ = -1;
 }
 
+namespace {
+
+// Gives the FIFO this process has just made at `path` its exact mode (the
+// umask narrowed it), through a descriptor: never through a link put there
+// since.
+Status SetFifoMode(const std::string& path, uint32_t mode) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Status::Retryable(ErrnoMessage("cannot open " + path, errno));
+  struct stat st;
+  int err = 0;
+  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    err = EINVAL;
+  } else if (::fchmod(fd, mode) != 0) {
+    err = errno;
+  }
+  ::close(fd);
+  if (err == EINVAL) return Status::Retryable(path + " was replaced while pgslotd created it");
+  if (err != 0) return Status::Retryable(ErrnoMessage("cannot chmod " + path, err));
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status PipeSink::Open() {
+  if (Status l = CheckLink(path_); !l.ok()) return l;
   struct stat st;
   if (::stat(path_.c_str(), &st) != 0) {
     if (errno != ENOENT) return PathError("cannot stat " + path_, path_, errno);
-    if (::mkfifo(path_.c_str(), mode_) != 0 && errno != EEXIST) {
+    if (::mkfifo(path_.c_str(), mode_) == 0) {
+      if (Status m = SetFifoMode(path_, mode_); !m.ok()) return m;
+    } else if (errno != EEXIST) {
       return PathError("cannot create FIFO " + path_, path_, errno);
-    }
-    if (::chmod(path_.c_str(), mode_) != 0) {
-      return Status::Retryable(ErrnoMessage("cannot chmod " + path_, errno));
+    } else if (::lstat(path_.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      return Status::SlotFatal(path_ +
+                               " is a symbolic link to nothing (correct the path, or "
+                               "create the FIFO it points to)");
     }
   } else if (!S_ISFIFO(st.st_mode)) {
     return Status::SlotFatal(path_ + " exists and is not a named pipe (FIFO)");
@@ -37,7 +64,9 @@ Status PipeSink::Open() {
 
 Status PipeSink::TryOpenWriter() {
   if (fd_ >= 0) return Status::Ok();
-  int fd = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  Status refused;
+  int fd = OpenSinkPath(path_, O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0, &refused);
+  if (!refused.ok()) return refused;
   if (fd < 0) {
     if (errno == ENXIO) return Status::Ok();  // no reader yet
     if (errno == ENOENT) return Open();       // removed under us: make it again

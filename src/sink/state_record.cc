@@ -9,6 +9,7 @@
 #include <map>
 
 #include "sink/sink.h"
+#include "util/crc32c.h"
 #include "util/path.h"
 
 namespace pgslotd {
@@ -65,24 +66,15 @@ bool ParseUnsigned(const std::string& s, uint64_t* out) {
   return true;
 }
 
-}  // namespace
-
-bool SinkStateRecord::operator==(const SinkStateRecord& o) const {
-  return system_id == o.system_id && slot == o.slot && path == o.path && device == o.device &&
-         inode == o.inode && size == o.size && lsn == o.lsn && created == o.created;
+std::string Hex32(uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
 }
 
-std::string SerializeStateRecord(const SinkStateRecord& r) {
-  std::string out = kHeader;
-  out += "\nversion 1\nsystem_id " + r.system_id + "\nslot " + r.slot + "\npath " + Escape(r.path) +
-         "\ndevice " + std::to_string(r.device) + "\ninode " + std::to_string(r.inode) + "\nsize " +
-         std::to_string(r.size) + "\nlsn " + FormatLsn(r.lsn) + "\ncreated " +
-         std::to_string(r.created) + "\n";
-  return out;
-}
-
-bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::string* err) {
-  std::map<std::string, std::string> values;
+// The "key value" lines of `text` (blank lines and comments skipped).
+bool SplitLines(const std::string& text, std::map<std::string, std::string>* values,
+                std::string* err) {
   size_t pos = 0;
   int line_no = 0;
   while (pos < text.size()) {
@@ -101,11 +93,38 @@ bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::str
       return false;
     }
     std::string key = line.substr(0, space);
-    if (!values.emplace(key, line.substr(space + 1)).second) {
+    if (!values->emplace(key, line.substr(space + 1)).second) {
       *err = "key " + key + " appears twice";
       return false;
     }
   }
+  return true;
+}
+
+// Version 2 ends with "checksum <CRC-32C of every byte before that line>".
+bool ChecksumMatches(const std::string& text, const std::map<std::string, std::string>& values,
+                     std::string* err) {
+  auto it = values.find("checksum");
+  if (it == values.end()) {
+    *err = "key checksum is missing";
+    return false;
+  }
+  const std::string line = "checksum " + it->second + "\n";
+  size_t body = text.size() - line.size();  // text ends with '\n', holds this line
+  if (text.compare(body, line.size(), line) != 0 || (body > 0 && text[body - 1] != '\n')) {
+    *err = "the checksum is not its last line";
+    return false;
+  }
+  if (it->second != Hex32(Crc32c(std::string_view(text).substr(0, body)))) {
+    *err = "its checksum does not match its contents: it was edited or damaged";
+    return false;
+  }
+  return true;
+}
+
+// Every field of a record, from `values` (no other keys allowed).
+bool ParseFields(const std::map<std::string, std::string>& values, SinkStateRecord* record,
+                 std::string* err) {
   static const char* const kKeys[] = {"version", "system_id", "slot", "path",   "device",
                                       "inode",   "size",      "lsn",  "created"};
   for (const char* k : kKeys) {
@@ -118,19 +137,15 @@ bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::str
     *err = "it has keys this version does not know";
     return false;
   }
-  if (values["version"] != "1") {
-    *err = "version " + values["version"] + " is not one this pgslotd reads";
-    return false;
-  }
   SinkStateRecord r;
-  r.system_id = values["system_id"];
-  r.slot = values["slot"];
+  r.system_id = values.at("system_id");
+  r.slot = values.at("slot");
   uint64_t created = 0;
-  std::optional<Lsn> lsn = ParseLsn(values["lsn"]);
-  if (r.system_id.empty() || r.slot.empty() || !Unescape(values["path"], &r.path) ||
-      !ParseUnsigned(values["device"], &r.device) || !ParseUnsigned(values["inode"], &r.inode) ||
-      !ParseUnsigned(values["size"], &r.size) || !ParseUnsigned(values["created"], &created) ||
-      !lsn) {
+  std::optional<Lsn> lsn = ParseLsn(values.at("lsn"));
+  if (r.system_id.empty() || r.slot.empty() || !Unescape(values.at("path"), &r.path) ||
+      !ParseUnsigned(values.at("device"), &r.device) ||
+      !ParseUnsigned(values.at("inode"), &r.inode) || !ParseUnsigned(values.at("size"), &r.size) ||
+      !ParseUnsigned(values.at("created"), &created) || !lsn) {
     *err = "a value is malformed";
     return false;
   }
@@ -140,13 +155,71 @@ bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::str
   return true;
 }
 
-Status ReadStateRecord(const std::string& file, SinkStateRecord* record, bool* found) {
-  *found = false;
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::Ok();
-    return Status::SlotFatal(ErrnoMessage("cannot read the state record " + file, errno));
+// A record that cannot be opened as a regular file of pgslotd's own.
+Status RefusedRecord(const std::string& file, int err) {
+  if (err == ELOOP || err == EINVAL) {
+    return Status::SlotFatal("the state record " + file + " is " +
+                             (err == ELOOP ? "a symbolic link" : "not a regular file") +
+                             "; pgslotd reads only a record it wrote itself there, and "
+                             "acknowledges nothing: see \"A refused state record\" in "
+                             "operations.md");
   }
+  return Status::SlotFatal(ErrnoMessage("cannot read the state record " + file, err));
+}
+
+}  // namespace
+
+bool SinkStateRecord::operator==(const SinkStateRecord& o) const {
+  return system_id == o.system_id && slot == o.slot && path == o.path && device == o.device &&
+         inode == o.inode && size == o.size && lsn == o.lsn && created == o.created;
+}
+
+std::string SerializeStateRecord(const SinkStateRecord& r) {
+  std::string out = kHeader;
+  out += "\nversion 2\nsystem_id " + r.system_id + "\nslot " + r.slot + "\npath " + Escape(r.path) +
+         "\ndevice " + std::to_string(r.device) + "\ninode " + std::to_string(r.inode) + "\nsize " +
+         std::to_string(r.size) + "\nlsn " + FormatLsn(r.lsn) + "\ncreated " +
+         std::to_string(r.created) + "\n";
+  return out + "checksum " + Hex32(Crc32c(out)) + "\n";
+}
+
+bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::string* err,
+                      bool* legacy) {
+  std::map<std::string, std::string> values;
+  if (!SplitLines(text, &values, err)) return false;
+  if (values.count("version") == 0) {
+    *err = "key version is missing";
+    return false;
+  }
+  const std::string version = values["version"];
+  if (version != "1" && version != "2") {
+    *err = "version " + version + " is not one this pgslotd reads";
+    return false;
+  }
+  // Version 1, written before records had a checksum, is read as it is.
+  if (version == "2") {
+    if (!ChecksumMatches(text, values, err)) return false;
+    values.erase("checksum");
+  }
+  if (!ParseFields(values, record, err)) return false;
+  if (legacy != nullptr) *legacy = version == "1";
+  return true;
+}
+
+Status ReadStateRecord(const std::string& file, SinkStateRecord* record, bool* found,
+                       bool* legacy) {
+  *found = false;
+  // Only a regular file pgslotd wrote (rename never leaves a link there),
+  // and nothing that could block (a FIFO).
+  int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return Status::Ok();
+  struct stat st;
+  if (fd >= 0 && ::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fd = -1;
+    errno = EINVAL;
+  }
+  if (fd < 0) return RefusedRecord(file, errno);
   std::string text;
   char buf[4096];
   for (;;) {
@@ -163,10 +236,12 @@ Status ReadStateRecord(const std::string& file, SinkStateRecord* record, bool* f
   }
   ::close(fd);
   std::string err;
-  if (!ParseStateRecord(text, record, &err)) {
+  if (!ParseStateRecord(text, record, &err, legacy)) {
     return Status::SlotFatal("the state record " + file + " is unreadable (" + err +
-                             "); pgslotd will not guess what its file holds: move the record "
-                             "aside to start again from the slot's position");
+                             "); pgslotd will not guess what its file holds and acknowledges "
+                             "nothing: move the file and the record aside to start a new file at "
+                             "the slot's position (see \"A refused state record\" in "
+                             "operations.md)");
   }
   *found = true;
   return Status::Ok();
@@ -176,10 +251,8 @@ Status WriteStateRecord(const std::string& file, const SinkStateRecord& record) 
   const std::string dir = DirName(file);
   const std::string tmp = file + ".tmp";
   const std::string text = SerializeStateRecord(record);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 && errno == ENOENT && ::mkdir(dir.c_str(), 0700) == 0) {
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  }
+  int fd = CreateFresh(tmp, 0600);
+  if (fd < 0 && errno == ENOENT && ::mkdir(dir.c_str(), 0700) == 0) fd = CreateFresh(tmp, 0600);
   if (fd < 0) return Status::Retryable(ErrnoMessage("cannot write the state record " + tmp, errno));
   size_t done = 0;
   int err = WriteFully(fd, text.data(), text.size(), &done);

@@ -12,7 +12,11 @@
 //
 // The text is line-based ("key value"), for operators who look at it; a
 // reader that must never see part of a transaction can read a file up to
-// the record's size.
+// the record's size. Its last line, "checksum", is the CRC-32C of every
+// byte before it: a record edited or damaged in any field is refused, since
+// it could make the worker skip or cut committed transactions. Records of
+// version 1 (pgslotd before the checksum) are read without one; the worker
+// rewrites them with one at once.
 #pragma once
 
 #include <cstdint>
@@ -36,14 +40,19 @@ struct SinkStateRecord {
   bool operator==(const SinkStateRecord& o) const;
 };
 
+// Version 2, with its checksum.
 std::string SerializeStateRecord(const SinkStateRecord& record);
-// False with *err saying what is wrong when `text` is not a whole record.
-bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::string* err);
+// False with *err saying what is wrong when `text` is not a whole record,
+// or fails its checksum. *legacy, if given, says whether it is a version 1
+// record (no checksum).
+bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::string* err,
+                      bool* legacy = nullptr);
 
 // Reads `file`; *found is false (and the status ok) when it does not exist.
-// An unreadable or malformed record is kSlotFatal: the worker will not
-// guess what the file holds.
-Status ReadStateRecord(const std::string& file, SinkStateRecord* record, bool* found);
+// An unreadable, malformed or damaged record is kSlotFatal: the worker will
+// not guess what the file holds. *legacy as for ParseStateRecord.
+Status ReadStateRecord(const std::string& file, SinkStateRecord* record, bool* found,
+                       bool* legacy = nullptr);
 
 // Replaces `file` atomically and durably (creating its directory, one
 // level, when missing). A full disk is kRetryable; a failed fsync is

@@ -68,6 +68,14 @@ class Formatter {
   // paid what a Format owed) ended a transaction: its position is then the
   // end of the commit record, the position a re-sent copy would have too.
   virtual bool EndedTransaction() const { return false; }
+
+  // Whether Format writes each message exactly as it came, then "\n" (raw
+  // output). The worker then writes a large message to the sink straight
+  // from where libpq put it, never copying it, and calls Frame(payload)
+  // instead of Format so that the transaction framing stays as Format
+  // would leave it.
+  virtual bool PassesThrough() const { return false; }
+  virtual void Frame(std::string_view payload) { (void)payload; }
 };
 
 // How raw output shows where transactions begin and end, by plugin (see
@@ -92,10 +100,10 @@ class RawFormatter : public Formatter {
   }
   bool InTransaction() const override { return in_txn_; }
   bool EndedTransaction() const override { return ended_; }
+  bool PassesThrough() const override { return true; }
+  void Frame(std::string_view payload) override;
 
  private:
-  void Frame(std::string_view payload);
-
   const RawFraming framing_;
   bool in_txn_ = false;
   bool ended_ = false;

@@ -35,6 +35,12 @@ constexpr std::chrono::seconds kProgressEvery{10};
 constexpr uint64_t kMarkEvery = 64 * 1024;
 // Bytes gathered before writing while the server keeps sending.
 constexpr uint64_t kWriteBatch = 1 << 20;
+// A raw message at least this large is written to the sink from libpq's
+// buffer, not copied into the slot's.
+constexpr size_t kWriteThrough = 1 << 20;
+// After a message at least this large the session is started again, which
+// gives back the memory libpq held for it.
+constexpr uint64_t kReleaseAfter = 16 << 20;
 
 // A duration as SHOW prints it ("60s", "1min", "500ms", "0"); nullopt if
 // unreadable.
@@ -98,7 +104,8 @@ SlotWorker::SlotWorker(SlotConfig config, Options options)
   sink_description_ = sink_->Describe();
   whole_txns_ = sink_->KeepsState();
   formatter_ = MakeFormatter(config_);
-  buffer_ = OutBuffer(std::min<uint64_t>(config_.buffer_size, 1 << 20));
+  buffer_capacity_ = static_cast<size_t>(std::min<uint64_t>(config_.buffer_size, 1 << 20));
+  buffer_ = OutBuffer(buffer_capacity_);
   Heartbeat();
 }
 
@@ -209,6 +216,10 @@ void SlotWorker::Run() {
     Status s = Session(&conn);
     conn.Close();
     if (s.code() == Status::Code::kStopped) break;
+    if (s.code() == Status::Code::kWouldBlock && restart_session_) {
+      GiveMemoryBack();
+      continue;
+    }
     if (s.code() == Status::Code::kWouldBlock) {  // paused for the sink
       Status ws = WaitForSink();
       if (ws.code() == Status::Code::kStopped) break;
@@ -554,8 +565,11 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
     }
     uint64_t before = appended();
     bool was_in = formatter_->InTransaction();
-    Status fs = formatter_->Format(m.payload, m.data_start, &buffer_);
+    Status fs = m.payload.size() >= kWriteThrough && formatter_->PassesThrough()
+                    ? WriteThrough(m.payload)
+                    : formatter_->Format(m.payload, m.data_start, &buffer_);
     if (!fs.ok()) return fs;
+    largest_message_ = std::max<uint64_t>(largest_message_, m.payload.size());
     received_ = std::max(received_, m.data_start);
     ++messages_;
     if (!was_in) unit_start_ = before;
@@ -658,20 +672,37 @@ void SlotWorker::PushDataMark(Clock::time_point now) {
   has_pending_ = false;
 }
 
+Status SlotWorker::WriteToSink(const char* data, size_t len, size_t* n, Clock::time_point now) {
+  *n = 0;
+  Status s = sink_->Write(data, len, n);
+  if (*n > 0) {
+    stats_.bytes.fetch_add(*n, std::memory_order_relaxed);
+    if (!unsynced_) {
+      unsynced_ = true;
+      unsynced_since_ = now;
+    }
+  }
+  return s;
+}
+
 Status SlotWorker::WriteOut(Clock::time_point now) {
   while (!buffer_.empty()) {
     size_t n = 0;
-    Status s = sink_->Write(buffer_.data(), buffer_.size(), &n);
-    if (n > 0) {
-      buffer_.Consume(n);
-      stats_.bytes.fetch_add(n, std::memory_order_relaxed);
-      if (!unsynced_) {
-        unsynced_ = true;
-        unsynced_since_ = now;
-      }
-    }
+    Status s = WriteToSink(buffer_.data(), buffer_.size(), &n, now);
+    buffer_.Consume(n);
     if (!s.ok()) return s;
   }
+  return Status::Ok();
+}
+
+Status SlotWorker::WriteThrough(std::string_view payload) {
+  size_t done = 0;
+  Status s = WriteOut(turn_now_);
+  if (s.ok()) s = WriteToSink(payload.data(), payload.size(), &done, turn_now_);
+  if (!s.ok() && s.code() != Status::Code::kWouldBlock) return s.Prefixed(sink_->Describe());
+  buffer_.Append(payload.data() + done, payload.size() - done);
+  buffer_.Append('\n');
+  formatter_->Frame(payload);
   return Status::Ok();
 }
 
@@ -784,6 +815,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
   reached_end_ = false;
   switch_now_ = false;
   skipped_ = 0;
+  largest_message_ = 0;
   last_received_ = Clock::now();
   ping_sent_ = false;
   bool wakeup_pending = true;
@@ -941,9 +973,16 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     // 6. --end-lsn: done once everything received is written and durable.
     // The acknowledged position is what the marks give, never the end
     // position itself: a commit that straddles it was not written.
-    if (reached_end_ && !owing_ && buffer_.empty() && sink_->durable() == sink_->accepted() &&
-        !tracker_.HasPending()) {
-      return Finish(conn, true);
+    bool all_acknowledged = !owing_ && buffer_.empty() && sink_->durable() == sink_->accepted() &&
+                            !tracker_.HasPending();
+    if (reached_end_ && all_acknowledged) return Finish(conn, true);
+    // 6b. After a large message, once nothing is owed: a new session, so
+    // that libpq's input buffer, grown to the message's size, is freed.
+    if (largest_message_ >= kReleaseAfter && all_acknowledged &&
+        (!whole_txns_ || recorded_offset_ == sink_->accepted())) {
+      EndStream(conn, Clock::now() + kFinishTimeout);
+      restart_session_ = true;
+      return Status::WouldBlock("restart");
     }
 
     // 7. Wait for the server, the sink, a timer or a wakeup.
@@ -1081,6 +1120,18 @@ Status SlotWorker::PauseStream(ReplicationConn* conn, Clock::time_point now) {
   EndStream(conn, Clock::now() + kFinishTimeout);
   blocked_since_ = Clock::time_point();
   return Status::WouldBlock("paused");
+}
+
+void SlotWorker::GiveMemoryBack() {
+  restart_session_ = false;
+  if (buffer_.empty() && buffer_.capacity() > buffer_capacity_)
+    buffer_ = OutBuffer(buffer_capacity_);
+  Event(spdlog::level::info, nullptr, Acked(),
+        "a message of " + std::to_string(largest_message_ >> 20) +
+            " MiB has passed: starting the session again from " + FormatLsn(Acked()) +
+            " to give back the memory it took (libpq keeps its input buffer as large as the "
+            "largest message for as long as a connection lasts)");
+  largest_message_ = 0;
 }
 
 Status SlotWorker::WaitForSink() {

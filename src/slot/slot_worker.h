@@ -134,6 +134,12 @@ class SlotWorker {
   Result<Lsn> ReadServerWalPosition();
   void PushDataMark(Clock::time_point now);
   Status WriteOut(Clock::time_point now);
+  // Hands [data, data+len) to the sink, counting what it took (*n).
+  Status WriteToSink(const char* data, size_t len, size_t* n, Clock::time_point now);
+  // A large raw message: what is buffered goes first, then the message
+  // straight from libpq's buffer; only what the sink does not take now is
+  // copied (a full pipe).
+  Status WriteThrough(std::string_view payload);
   Status SyncSink(Clock::time_point now, bool force);
   // Exactly-once sinks: records the flushed position and its offset in the
   // sink's state record (at most once per fsync_interval unless forced).
@@ -163,6 +169,9 @@ class SlotWorker {
   // the sink takes bytes (ok), a stop (kStopped) or the monitor's word that
   // the slot was invalidated.
   Status WaitForSink();
+  // After a large message: the slot's buffer back to its usual size, and a
+  // note of the new session.
+  void GiveMemoryBack();
   Status Settle(Clock::time_point until);
   bool SleepInterruptibly(std::chrono::milliseconds d);
   void Wakeup();
@@ -234,6 +243,12 @@ class SlotWorker {
   uint64_t messages_ = 0;                // published to stats_ once per batch
   Clock::time_point next_progress_log_;  // log_level debug: progress every 10 s
   Clock::time_point blocked_since_;      // the sink took nothing since; {} when it does
+  // A message of this session was large: libpq keeps its input buffer that
+  // large for as long as the connection lasts, so the session is ended
+  // (and started again) once everything is acknowledged.
+  uint64_t largest_message_ = 0;
+  bool restart_session_ = false;
+  size_t buffer_capacity_ = 0;  // what buffer_ starts with
 };
 
 }  // namespace pgslotd

@@ -130,16 +130,16 @@ std::vector<BadConfig> BadConfigs() {
       {"duplicate_top_key",
        head + "status_interval: 1s\nstatus_interval: 2s" + m + "\n" + slots,
        "status_interval",
-       {"key given twice", "first at line 3"}},
+       {"key given twice", "first at line 4"}},
       {"duplicate_sink_key",
        sink_is("{type: file, path: $DIR/a.log, path: $DIR/b.log}"),
        "slots[0].sink.path",
-       {"key given twice", "first at line 6"}},
+       {"key given twice", "first at line 7"}},
       {"duplicate_slot_name",
        head + slots + "  - name: fb_bad" + m + "\n" + plugin +
            "    sink: {type: file, path: $DIR/other.log}\n",
        "slots[1].name",
-       {"duplicate slot name \"fb_bad\"", "first used at line 4"}},
+       {"duplicate slot name \"fb_bad\"", "first used at line 5"}},
 
       // --- slot names --------------------------------------------------
       {"name_uppercase",
@@ -249,12 +249,12 @@ std::vector<BadConfig> BadConfigs() {
        head + "slots:\n" + name + plugin + "    sink: {type: stdout}\n  - name: fb_other\n" +
            plugin + "    sink: {type: stdout}" + m + "\n",
        "slots[1].sink.type",
-       {"only one slot may write to stdout", "slot \"fb_bad\" (line 4) already does"}},
+       {"only one slot may write to stdout", "slot \"fb_bad\" (line 5) already does"}},
       {"same_sink_path",
        head + slots + "  - name: fb_other\n" + plugin +
            "    sink: {type: file, path: $DIR//./out.log}" + m + "\n",
        "slots[1].sink.path",
-       {"is already used by slot \"fb_bad\" (line 4)"}},
+       {"is already used by slot \"fb_bad\" (line 5)"}},
 
       // --- values: durations, sizes, booleans, choices -----------------
       {"duration_without_unit",

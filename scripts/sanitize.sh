@@ -14,6 +14,7 @@ sanitizers=${1:?usage: sanitize.sh SANITIZERS [ctest args...]}
 shift
 dir="$root/build-${sanitizers//,/-}"
 ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_SERVER_DEPS[@]}"
+ensure_locale de_DE.UTF-8
 say "building with -fsanitize=$sanitizers in $dir"
 cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGSLOTD_SANITIZE="$sanitizers" \
   -DPGSLOTD_SYSTEM_TESTS=OFF >/dev/null

@@ -521,6 +521,19 @@ TEST_F(ConfigTest, StateDirectoryMustBeAbsolute) {
       "state_directory", {"must be an absolute path"});
   ExpectOneError("runtime_directory: run\nslots:\n  - {name: a, plugin: p, sink: {type: stdout}}\n",
                  1, "runtime_directory", {"must be an absolute path"});
+  // --check does not go on to look for the default in its place.
+  Write("state_directory: state\nruntime_directory: " + dir_ +
+        "\nslots:\n  - {name: a, plugin: p, sink: {type: stdout}}\n");
+  path_ = dir_ + "/nowhere-instance.yaml";
+  std::rename((dir_ + "/pgslotd.yaml").c_str(), path_.c_str());
+  LoadOptions check;
+  check.check_paths = true;
+  Config config;
+  std::vector<ConfigError> errors;
+  EXPECT_FALSE(LoadConfig(path_, &config, &errors, check));
+  EXPECT_EQ(errors.size(), 1u) << Show(errors);
+  unlink(path_.c_str());
+  path_ = dir_ + "/pgslotd.yaml";
 }
 
 TEST_F(ConfigTest, BadSinkType) {
@@ -1184,10 +1197,9 @@ slots:
 )");
   EXPECT_EQ(c.slots[0].sink_stall_timeout, milliseconds(2000));
   EXPECT_EQ(c.slots[1].sink_stall_timeout, milliseconds(0));
-  EXPECT_EQ(Load("slots:\n  - {name: a, plugin: p, sink: {type: stdout}}\n")
-                .slots[0]
-                .sink_stall_timeout,
-            milliseconds(5000));
+  EXPECT_EQ(
+      Load("slots:\n  - {name: a, plugin: p, sink: {type: stdout}}\n").slots[0].sink_stall_timeout,
+      milliseconds(5000));
   SlotConfig changed = c.slots[0];
   changed.sink_stall_timeout = milliseconds(3000);
   EXPECT_NE(changed, c.slots[0]) << "a reload restarts the slot's stream";

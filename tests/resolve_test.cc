@@ -30,10 +30,13 @@ TEST(ResolveTest, NamesGetTheirAddressesNextToThem) {
   std::string addrs = Get(p, "hostaddr");
   EXPECT_NE(addrs.find("127.0.0.1"), std::string::npos) << addrs;
   // One host entry, and one port, per address.
-  size_t n = 1 + std::count(addrs.begin(), addrs.end(), ',');
-  EXPECT_EQ(1 + std::count(Get(p, "host").begin(), Get(p, "host").end(), ','), n);
-  EXPECT_EQ(Get(p, "host").rfind("localhost", 0), 0u);
-  EXPECT_EQ(1 + std::count(Get(p, "port").begin(), Get(p, "port").end(), ','), n);
+  auto entries = [](const std::string& list) {
+    return 1 + std::count(list.begin(), list.end(), ',');
+  };
+  const std::string hosts = Get(p, "host"), ports = Get(p, "port");
+  EXPECT_EQ(entries(hosts), entries(addrs)) << hosts << " / " << addrs;
+  EXPECT_EQ(entries(ports), entries(addrs)) << ports << " / " << addrs;
+  EXPECT_EQ(hosts.rfind("localhost", 0), 0u);
   EXPECT_EQ(Get(p, "dbname"), "x");
 }
 

@@ -537,7 +537,7 @@ class Loader {
                             int metrics_line, const std::string& state_directory);
   void ReportClash(const Claim& at, const Claim& other);
   // --check: the directories the sinks, the metrics file and pgslotd
-  // itself need.
+  // itself need (state_directory or runtime_directory "": refused already).
   void CheckPaths(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
                   int metrics_line, const std::string& state_directory,
                   const std::string& runtime_directory, const Section& top);
@@ -639,12 +639,16 @@ bool Loader::Load(Config* config) {
   // `--status` from a shell finds the daemon systemd started.
   const std::string instance = InstanceName(file_);
   std::string state_directory;
+  // A directory given but refused (a relative path) is checked no further.
+  bool state_refused = false, runtime_refused = false;
   if (!ReadAbsolutePath(top.At("state_directory"), "state_directory", &state_directory)) {
     state_directory = DefaultDirectory("/var/lib/pgslotd", instance);
+    state_refused = top.At("state_directory").present;
   }
   std::string runtime_directory;
   if (!ReadAbsolutePath(top.At("runtime_directory"), "runtime_directory", &runtime_directory)) {
     runtime_directory = DefaultDirectory("/run/pgslotd", instance);
+    runtime_refused = top.At("runtime_directory").present;
   }
   const std::string control_socket = runtime_directory + "/" + kControlSocketName;
   if (control_socket.size() > kMaxSocketPath) {
@@ -672,7 +676,8 @@ bool Loader::Load(Config* config) {
   CheckAcrossSlots(drafts);
   CheckPathClashes(drafts, metrics_file, metrics_line, state_directory);
   if (options_.check_paths) {
-    CheckPaths(drafts, metrics_file, metrics_line, state_directory, runtime_directory, top);
+    CheckPaths(drafts, metrics_file, metrics_line, state_refused ? "" : state_directory,
+               runtime_refused ? "" : runtime_directory, top);
   }
   if (options_.warn_world_writable) WarnWorldWritable(drafts);
 
@@ -1014,12 +1019,18 @@ void Loader::CheckPaths(const std::vector<SlotDraft>& drafts, const std::string&
     std::string dir = DirName(metrics_file);
     CheckDirectory(dir, metrics_line, "metrics_file", "the metrics file's directory", own(dir));
   }
+  // Each as given, or its default when absent; "" when it was refused
+  // already (a relative path).
   const Field& sd = top.At("state_directory");
-  CheckDirectory(state_directory, sd.present ? sd.line : 0, "state_directory",
-                 "the state directory", true);
+  if (!state_directory.empty()) {
+    CheckDirectory(state_directory, sd.present ? sd.line : 0, "state_directory",
+                   "the state directory", true);
+  }
   const Field& rd = top.At("runtime_directory");
-  CheckDirectory(runtime_directory, rd.present ? rd.line : 0, "runtime_directory",
-                 "the runtime directory", true);
+  if (!runtime_directory.empty()) {
+    CheckDirectory(runtime_directory, rd.present ? rd.line : 0, "runtime_directory",
+                   "the runtime directory", true);
+  }
 }
 
 // " (mode 1777)" when every user may write to `path`, else "".

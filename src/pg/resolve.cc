@@ -2,12 +2,17 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <system_error>
+#include <thread>
 
 namespace pgslotd {
 
@@ -15,39 +20,48 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// One lookup, owned by whoever waits for it; one given up on while glibc's
-// thread still works on it is kept in Abandoned until that thread is done
-// (freeing it earlier would let glibc write into freed memory).
+// One lookup, shared between the thread that runs getaddrinfo() and the
+// one that waits for it: either may be the last to let go of it.
 struct Lookup {
   std::string name;
-  struct addrinfo hints = {};
-  struct gaicb request = {};
-  ~Lookup() {
-    if (request.ar_result != nullptr) ::freeaddrinfo(request.ar_result);
-  }
+  std::mutex mu;
+  std::condition_variable done_cv;
+  bool done = false;               // guarded by mu
+  int rc = 0;                      // guarded by mu
+  std::vector<std::string> addrs;  // guarded by mu
 };
 
-class Abandoned {
- public:
-  void Add(std::unique_ptr<Lookup> l) {
-    std::lock_guard<std::mutex> g(mu_);
-    Reap();
-    lookups_.push_back(std::move(l));
-  }
-
- private:
-  void Reap() {
-    for (auto it = lookups_.begin(); it != lookups_.end();) {
-      it = ::gai_error(&(*it)->request) == EAI_INPROGRESS ? std::next(it) : lookups_.erase(it);
+// Runs on a thread of its own: getaddrinfo() cannot be cancelled, and a
+// resolver that never answers must hold no thread that has to check in.
+// This is pgslotd's only detached thread: a lookup nobody waits for any
+// more ends on its own (the resolver's timeouts) or with the process.
+void RunLookup(const std::shared_ptr<Lookup>& lookup) {
+  ::pthread_setname_np(::pthread_self(), "pgslotd-dns");
+  struct addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  struct addrinfo* result = nullptr;
+  int rc = ::getaddrinfo(lookup->name.c_str(), nullptr, &hints, &result);
+  std::vector<std::string> addrs;
+  for (struct addrinfo* a = rc == 0 ? result : nullptr; a != nullptr; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN];
+    const void* addr =
+        a->ai_family == AF_INET
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
+    if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) &&
+        ::inet_ntop(a->ai_family, addr, text, sizeof text) != nullptr &&
+        std::find(addrs.begin(), addrs.end(), text) == addrs.end()) {
+      addrs.push_back(text);
     }
   }
-  std::mutex mu_;
-  std::vector<std::unique_ptr<Lookup>> lookups_;
-};
-
-Abandoned& AbandonedLookups() {
-  static Abandoned* const a = new Abandoned;  // never destroyed: glibc may still use entries
-  return *a;
+  if (result != nullptr) ::freeaddrinfo(result);
+  std::lock_guard<std::mutex> l(lookup->mu);
+  lookup->rc = rc;
+  lookup->addrs = std::move(addrs);
+  lookup->done = true;
+  lookup->done_cv.notify_all();
 }
 
 std::vector<std::string> SplitList(const std::string& s) {
@@ -77,46 +91,31 @@ bool NeedsLookup(const std::string& host) {
 // The addresses of `name`, as text, in the order the resolver gave them.
 Result<std::vector<std::string>> Resolve(const std::string& name, Clock::time_point deadline,
                                          const std::function<bool()>& keep_waiting) {
-  auto lookup = std::make_unique<Lookup>();
+  auto lookup = std::make_shared<Lookup>();
   lookup->name = name;
-  lookup->hints.ai_family = AF_UNSPEC;
-  lookup->hints.ai_socktype = SOCK_STREAM;
-  lookup->hints.ai_flags = AI_ADDRCONFIG;
-  lookup->request.ar_name = lookup->name.c_str();
-  lookup->request.ar_request = &lookup->hints;
-  struct gaicb* list[1] = {&lookup->request};
-  int rc = ::getaddrinfo_a(GAI_NOWAIT, list, 1, nullptr);
-  if (rc != 0) return Status::Retryable("cannot look up host " + name + ": " + gai_strerror(rc));
-  for (;;) {
-    rc = ::gai_error(&lookup->request);
-    if (rc != EAI_INPROGRESS) break;
+  try {
+    std::thread([lookup] { RunLookup(lookup); }).detach();
+  } catch (const std::system_error& e) {
+    return Status::Retryable("cannot look up host " + name + ": " + e.what());
+  }
+  std::unique_lock<std::mutex> l(lookup->mu);
+  while (!lookup->done) {
+    l.unlock();
     bool go_on = keep_waiting();
-    if (!go_on || Clock::now() >= deadline) {
-      if (::gai_cancel(&lookup->request) != EAI_CANCELED) AbandonedLookups().Add(std::move(lookup));
-      if (!go_on) return Status::Stopped();
+    l.lock();
+    if (lookup->done) break;
+    if (!go_on) return Status::Stopped();
+    if (Clock::now() >= deadline) {
       return Status::Retryable("no answer from the resolver for host " + name +
                                " before the connection's deadline");
     }
-    struct timespec step = {0, 100 * 1000 * 1000};
-    ::gai_suspend(list, 1, &step);
+    lookup->done_cv.wait_for(l, std::chrono::milliseconds(100));
   }
-  if (rc != 0) return Status::Retryable("cannot look up host " + name + ": " + gai_strerror(rc));
-  std::vector<std::string> out;
-  for (struct addrinfo* a = lookup->request.ar_result; a != nullptr; a = a->ai_next) {
-    char text[INET6_ADDRSTRLEN];
-    const void* addr =
-        a->ai_family == AF_INET
-            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
-            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
-    if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) &&
-        ::inet_ntop(a->ai_family, addr, text, sizeof text) != nullptr) {
-      bool seen = false;
-      for (const std::string& o : out) seen = seen || o == text;
-      if (!seen) out.push_back(text);
-    }
+  if (lookup->rc != 0) {
+    return Status::Retryable("cannot look up host " + name + ": " + gai_strerror(lookup->rc));
   }
-  if (out.empty()) return Status::Retryable("host " + name + " has no address");
-  return out;
+  if (lookup->addrs.empty()) return Status::Retryable("host " + name + " has no address");
+  return lookup->addrs;
 }
 
 std::string* Find(ConnParams* params, const char* key) {

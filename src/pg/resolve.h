@@ -4,11 +4,14 @@
 // getaddrinfo(), which waits as long as the resolver does: a DNS server that
 // never answers held a slot's thread there, with no heartbeat, and the
 // watchdog then stopped for the whole process while that slot was only
-// connecting. So pgslotd resolves the names itself, asynchronously (glibc's
-// getaddrinfo_a), waiting in short steps that let the caller check in and
+// connecting. So pgslotd resolves the names itself, on a thread of the
+// lookup's own (getaddrinfo() cannot be cancelled; glibc's getaddrinfo_a
+// does the same, but its threads are invisible to ThreadSanitizer, which
+// crashes on them), waiting in short steps that let the caller check in and
 // notice a stop, up to a deadline; then it passes libpq every address as
 // `hostaddr` next to its `host` (kept for TLS and authentication), and libpq
-// looks nothing up.
+// looks nothing up. A lookup given up on ends on its own, by the resolver's
+// own timeouts.
 #pragma once
 
 #include <chrono>

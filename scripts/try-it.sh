@@ -291,6 +291,8 @@ wait_for 30 "(SELECT count(*) FROM pg_replication_slots
               WHERE slot_name IN ($slots) AND active) = 2" ||
   die "the slots did not become active within 30 s"
 say "both slots exist and are being streamed"
+say "what the running daemon says of them (pgslotd --config $config --status):"
+"$bin" --config "$config" --status || true
 echo
 
 # --- 4. Some changes ---------------------------------------------------------

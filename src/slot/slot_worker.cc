@@ -622,15 +622,33 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
   }
   auto now = Clock::now();
   PushDataMark(now);
-  Lsn ackable = position_.Cap(end ? std::min(m.wal_end, *end) : m.wal_end);
+  Lsn claim = end ? std::min(m.wal_end, *end) : m.wal_end;
+  Lsn ackable = position_.Cap(claim);
   // Inside a transaction, this point is not one a file may be cut back to;
   // the commit brings its own, higher, mark.
-  if (!whole_txns_ || AtBoundary()) tracker_.AddMark(appended(), ackable, now);
+  if (!whole_txns_ || AtBoundary()) {
+    tracker_.AddMark(appended(), ackable, now);
+    keepalive_ = KeepaliveClaim{claim, appended(), ackable};
+  }
   received_ = std::max(received_, m.wal_end);
   stats_.server_wal_end.store(m.wal_end, std::memory_order_relaxed);
   if (m.reply_requested) reply_due_ = true;
   if (end && m.wal_end >= *end) reached_end_ = true;
   return Status::Ok();
+}
+
+void SlotWorker::FollowReadings(Clock::time_point now) {
+  position_.Note(reported_wal_position_.load(std::memory_order_relaxed));
+  // An idle slot's last keepalive was capped at the reading of its time; a
+  // newer reading lets it go further, as long as nothing came after it.
+  if (keepalive_.claim <= keepalive_.acked || appended() != keepalive_.offset ||
+      (whole_txns_ && !AtBoundary())) {
+    return;
+  }
+  Lsn cap = position_.Cap(keepalive_.claim);
+  if (cap <= keepalive_.acked) return;
+  tracker_.AddMark(keepalive_.offset, cap, now);
+  keepalive_.acked = cap;
 }
 
 Result<Lsn> SlotWorker::ReadServerWalPosition() {
@@ -816,6 +834,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
   switch_now_ = false;
   skipped_ = 0;
   largest_message_ = 0;
+  keepalive_ = KeepaliveClaim();
   last_received_ = Clock::now();
   ping_sent_ = false;
   bool wakeup_pending = true;
@@ -826,6 +845,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     if (stop_.load(std::memory_order_acquire)) return Finish(conn, false);
     auto now = Clock::now();
     turn_now_ = now;
+    FollowReadings(now);
     if (reopen_.exchange(false)) {
       if (whole_txns_) {
         reopen_pending_ = true;  // between transactions, below

@@ -132,6 +132,9 @@ class SlotWorker {
   // plain connection, and ends the session if `claim` is still beyond it.
   Status CheckClaim(Lsn claim, const char* what);
   Result<Lsn> ReadServerWalPosition();
+  // Takes the latest independent reading of the server's position and lets
+  // the last keepalive's acknowledgement follow it (slot/server_position.h).
+  void FollowReadings(Clock::time_point now);
   void PushDataMark(Clock::time_point now);
   Status WriteOut(Clock::time_point now);
   // Hands [data, data+len) to the sink, counting what it took (*n).
@@ -207,6 +210,14 @@ class SlotWorker {
   OutBuffer buffer_;
   AckTracker tracker_;
   ServerPosition position_;
+  // The last keepalive that marked a boundary: what it claimed, where in the
+  // stream it came, and how far the reading of its time let it acknowledge.
+  struct KeepaliveClaim {
+    Lsn claim = kInvalidLsn;
+    uint64_t offset = 0;
+    Lsn acked = kInvalidLsn;
+  };
+  KeepaliveClaim keepalive_;
   Lsn received_ = kInvalidLsn;
   Lsn pending_lsn_ = kInvalidLsn;  // highest LSN appended since the last mark
   bool has_pending_ = false;

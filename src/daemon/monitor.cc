@@ -67,12 +67,70 @@ std::optional<ServerSlotInfo> Monitor::Get(const std::string& slot) const {
   return it->second;
 }
 
+namespace {
+
+// One row of the poll's query, or none if it has too few columns.
+std::optional<std::pair<std::string, ServerSlotInfo>> ParseRow(const std::vector<std::string>& r,
+                                                               Clock::time_point now) {
+  if (r.size() < 9) return std::nullopt;
+  ServerSlotInfo info;
+  info.active = r[1] == "t";
+  info.active_pid = r[2];
+  info.wal_status = r[3];
+  if (!r[4].empty()) info.safe_wal_size = std::strtoll(r[4].c_str(), nullptr, 10);
+  info.restart_lsn = ParseLsn(r[5]).value_or(kInvalidLsn);
+  info.confirmed_flush = ParseLsn(r[6]).value_or(kInvalidLsn);
+  info.current_wal_lsn = ParseLsn(r[7]).value_or(kInvalidLsn);
+  // The setting reads as "-1" (unlimited) or with a unit ("64MB").
+  if (r[8] != "-1") {
+    char* end = nullptr;
+    uint64_t v = std::strtoull(r[8].c_str(), &end, 10);
+    std::string unit = end ? end : "";
+    uint64_t mult = unit == "kB"   ? 1024ull
+                    : unit == "MB" ? 1ull << 20
+                    : unit == "GB" ? 1ull << 30
+                    : unit == "TB" ? 1ull << 40
+                                   : 1ull << 20;  // a bare number is in MB
+    info.max_slot_wal_keep_size = v * mult;
+  }
+  info.polled_at = now;
+  return std::make_pair(r[0], info);
+}
+
+}  // namespace
+
+// The connection lives for this poll only: an idle session held open
+// between polls would keep a smart shutdown of the server waiting for ever
+// (it waits for every client to leave).
+Status Monitor::Poll(const std::string& conninfo, const std::vector<std::string>& slots,
+                     std::map<std::string, ServerSlotInfo>* fresh) {
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string err;
+  if (!BuildMonitorParams(conninfo, &params, &err)) {
+    return Status::SlotFatal("invalid connection string: " + err);
+  }
+  ReplicationConn conn(wakeup_fd_, &stop_);
+  Status s = conn.Connect(params, Clock::now() + kQueryTimeout);
+  if (!s.ok()) return s;
+  std::string in;
+  for (const std::string& slot : slots) in += (in.empty() ? "" : ", ") + QuoteLiteral(slot);
+  Result<Rows> rows = conn.Query(
+      "SELECT slot_name, active, active_pid, wal_status, safe_wal_size, restart_lsn, "
+      "confirmed_flush_lsn, pg_current_wal_lsn(), "
+      "current_setting('max_slot_wal_keep_size') FROM pg_catalog.pg_replication_slots "
+      "WHERE slot_name IN (" +
+          in + ")",
+      Clock::now() + kQueryTimeout);
+  if (!rows.ok()) return rows.status();
+  auto now = Clock::now();
+  for (const auto& r : rows.value()) {
+    if (auto row = ParseRow(r, now)) fresh->insert(std::move(*row));
+  }
+  return Status::Ok();
+}
+
 void Monitor::Run() {
-  struct Server {
-    std::unique_ptr<ReplicationConn> conn;
-    bool failing = false;
-  };
-  std::map<std::string, Server> servers;  // conninfo -> connection
+  std::map<std::string, bool> failing;  // conninfo -> its last poll failed
   while (!stop_.load()) {
     std::map<std::string, std::vector<std::string>> groups;
     Duration interval;
@@ -81,76 +139,24 @@ void Monitor::Run() {
       groups = groups_;
       interval = interval_;
     }
-    for (auto it = servers.begin(); it != servers.end();) {
-      it = groups.count(it->first) ? std::next(it) : servers.erase(it);
+    for (auto it = failing.begin(); it != failing.end();) {
+      it = groups.count(it->first) ? std::next(it) : failing.erase(it);
     }
     std::map<std::string, ServerSlotInfo> fresh;
     for (const auto& [conninfo, slots] : groups) {
       if (stop_.load()) break;
-      Server& server = servers[conninfo];
-      Status s;
-      if (!server.conn || !server.conn->connected()) {
-        std::vector<std::pair<std::string, std::string>> params;
-        std::string err;
-        if (!BuildMonitorParams(conninfo, &params, &err)) {
-          s = Status::SlotFatal("invalid connection string: " + err);
-        } else {
-          server.conn = std::make_unique<ReplicationConn>(wakeup_fd_, &stop_);
-          s = server.conn->Connect(params, Clock::now() + kQueryTimeout);
-        }
-      }
-      if (s.ok()) {
-        std::string in;
-        for (const std::string& slot : slots) in += (in.empty() ? "" : ", ") + QuoteLiteral(slot);
-        Result<Rows> rows = server.conn->Query(
-            "SELECT slot_name, active, active_pid, wal_status, safe_wal_size, restart_lsn, "
-            "confirmed_flush_lsn, pg_current_wal_lsn(), "
-            "current_setting('max_slot_wal_keep_size') FROM pg_catalog.pg_replication_slots "
-            "WHERE slot_name IN (" +
-                in + ")",
-            Clock::now() + kQueryTimeout);
-        s = rows.status();
-        if (rows.ok()) {
-          auto now = Clock::now();
-          for (const auto& r : rows.value()) {
-            if (r.size() < 9) continue;
-            ServerSlotInfo info;
-            info.active = r[1] == "t";
-            info.active_pid = r[2];
-            info.wal_status = r[3];
-            if (!r[4].empty()) info.safe_wal_size = std::strtoll(r[4].c_str(), nullptr, 10);
-            info.restart_lsn = ParseLsn(r[5]).value_or(kInvalidLsn);
-            info.confirmed_flush = ParseLsn(r[6]).value_or(kInvalidLsn);
-            info.current_wal_lsn = ParseLsn(r[7]).value_or(kInvalidLsn);
-            // The setting reads as "-1" (unlimited) or with a unit ("64MB").
-            if (r[8] != "-1") {
-              char* end = nullptr;
-              uint64_t v = std::strtoull(r[8].c_str(), &end, 10);
-              std::string unit = end ? end : "";
-              uint64_t mult = unit == "kB"   ? 1024ull
-                              : unit == "MB" ? 1ull << 20
-                              : unit == "GB" ? 1ull << 30
-                              : unit == "TB" ? 1ull << 40
-                                             : 1ull << 20;  // a bare number is in MB
-              info.max_slot_wal_keep_size = v * mult;
-            }
-            info.polled_at = now;
-            fresh[r[0]] = info;
-          }
-        }
-      }
+      Status s = Poll(conninfo, slots, &fresh);
       if (s.code() == Status::Code::kStopped) break;
       if (!s.ok()) {
-        if (server.conn) server.conn->Close();
-        if (!server.failing) {
+        if (!failing[conninfo]) {
           LogWarn("monitor: cannot read the slots' state from the server (" +
                   RedactConninfo(conninfo) + "): " + s.message() + "; retrying every poll");
         }
-        server.failing = true;
-      } else if (server.failing) {
+        failing[conninfo] = true;
+      } else if (failing[conninfo]) {
         LogInfo("monitor: reading the slots' state from the server again (" +
                 RedactConninfo(conninfo) + ")");
-        server.failing = false;
+        failing[conninfo] = false;
       }
     }
     {

@@ -1,7 +1,9 @@
 // Watches the slots from the server's side, through plain (non-replication)
-// side connections: one per distinct connection string, polled every
-// monitor_interval on a thread of its own, so that a slow or unreachable
-// server never delays the supervisor's signals or the workers' streams.
+// side connections: one per distinct connection string, opened for each
+// poll every monitor_interval and closed after it (an idle session kept
+// open would hold a smart shutdown of the server), on a thread of its own,
+// so that a slow or unreachable server never delays the supervisor's
+// signals or the workers' streams.
 //
 // Each poll reads, for the slots of that connection, pg_replication_slots
 // (active, active_pid, wal_status, safe_wal_size, restart_lsn,
@@ -24,6 +26,7 @@
 
 #include "config/config.h"
 #include "pg/lsn.h"
+#include "util/status.h"
 
 namespace pgslotd {
 
@@ -59,6 +62,10 @@ class Monitor {
 
  private:
   void Run();
+  // One poll of one server: connects, reads the figures of `slots` into
+  // *fresh, and disconnects.
+  Status Poll(const std::string& conninfo, const std::vector<std::string>& slots,
+              std::map<std::string, ServerSlotInfo>* fresh);
   void Wakeup();
 
   mutable std::mutex mu_;

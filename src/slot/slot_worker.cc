@@ -624,6 +624,10 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
   PushDataMark(now);
   Lsn claim = end ? std::min(m.wal_end, *end) : m.wal_end;
   Lsn ackable = position_.Cap(claim);
+  if (m.reply_requested && ackable < claim) {
+    if (Status s = AnswerReplyRequest(claim, now); !s.ok()) return s;
+    ackable = position_.Cap(claim);
+  }
   // Inside a transaction, this point is not one a file may be cut back to;
   // the commit brings its own, higher, mark.
   if (!whole_txns_ || AtBoundary()) {
@@ -651,7 +655,38 @@ void SlotWorker::FollowReadings(Clock::time_point now) {
   keepalive_.acked = cap;
 }
 
-Result<Lsn> SlotWorker::ReadServerWalPosition() {
+// A logical walsender whose server shuts down (fast or smart) reads to the
+// end of the WAL, sends that position, asks for a reply, and exits only once
+// the position is acknowledged: it asks again after every reply. When WAL
+// was written since the last reading (another database's, the server's own
+// records), no reading proves that position, and a server that is shutting
+// down takes no new connection to read it on. Left capped, the
+// acknowledgement would hold the server's shutdown for ever; so a refusal
+// with 57P03 (cannot connect now) ends the session instead: the walsender
+// exits, the server stops, and the next session starts from what was
+// acknowledged (the stream had sent nothing beyond it). Any other failure
+// leaves the cap as it is: the monitor's next reading lifts it.
+Status SlotWorker::AnswerReplyRequest(Lsn claim, Clock::time_point now) {
+  if (now < next_reply_reading_) return Status::Ok();
+  next_reply_reading_ = now + std::chrono::seconds(1);
+  std::string sqlstate;
+  Result<Lsn> reading = ReadServerWalPosition(&sqlstate);
+  if (reading.ok()) {
+    position_.Note(reading.value());
+    return Status::Ok();
+  }
+  if (reading.status().code() == Status::Code::kStopped) return reading.status();
+  if (sqlstate != "57P03") return Status::Ok();
+  return Status::Retryable(
+      "the server is not accepting connections (" + reading.status().message() +
+      ") while its walsender waits for position " + FormatLsn(claim) +
+      " to be acknowledged, beyond the last reading of the server's WAL position (" +
+      FormatLsn(position_.proven()) +
+      "): the session ends so that the server can shut down; nothing after " +
+      "the last acknowledged position is lost");
+}
+
+Result<Lsn> SlotWorker::ReadServerWalPosition(std::string* sqlstate) {
   std::vector<std::pair<std::string, std::string>> params;
   std::string err;
   if (!BuildMonitorParams(config_.connection, &params, &err)) {
@@ -660,9 +695,15 @@ Result<Lsn> SlotWorker::ReadServerWalPosition() {
   ReplicationConn plain(wakeup_fd_, &stop_, &stats_.heartbeat_ns);
   auto deadline = Clock::now() + std::chrono::seconds(10);
   Status s = plain.Connect(params, deadline);
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    if (sqlstate) *sqlstate = plain.last_error().sqlstate;
+    return s;
+  }
   Result<Rows> rows = plain.Query("SELECT pg_catalog.pg_current_wal_lsn()", deadline);
-  if (!rows.ok()) return rows.status();
+  if (!rows.ok()) {
+    if (sqlstate) *sqlstate = plain.last_error().sqlstate;
+    return rows.status();
+  }
   std::optional<Lsn> lsn;
   if (!rows.value().empty() && !rows.value()[0].empty()) lsn = ParseLsn(rows.value()[0][0]);
   if (!lsn) return Status::Retryable("pg_current_wal_lsn() gave no position");

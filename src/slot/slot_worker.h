@@ -131,7 +131,13 @@ class SlotWorker {
   // the last independent reading: reads the server's position again on a
   // plain connection, and ends the session if `claim` is still beyond it.
   Status CheckClaim(Lsn claim, const char* what);
-  Result<Lsn> ReadServerWalPosition();
+  // The server asks for a reply at a keepalive position (`claim`) beyond the
+  // last reading: reads again (at most once a second), and ends the session
+  // if the server refuses connections because it is shutting down.
+  Status AnswerReplyRequest(Lsn claim, Clock::time_point now);
+  // pg_current_wal_lsn() on a plain connection; *sqlstate is the server's
+  // code when the connection or the query failed with one.
+  Result<Lsn> ReadServerWalPosition(std::string* sqlstate = nullptr);
   // Takes the latest independent reading of the server's position and lets
   // the last keepalive's acknowledgement follow it (slot/server_position.h).
   void FollowReadings(Clock::time_point now);
@@ -218,6 +224,7 @@ class SlotWorker {
     Lsn acked = kInvalidLsn;
   };
   KeepaliveClaim keepalive_;
+  Clock::time_point next_reply_reading_;  // AnswerReplyRequest's rate limit
   Lsn received_ = kInvalidLsn;
   Lsn pending_lsn_ = kInvalidLsn;  // highest LSN appended since the last mark
   bool has_pending_ = false;

@@ -79,6 +79,8 @@ class ServerRestartTest : public FaultTest {
  protected:
   ServerRestartTest() : FaultTest(Cluster::kPrivate) {}
 
+  void NeverHoldsUpAShutdown(const std::string& mode);
+
   // One long pgslotd run into a file while four writers commit; `fault` is
   // done to the server twice mid-stream. pgslotd must come back by itself
   // each time, catch up on its own, and the file must then be exactly the
@@ -139,6 +141,62 @@ TEST_F(ServerRestartTest, ServerCrashMidStreamIsSurvivedExactly) {
     pg_->Start();
   });
 }
+
+// A fast or smart shutdown waits for each logical walsender until the end
+// of the WAL it has read is acknowledged. pgslotd cannot prove that position
+// when WAL was written since its last reading, and a server shutting down
+// takes no new connection to read one on; so it ends the session rather
+// than hold the server. A smart shutdown also waits for every ordinary
+// session to end: the monitor holds none between its polls. The server
+// stops in its usual time (pg_ctl gives up after 60 s), and pgslotd streams
+// again once it is back, having lost and repeated nothing.
+void ServerRestartTest::NeverHoldsUpAShutdown(const std::string& mode) {
+  const std::string db = "fault_shutdown";
+  pg_->CreateDatabase(db);
+  pg_->Exec("CREATE TABLE shut_t(id int)", db);
+  FreshSlotsIn(db, {"fa_shut", "fa_shut_ref"});
+  const std::string log = dir_->File("shut.log");
+  auto config = [&](const std::string& interval) {
+    return FaultConfig(pg_->Conninfo(db), SlotYaml("fa_shut", FileSinkYaml(log), XidOptionsYaml()),
+                       "monitor_interval: " + interval + "\n");
+  };
+  const std::string cfg = WriteConfig(config("1h"));
+  Subprocess p;
+  StartDaemon(cfg, &p);
+  ASSERT_TRUE(WaitFor([&] { return CountOf(p.Stderr(), "streaming from") >= 1; }, seconds(30)))
+      << p.Stderr();
+  pg_->Exec("INSERT INTO shut_t VALUES (1)", db);
+  pg_->Exec("CREATE TABLE shut_other AS SELECT generate_series(1, 1000) AS id");
+  const std::string first = pg_->CurrentWalLsn();
+  // A shorter interval makes the monitor poll at once: that reading lets
+  // the acknowledgement pass the WAL the slot does not decode (another
+  // database's), so the monitor has polled (and, when it kept its
+  // connection between polls, holds an idle session).
+  ASSERT_EQ(WriteConfig(config("59m")), cfg);
+  ASSERT_TRUE(p.Signal(SIGHUP));
+  ASSERT_TRUE(WaitFor([&] { return !p.Running() || FlushAtLeast("fa_shut", first); }, seconds(30)))
+      << p.Stderr();
+  ASSERT_TRUE(p.Running()) << p.Stderr();
+  // More WAL the slot does not decode: the walsender's last position is now
+  // beyond every reading pgslotd took.
+  pg_->Exec("CREATE TABLE shut_later AS SELECT generate_series(1, 1000) AS id");
+
+  pg_->Stop(mode);  // throws if the server has not stopped within 60 s
+  EXPECT_NE(p.Stderr().find("the session ends so that the server can shut down"), std::string::npos)
+      << p.Stderr();
+  pg_->Start();
+  ASSERT_TRUE(
+      WaitFor([&] { return CountOf(p.Stderr(), "streaming again from") >= 1; }, seconds(60)))
+      << p.Stderr();
+  pg_->Exec("INSERT INTO shut_t VALUES (2)", db);
+  const std::string end = pg_->CurrentWalLsn();
+  ASSERT_TRUE(CatchUpAndStop(&p, "fa_shut", end));
+  EXPECT_EQ(ReadFile(log), Reference("fa_shut_ref", end, XidOptions(), db));
+}
+
+TEST_F(ServerRestartTest, AnIdleSlotNeverHoldsUpAFastShutdown) { NeverHoldsUpAShutdown("fast"); }
+
+TEST_F(ServerRestartTest, AnIdleSlotNeverHoldsUpASmartShutdown) { NeverHoldsUpAShutdown("smart"); }
 
 // Shared cluster: only the reader dies.
 class PipeReaderTest : public FaultTest {};

@@ -7,9 +7,9 @@
 
 #include "config/config.h"
 #include "daemon/control_socket.h"
-#include "daemon/log.h"
 #include "daemon/supervisor.h"
 #include "pg/lsn.h"
+#include "util/log.h"
 #include "version.h"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 
-#include "sink/sink.h"
+#include "util/fd.h"
 #include "util/path.h"
 
 namespace pgslotd {

@@ -2,16 +2,15 @@
 
 #include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <memory>
 
-#include "daemon/log.h"
 #include "pg/conninfo.h"
 #include "pg/quote.h"
 #include "pg/replication_conn.h"
+#include "util/log.h"
 
 namespace pgslotd {
 
@@ -22,18 +21,9 @@ constexpr std::chrono::seconds kQueryTimeout{10};
 
 }  // namespace
 
-Monitor::Monitor() { wakeup_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+Monitor::Monitor() = default;
 
-Monitor::~Monitor() {
-  Stop();
-  if (wakeup_fd_ >= 0) ::close(wakeup_fd_);
-}
-
-void Monitor::Wakeup() {
-  uint64_t one = 1;
-  ssize_t n = ::write(wakeup_fd_, &one, sizeof one);
-  (void)n;
-}
+Monitor::~Monitor() { Stop(); }
 
 void Monitor::SetTargets(const std::vector<std::pair<std::string, std::string>>& targets,
                          Duration interval) {
@@ -42,7 +32,7 @@ void Monitor::SetTargets(const std::vector<std::pair<std::string, std::string>>&
   for (const auto& [slot, conninfo] : targets) groups_[conninfo].push_back(slot);
   bool sooner = interval < interval_;
   interval_ = interval;
-  if (sooner) Wakeup();
+  if (sooner) wakeup_.Notify();
 }
 
 void Monitor::Start() {
@@ -56,7 +46,7 @@ void Monitor::Start() {
 
 void Monitor::Stop() {
   stop_.store(true);
-  Wakeup();
+  wakeup_.Notify();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -109,7 +99,7 @@ Status Monitor::Poll(const std::string& conninfo, const std::vector<std::string>
   if (!BuildMonitorParams(conninfo, &params, &err)) {
     return Status::SlotFatal("invalid connection string: " + err);
   }
-  ReplicationConn conn(wakeup_fd_, &stop_);
+  ReplicationConn conn(wakeup_.fd(), &stop_);
   Status s = conn.Connect(params, Clock::now() + kQueryTimeout);
   if (!s.ok()) return s;
   std::string in;
@@ -166,12 +156,10 @@ void Monitor::Run() {
     // Sleep until the next poll, a stop, or a shorter interval.
     auto until = Clock::now() + interval;
     while (!stop_.load() && Clock::now() < until) {
-      struct pollfd pfd = {wakeup_fd_, POLLIN, 0};
+      struct pollfd pfd = {wakeup_.fd(), POLLIN, 0};
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
       if (::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(1, left.count()))) > 0) {
-        uint64_t v;
-        while (::read(wakeup_fd_, &v, sizeof v) > 0) {
-        }
+        wakeup_.Drain();
         std::lock_guard<std::mutex> l(mu_);
         if (interval_ < interval) break;
       }

@@ -26,6 +26,7 @@
 
 #include "config/config.h"
 #include "pg/lsn.h"
+#include "util/fd.h"
 #include "util/status.h"
 
 namespace pgslotd {
@@ -66,14 +67,13 @@ class Monitor {
   // *fresh, and disconnects.
   Status Poll(const std::string& conninfo, const std::vector<std::string>& slots,
               std::map<std::string, ServerSlotInfo>* fresh);
-  void Wakeup();
 
   mutable std::mutex mu_;
   std::map<std::string, std::vector<std::string>> groups_;  // conninfo -> slots (mu_)
   std::map<std::string, ServerSlotInfo> infos_;             // slot -> figures (mu_)
   Duration interval_{10000};                                // (mu_)
   std::atomic<bool> stop_{false};
-  int wakeup_fd_ = -1;
+  WakeupFd wakeup_;  // a stop or a shorter interval
   std::thread thread_;
 };
 

@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -12,9 +11,9 @@
 #include <cstring>
 #include <map>
 
-#include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/status_line.h"
+#include "util/log.h"
 
 namespace pgslotd {
 
@@ -58,14 +57,11 @@ void BlockSignals() {
 }
 
 Supervisor::Supervisor(Config config, Options options)
-    : config_(std::move(config)), options_(options) {
-  done_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-}
+    : config_(std::move(config)), options_(options) {}
 
 Supervisor::~Supervisor() {
   StopAll();
   workers_.clear();
-  if (done_fd_ >= 0) ::close(done_fd_);
 }
 
 void Supervisor::StopAll() {
@@ -79,12 +75,8 @@ void Supervisor::StopAll() {
 std::unique_ptr<SlotWorker> Supervisor::MakeWorker(const SlotConfig& slot, bool start) {
   SlotWorker::Options wo;
   wo.end_lsn = options_.end_lsn;
-  int done_fd = done_fd_;
-  wo.on_exit = [done_fd] {
-    uint64_t one = 1;
-    ssize_t n = ::write(done_fd, &one, sizeof one);
-    (void)n;
-  };
+  int done_fd = worker_done_.fd();
+  wo.on_exit = [done_fd] { NotifyEventFd(done_fd); };
   auto w = std::make_unique<SlotWorker>(slot, std::move(wo));
   if (start) w->Start();
   return w;
@@ -439,7 +431,7 @@ int Supervisor::Run() {
     int64_t timeout = std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
     if (int64_t c = control_.NextDeadlineMs(now); c >= 0) timeout = std::min(timeout, c);
-    std::vector<struct pollfd> fds = {{sfd, POLLIN, 0}, {done_fd_, POLLIN, 0}};
+    std::vector<struct pollfd> fds = {{sfd, POLLIN, 0}, {worker_done_.fd(), POLLIN, 0}};
     control_.AddPollFds(&fds);
     int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<int64_t>(timeout, 1000)));
     if (n < 0 && errno != EINTR) {
@@ -461,9 +453,7 @@ int Supervisor::Run() {
       }
     }
     if (stop) break;
-    uint64_t v;
-    while (::read(done_fd_, &v, sizeof v) > 0) {
-    }
+    worker_done_.Drain();
     if (!retiring_.empty()) StartWhenFree();
     // Look at the workers that have ended.
     size_t finished = 0, failed = 0;

@@ -45,6 +45,7 @@
 #include "daemon/status_line.h"
 #include "pg/lsn.h"
 #include "slot/slot_worker.h"
+#include "util/fd.h"
 
 namespace pgslotd {
 
@@ -101,7 +102,7 @@ class Supervisor {
   Config config_;
   Options options_;
   Notifier notifier_;
-  int done_fd_ = -1;  // eventfd: a worker finished
+  WakeupFd worker_done_;  // a worker finished (outlives the workers)
   std::vector<std::unique_ptr<SlotWorker>> workers_;
   // Removed or changed by a reload, asked to stop, not yet ended.
   std::vector<std::unique_ptr<SlotWorker>> retiring_;

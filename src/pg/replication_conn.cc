@@ -8,6 +8,7 @@
 
 #include "pg/quote.h"
 #include "pg/resolve.h"
+#include "util/fd.h"
 
 namespace pgslotd {
 
@@ -61,9 +62,7 @@ Status ReplicationConn::Wait(short events, Clock::time_point deadline) {
     if (n > 0 && fds[1].revents) {
       // A wakeup (stop, reopen, reload): the requests themselves live in
       // flags, so drain it, or the next poll would return at once forever.
-      uint64_t v;
-      while (::read(wakeup_fd_, &v, sizeof v) > 0) {
-      }
+      DrainEventFd(wakeup_fd_);
     }
   }
 }

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "util/fd.h"
 #include "util/path.h"
 
 namespace pgslotd {

@@ -23,18 +23,4 @@ std::unique_ptr<Sink> MakeSink(const SinkConfig& config, int stdout_fd) {
   return std::make_unique<StdoutSink>(stdout_fd);
 }
 
-int WriteFully(int fd, const char* data, size_t len, size_t* done) {
-  *done = 0;
-  while (*done < len) {
-    ssize_t n = ::write(fd, data + *done, len - *done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) return EIO;
-    *done += static_cast<size_t>(n);
-  }
-  return 0;
-}
-
 }  // namespace pgslotd

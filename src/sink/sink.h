@@ -164,9 +164,4 @@ class Sink {
 // the descriptor a stdout sink writes to (1 outside tests).
 std::unique_ptr<Sink> MakeSink(const SinkConfig& config, int stdout_fd = 1);
 
-// Writes all of [data, data+len) to a blocking descriptor, retrying on
-// EINTR and short writes. Returns the errno of a failure, 0 on success;
-// *done gets the bytes written.
-int WriteFully(int fd, const char* data, size_t len, size_t* done);
-
 }  // namespace pgslotd

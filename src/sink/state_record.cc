@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <map>
 
-#include "sink/sink.h"
 #include "util/crc32c.h"
+#include "util/fd.h"
 #include "util/path.h"
 
 namespace pgslotd {

@@ -2,17 +2,16 @@
 
 #include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 
-#include "daemon/log.h"
 #include "pg/conninfo.h"
 #include "pg/quote.h"
 #include "pg/replication_conn.h"
 #include "slot/read_pacer.h"
+#include "util/log.h"
 
 namespace pgslotd {
 
@@ -96,7 +95,6 @@ const char* SlotStateName(SlotState s) {
 
 SlotWorker::SlotWorker(SlotConfig config, Options options)
     : config_(std::move(config)), options_(std::move(options)) {
-  wakeup_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (!options_.make_sink) {
     options_.make_sink = [](const SlotConfig& c) { return MakeSink(c.sink); };
   }
@@ -112,7 +110,6 @@ SlotWorker::SlotWorker(SlotConfig config, Options options)
 SlotWorker::~SlotWorker() {
   RequestStop();
   Join();
-  if (wakeup_fd_ >= 0) ::close(wakeup_fd_);
 }
 
 void SlotWorker::Start() {
@@ -121,31 +118,19 @@ void SlotWorker::Start() {
   thread_ = std::thread([this] { Run(); });
 }
 
-void SlotWorker::Wakeup() {
-  uint64_t one = 1;
-  ssize_t n = ::write(wakeup_fd_, &one, sizeof one);
-  (void)n;  // EAGAIN: already pending, which is just as good
-}
-
-void SlotWorker::DrainWakeup() {
-  uint64_t v;
-  while (::read(wakeup_fd_, &v, sizeof v) > 0) {
-  }
-}
-
 void SlotWorker::RequestStop() {
   stop_.store(true, std::memory_order_release);
-  Wakeup();
+  wakeup_.Notify();
 }
 
 void SlotWorker::RequestReopen() {
   reopen_.store(true, std::memory_order_release);
-  Wakeup();
+  wakeup_.Notify();
 }
 
 void SlotWorker::NoteInvalidated() {
   invalidated_.store(true, std::memory_order_release);
-  Wakeup();
+  wakeup_.Notify();
 }
 
 void SlotWorker::NoteServerWalPosition(Lsn lsn) {
@@ -187,9 +172,9 @@ bool SlotWorker::SleepInterruptibly(milliseconds d) {
     if (stop_.load(std::memory_order_acquire)) return false;
     auto now = Clock::now();
     if (now >= until) return true;
-    struct pollfd pfd = {wakeup_fd_, POLLIN, 0};
+    struct pollfd pfd = {wakeup_.fd(), POLLIN, 0};
     int wait = static_cast<int>(std::min<int64_t>(MillisUntil(until, now), 1000));
-    if (::poll(&pfd, 1, wait) > 0) DrainWakeup();
+    if (::poll(&pfd, 1, wait) > 0) wakeup_.Drain();
   }
 }
 
@@ -212,7 +197,7 @@ void SlotWorker::Run() {
   }
   while (result.ok() && !stop_.load(std::memory_order_acquire)) {
     auto started = Clock::now();
-    ReplicationConn conn(wakeup_fd_, &stop_, &stats_.heartbeat_ns);
+    ReplicationConn conn(wakeup_.fd(), &stop_, &stats_.heartbeat_ns);
     Status s = Session(&conn);
     conn.Close();
     if (s.code() == Status::Code::kStopped) break;
@@ -692,7 +677,7 @@ Result<Lsn> SlotWorker::ReadServerWalPosition(std::string* sqlstate) {
   if (!BuildMonitorParams(config_.connection, &params, &err)) {
     return Status::SlotFatal("invalid connection string: " + err);
   }
-  ReplicationConn plain(wakeup_fd_, &stop_, &stats_.heartbeat_ns);
+  ReplicationConn plain(wakeup_.fd(), &stop_, &stats_.heartbeat_ns);
   auto deadline = Clock::now() + std::chrono::seconds(10);
   Status s = plain.Connect(params, deadline);
   if (!s.ok()) {
@@ -882,7 +867,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
   ReadPacer pacer(Clock::now());
   for (;;) {
     Heartbeat();
-    if (wakeup_pending) DrainWakeup();
+    if (wakeup_pending) wakeup_.Drain();
     if (stop_.load(std::memory_order_acquire)) return Finish(conn, false);
     auto now = Clock::now();
     turn_now_ = now;
@@ -1049,7 +1034,7 @@ Status SlotWorker::Stream(ReplicationConn* conn) {
     // 7. Wait for the server, the sink, a timer or a wakeup.
     struct pollfd fds[3];
     int nfds = 0;
-    fds[nfds++] = {wakeup_fd_, POLLIN, 0};
+    fds[nfds++] = {wakeup_.fd(), POLLIN, 0};
     short pg_events = 0;
     if (!reached_end_ && buffer_.size() < config_.buffer_size) pg_events |= POLLIN;
     if (flush_pending) pg_events |= POLLOUT;
@@ -1226,9 +1211,9 @@ Status SlotWorker::WaitForSink() {
     if (s.ok() && buffer_.empty()) break;
     if (!s.ok() && s.code() != Status::Code::kWouldBlock) return s.Prefixed(sink_->Describe());
     Sink::Wait w = sink_->WaitSpec();
-    struct pollfd fds[2] = {{wakeup_fd_, POLLIN, 0}, {w.fd, w.events, 0}};
+    struct pollfd fds[2] = {{wakeup_.fd(), POLLIN, 0}, {w.fd, w.events, 0}};
     int wait = static_cast<int>(std::min<int64_t>(w.fd >= 0 ? 1000 : w.retry.count(), 1000));
-    if (::poll(fds, w.fd >= 0 ? 2 : 1, wait) > 0 && fds[0].revents) DrainWakeup();
+    if (::poll(fds, w.fd >= 0 ? 2 : 1, wait) > 0 && fds[0].revents) wakeup_.Drain();
   }
   if (Status ss = SyncSink(Clock::now(), true); !ss.ok()) return ss;
   Event(spdlog::level::info, nullptr, Acked(),

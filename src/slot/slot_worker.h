@@ -33,6 +33,7 @@
 #include "sink/sink.h"
 #include "slot/ack_tracker.h"
 #include "slot/server_position.h"
+#include "util/fd.h"
 #include "util/out_buffer.h"
 #include "util/status.h"
 
@@ -183,8 +184,6 @@ class SlotWorker {
   void GiveMemoryBack();
   Status Settle(Clock::time_point until);
   bool SleepInterruptibly(std::chrono::milliseconds d);
-  void Wakeup();
-  void DrainWakeup();
   void Heartbeat();
   // log_level debug: received, durable and acknowledged positions, at most
   // every 10 s.
@@ -197,7 +196,7 @@ class SlotWorker {
   const SlotConfig config_;
   Options options_;
   std::thread thread_;
-  int wakeup_fd_ = -1;  // eventfd
+  WakeupFd wakeup_;  // stop, reopen, reload and pacing wake-ups
   std::atomic<bool> stop_{false};
   std::atomic<bool> reopen_{false};
   std::atomic<bool> invalidated_{false};
@@ -231,7 +230,6 @@ class SlotWorker {
   uint64_t last_mark_offset_ = 0;
   bool owing_ = false;          // the formatter owes output for one message
   Lsn owed_lsn_ = kInvalidLsn;  // that message's position
-  Clock::time_point pending_since_;
   Clock::time_point unsynced_since_;
   bool unsynced_ = false;
   bool reply_due_ = false;

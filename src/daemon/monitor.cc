@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 
@@ -152,6 +153,9 @@ void Monitor::Run() {
     {
       std::lock_guard<std::mutex> l(mu_);
       infos_ = std::move(fresh);
+      // A shorter interval set during the poll: its wake-up went to the
+      // poll's connection, which took it off the eventfd.
+      interval = std::min(interval, interval_);
     }
     // Sleep until the next poll, a stop, or a shorter interval.
     auto until = Clock::now() + interval;

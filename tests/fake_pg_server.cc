@@ -7,6 +7,7 @@
 //
 //   fake_pg_server --dir DIR --port N --system-id ID --wal-lsn X/Y
 //                  [--send keepalive:X/Y | xlogdata:X/Y:TEXT | sleep:MS]...
+//                  [--ask-reply-at X/Y] [--plain-error SQLSTATE]
 //
 // It listens on DIR/.s.PGSQL.N and prints "listening" on stdout once it
 // does. --wal-lsn is its WAL position everywhere it is asked (IDENTIFY_SYSTEM,
@@ -15,6 +16,13 @@
 // answers. Every standby status update it receives is printed as
 // "flush X/Y", and each START_REPLICATION as "start X/Y". It runs until
 // killed.
+//
+// --ask-reply-at makes it act as a walsender whose server shuts down: after
+// the --send messages, and after every status update, it sends a keepalive
+// of X/Y that asks for a reply. --plain-error makes every plain
+// (non-replication) connection fail at its start with a FATAL error of that
+// SQLSTATE, as a server shutting down (57P03) or a proxy in front of it
+// does.
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -37,6 +45,8 @@ struct Options {
   std::string system_id;
   std::string wal_lsn;
   std::vector<std::string> sends;
+  std::string ask_reply_at;
+  std::string plain_error;
 };
 Options g_opts;
 std::mutex g_print;
@@ -91,6 +101,7 @@ class Conn {
       if (type == 'Q') Query(body.c_str());
       if (type == 'd' && !body.empty() && body[0] == 'r' && body.size() >= 34) {
         Print("flush " + FormatLsn(Get64(body.data() + 9)));
+        if (!g_opts.ask_reply_at.empty()) AskReply();
       }
       if (type == 'c') {  // CopyDone: end ours too, and the command
         Send('c', "");
@@ -142,6 +153,12 @@ class Conn {
     if (len < 8 || len > 10000) return false;
     std::string rest(len - 4, '\0');
     if (!ReadFully(rest.data(), rest.size())) return false;
+    bool replication = rest.find(std::string("replication") + '\0') != std::string::npos;
+    if (!replication && !g_opts.plain_error.empty()) {
+      Send('E', std::string("SFATAL") + '\0' + "VFATAL" + '\0' + "C" + g_opts.plain_error + '\0' +
+                    "Mthe fake server refuses plain connections" + '\0' + '\0');
+      return false;
+    }
     std::string auth;
     Put32(&auth, 0);
     Send('R', auth);
@@ -252,6 +269,15 @@ class Conn {
       }
       Send('d', msg);
     }
+    if (!g_opts.ask_reply_at.empty()) AskReply();
+  }
+  // A keepalive at --ask-reply-at that asks for a reply.
+  void AskReply() {
+    std::string msg = "k";
+    Put64(&msg, ParseLsn(g_opts.ask_reply_at));
+    Put64(&msg, 0);
+    msg.push_back('\1');
+    Send('d', msg);
   }
 
   int fd_;
@@ -267,6 +293,8 @@ int main(int argc, char** argv) {
     if (flag == "--system-id") g_opts.system_id = value;
     if (flag == "--wal-lsn") g_opts.wal_lsn = value;
     if (flag == "--send") g_opts.sends.push_back(value);
+    if (flag == "--ask-reply-at") g_opts.ask_reply_at = value;
+    if (flag == "--plain-error") g_opts.plain_error = value;
   }
   std::string path = g_opts.dir + "/.s.PGSQL." + std::to_string(g_opts.port);
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

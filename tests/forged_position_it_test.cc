@@ -18,8 +18,10 @@ using std::chrono::seconds;
 
 class ForgedPositionTest : public DaemonTest {
  protected:
-  // Starts the fake server on dir_ with these --send messages.
-  void StartFake(const std::string& wal_lsn, const std::vector<std::string>& sends) {
+  // Starts the fake server on dir_ with these --send messages, and `more`
+  // of its flags.
+  void StartFake(const std::string& wal_lsn, const std::vector<std::string>& sends,
+                 const std::vector<std::string>& more = {}) {
     std::vector<std::string> argv = {
         FAKE_PG_SERVER_BINARY, "--dir",    dir_->path(), "--port", "5999",
         "--system-id",         SystemId(), "--wal-lsn",  wal_lsn};
@@ -27,6 +29,7 @@ class ForgedPositionTest : public DaemonTest {
       argv.push_back("--send");
       argv.push_back(s);
     }
+    argv.insert(argv.end(), more.begin(), more.end());
     fake_.Start(argv);
     ASSERT_TRUE(
         WaitFor([&] { return fake_.Stdout().find("listening") != std::string::npos; }, seconds(10)))
@@ -141,6 +144,43 @@ TEST_F(ForgedPositionTest, ARecordBeyondTheServersWalIsRefusedAtStart) {
       << real.Stderr();
   EXPECT_EQ(pg_->ConfirmedFlushLsn("it_ahead"), confirmed);
   EXPECT_EQ(ReadFile(log), held);
+}
+
+// A walsender whose server shuts down asks, after every reply, for its last
+// position to be acknowledged; when that position is beyond every reading
+// and the plain connection that would read it fails with something other
+// than 57P03 (here a proxy's 08P01), pgslotd still ends the session after a
+// few seconds of asking rather than hold the server for ever, and
+// acknowledges nothing the server has not proven.
+TEST_F(ForgedPositionTest, AServerThatKeepsAskingForAnUnprovenPositionIsNotHeld) {
+  FreshSlots({"it_asking"});
+  std::string pos = pg_->CurrentWalLsn();
+  std::string beyond = FormatLsn(*ParseLsn(pos) + 4096);
+  StartFake(pos, {}, {"--ask-reply-at", beyond, "--plain-error", "08P01"});
+  std::string log = dir_->File("asking.log");
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", Config(true, "it_asking", log, "fake.yaml")});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return !LinesWithAll(p.Stderr(),
+                             {"slot it_asking: the server waits for position " + beyond +
+                                  " to be acknowledged, beyond the last reading of its WAL "
+                                  "position (" +
+                                  pos + "), and reading it again failed (",
+                              "the fake server refuses plain connections",
+                              "): the session ends so that the server can shut down; nothing "
+                              "after the last acknowledged position is lost",
+                              "reconnecting in"})
+                    .empty() ||
+               !p.Running();
+      },
+      seconds(30)))
+      << p.Stderr() << fake_.Stdout();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  ASSERT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
+  std::vector<Lsn> flushes = Flushes();
+  ASSERT_FALSE(flushes.empty());
+  for (Lsn flush : flushes) EXPECT_LE(flush, *ParseLsn(pos)) << fake_.Stdout();
 }
 
 }  // namespace

@@ -646,39 +646,49 @@ void SlotWorker::FollowReadings(Clock::time_point now) {
 // was written since the last reading (another database's, the server's own
 // records), no reading proves that position, and a server that is shutting
 // down takes no new connection to read it on. Left capped, the
-// acknowledgement would hold the server's shutdown for ever; so a refusal
-// with 57P03 (cannot connect now) ends the session instead: the walsender
-// exits, the server stops, and the next session starts from what was
-// acknowledged (the stream had sent nothing beyond it). Any other failure
-// leaves the cap as it is: the monitor's next reading lifts it.
+// acknowledgement would hold the server's shutdown for ever; so the session
+// ends instead: at once when the server refuses the reading with 57P03
+// (cannot connect now), and after kReplyRequestsUnanswered when readings
+// keep failing otherwise (a proxy in the way, a timeout) while the requests
+// keep coming. The walsender exits, the server stops, and the next session
+// starts from what was acknowledged. An honest server asks for a reply only
+// every wal_sender_timeout / 2 otherwise, so a failed reading then (which
+// the monitor's next one makes good) ends nothing.
 Status SlotWorker::AnswerReplyRequest(Lsn claim, Clock::time_point now) {
   if (now < next_reply_reading_) return Status::Ok();
-  next_reply_reading_ = now + std::chrono::seconds(1);
   std::string sqlstate;
-  Result<Lsn> reading = ReadServerWalPosition(&sqlstate);
+  Result<Lsn> reading = ReadServerWalPosition(kReplyReadingTimeout, &sqlstate);
+  next_reply_reading_ = Clock::now() + kReplyReadingEvery;
   if (reading.ok()) {
     position_.Note(reading.value());
+    reply_readings_failing_since_.reset();
     return Status::Ok();
   }
   if (reading.status().code() == Status::Code::kStopped) return reading.status();
-  if (sqlstate != "57P03") return Status::Ok();
+  if (!reply_readings_failing_since_ || now - last_failed_reply_reading_ > kReplyRequestsApart) {
+    reply_readings_failing_since_ = now;
+  }
+  last_failed_reply_reading_ = now;
+  if (sqlstate != "57P03" && now - *reply_readings_failing_since_ < kReplyRequestsUnanswered) {
+    return Status::Ok();
+  }
   return Status::Retryable(
-      "the server is not accepting connections (" + reading.status().message() +
-      ") while its walsender waits for position " + FormatLsn(claim) +
-      " to be acknowledged, beyond the last reading of the server's WAL position (" +
-      FormatLsn(position_.proven()) +
-      "): the session ends so that the server can shut down; nothing after " +
-      "the last acknowledged position is lost");
+      "the server waits for position " + FormatLsn(claim) +
+      " to be acknowledged, beyond the last reading of its WAL position (" +
+      FormatLsn(position_.proven()) + "), and reading it again failed (" +
+      reading.status().message() +
+      "): the session ends so that the server can shut down; nothing after the last "
+      "acknowledged position is lost");
 }
 
-Result<Lsn> SlotWorker::ReadServerWalPosition(std::string* sqlstate) {
+Result<Lsn> SlotWorker::ReadServerWalPosition(Clock::duration timeout, std::string* sqlstate) {
   std::vector<std::pair<std::string, std::string>> params;
   std::string err;
   if (!BuildMonitorParams(config_.connection, &params, &err)) {
     return Status::SlotFatal("invalid connection string: " + err);
   }
   ReplicationConn plain(wakeup_.fd(), &stop_, &stats_.heartbeat_ns);
-  auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto deadline = Clock::now() + timeout;
   Status s = plain.Connect(params, deadline);
   if (!s.ok()) {
     if (sqlstate) *sqlstate = plain.last_error().sqlstate;
@@ -696,7 +706,7 @@ Result<Lsn> SlotWorker::ReadServerWalPosition(std::string* sqlstate) {
 }
 
 Status SlotWorker::CheckClaim(Lsn claim, const char* what) {
-  Result<Lsn> reading = ReadServerWalPosition();
+  Result<Lsn> reading = ReadServerWalPosition(std::chrono::seconds(10));
   if (reading.status().code() == Status::Code::kStopped) return reading.status();
   if (reading.ok()) position_.Note(reading.value());
   if (!position_.NeedsReading(claim)) return Status::Ok();

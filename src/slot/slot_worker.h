@@ -133,12 +133,17 @@ class SlotWorker {
   // plain connection, and ends the session if `claim` is still beyond it.
   Status CheckClaim(Lsn claim, const char* what);
   // The server asks for a reply at a keepalive position (`claim`) beyond the
-  // last reading: reads again (at most once a second), and ends the session
-  // if the server refuses connections because it is shutting down.
+  // last reading: reads again (at most every kReplyReadingEvery), and ends
+  // the session if the server refuses connections because it is shutting
+  // down, or if readings keep failing while it keeps asking.
   Status AnswerReplyRequest(Lsn claim, Clock::time_point now);
-  // pg_current_wal_lsn() on a plain connection; *sqlstate is the server's
-  // code when the connection or the query failed with one.
-  Result<Lsn> ReadServerWalPosition(std::string* sqlstate = nullptr);
+  static constexpr std::chrono::seconds kReplyReadingEvery{1};
+  static constexpr std::chrono::seconds kReplyReadingTimeout{2};
+  static constexpr std::chrono::seconds kReplyRequestsApart{3};  // more: a new run
+  static constexpr std::chrono::seconds kReplyRequestsUnanswered{5};
+  // pg_current_wal_lsn() on a plain connection within `timeout`; *sqlstate
+  // is the server's code when the connection or the query failed with one.
+  Result<Lsn> ReadServerWalPosition(Clock::duration timeout, std::string* sqlstate = nullptr);
   // Takes the latest independent reading of the server's position and lets
   // the last keepalive's acknowledgement follow it (slot/server_position.h).
   void FollowReadings(Clock::time_point now);
@@ -223,7 +228,11 @@ class SlotWorker {
     Lsn acked = kInvalidLsn;
   };
   KeepaliveClaim keepalive_;
-  Clock::time_point next_reply_reading_;  // AnswerReplyRequest's rate limit
+  // AnswerReplyRequest's rate limit, and the run of reply requests whose
+  // readings failed (none while the last one succeeded).
+  Clock::time_point next_reply_reading_;
+  std::optional<Clock::time_point> reply_readings_failing_since_;
+  Clock::time_point last_failed_reply_reading_;
   Lsn received_ = kInvalidLsn;
   Lsn pending_lsn_ = kInvalidLsn;  // highest LSN appended since the last mark
   bool has_pending_ = false;

@@ -8,6 +8,7 @@
 //   fake_pg_server --dir DIR --port N --system-id ID --wal-lsn X/Y
 //                  [--send keepalive:X/Y | xlogdata:X/Y:TEXT | sleep:MS]...
 //                  [--ask-reply-at X/Y] [--plain-error SQLSTATE]
+//                  [--identify-lsn X/Y]
 //
 // It listens on DIR/.s.PGSQL.N and prints "listening" on stdout once it
 // does. --wal-lsn is its WAL position everywhere it is asked (IDENTIFY_SYSTEM,
@@ -15,7 +16,9 @@
 // START_REPLICATION it sends the --send messages in order, then only
 // answers. Every standby status update it receives is printed as
 // "flush X/Y", and each START_REPLICATION as "start X/Y". It runs until
-// killed.
+// killed. --identify-lsn, when given, replaces --wal-lsn on the replication
+// connection (IDENTIFY_SYSTEM, the slot's confirmed_flush_lsn), so that a
+// plain connection's reading can be ahead of the session's.
 //
 // --ask-reply-at makes it act as a walsender whose server shuts down: after
 // the --send messages, and after every status update, it sends a keepalive
@@ -47,6 +50,7 @@ struct Options {
   std::vector<std::string> sends;
   std::string ask_reply_at;
   std::string plain_error;
+  std::string identify_lsn;
 };
 Options g_opts;
 std::mutex g_print;
@@ -216,14 +220,15 @@ class Conn {
   }
   void Query(const char* q) {
     const char* lsn = g_opts.wal_lsn.c_str();
+    const char* session_lsn = g_opts.identify_lsn.empty() ? lsn : g_opts.identify_lsn.c_str();
     if (Starts(q, "IDENTIFY_SYSTEM")) {
       Row({"systemid", "timeline", "xlogpos", "dbname"},
-          {g_opts.system_id.c_str(), "1", lsn, "postgres"});
+          {g_opts.system_id.c_str(), "1", session_lsn, "postgres"});
     } else if (Starts(q, "SHOW wal_sender_timeout")) {
       Row({"wal_sender_timeout"}, {"60s"});
     } else if (Starts(q, "SELECT slot_type, plugin")) {
       Row({"slot_type", "plugin", "database", "wal_status", "confirmed_flush_lsn"},
-          {"logical", "test_decoding", "postgres", "reserved", lsn});
+          {"logical", "test_decoding", "postgres", "reserved", session_lsn});
     } else if (Starts(q, "SELECT wal_status")) {
       Row({"wal_status"}, {"reserved"});
     } else if (Starts(q, "SELECT slot_name, active")) {  // the monitor
@@ -295,6 +300,7 @@ int main(int argc, char** argv) {
     if (flag == "--send") g_opts.sends.push_back(value);
     if (flag == "--ask-reply-at") g_opts.ask_reply_at = value;
     if (flag == "--plain-error") g_opts.plain_error = value;
+    if (flag == "--identify-lsn") g_opts.identify_lsn = value;
   }
   std::string path = g_opts.dir + "/.s.PGSQL." + std::to_string(g_opts.port);
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -19,9 +19,10 @@ using std::chrono::seconds;
 class ForgedPositionTest : public DaemonTest {
  protected:
   // Starts the fake server on dir_ with these --send messages, and `more`
-  // of its flags.
+  // of its flags, as `fake` (fake_ if none).
   void StartFake(const std::string& wal_lsn, const std::vector<std::string>& sends,
-                 const std::vector<std::string>& more = {}) {
+                 const std::vector<std::string>& more = {}, Subprocess* fake = nullptr) {
+    if (fake == nullptr) fake = &fake_;
     std::vector<std::string> argv = {
         FAKE_PG_SERVER_BINARY, "--dir",    dir_->path(), "--port", "5999",
         "--system-id",         SystemId(), "--wal-lsn",  wal_lsn};
@@ -30,10 +31,10 @@ class ForgedPositionTest : public DaemonTest {
       argv.push_back(s);
     }
     argv.insert(argv.end(), more.begin(), more.end());
-    fake_.Start(argv);
+    fake->Start(argv);
     ASSERT_TRUE(
-        WaitFor([&] { return fake_.Stdout().find("listening") != std::string::npos; }, seconds(10)))
-        << fake_.Stderr();
+        WaitFor([&] { return fake->Stdout().find("listening") != std::string::npos; }, seconds(10)))
+        << fake->Stderr();
   }
 
   std::string SystemId() {
@@ -43,17 +44,21 @@ class ForgedPositionTest : public DaemonTest {
   // A config for one slot with a file sink, on the fake server or the real.
   std::string Config(bool fake, const std::string& slot, const std::string& log,
                      const std::string& name) {
+    return ConfigWithSink(fake, slot, "{type: file, path: " + log + "}", name);
+  }
+  std::string ConfigWithSink(bool fake, const std::string& slot, const std::string& sink,
+                             const std::string& name) {
     std::string conn = fake ? "host=" + dir_->path() + " port=5999 user=postgres dbname=postgres"
                             : pg_->Conninfo();
     return WriteConfig("connection: \"" + conn + "\"\nstatus_interval: 1s\nmonitor_interval: 1s\n" +
-                           Dirs() + "slots:\n" + SlotYaml(slot, "{type: file, path: " + log + "}"),
+                           Dirs() + "slots:\n" + SlotYaml(slot, sink),
                        name);
   }
 
-  // Every flush position the fake server was told.
-  std::vector<Lsn> Flushes() {
+  // Every flush position the fake server (fake_ if none) was told.
+  std::vector<Lsn> Flushes(Subprocess* fake = nullptr) {
     std::vector<Lsn> out;
-    for (const std::string& line : SplitLines(fake_.Stdout())) {
+    for (const std::string& line : SplitLines((fake ? fake : &fake_)->Stdout())) {
       if (line.rfind("flush ", 0) == 0) out.push_back(*ParseLsn(line.substr(6)));
     }
     return out;
@@ -181,6 +186,53 @@ TEST_F(ForgedPositionTest, AServerThatKeepsAskingForAnUnprovenPositionIsNotHeld)
   std::vector<Lsn> flushes = Flushes();
   ASSERT_FALSE(flushes.empty());
   for (Lsn flush : flushes) EXPECT_LE(flush, *ParseLsn(pos)) << fake_.Stdout();
+}
+
+// A reading proves a position of the server it was taken on only. One server
+// (here a fake) is read at 1/100000, and the idle slot's acknowledgement
+// follows that reading; then another server takes its place on the same
+// address, behind it (as after a failover, or a restore), and names a
+// position beyond its own WAL but short of the first server's reading.
+// Nothing is acknowledged on the first server's strength.
+TEST_F(ForgedPositionTest, AReadingOfAnEarlierServerProvesNothingOnTheNext) {
+  StartFake("1/100000", {"keepalive:1/100000"}, {"--identify-lsn", "1/0"});
+  Subprocess p;
+  p.Start(
+      {PgslotdBinary(), "--config", ConfigWithSink(true, "it_next", "{type: stdout}", "f.yaml")});
+  // The session began at 1/0; only the monitor's reading proves 1/100000.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::vector<Lsn> f = Flushes();
+        return !p.Running() || (!f.empty() && f.back() == *ParseLsn("1/100000"));
+      },
+      seconds(30)))
+      << p.Stderr() << fake_.Stdout();
+  ASSERT_TRUE(fake_.Signal(SIGKILL));
+  fake_.Wait(seconds(10));
+
+  Subprocess next;
+  StartFake("1/0", {"keepalive:1/80000"}, {}, &next);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return !p.Running() ||
+               (next.Stdout().find("start ") != std::string::npos && Flushes(&next).size() >= 3);
+      },
+      seconds(30)))
+      << p.Stderr() << next.Stdout();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  ASSERT_EQ(p.Wait(seconds(20)), 0) << p.Stderr();
+  // The acknowledgement of the session before is beyond this server's WAL:
+  // the stream starts from the slot's own position, and nothing after it is
+  // acknowledged on the earlier server's reading.
+  EXPECT_NE(next.Stdout().find("start 1/0\n"), std::string::npos) << next.Stdout();
+  EXPECT_EQ(LinesWithAll(p.Stderr(), {"slot it_next: acknowledged up to 1/100000 in an earlier "
+                                      "session, beyond this server's WAL end 1/0",
+                                      "streaming from the slot's own position 1/0 instead; "
+                                      "changes after it may come again, none is skipped"})
+                .size(),
+            1u)
+      << p.Stderr();
+  for (Lsn flush : Flushes(&next)) EXPECT_LE(flush, *ParseLsn("1/0")) << next.Stdout();
 }
 
 }  // namespace

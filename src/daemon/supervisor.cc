@@ -190,7 +190,9 @@ void Supervisor::ShareServerPositions() {
   for (auto& w : workers_) {
     auto info = monitor_.Get(w->config().name);
     if (!info) continue;
-    if (info->current_wal_lsn != kInvalidLsn) w->NoteServerWalPosition(info->current_wal_lsn);
+    if (info->current_wal_lsn != kInvalidLsn) {
+      w->NoteServerWalPosition(info->current_wal_lsn, info->polled_at);
+    }
     // A paused slot has no connection to learn it from.
     if (info->wal_status == "lost" && w->stats().state.load() == SlotState::kPaused) {
       w->NoteInvalidated();

@@ -7,7 +7,9 @@
 // slot held. So the acknowledgement never rests on the stream alone: the
 // server's WAL position as read independently (IDENTIFY_SYSTEM's xlogpos at
 // the start of a session, pg_current_wal_lsn() on a plain connection since:
-// the monitor's readings, or one read for the purpose) is what it proves.
+// the monitor's readings, or one read for the purpose) is what it proves;
+// a reading taken before the session began (perhaps of another server, before
+// a failover) proves nothing in it.
 //
 //   - a keepalive advances the acknowledgement at most to proven();
 //   - a position more than kMargin beyond proven() (a keepalive's, or a

@@ -133,10 +133,15 @@ void SlotWorker::NoteInvalidated() {
   wakeup_.Notify();
 }
 
-void SlotWorker::NoteServerWalPosition(Lsn lsn) {
-  uint64_t seen = reported_wal_position_.load(std::memory_order_relaxed);
-  while (lsn > seen && !reported_wal_position_.compare_exchange_weak(seen, lsn)) {
-  }
+void SlotWorker::NoteServerWalPosition(Lsn lsn, Clock::time_point read_at) {
+  reported_wal_position_.store(lsn, std::memory_order_relaxed);
+  reported_at_ns_.store(read_at.time_since_epoch().count(), std::memory_order_release);
+}
+
+Lsn SlotWorker::ReportedReading() const {
+  Clock::time_point at{Clock::duration(reported_at_ns_.load(std::memory_order_acquire))};
+  if (at < session_began_) return kInvalidLsn;
+  return reported_wal_position_.load(std::memory_order_relaxed);
 }
 
 void SlotWorker::Join() {
@@ -394,6 +399,7 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   if (!s.ok()) return s.Prefixed("cannot connect (" + RedactConninfo(config_.connection) + ")");
   if (Status so = sink_->Open(); !so.ok()) return so.Prefixed(sink_->Describe());
 
+  session_began_ = Clock::now();  // readings taken before prove nothing here
   Result<Rows> ident = conn->Query("IDENTIFY_SYSTEM", deadline);
   if (!ident.ok()) return ident.status().Prefixed("IDENTIFY_SYSTEM");
   if (ident.value().empty() || ident.value()[0].size() < 4 || ident.value()[0][3].empty()) {
@@ -460,7 +466,7 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   if (!now.value().empty() && now.value()[0].size() >= 3) xlogpos = ParseLsn(now.value()[0][2]);
   if (!xlogpos) return Status::Retryable("IDENTIFY_SYSTEM gave no readable xlogpos");
   position_.Reset(*xlogpos);
-  position_.Note(reported_wal_position_.load(std::memory_order_relaxed));
+  position_.Note(ReportedReading());
   const std::vector<std::string>& row = found.value()[0];
   if (row[0] != "logical") {
     return Status::SlotFatal("replication slot \"" + config_.name + "\" is a " + row[0] +
@@ -525,8 +531,9 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
       tracker_.Restart(sink_->accepted(), tracker_.flushed());
       if (Status cs = Checkpoint(Clock::now(), true); !cs.ok()) return cs;
     }
-  } else if (confirmed) {
-    tracker_.SetFloor(*confirmed);
+  } else {
+    if (confirmed) tracker_.SetFloor(*confirmed);
+    if (tracker_.flushed() > *xlogpos) ForgetEarlierServer(*xlogpos, confirmed);
   }
   *start = tracker_.flushed();
   received_ = std::max(received_, *start);
@@ -534,12 +541,31 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   return Status::Ok();
 }
 
+// A stream sink's acknowledgement from an earlier session is beyond this
+// server's WAL end: the session before was with another server (a failover
+// to one that is behind, a restore), or this one lost the end of its WAL.
+// Starting from it would have the server skip what it writes up to there,
+// so the slot starts from the server's own position instead: what the sink
+// took after it may come again (a stream sink is at-least-once), nothing is
+// skipped.
+void SlotWorker::ForgetEarlierServer(Lsn wal_end, const std::optional<Lsn>& confirmed) {
+  Lsn from = confirmed.value_or(kInvalidLsn);
+  Event(spdlog::level::warn, nullptr, from,
+        "acknowledged up to " + FormatLsn(tracker_.flushed()) +
+            " in an earlier session, beyond this server's WAL end " + FormatLsn(wal_end) +
+            " (another server, or one that lost the end of its WAL): streaming from the slot's "
+            "own position " +
+            FormatLsn(from) + " instead; changes after it may come again, none is skipped");
+  tracker_.Restart(tracker_.SafeOffset(), from);
+  received_ = from;
+}
+
 Status SlotWorker::HandleMessage(const char* buf, int len) {
   ServerMessage m;
   Status s = ParseServerMessage(buf, static_cast<size_t>(len), &m);
   if (!s.ok()) return s;
   const std::optional<Lsn>& end = options_.end_lsn;
-  position_.Note(reported_wal_position_.load(std::memory_order_relaxed));
+  position_.Note(ReportedReading());
   if (m.kind == ServerMessage::Kind::kXLogData) {
     if (end && m.data_start > *end) {
       reached_end_ = true;
@@ -627,7 +653,7 @@ Status SlotWorker::HandleMessage(const char* buf, int len) {
 }
 
 void SlotWorker::FollowReadings(Clock::time_point now) {
-  position_.Note(reported_wal_position_.load(std::memory_order_relaxed));
+  position_.Note(ReportedReading());
   // An idle slot's last keepalive was capped at the reading of its time; a
   // newer reading lets it go further, as long as nothing came after it.
   if (keepalive_.claim <= keepalive_.acked || appended() != keepalive_.offset ||

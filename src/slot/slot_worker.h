@@ -100,10 +100,13 @@ class SlotWorker {
   // Thread-safe: the monitor saw the server invalidate this slot while it
   // was paused (no connection to learn it from); it stops as invalidated.
   void NoteInvalidated();
-  // Thread-safe: an independent reading of the server's WAL position (the
-  // monitor's pg_current_wal_lsn()), which the acknowledgement may follow
-  // (slot/server_position.h).
-  void NoteServerWalPosition(Lsn lsn);
+  // An independent reading of the server's WAL position (the monitor's
+  // pg_current_wal_lsn(), taken at `read_at`), which the acknowledgement
+  // may follow (slot/server_position.h). Only readings taken since the
+  // current session began count: one of an earlier server (before a
+  // failover or a restore) proves nothing about this one. Called from one
+  // thread (the supervisor's) only.
+  void NoteServerWalPosition(Lsn lsn, std::chrono::steady_clock::time_point read_at);
   void Join();
 
   bool finished() const { return finished_.load(std::memory_order_acquire); }
@@ -132,6 +135,9 @@ class SlotWorker {
   // the last independent reading: reads the server's position again on a
   // plain connection, and ends the session if `claim` is still beyond it.
   Status CheckClaim(Lsn claim, const char* what);
+  // Prepare's answer to a stream sink's earlier acknowledgement beyond this
+  // server's WAL end: start from the slot's `confirmed` position, warning.
+  void ForgetEarlierServer(Lsn wal_end, const std::optional<Lsn>& confirmed);
   // The server asks for a reply at a keepalive position (`claim`) beyond the
   // last reading: reads again (at most every kReplyReadingEvery), and ends
   // the session if the server refuses connections because it is shutting
@@ -205,7 +211,13 @@ class SlotWorker {
   std::atomic<bool> stop_{false};
   std::atomic<bool> reopen_{false};
   std::atomic<bool> invalidated_{false};
-  std::atomic<uint64_t> reported_wal_position_{0};  // from NoteServerWalPosition
+  // The latest NoteServerWalPosition: its position is stored before its
+  // time, so that a time read (acquire) comes with that reading or a newer.
+  std::atomic<uint64_t> reported_wal_position_{0};
+  std::atomic<int64_t> reported_at_ns_{0};  // steady clock
+  Clock::time_point session_began_;         // before its IDENTIFY_SYSTEM
+  // The latest reported reading if taken since the session began, else none.
+  Lsn ReportedReading() const;
   std::atomic<bool> finished_{false};
   bool started_ = false;
   Status error_;

@@ -28,7 +28,7 @@ Monitor::~Monitor() { Stop(); }
 
 void Monitor::SetTargets(const std::vector<std::pair<std::string, std::string>>& targets,
                          Duration interval) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   groups_.clear();
   for (const auto& [slot, conninfo] : targets) groups_[conninfo].push_back(slot);
   bool sooner = interval < interval_;
@@ -52,7 +52,7 @@ void Monitor::Stop() {
 }
 
 std::optional<ServerSlotInfo> Monitor::Get(const std::string& slot) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   auto it = infos_.find(slot);
   if (it == infos_.end()) return std::nullopt;
   return it->second;
@@ -126,7 +126,7 @@ void Monitor::Run() {
     std::map<std::string, std::vector<std::string>> groups;
     Duration interval;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       groups = groups_;
       interval = interval_;
     }
@@ -151,7 +151,7 @@ void Monitor::Run() {
       }
     }
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       infos_ = std::move(fresh);
       // A shorter interval set during the poll: its wake-up went to the
       // poll's connection, which took it off the eventfd.
@@ -164,7 +164,7 @@ void Monitor::Run() {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
       if (::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(1, left.count()))) > 0) {
         wakeup_.Drain();
-        std::lock_guard<std::mutex> l(mu_);
+        MutexLock l(&mu_);
         if (interval_ < interval) break;
       }
     }

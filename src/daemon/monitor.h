@@ -27,6 +27,7 @@
 #include "config/config.h"
 #include "pg/lsn.h"
 #include "util/fd.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace pgslotd {
@@ -68,10 +69,10 @@ class Monitor {
   Status Poll(const std::string& conninfo, const std::vector<std::string>& slots,
               std::map<std::string, ServerSlotInfo>* fresh);
 
-  mutable std::mutex mu_;
-  std::map<std::string, std::vector<std::string>> groups_;  // conninfo -> slots (mu_)
-  std::map<std::string, ServerSlotInfo> infos_;             // slot -> figures (mu_)
-  Duration interval_{10000};                                // (mu_)
+  mutable Mutex mu_;
+  std::map<std::string, std::vector<std::string>> groups_ GUARDED_BY(mu_);  // conninfo -> slots
+  std::map<std::string, ServerSlotInfo> infos_ GUARDED_BY(mu_);             // slot -> figures
+  Duration interval_ GUARDED_BY(mu_) = Duration(10000);
   std::atomic<bool> stop_{false};
   WakeupFd wakeup_;  // a stop or a shorter interval
   std::thread thread_;

@@ -149,7 +149,7 @@ void SlotWorker::Join() {
 }
 
 std::string SlotWorker::last_error() const {
-  std::lock_guard<std::mutex> l(last_error_mu_);
+  MutexLock l(&last_error_mu_);
   return last_error_;
 }
 
@@ -237,7 +237,7 @@ void SlotWorker::Run() {
     stats_.state.store(SlotState::kReconnecting);
     stats_.reconnects.fetch_add(1, std::memory_order_relaxed);
     {
-      std::lock_guard<std::mutex> l(last_error_mu_);
+      MutexLock l(&last_error_mu_);
       last_error_ = s.message();
     }
     if (Clock::now() - started >= kStableSession) backoff = kBackoffMin;
@@ -259,7 +259,7 @@ void SlotWorker::Run() {
   stats_.sink_state.store("closed");
   if (!result.ok()) {
     {
-      std::lock_guard<std::mutex> l(last_error_mu_);
+      MutexLock l(&last_error_mu_);
       last_error_ = result.message();
     }
     stats_.state.store(SlotState::kFailed);

@@ -34,6 +34,7 @@
 #include "slot/ack_tracker.h"
 #include "slot/server_position.h"
 #include "util/fd.h"
+#include "util/mutex.h"
 #include "util/out_buffer.h"
 #include "util/status.h"
 
@@ -223,8 +224,8 @@ class SlotWorker {
   Status error_;
   SlotStats stats_;
   std::string sink_description_;
-  mutable std::mutex last_error_mu_;
-  std::string last_error_;  // guarded by last_error_mu_
+  mutable Mutex last_error_mu_;
+  std::string last_error_ GUARDED_BY(last_error_mu_);
 
   // Owned by the worker thread.
   std::unique_ptr<Sink> sink_;

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <memory>
 
 #include "pg/conninfo.h"
 #include "pg/quote.h"

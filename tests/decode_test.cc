@@ -1201,7 +1201,7 @@ namespace pgslotd {
 namespace {
 
 // A streamed transaction larger than one replay piece comes out a piece at
-// a time: Format of its Stream Commit owes the rest, Continue hands it over,
+// a time: Format of its Stream Commit leaves the rest to come, Continue hands it over,
 // and memory never holds the whole transaction.
 TEST_F(StreamTest, LargeCommitIsReplayedInPiecesInOrder) {
   options_.spool_memory = 4096;
@@ -1215,12 +1215,12 @@ TEST_F(StreamTest, LargeCommitIsReplayedInPiecesInOrder) {
   }
   Feed(StreamStop());
   Feed(StreamCommit(900, 0x2000000, 0x2000030, kTs2), 0x2000000);
-  ASSERT_TRUE(F().Owes()) << "2 MB of lines in one piece";
+  ASSERT_TRUE(F().HasMoreOutput()) << "2 MB of lines in one piece";
   size_t first_piece = out_.size();
   EXPECT_LT(first_piece, 3u << 20);
   std::string all = Take();
   int calls = 0;
-  while (F().Owes()) {
+  while (F().HasMoreOutput()) {
     Status s = F().Continue(&out_, 256 * 1024);
     ASSERT_TRUE(s.ok()) << s.message();
     EXPECT_LT(out_.size(), 512u * 1024) << "a piece is about its budget";

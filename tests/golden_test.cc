@@ -44,7 +44,7 @@ std::string Decode(const std::string& framed, const std::string& spool_dir) {
     at += 2;
     len = std::min(len, framed.size() - at);
     Status s = f.Format(std::string_view(framed.data() + at, len), lsn, &out);
-    while (s.ok() && f.Owes()) s = f.Continue(&out, 4096);
+    while (s.ok() && f.HasMoreOutput()) s = f.Continue(&out, 4096);
     if (!s.ok()) all += "ERROR " + s.message() + "\n";
     all.append(out.data(), out.size());
     out.Clear();

@@ -47,7 +47,7 @@ class StateRecordTest : public ::testing::Test {
   }
   // A file holding `text`, durable, whose record says its first `offset`
   // bytes stand for `lsn`, as a sink left it when it stopped.
-  static void RecordedFile(const std::string& path, const Sink::StateKey& key,
+  static void RecordedFile(const std::string& path, const ExactlyOnceSink::StateKey& key,
                            const std::string& text, uint64_t offset, Lsn lsn) {
     FileSink sink(path, 0600);
     std::string note;
@@ -56,8 +56,8 @@ class StateRecordTest : public ::testing::Test {
     WriteDurably(&sink, text);
     ASSERT_TRUE(sink.Checkpoint(offset, lsn).ok());
   }
-  Sink::StateKey Key(const std::string& system_id = "7300000000000000001") const {
-    return Sink::StateKey{dir_ + "/s1.state", system_id, "s1"};
+  ExactlyOnceSink::StateKey Key(const std::string& system_id = "7300000000000000001") const {
+    return ExactlyOnceSink::StateKey{dir_ + "/s1.state", system_id, "s1"};
   }
   SinkStateRecord Sample() const {
     SinkStateRecord r;
@@ -239,7 +239,7 @@ TEST_F(StateRecordTest, AFileBehindTheServerIsRefusedBeforeAnythingIsCut) {
   std::string path = dir_ + "/out.log";
   RecordedFile(path, Key(), "BEGIN 1\nCOMMIT 1\n", 8, 0x100);  // an old record: only "BEGIN 1\n"
   FileSink sink(path, 0600);
-  Sink::StateKey key = Key();
+  ExactlyOnceSink::StateKey key = Key();
   key.confirmed = 0x180;  // the server was told more than the record says
   std::string note;
   bool warn;
@@ -374,7 +374,7 @@ TEST_F(StateRecordTest, ACrashRightAfterRotatingLosesNothing) {
 
 // The record of `path` (as it is now) that the sink would write for `size`
 // bytes at `lsn`.
-SinkStateRecord RecordOf(const std::string& path, const Sink::StateKey& key, uint64_t size,
+SinkStateRecord RecordOf(const std::string& path, const ExactlyOnceSink::StateKey& key, uint64_t size,
                          Lsn lsn) {
   struct stat st;
   EXPECT_EQ(stat(path.c_str(), &st), 0);

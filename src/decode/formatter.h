@@ -14,7 +14,8 @@
 // beyond the current call, except a streamed transaction's spool, whose
 // changes the server sends again in full if the stream is restarted before
 // its commit (acknowledging one of its change positions never skips it), and
-// the owed output of a commit that is replayed in pieces (Owes/Continue).
+// the rest of the output of a commit that is replayed in pieces
+// (HasMoreOutput/Continue).
 //
 // Errors: a malformed or truncated message, an unknown relation id, an
 // unknown message type, a column count that does not match its relation
@@ -43,14 +44,14 @@ class Formatter {
   virtual Status Format(std::string_view payload, Lsn lsn, OutBuffer* out) = 0;
   virtual void Reset() = 0;
 
-  // Output still owed for the last message given to Format: a streamed
+  // Output still to come for the last message given to Format: a streamed
   // transaction's commit, replayed from its spool a piece at a time so that
-  // it never sits in memory whole. While Owes(), the worker gives the
+  // it never sits in memory whole. While HasMoreOutput(), the worker gives the
   // formatter no new message, writes `out` to the sink between calls, calls
-  // Continue() until Owes() is false, and only then counts the message's
+  // Continue() until HasMoreOutput() is false, and only then counts the message's
   // position as written (so it is never acknowledged half written).
-  virtual bool Owes() const { return false; }
-  // Appends about `budget` more bytes of the owed output (at least one
+  virtual bool HasMoreOutput() const { return false; }
+  // Appends about `budget` more bytes of that output (at least one
   // line). Errors as Format's.
   virtual Status Continue(OutBuffer* out, size_t budget) {
     (void)out;
@@ -65,7 +66,7 @@ class Formatter {
   // formatter that cannot tell says false: each message is then a unit.
   virtual bool InTransaction() const { return false; }
   // Whether the output completed last (by Format, or by the Continue that
-  // paid what a Format owed) ended a transaction: its position is then the
+  // finished what a Format began) ended a transaction: its position is then the
   // end of the commit record, the position a re-sent copy would have too.
   virtual bool EndedTransaction() const { return false; }
 

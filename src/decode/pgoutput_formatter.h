@@ -86,7 +86,7 @@ class PgoutputFormatter : public Formatter {
   // Drops the relation cache, any open or streamed transaction and all
   // spool files, then clears stale spool files.
   void Reset() override;
-  bool Owes() const override { return replaying_; }
+  bool HasMoreOutput() const override { return replaying_; }
   bool InTransaction() const override { return in_txn_; }
   bool EndedTransaction() const override { return ended_txn_; }
   Status Continue(OutBuffer* out, size_t budget) override;
@@ -203,7 +203,7 @@ class PgoutputFormatter : public Formatter {
   std::unordered_map<uint32_t, StreamTxn> streams_;
   Spool spool_;
   std::string stream_commit_fields_;
-  // A Stream Commit whose lines are still being replayed (Owes/Continue).
+  // A Stream Commit whose lines are still being replayed (HasMoreOutput/Continue).
   static constexpr size_t kReplayBudget = 1 << 20;
   bool replaying_ = false;
   uint32_t replay_xid_ = 0;

@@ -15,7 +15,7 @@
 
 namespace pgslotd {
 
-class FileSink : public Sink {
+class FileSink : public Sink, public ExactlyOnceSink {
  public:
   FileSink(std::string path, uint32_t mode, RotateConfig rotate = RotateConfig())
       : path_(std::move(path)), mode_(mode), rotate_(rotate) {}
@@ -31,7 +31,7 @@ class FileSink : public Sink {
   Status Reopen() override;
   Status Close() override;
 
-  bool KeepsState() const override { return true; }
+  ExactlyOnceSink* exactly_once() override { return this; }
   Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) override;
   Status Checkpoint(uint64_t offset, Lsn lsn) override;
   bool RotationDue(uint64_t offset) const override;

@@ -39,6 +39,45 @@
 
 namespace pgslotd {
 
+// The optional interface of a sink that holds each committed transaction
+// exactly once (a file): it keeps a durable record of the position its
+// content stands for (see state_record.h), the worker acknowledges no more
+// than that record says, and only cuts, rotates or reopens it between
+// transactions. Offsets are the Sink's stream offsets.
+class ExactlyOnceSink {
+ public:
+  virtual ~ExactlyOnceSink() = default;
+
+  // Once per session, before streaming, with the server known: loads the
+  // record at `key.file`, applies it if it belongs to this server, slot and
+  // path (cuts a torn tail off the file, reopens it) and returns the
+  // position the content stands for, or kInvalidLsn when there is no record
+  // to apply. *note gets what an operator should be told (empty: nothing);
+  // *warn whether it is a warning. Stream offsets are unchanged.
+  struct StateKey {
+    std::string file;       // <state_directory>/<slot>.state
+    std::string system_id;  // IDENTIFY_SYSTEM
+    std::string slot;
+    // The slot's confirmed_flush_lsn: a record below it is refused (the
+    // file is an older copy), before anything is cut.
+    Lsn confirmed = kInvalidLsn;
+  };
+  virtual Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) = 0;
+
+  // Records, durably, that the content up to stream offset `offset` (a
+  // transaction boundary, <= durable()) stands for `lsn`. Only after it
+  // returns may `lsn` be acknowledged.
+  virtual Status Checkpoint(uint64_t offset, Lsn lsn) = 0;
+
+  // Whether the sink wants a new file (rotate: size or age) once the stream
+  // reaches `offset`.
+  virtual bool RotationDue(uint64_t offset) const = 0;
+  // Starts a new file. Called between transactions with accepted() ==
+  // durable() and a Checkpoint at accepted(); the caller checkpoints again
+  // after it.
+  virtual Status Rotate() = 0;
+};
+
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -104,53 +143,9 @@ class Sink {
   // Makes everything durable that can be and closes. Idempotent.
   virtual Status Close() = 0;
 
-  // --- Exactly-once sinks (a file) -------------------------------------
-  // A sink that KeepsState() holds each committed transaction exactly once:
-  // it keeps a durable record of the position its content stands for (see
-  // state_record.h), the worker acknowledges no more than that record says,
-  // and only cuts, rotates or reopens it between transactions.
-  virtual bool KeepsState() const { return false; }
-
-  // Once per session, before streaming, with the server known: loads the
-  // record at `key.file`, applies it if it belongs to this server, slot and
-  // path (cuts a torn tail off the file, reopens it) and returns the
-  // position the content stands for, or kInvalidLsn when there is no record
-  // to apply. *note gets what an operator should be told (empty: nothing);
-  // *warn whether it is a warning. Stream offsets are unchanged.
-  struct StateKey {
-    std::string file;       // <state_directory>/<slot>.state
-    std::string system_id;  // IDENTIFY_SYSTEM
-    std::string slot;
-    // The slot's confirmed_flush_lsn: a record below it is refused (the
-    // file is an older copy), before anything is cut.
-    Lsn confirmed = kInvalidLsn;
-  };
-  virtual Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) {
-    (void)key;
-    note->clear();
-    *warn = false;
-    return kInvalidLsn;
-  }
-
-  // Records, durably, that the content up to stream offset `offset` (a
-  // transaction boundary, <= durable()) stands for `lsn`. Only after it
-  // returns may `lsn` be acknowledged.
-  virtual Status Checkpoint(uint64_t offset, Lsn lsn) {
-    (void)offset;
-    (void)lsn;
-    return Status::Ok();
-  }
-
-  // Whether the sink wants a new file (rotate: size or age) once the stream
-  // reaches `offset`.
-  virtual bool RotationDue(uint64_t offset) const {
-    (void)offset;
-    return false;
-  }
-  // Starts a new file. Called between transactions with accepted() ==
-  // durable() and a Checkpoint at accepted(); the caller checkpoints again
-  // after it.
-  virtual Status Rotate() { return Status::Ok(); }
+  // The exactly-once side of this sink (see ExactlyOnceSink), or null for a
+  // sink that has none (stdout, a pipe).
+  virtual ExactlyOnceSink* exactly_once() { return nullptr; }
 
   uint64_t accepted() const { return accepted_; }
   uint64_t durable() const { return durable_; }

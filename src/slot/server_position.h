@@ -22,6 +22,8 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #include "pg/lsn.h"
@@ -48,6 +50,32 @@ class ServerPosition {
 
  private:
   Lsn proven_ = kInvalidLsn;
+};
+
+// The latest independent reading (the monitor's), handed from the
+// supervisor's thread to a slot worker's. Only a reading taken since the
+// worker's session began counts in it: one of an earlier server (before a
+// failover or a restore) proves nothing about this one.
+class ReportedReading {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Any thread (one at a time).
+  void Note(Lsn lsn, Clock::time_point read_at) {
+    // The position is stored before its time, so that a time read
+    // (acquire) comes with that reading or a newer.
+    lsn_.store(lsn, std::memory_order_relaxed);
+    at_ns_.store(read_at.time_since_epoch().count(), std::memory_order_release);
+  }
+  // The worker's thread: the reading if taken at or after `since`, else
+  // kInvalidLsn.
+  Lsn TakenSince(Clock::time_point since) const {
+    Clock::time_point at{Clock::duration(at_ns_.load(std::memory_order_acquire))};
+    return at < since ? kInvalidLsn : lsn_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<uint64_t> lsn_{0};
+  std::atomic<int64_t> at_ns_{0};  // steady clock
 };
 
 }  // namespace pgslotd

@@ -1,0 +1,89 @@
+// The bookkeeping of a slot whose sink holds each committed transaction
+// exactly once (sink/sink.h ExactlyOnceSink: a file).
+//
+//   - Recover: at session start, the sink's state record says what its
+//     content stands for; the acknowledgement starts there, and the
+//     transactions the server sends again at or below it are skipped
+//     (AlreadyWritten), never written twice.
+//   - Checkpoint: the durable position and the transaction boundary it
+//     stands at are recorded after each sync (group commit), at most once
+//     per fsync_interval otherwise; only a recorded position is
+//     acknowledged (AckPolicy::Acknowledgeable).
+//   - Cut-backs keep exactly what the record says: after a failure, and at
+//     a stop that cut a transaction (the next run writes it whole).
+//   - Rotation and reopening (SIGHUP) fall between transactions, with
+//     everything written and recorded; the record then names the new file.
+//
+// Owned by one slot worker, which tells it nothing for other sinks.
+#pragma once
+
+#include <spdlog/common.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "config/config.h"
+#include "pg/lsn.h"
+#include "pg/slot_session.h"
+#include "slot/ack_policy.h"
+#include "slot/sink_writer.h"
+#include "util/status.h"
+
+namespace pgslotd {
+
+class ExactlyOnce {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  ExactlyOnce(const SlotConfig& config, ExactlyOnceSink* sink, SinkWriter* writer,
+              AckPolicy* policy)
+      : config_(config), sink_(sink), writer_(writer), policy_(policy) {}
+
+  // Applies the sink's state record for `session` (the server, the slot's
+  // confirmed position, the WAL end no record may be beyond), or, when
+  // there is none, records the slot's position at once.
+  Status Recover(const SlotSession& session);
+  // Records the durable position when it moved (at most once per
+  // fsync_interval unless `force`).
+  Status Checkpoint(Clock::time_point now, bool force);
+  // A unit of the stream ended at `lsn` (`ended`: a transaction's commit).
+  // Whether the sink holds it already, from before this session: its
+  // output is then to be dropped. Logs the first one of a session.
+  bool AlreadyWritten(Lsn lsn, bool ended);
+  // Number of units AlreadyWritten dropped this session; reset it.
+  void NewSession() { skipped_ = 0; }
+
+  // SIGHUP: reopen at the next boundary.
+  void RequestReopen() { reopen_pending_ = true; }
+  // Whether a rotation or a reopen is due and may start now (at a
+  // boundary); the worker then stops reading, writes everything and calls
+  // Switch.
+  bool SwitchDue(Clock::time_point now) const;
+  // Rotates or reopens, once everything written is recorded (else tries
+  // again in a second). Call after a forced sync.
+  Status Switch(Clock::time_point now);
+
+  // After a failure: records what is durable and whole when `synced` (the
+  // sync succeeded), and returns the offset the file is to be cut back to:
+  // exactly what its record says. Errors other than retryable ones.
+  Result<uint64_t> RecordBeforeCutBack(bool synced, Clock::time_point now);
+  // At a stop: part of a transaction beyond the record does not stay in
+  // the file at rest.
+  void DropUnrecorded();
+
+ private:
+  void Event(spdlog::level::level_enum level, Lsn lsn, const std::string& message) const;
+
+  const SlotConfig& config_;
+  ExactlyOnceSink* sink_;
+  SinkWriter* writer_;
+  AckPolicy* policy_;
+  Clock::time_point last_checkpoint_;
+  Lsn skip_floor_ = kInvalidLsn;  // the record's position when the session began
+  uint64_t skipped_ = 0;          // units dropped this session
+  bool reopen_pending_ = false;
+  Clock::time_point switch_retry_at_;
+};
+
+}  // namespace pgslotd

@@ -32,25 +32,25 @@ class FakeSink : public Sink {
     if (s_->fail_write) {
       *written = len / 2;
       s_->content.append(data, *written);
-      accepted_ += *written;
+      CountAccepted(*written);
       return Status::Retryable("injected write failure");
     }
     *written = len;
     s_->content.append(data, len);
-    accepted_ += len;
+    CountAccepted(len);
     return Status::Ok();
   }
-  bool SyncIsCostly() const override { return accepted_ > durable_; }
+  bool SyncIsCostly() const override { return accepted() > durable(); }
   Status Sync() override {
     std::lock_guard<std::mutex> l(s_->mu);
     ++s_->syncs;
-    if (accepted_ == durable_ || s_->hold) return Status::Ok();  // as a file: nothing to sync
+    if (accepted() == durable() || s_->hold) return Status::Ok();  // as a file: nothing to sync
     if (s_->fail_sync) {
       return s_->sync_error == Status::Code::kProcessFatal
                  ? Status::ProcessFatal("injected fsync failure")
                  : Status::Retryable("injected fsync failure");
     }
-    durable_ = accepted_;
+    CountDurableUpTo(accepted());
     s_->durable_bytes = s_->content.size();
     return Status::Ok();
   }
@@ -58,10 +58,10 @@ class FakeSink : public Sink {
   Status Discard(uint64_t keep) override {
     std::lock_guard<std::mutex> l(s_->mu);
     ++s_->discards;
-    uint64_t drop = accepted_ - keep;
+    uint64_t drop = accepted() - keep;
     s_->content.resize(s_->content.size() - drop);
     if (s_->durable_bytes > s_->content.size()) s_->durable_bytes = s_->content.size();
-    accepted_ = durable_ = keep;
+    CountRenumbered(keep);
     return Status::Ok();
   }
   Status Reopen() override { return Status::Ok(); }

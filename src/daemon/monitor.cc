@@ -136,7 +136,7 @@ void Monitor::Run() {
     for (const auto& [conninfo, slots] : groups) {
       if (stop_.load()) break;
       Status s = Poll(conninfo, slots, &fresh);
-      if (s.code() == Status::Code::kStopped) break;
+      if (stop_.load()) break;  // a stop interrupted it
       if (!s.ok()) {
         if (!failing[conninfo]) {
           LogWarn("monitor: cannot read the slots' state from the server (" +

@@ -23,6 +23,7 @@ Status ReplicationConn::Fail(ServerError e) {
 
 Status ReplicationConn::WithSlotCondition(const Status& s, const std::string& slot) {
   if (s.code() != Status::Code::kRetryable || !NeedsSlotCondition(last_error_)) return s;
+  if (stop_->load(std::memory_order_acquire)) return s;  // stopping: no lookup
   ServerError kept = last_error_;  // the lookup is a command of its own
   SlotCondition condition = SlotCondition::kUnknown;
   if (conn_ != nullptr) {
@@ -51,7 +52,7 @@ Status ReplicationConn::Wait(short events, Clock::time_point deadline) {
     if (heartbeat_) {
       heartbeat_->store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     }
-    if (!draining_ && stop_->load(std::memory_order_acquire)) return Status::Stopped();
+    if (!draining_ && stop_->load(std::memory_order_acquire)) return Status::Interrupted();
     auto now = Clock::now();
     if (now >= deadline) return Status::Retryable("timed out waiting for the server");
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;

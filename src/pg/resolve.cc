@@ -104,7 +104,7 @@ Result<std::vector<std::string>> Resolve(const std::string& name, Clock::time_po
     bool go_on = keep_waiting();
     l.lock();
     if (lookup->done) break;
-    if (!go_on) return Status::Stopped();
+    if (!go_on) return Status::Interrupted();
     if (Clock::now() >= deadline) {
       return Status::Retryable("no answer from the resolver for host " + name +
                                " before the connection's deadline");

@@ -32,7 +32,7 @@ using ConnParams = std::vector<std::pair<std::string, std::string>>;
 // addresses, `port` the port of each. Params that already give `hostaddr`
 // are left alone. A missing `host` is taken from PGHOST, as libpq would.
 // `keep_waiting` is called every 100 ms or so while an answer is awaited;
-// when it returns false the lookup is abandoned with kStopped. A name not
+// when it returns false the lookup is abandoned (Status::Interrupted). A name not
 // resolved by `deadline` is a retryable error that names it.
 Status ResolveHosts(ConnParams* params, std::chrono::steady_clock::time_point deadline,
                     const std::function<bool()>& keep_waiting);

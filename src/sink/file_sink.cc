@@ -67,7 +67,7 @@ Status FileSink::Open() {
   poisoned_ = false;
   dir_sync_pending_ = dir_sync_pending_ || created;
   open_size_ = static_cast<uint64_t>(st.st_size);
-  open_accepted_ = accepted_;
+  open_accepted_ = accepted();
   return Status::Ok();
 }
 
@@ -78,13 +78,13 @@ Status FileSink::Write(const char* data, size_t len, size_t* written) {
     if (!s.ok()) return s;
   }
   int err = WriteFully(fd_, data, len, written);
-  accepted_ += *written;
+  CountAccepted(*written);
   if (err != 0) return Status::Retryable(ErrnoMessage("cannot write to " + path_, err));
   return Status::Ok();
 }
 
 Status FileSink::Sync() {
-  if (fd_ < 0 || (accepted_ == durable_ && !dir_sync_pending_)) return Status::Ok();
+  if (fd_ < 0 || (accepted() == durable() && !dir_sync_pending_)) return Status::Ok();
   if (poisoned_) {
     return Status::ProcessFatal("fsync of " + path_ +
                                 " failed earlier; refusing to trust it again");
@@ -108,12 +108,12 @@ Status FileSink::Sync() {
     }
     dir_sync_pending_ = false;
   }
-  durable_ = accepted_;
+  CountDurableUpTo(accepted());
   return Status::Ok();
 }
 
 Status FileSink::Discard(uint64_t keep) {
-  if (fd_ >= 0 && keep < accepted_) {
+  if (fd_ >= 0 && keep < accepted()) {
     if (keep < open_accepted_) {
       return Status::SlotFatal("cannot take back bytes of " + path_ +
                                " written before it was last reopened");
@@ -133,8 +133,7 @@ Status FileSink::Discard(uint64_t keep) {
       return Status::Retryable(ErrnoMessage("cannot truncate " + path_, errno));
     }
   }
-  accepted_ = keep;
-  durable_ = std::min(durable_, keep);
+  CountCutTo(keep);
   if (fd_ >= 0 && poisoned_) {
     // Only a new descriptor may be synced again.
     ::close(fd_);
@@ -319,7 +318,7 @@ Status FileSink::ApplyRecord(const SinkStateRecord& rec, std::string* note, bool
 
 Status FileSink::Checkpoint(uint64_t offset, Lsn lsn) {
   if (key_.file.empty()) return Status::Ok();  // not recovered: nothing to keep
-  if (fd_ < 0 || offset < open_accepted_ || offset > durable_) {
+  if (fd_ < 0 || offset < open_accepted_ || offset > durable()) {
     return Status::SlotFatal("internal error: checkpoint of " + path_ + " at offset " +
                              std::to_string(offset) + " outside its durable bytes");
   }
@@ -327,9 +326,9 @@ Status FileSink::Checkpoint(uint64_t offset, Lsn lsn) {
   // (copytruncate) or appended to under us, and the record would lie.
   struct stat st;
   if (::fstat(fd_, &st) != 0) return Status::Retryable(ErrnoMessage("cannot stat " + path_, errno));
-  if (static_cast<uint64_t>(st.st_size) != FileSizeAt(accepted_)) {
+  if (static_cast<uint64_t>(st.st_size) != FileSizeAt(accepted())) {
     return Status::SlotFatal(path_ + " holds " + std::to_string(st.st_size) +
-                             " bytes where pgslotd wrote " + std::to_string(FileSizeAt(accepted_)) +
+                             " bytes where pgslotd wrote " + std::to_string(FileSizeAt(accepted())) +
                              ": it was truncated (copytruncate?) or written by another program "
                              "while pgslotd had it open; stopping rather than record a size that "
                              "means nothing");

@@ -25,7 +25,7 @@ class FileSink : public Sink, public ExactlyOnceSink {
   Status Open() override;
   Status Write(const char* data, size_t len, size_t* written) override;
   Status Sync() override;
-  bool SyncIsCostly() const override { return accepted_ > durable_ || dir_sync_pending_; }
+  bool SyncIsCostly() const override { return accepted() > durable() || dir_sync_pending_; }
   bool CanRetract() const override { return true; }
   Status Discard(uint64_t keep) override;
   Status Reopen() override;

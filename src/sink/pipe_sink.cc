@@ -92,17 +92,17 @@ Status PipeSink::Write(const char* data, size_t len, size_t* written) {
   if (fd_ < 0) {
     Status s = TryOpenWriter();
     if (!s.ok()) return s;
-    if (fd_ < 0) return Status::WouldBlock("waiting for reader");
+    if (fd_ < 0) return Status::Ok();  // no reader yet: nothing taken
   }
   while (*written < len) {
     ssize_t n = ::write(fd_, data + *written, len - *written);
     if (n > 0) {
       *written += static_cast<size_t>(n);
-      accepted_ += static_cast<uint64_t>(n);
+      CountAccepted(static_cast<uint64_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return Status::WouldBlock("pipe full");
+    if (n < 0 && errno == EAGAIN) return Status::Ok();  // full: the reader takes more later
     if (n < 0 && errno == EPIPE) {
       // Measure what the reader left behind before the pipe goes away.
       Status s = Sync();
@@ -117,7 +117,7 @@ Status PipeSink::Write(const char* data, size_t len, size_t* written) {
 }
 
 Status PipeSink::Sync() {
-  if (fd_ < 0 || durable_ == accepted_) return Status::Ok();
+  if (fd_ < 0 || durable() == accepted()) return Status::Ok();
   int unread = 0;
   if (::ioctl(fd_, FIONREAD, &unread) != 0) {
     return Status::Retryable(ErrnoMessage("cannot query " + path_, errno));
@@ -125,9 +125,9 @@ Status PipeSink::Sync() {
   // Bytes left in the pipe by an earlier writer count against us: that only
   // makes durable() lag, never run ahead.
   uint64_t pending = static_cast<uint64_t>(unread < 0 ? 0 : unread);
-  uint64_t taken = accepted_ > pending ? accepted_ - pending : 0;
-  if (taken > durable_) durable_ = taken;
-  if (durable_ < accepted_ && !lost_reader_) {
+  uint64_t taken = accepted() > pending ? accepted() - pending : 0;
+  CountDurableUpTo(taken);
+  if (durable() < accepted() && !lost_reader_) {
     // Bytes are waiting, so is anyone still there to read them? A FIFO
     // keeps its unread bytes while a writer holds it open, and a reader
     // that opens it later would begin in the middle of a message. With no
@@ -143,13 +143,12 @@ Status PipeSink::Sync() {
   return Status::Ok();
 }
 
-Status PipeSink::Probe() {
+Result<bool> PipeSink::Probe() {
   if (lost_reader_) return Status::Retryable("the reader of " + path_ + " went away");
   if (Status s = TryOpenWriter(); !s.ok()) return s;
-  if (fd_ < 0) return Status::WouldBlock("waiting for reader");
+  if (fd_ < 0) return false;  // waiting for a reader
   struct pollfd pfd = {fd_, POLLOUT, 0};
-  if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT)) return Status::Ok();
-  return Status::WouldBlock("pipe full");
+  return ::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT) != 0;
 }
 
 Sink::Wait PipeSink::WaitSpec() const {
@@ -166,15 +165,14 @@ Sink::Wait PipeSink::WaitSpec() const {
 }
 
 std::chrono::milliseconds PipeSink::RecheckAfter() const {
-  return std::chrono::milliseconds(fd_ >= 0 && durable_ < accepted_ ? 20 : 0);
+  return std::chrono::milliseconds(fd_ >= 0 && durable() < accepted() ? 20 : 0);
 }
 
 Status PipeSink::Discard(uint64_t keep) {
   // The writer stays open while a reader is there: closing it would hand
   // the reader an end of file. After EPIPE it is closed already, and the
   // bytes the reader left behind went with the pipe.
-  accepted_ = keep;
-  durable_ = keep;
+  CountRenumbered(keep);
   lost_reader_ = false;
   return Status::Ok();
 }
@@ -183,7 +181,7 @@ Status PipeSink::Reopen() {
   // The FIFO may have been removed and made again: reopen by path.
   Status s = Sync();
   if (!s.ok()) return s;
-  if (durable_ < accepted_) return Status::Ok();  // keep the reader's unread bytes
+  if (durable() < accepted()) return Status::Ok();  // keep the reader's unread bytes
   CloseWriter();
   return Open();
 }

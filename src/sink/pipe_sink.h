@@ -20,7 +20,7 @@ class PipeSink : public Sink {
   Status Write(const char* data, size_t len, size_t* written) override;
   Status Sync() override;
   Wait WaitSpec() const override;
-  Status Probe() override;
+  Result<bool> Probe() override;
   std::chrono::milliseconds RecheckAfter() const override;
   Status Discard(uint64_t keep) override;
   Status Reopen() override;

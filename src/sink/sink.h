@@ -17,8 +17,8 @@
 //
 // Threads: a sink belongs to one slot worker and is only ever called from
 // that worker's thread. Calls never block for long: a sink that cannot take
-// bytes now returns kWouldBlock and says, through WaitSpec(), what to wait
-// for.
+// bytes now takes fewer than it was given (possibly none) and says, through
+// WaitSpec(), what to wait for. That is not an error.
 //
 // Errors: kRetryable means the worker should Discard() what is not durable,
 // back off, and have the server re-send from the last acknowledged
@@ -86,12 +86,13 @@ class Sink {
   virtual std::string Describe() const = 0;
 
   // Opens the sink. A pipe without a reader is not an error: it opens once
-  // one appears, and Write returns kWouldBlock until then.
+  // one appears, and Write takes nothing until then.
   virtual Status Open() = 0;
 
   // Writes up to `len` bytes without blocking for long; *written gets how
-  // many were accepted (possibly 0, with kWouldBlock, or some before an
-  // error).
+  // many were accepted. Ok with *written < len: the sink cannot take more
+  // now (WaitSpec says what to wait for). An error: *written were taken
+  // before it.
   virtual Status Write(const char* data, size_t len, size_t* written) = 0;
 
   // Makes the accepted bytes durable as far as possible and updates
@@ -104,8 +105,8 @@ class Sink {
   // fsync_interval schedule when this is true, and on every turn otherwise.
   virtual bool SyncIsCostly() const { return false; }
 
-  // What to wait for when Write returned kWouldBlock: a descriptor and poll
-  // events, or fd -1 and a retry delay.
+  // What to wait for when Write took less than it was given: a descriptor
+  // and poll events, or fd -1 and a retry delay.
   struct Wait {
     int fd = -1;
     short events = 0;
@@ -114,10 +115,10 @@ class Sink {
   };
   virtual Wait WaitSpec() const { return Wait{}; }
 
-  // Whether a Write would take bytes now, without writing any: Ok when it
-  // would, kWouldBlock when not (no reader, a full pipe), or the error a
-  // Write would meet. A paused slot asks this before it streams again.
-  virtual Status Probe() { return Status::Ok(); }
+  // Whether a Write would take bytes now, without writing any: true when it
+  // would, false when not (no reader, a full pipe), or the error a Write
+  // would meet. A paused slot asks this before it streams again.
+  virtual Result<bool> Probe() { return true; }
 
   // Whether Discard can take accepted bytes back (a file can be truncated;
   // stdout and a pipe cannot: their reader may already have them).
@@ -151,6 +152,21 @@ class Sink {
   uint64_t durable() const { return durable_; }
 
  protected:
+  // The counts are the base's; a sink moves them only through these.
+  void CountAccepted(uint64_t n) { accepted_ += n; }
+  // Everything before `offset` is durable (never beyond accepted()).
+  void CountDurableUpTo(uint64_t offset) {
+    if (offset > durable_) durable_ = offset < accepted_ ? offset : accepted_;
+  }
+  // Discard: accepted() becomes `keep`, durable() at most that.
+  void CountCutTo(uint64_t keep) {
+    accepted_ = keep;
+    if (durable_ > keep) durable_ = keep;
+  }
+  // Discard of a sink that cannot retract: both counts become `keep`.
+  void CountRenumbered(uint64_t keep) { accepted_ = durable_ = keep; }
+
+ private:
   uint64_t accepted_ = 0;
   uint64_t durable_ = 0;
 };

@@ -37,7 +37,7 @@ Status StdoutSink::Write(const char* data, size_t len, size_t* written) {
     if (fifo_polled_) {
       struct pollfd pfd = {fd, POLLOUT, 0};
       if (::poll(&pfd, 1, 0) <= 0 || !(pfd.revents & (POLLOUT | POLLERR))) {
-        return Status::WouldBlock("stdout full");
+        return Status::Ok();  // full: it takes more later
       }
       chunk = std::min<size_t>(chunk, PIPE_BUF);
     }
@@ -45,13 +45,13 @@ Status StdoutSink::Write(const char* data, size_t len, size_t* written) {
                         : ::write(fd, data + *written, chunk);
     if (n > 0) {
       *written += static_cast<size_t>(n);
-      accepted_ += static_cast<uint64_t>(n);
-      durable_ = accepted_;
+      CountAccepted(static_cast<uint64_t>(n));
+      CountDurableUpTo(accepted());
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      return Status::WouldBlock("stdout full");
+      return Status::Ok();  // full: it takes more later
     }
     if (n < 0 && errno == EPIPE) return Status::SlotFatal("stdout was closed by its reader");
     return Status::Retryable(ErrnoMessage("cannot write to stdout", n < 0 ? errno : EIO));
@@ -60,16 +60,16 @@ Status StdoutSink::Write(const char* data, size_t len, size_t* written) {
 }
 
 Status StdoutSink::Sync() {
-  durable_ = accepted_;
+  CountDurableUpTo(accepted());
   return Status::Ok();
 }
 
-Status StdoutSink::Probe() {
+Result<bool> StdoutSink::Probe() {
   struct pollfd pfd = {own_fd_ >= 0 ? own_fd_ : fd_, POLLOUT, 0};
-  if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT)) return Status::Ok();
+  if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT)) return true;
   if (pfd.revents & (POLLERR | POLLHUP))
     return Status::SlotFatal("stdout was closed by its reader");
-  return Status::WouldBlock("stdout full");
+  return false;  // full
 }
 
 Sink::Wait StdoutSink::WaitSpec() const {
@@ -81,8 +81,7 @@ Sink::Wait StdoutSink::WaitSpec() const {
 }
 
 Status StdoutSink::Discard(uint64_t keep) {
-  accepted_ = keep;
-  durable_ = keep;
+  CountRenumbered(keep);
   return Status::Ok();
 }
 

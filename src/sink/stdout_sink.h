@@ -21,7 +21,7 @@ class StdoutSink : public Sink {
   Status Write(const char* data, size_t len, size_t* written) override;
   Status Sync() override;
   Wait WaitSpec() const override;
-  Status Probe() override;
+  Result<bool> Probe() override;
   Status Discard(uint64_t keep) override;
   Status Reopen() override { return Status::Ok(); }
   Status Close() override;

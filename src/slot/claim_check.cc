@@ -9,7 +9,7 @@ namespace pgslotd {
 Status ClaimCheck::CheckClaim(Lsn claim, const char* what) {
   Result<Lsn> reading =
       ReadWalPosition(config_, wakeup_fd_, stop_, heartbeat_, kClaimReadingTimeout);
-  if (reading.status().code() == Status::Code::kStopped) return reading.status();
+  if (!reading.ok() && stop_->load(std::memory_order_acquire)) return reading.status();
   if (reading.ok()) position_->Note(reading.value());
   if (!position_->NeedsReading(claim)) return Status::Ok();
   std::string message =
@@ -46,7 +46,7 @@ Status ClaimCheck::AnswerReplyRequest(Lsn claim, Clock::time_point now) {
     reply_readings_failing_since_.reset();
     return Status::Ok();
   }
-  if (reading.status().code() == Status::Code::kStopped) return reading.status();
+  if (stop_->load(std::memory_order_acquire)) return reading.status();  // interrupted
   if (!reply_readings_failing_since_ || now - last_failed_reply_reading_ > kReplyRequestsApart) {
     reply_readings_failing_since_ = now;
   }

@@ -47,7 +47,8 @@ class ClaimCheck {
 
   // `claim` (what: "a keepalive", "a change") needs a reading
   // (position->NeedsReading): reads, and returns a retryable error ending
-  // the session if the claim is still beyond it, kStopped on a stop.
+  // the session if the claim is still beyond it (or the reading was
+  // interrupted by a stop).
   Status CheckClaim(Lsn claim, const char* what);
   // The server asks for a reply at `claim`, beyond the last reading: reads
   // again (rate-limited), and ends the session (retryable) when the server

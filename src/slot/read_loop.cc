@@ -36,6 +36,20 @@ int64_t MillisUntil(std::chrono::steady_clock::time_point t,
 
 }  // namespace
 
+const char* StreamEndName(StreamEnd end) {
+  switch (end) {
+    case StreamEnd::kStopped:
+      return "stopped";
+    case StreamEnd::kEndReached:
+      return "end position reached";
+    case StreamEnd::kPausedForSink:
+      return "paused for the sink";
+    case StreamEnd::kRestart:
+      return "restarting to give memory back";
+  }
+  return "ended";
+}
+
 ReadLoop::ReadLoop(SlotPipeline* pipeline, ClaimCheck* claims, Session session)
     : pipeline_(*pipeline),
       config_(pipeline->config()),
@@ -51,7 +65,7 @@ ReadLoop::ReadLoop(SlotPipeline* pipeline, ClaimCheck* claims, Session session)
       last_received_(Clock::now()) {}
 
 
-Status ReadLoop::Run() {
+Result<StreamEnd> ReadLoop::Run() {
   for (;;) {
     pipeline_.Heartbeat();
     if (wakeup_pending_) session_.wakeup->Drain();
@@ -65,11 +79,12 @@ Status ReadLoop::Run() {
     if (Status s = Drain(now); !s.ok()) return s;
     // 2. Write the batch; 3. sync on schedule; 4. let the ack follow.
     if (Status s = WriteAndSync(now); !s.ok()) return s;
+    if (stalled_) return PauseStream(now);
     PublishStats(now);
     // 5. Tell the server.
     if (Status s = ReportToServer(now); !s.ok()) return s;
     // 6. The end position, or a restart after a large message.
-    if (std::optional<Status> end = SessionEnds()) return *end;
+    if (std::optional<Result<StreamEnd>> end = SessionEnds()) return *end;
     // 7. Wait for the server, the sink, a timer or a wakeup.
     if (Status s = WaitForEvents(now); !s.ok()) return s;
   }
@@ -231,9 +246,8 @@ Status ReadLoop::HandleKeepalive(const ServerMessage& m) {
 
 Status ReadLoop::WriteAndSync(Clock::time_point now) {
   uint64_t taken_before = writer_.sink()->accepted();
-  Status ws = writer_.Write(now);
-  sink_blocked_ = ws.code() == Status::Code::kWouldBlock;
-  if (!ws.ok() && !sink_blocked_) return ws.Prefixed(writer_.sink()->Describe());
+  if (Status ws = writer_.Write(now); !ws.ok()) return ws.Prefixed(writer_.sink()->Describe());
+  sink_blocked_ = writer_.Blocked();
   // A sink that takes nothing for sink_stall_timeout ends the stream: the
   // socket must not stay unread while the server may want to end its
   // walsender (see PauseStream).
@@ -243,7 +257,8 @@ Status ReadLoop::WriteAndSync(Clock::time_point now) {
     blocked_since_ = now;
   } else if (config_.sink_stall_timeout.count() > 0 &&
              now - blocked_since_ >= config_.sink_stall_timeout) {
-    return PauseStream(now);
+    stalled_ = true;
+    return Status::Ok();
   }
   if (Status s = pipeline_.SyncSink(now, reached_end_); !s.ok()) return s;
   if (switch_now_ && writer_.buffered().empty()) {
@@ -302,7 +317,7 @@ Status ReadLoop::ReportToServer(Clock::time_point now) {
   return conn_.Flush(&flush_pending_);
 }
 
-std::optional<Status> ReadLoop::SessionEnds() {
+std::optional<Result<StreamEnd>> ReadLoop::SessionEnds() {
   // --end-lsn: done once everything received is written and durable. The
   // acknowledged position is what the ack policy allows, never the end position
   // itself: a commit that straddles it was not written.
@@ -313,8 +328,7 @@ std::optional<Status> ReadLoop::SessionEnds() {
   if (largest_message_ >= kReleaseAfter && all_acknowledged &&
       (!exactly_once_ || policy_.recorded().offset == writer_.sink()->accepted())) {
     EndStream(Clock::now() + kFinishTimeout);
-    restart_ = true;
-    return Status::WouldBlock("restart");
+    return Result<StreamEnd>(StreamEnd::kRestart);
   }
   return std::nullopt;
 }
@@ -389,7 +403,7 @@ Status ReadLoop::WaitForEvents(Clock::time_point now) {
 
 // Clean end of a session: write and sync what we have, report exactly the
 // durable position, end the copy and let the server finish its side.
-Status ReadLoop::Finish(bool end_reached) {
+Result<StreamEnd> ReadLoop::Finish(bool end_reached) {
   stats_.state.store(SlotState::kStopping);
   auto deadline = Clock::now() + kFinishTimeout;
   // A stream sink that has half a message gets the rest, for as long as
@@ -400,11 +414,11 @@ Status ReadLoop::Finish(bool end_reached) {
   for (;;) {
     uint64_t before = writer_.sink()->accepted();
     Status ws = writer_.Write(Clock::now());
-    if (ws.ok()) break;
+    if (ws.ok() && !writer_.Blocked()) break;
     auto now = Clock::now();
     if (writer_.sink()->accepted() > before) idle_until = now + kFinishIdle;
     bool mid_message = !writer_.sink()->CanRetract() && !policy_.IsBoundary(writer_.sink()->accepted());
-    if (ws.code() != Status::Code::kWouldBlock || now >= deadline ||
+    if (!ws.ok() || now >= deadline ||
         (!end_reached && (!mid_message || now >= idle_until))) {
       break;
     }
@@ -424,7 +438,7 @@ Status ReadLoop::Finish(bool end_reached) {
   // stay in the file at rest; the next run writes it whole.
   if (exactly_once_) exactly_once_->DropUnrecorded();
   EndStream(Clock::now() + kFinishTimeout);
-  return end_reached ? Status::Ok() : Status::Stopped();
+  return end_reached ? StreamEnd::kEndReached : StreamEnd::kStopped;
 }
 
 void ReadLoop::EndStream(Clock::time_point deadline) {
@@ -439,7 +453,7 @@ void ReadLoop::EndStream(Clock::time_point deadline) {
   }
 }
 
-Status ReadLoop::PauseStream(Clock::time_point now) {
+Result<StreamEnd> ReadLoop::PauseStream(Clock::time_point now) {
   if (Status ss = pipeline_.SyncSink(now, true); !ss.ok()) return ss;
   pipeline_.Event(spdlog::level::warn, nullptr, pipeline_.Acked(),
         writer_.sink()->Describe() + " has taken nothing for " +
@@ -451,7 +465,7 @@ Status ReadLoop::PauseStream(Clock::time_point now) {
   stats_.state.store(SlotState::kStopping);
   EndStream(Clock::now() + kFinishTimeout);
   blocked_since_ = Clock::time_point();
-  return Status::WouldBlock("paused");
+  return StreamEnd::kPausedForSink;
 }
 
 

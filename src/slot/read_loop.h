@@ -34,6 +34,16 @@
 
 namespace pgslotd {
 
+// How a session's stream ended, when it ended without an error.
+enum class StreamEnd {
+  kStopped,        // a stop request, after a clean finish
+  kEndReached,     // --end-lsn: everything up to it durable and acknowledged
+  kPausedForSink,  // the sink took nothing for sink_stall_timeout
+  kRestart,        // after a large message, to give back libpq's memory
+};
+
+const char* StreamEndName(StreamEnd end);
+
 class ReadLoop {
  public:
   using Clock = std::chrono::steady_clock;
@@ -52,11 +62,8 @@ class ReadLoop {
 
   ReadLoop(SlotPipeline* pipeline, ClaimCheck* claims, Session session);
 
-  // Streams until a stop (kStopped, after a clean finish), the end position
-  // (Ok), a pause for the sink or a restart after a large message
-  // (kWouldBlock; restart() says which), or an error.
-  Status Run();
-  bool restart() const { return restart_; }
+  // Streams until the stream ends (StreamEnd) or an error ends it.
+  Result<StreamEnd> Run();
   // The largest message of this session, in bytes.
   uint64_t largest_message() const { return largest_message_; }
 
@@ -83,17 +90,17 @@ class ReadLoop {
   Status WriteAndSync(Clock::time_point now);
   void PublishStats(Clock::time_point now);
   Status ReportToServer(Clock::time_point now);
-  // Whether the session ends here: --end-lsn reached (Ok) or, after a large
-  // message, a restart (kWouldBlock); nullopt to go on.
-  std::optional<Status> SessionEnds();
+  // Whether the session ends here: --end-lsn reached, or a restart after a
+  // large message; nullopt to go on.
+  std::optional<Result<StreamEnd>> SessionEnds();
   Status WaitForEvents(Clock::time_point now);
   int64_t PollTimeout(Clock::time_point now) const;
-  Status Finish(bool end_reached);
+  Result<StreamEnd> Finish(bool end_reached);
   // Syncs, acknowledges exactly what is durable and ends the copy, reading
   // and dropping what the server still sends (EndCopy).
   void EndStream(Clock::time_point deadline);
   // The sink has taken nothing for sink_stall_timeout: ends the stream.
-  Status PauseStream(Clock::time_point now);
+  Result<StreamEnd> PauseStream(Clock::time_point now);
   void LogProgress(Clock::time_point now);
   Lsn Reading() const { return session_.readings->TakenSince(session_.began); }
 
@@ -115,7 +122,8 @@ class ReadLoop {
   bool flush_pending_ = false;       // libpq holds output not yet sent
   bool wakeup_pending_ = true;       // the wakeup descriptor fired
   bool left_in_libpq_ = false;       // whole messages may wait in libpq, not the socket
-  bool sink_blocked_ = false;        // the sink took nothing this turn
+  bool sink_blocked_ = false;        // the sink did not take all it was given
+  bool stalled_ = false;             // it took nothing for sink_stall_timeout
   bool reached_end_ = false;         // --end-lsn
   bool switch_now_ = false;          // the drain stopped at a boundary to switch files
   bool reply_due_ = false;           // the server asked for a reply
@@ -127,7 +135,6 @@ class ReadLoop {
   uint64_t unit_start_ = 0;          // where the current unit's output began
   Lsn unfinished_lsn_ = kInvalidLsn;       // the message whose output comes in pieces
   uint64_t largest_message_ = 0;
-  bool restart_ = false;             // ended to give back a large message's memory
   Clock::time_point next_progress_log_;  // log_level debug: progress every 10 s
 };
 

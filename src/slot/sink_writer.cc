@@ -30,10 +30,12 @@ Status SinkWriter::WriteSome(const char* data, size_t len, size_t* n, Clock::tim
 
 Status SinkWriter::Write(Clock::time_point now) {
   while (!buffer_.empty()) {
+    size_t want = buffer_.size();
     size_t n = 0;
-    Status s = WriteSome(buffer_.data(), buffer_.size(), &n, now);
+    Status s = WriteSome(buffer_.data(), want, &n, now);
     buffer_.Consume(n);
     if (!s.ok()) return s;
+    if (n < want) break;  // the sink takes no more now
   }
   return Status::Ok();
 }
@@ -41,8 +43,8 @@ Status SinkWriter::Write(Clock::time_point now) {
 Status SinkWriter::WriteThrough(std::string_view payload, Clock::time_point now) {
   size_t done = 0;
   Status s = Write(now);
-  if (s.ok()) s = WriteSome(payload.data(), payload.size(), &done, now);
-  if (!s.ok() && s.code() != Status::Code::kWouldBlock) return s.Prefixed(sink_->Describe());
+  if (s.ok() && buffer_.empty()) s = WriteSome(payload.data(), payload.size(), &done, now);
+  if (!s.ok()) return s.Prefixed(sink_->Describe());
   buffer_.Append(payload.data() + done, payload.size() - done);
   buffer_.Append('\n');
   return Status::Ok();
@@ -64,11 +66,8 @@ void SinkWriter::WriteUpTo(uint64_t boundary, Clock::time_point until,
         static_cast<size_t>(std::min<uint64_t>(boundary - sink_->accepted(), buffer_.size()));
     Status ws = sink_->Write(buffer_.data(), want, &n);
     buffer_.Consume(n);
-    if (ws.code() == Status::Code::kWouldBlock) {
-      WaitForSinkBriefly();
-    } else if (!ws.ok()) {
-      break;
-    }
+    if (!ws.ok()) break;
+    if (n < want) WaitForSinkBriefly();
   }
 }
 

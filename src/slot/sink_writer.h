@@ -6,7 +6,7 @@
 // the ack policy's marks are offsets of that stream.
 //
 // Writing never blocks for long: Write hands the buffer to the sink until it
-// is empty or the sink would block (kWouldBlock; WaitSpec says on what).
+// is empty or the sink takes no more now (Blocked(); WaitSpec says on what).
 // Sync makes durable what the sink has accepted: at once for a sink whose
 // sync is cheap, on the fsync_interval schedule otherwise (group commit).
 //
@@ -40,8 +40,11 @@ class SinkWriter {
   // Nothing buffered and everything accepted durable.
   bool AllDurable() const { return buffer_.empty() && sink_->durable() == sink_->accepted(); }
 
-  // Hands the buffer to the sink until it is empty or the sink blocks.
+  // Hands the buffer to the sink until it is empty or the sink takes no
+  // more now (then Blocked()).
   Status Write(Clock::time_point now);
+  // The sink did not take all that was buffered.
+  bool Blocked() const { return !buffer_.empty(); }
   // A large raw message straight from where libpq holds it: the buffer
   // first, then the payload; only what the sink does not take now is
   // copied into the buffer. Then "\n".

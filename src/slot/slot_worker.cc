@@ -152,40 +152,43 @@ SlotWorker::Phase SlotWorker::StreamSession() {
   }
   auto started = Clock::now();
   ReplicationConn conn(wakeup_.fd(), &stop_, &stats_.heartbeat_ns);
-  Status s = Session(&conn);
+  Result<StreamEnd> end = Session(&conn);
   conn.Close();
   if (Clock::now() - started >= kStableSession) backoff_ = kBackoffMin;
-  return AfterSession(s);
+  return AfterSession(end);
 }
 
-SlotWorker::Phase SlotWorker::AfterSession(const Status& s) {
-  outcome_ = s;
-  switch (s.code()) {
-    case Status::Code::kOk:  // reached --end-lsn
+SlotWorker::Phase SlotWorker::AfterSession(const Result<StreamEnd>& end) {
+  outcome_ = end.status();
+  if (!end.ok()) {
+    if (outcome_.code() != Status::Code::kRetryable) return Phase::kStopping;
+    if (!stop_.load(std::memory_order_acquire)) return Phase::kBackingOff;
+    outcome_ = Status::Ok();  // a stop request interrupted it
+    return Phase::kStopping;
+  }
+  switch (end.value()) {
+    case StreamEnd::kEndReached:
       stats_.state.store(SlotState::kDone);
       pipeline_.Event(spdlog::level::info, msgid::kSlotStopped, Acked(),
-            "reached end position " + FormatLsn(*options_.end_lsn) + "; flushed " +
-                FormatLsn(Acked()));
+                      "reached end position " + FormatLsn(*options_.end_lsn) + "; flushed " +
+                          FormatLsn(Acked()));
       return Phase::kStopping;
-    case Status::Code::kStopped:
-      outcome_ = Status::Ok();
+    case StreamEnd::kStopped:
       return Phase::kStopping;
-    case Status::Code::kWouldBlock:
-      return restart_ ? Phase::kRestarting : Phase::kPausedForSink;
-    case Status::Code::kRetryable:
-      return Phase::kBackingOff;
-    default:
-      return Phase::kStopping;
+    case StreamEnd::kPausedForSink:
+      return Phase::kPausedForSink;
+    case StreamEnd::kRestart:
+      return Phase::kRestarting;
   }
+  return Phase::kStopping;
 }
 
 SlotWorker::Phase SlotWorker::AwaitSink() {
-  Status s = WaitForSink();
-  if (s.ok()) {
-    backoff_ = kBackoffMin;
-    return Phase::kStreaming;  // stream again, at once
-  }
-  return AfterSession(s);
+  Result<bool> takes = WaitForSink();
+  if (!takes.ok()) return AfterSession(takes.status());
+  if (!takes.value()) return AfterSession(StreamEnd::kStopped);
+  backoff_ = kBackoffMin;
+  return Phase::kStreaming;  // stream again, at once
 }
 
 SlotWorker::Phase SlotWorker::BackOff() {
@@ -238,13 +241,13 @@ void SlotWorker::Conclude(Status result) {
 
 // --- A session: set-up ---------------------------------------------------
 
-Status SlotWorker::Session(ReplicationConn* conn) {
+Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
   stats_.state.store(SlotState::kConnecting);
   conn->set_error_context(ErrorContext{config_.name, config_.plugin, "", created_here_});
   Lsn start = kInvalidLsn;
   Status s = Prepare(conn, &start);
   if (!s.ok()) return conn->WithSlotCondition(s, config_.name);
-  if (options_.end_lsn && Acked() >= *options_.end_lsn) return Status::Ok();
+  if (options_.end_lsn && Acked() >= *options_.end_lsn) return StreamEnd::kEndReached;
   pipeline_.formatter().Reset();  // a new stream: no relation cache, no open transaction
   pipeline_.policy().NewStream();
   if (ExactlyOnce* e = pipeline_.exactly_once()) e->NewSession();
@@ -266,16 +269,17 @@ Status SlotWorker::Session(ReplicationConn* conn) {
   ReadLoop loop(&pipeline_, &claims_,
                 ReadLoop::Session{conn, &wakeup_, &stop_, &reopen_, &reading_, session_began_,
                                   options_.end_lsn, receive_timeout_});
-  s = conn->WithSlotCondition(loop.Run(), config_.name);
-  restart_ = loop.restart();
+  Result<StreamEnd> end = loop.Run();
   largest_message_ = loop.largest_message();
+  if (!end.ok()) end = conn->WithSlotCondition(end.status(), config_.name);
   if (LogEnabled(spdlog::level::debug)) {
     pipeline_.Event(spdlog::level::debug, nullptr, Acked(),
-          "session ended (" + (s.ok() ? std::string("end position reached") : s.message()) +
-              "): started at " + FormatLsn(start) + ", received up to " + FormatLsn(pipeline_.received) +
-              ", acknowledged " + FormatLsn(Acked()));
+                    "session ended (" + (end.ok() ? std::string(StreamEndName(end.value()))
+                                                  : end.status().message()) +
+                        "): started at " + FormatLsn(start) + ", received up to " +
+                        FormatLsn(pipeline_.received) + ", acknowledged " + FormatLsn(Acked()));
   }
-  return s;
+  return end;
 }
 
 Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
@@ -377,12 +381,12 @@ void SlotWorker::KeepOnlyHalfTaken() {
   pipeline_.policy().Unwritten(taken + keep);
 }
 
-Status SlotWorker::WaitForSink() {
+Result<bool> SlotWorker::WaitForSink() {
   stats_.state.store(SlotState::kPaused);
   KeepOnlyHalfTaken();
   for (;;) {
     pipeline_.Heartbeat();
-    if (stop_.load(std::memory_order_acquire)) return Status::Stopped();
+    if (stop_.load(std::memory_order_acquire)) return false;
     if (invalidated_.load(std::memory_order_acquire)) {
       return Status::SlotInvalidated(
           "the server has invalidated slot \"" + config_.name +
@@ -392,9 +396,9 @@ Status SlotWorker::WaitForSink() {
     if (reopen_.exchange(false)) {
       if (Status s = sink()->Reopen(); !s.ok()) return s.Prefixed(sink()->Describe());
     }
-    Status s = pipeline_.writer().buffered().empty() ? sink()->Probe() : pipeline_.writer().Write(Clock::now());
-    if (s.ok() && pipeline_.writer().buffered().empty()) break;
-    if (!s.ok() && s.code() != Status::Code::kWouldBlock) return s.Prefixed(sink()->Describe());
+    Result<bool> takes = SinkTakesBytes();
+    if (!takes.ok()) return takes.status().Prefixed(sink()->Describe());
+    if (takes.value()) break;
     Sink::Wait w = sink()->WaitSpec();
     struct pollfd fds[2] = {{wakeup_.fd(), POLLIN, 0}, {w.fd, w.events, 0}};
     int wait = static_cast<int>(std::min<int64_t>(w.fd >= 0 ? 1000 : w.retry.count(), 1000));
@@ -403,7 +407,14 @@ Status SlotWorker::WaitForSink() {
   if (Status ss = pipeline_.SyncSink(Clock::now(), true); !ss.ok()) return ss;
   pipeline_.Event(spdlog::level::info, nullptr, Acked(),
         sink()->Describe() + " takes bytes again: streaming again from " + FormatLsn(Acked()));
-  return Status::Ok();
+  return true;
+}
+
+Result<bool> SlotWorker::SinkTakesBytes() {
+  SinkWriter& writer = pipeline_.writer();
+  if (writer.buffered().empty()) return sink()->Probe();
+  if (Status s = writer.Write(Clock::now()); !s.ok()) return s;
+  return !writer.Blocked();
 }
 
 }  // namespace pgslotd

@@ -42,6 +42,7 @@
 #include "sink/sink.h"
 #include "slot/claim_check.h"
 #include "slot/pipeline.h"
+#include "slot/read_loop.h"
 #include "slot/server_position.h"
 #include "slot/slot_stats.h"
 #include "util/fd.h"
@@ -107,12 +108,12 @@ class SlotWorker {
   void Run();
   // Run's phases; each returns the next. outcome_ says why a session ended.
   Phase StreamSession();
-  Phase AfterSession(const Status& s);
+  Phase AfterSession(const Result<StreamEnd>& end);
   Phase AwaitSink();
   Phase BackOff();
   void Conclude(Status result);
   // One session: set up (pg/slot_session), then the read loop.
-  Status Session(ReplicationConn* conn);
+  Result<StreamEnd> Session(ReplicationConn* conn);
   Status Prepare(ReplicationConn* conn, Lsn* start);
   // A stream sink's earlier acknowledgement beyond this server's WAL end:
   // start from the slot's `confirmed` position, warning.
@@ -122,10 +123,13 @@ class SlotWorker {
   Status CutBackAfterFailure(Clock::time_point until);
   // Paused: keeps only what the sink cannot do without (the rest of a
   // message it has half taken), then waits, without a connection, until
-  // the sink takes bytes (ok), a stop (kStopped) or the monitor's word that
-  // the slot was invalidated.
-  Status WaitForSink();
+  // the sink takes bytes (true), a stop (false) or the monitor's word that
+  // the slot was invalidated (an error).
+  Result<bool> WaitForSink();
   void KeepOnlyHalfTaken();
+  // Writes what the buffer holds (or, empty, asks the sink): whether the
+  // sink takes bytes again.
+  Result<bool> SinkTakesBytes();
   // After a large message: the slot's buffer back to its usual size, and a
   // note of the new session.
   void GiveMemoryBack();
@@ -154,7 +158,6 @@ class SlotWorker {
   SlotPipeline pipeline_;
   ClaimCheck claims_;
   Status outcome_;  // why the last session ended
-  bool restart_ = false;  // it ended to give back a large message's memory
   std::chrono::milliseconds backoff_;
   Clock::time_point session_began_;  // before its IDENTIFY_SYSTEM
   bool announced_ = false;           // logged the first successful start

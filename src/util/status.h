@@ -10,8 +10,12 @@ namespace pgslotd {
 
 class [[nodiscard]] Status {
  public:
-  // How the caller should react. The slot worker maps these onto its own
-  // behaviour: retry with backoff, stop the slot, or stop the process.
+  // The outcome of an operation, and so how the caller should react: the
+  // slot worker retries with backoff, stops the slot, or stops the process.
+  // Only outcomes: control flow is not a Status. A sink that cannot take
+  // bytes now says so by taking fewer (sink/sink.h); a stop request is a
+  // flag its owner checks (an operation it interrupts fails retryable); a
+  // session's end is the read loop's StreamEnd.
   enum class Code {
     kOk,
     kInvalidArgument,  // bad input (config, LSN text, protocol value)
@@ -19,8 +23,6 @@ class [[nodiscard]] Status {
     kSlotFatal,        // this slot cannot go on: missing, no permission, bad options
     kSlotInvalidated,  // the server invalidated the slot: its changes are lost
     kProcessFatal,     // the process must exit: e.g. fsync failed (EIO)
-    kWouldBlock,       // a non-blocking operation could not proceed yet
-    kStopped,          // an operation was interrupted by a stop request
   };
 
   Status() = default;
@@ -34,10 +36,8 @@ class [[nodiscard]] Status {
   static Status ProcessFatal(std::string msg) {
     return Status(Code::kProcessFatal, std::move(msg));
   }
-  static Status WouldBlock(std::string msg = "would block") {
-    return Status(Code::kWouldBlock, std::move(msg));
-  }
-  static Status Stopped() { return Status(Code::kStopped, "stopped"); }
+  // An operation a stop request interrupted (retryable: it did not fail).
+  static Status Interrupted() { return Status(Code::kRetryable, "interrupted by a stop request"); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -2,7 +2,9 @@
 #include <getopt.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
@@ -63,15 +65,19 @@ int PrintStatus(const pgslotd::Config& config, bool json) {
   return answer.value().rfind("error:", 0) == 0 ? 1 : 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// What the command line asks for.
+struct Flags {
   std::string config_path;
   bool check = false;
   bool status = false;
   bool json = false;
   std::optional<pgslotd::Lsn> end_lsn;
   std::string log_target = "auto";
+};
+
+// Reads the options into *flags. Returns the exit code when the program is
+// done (--help, --version, bad usage), nullopt to go on.
+std::optional<int> ReadOptions(int argc, char** argv, Flags* flags) {
   enum { kOptCheck = 1000, kOptEndLsn, kOptVersion, kOptLogTarget, kOptStatus, kOptJson };
   static const struct option kOptions[] = {
       {"config", required_argument, nullptr, 'c'},
@@ -88,27 +94,27 @@ int main(int argc, char** argv) {
   while ((opt = getopt_long(argc, argv, "c:h", kOptions, nullptr)) != -1) {
     switch (opt) {
       case 'c':
-        config_path = optarg;
+        flags->config_path = optarg;
         break;
       case kOptCheck:
-        check = true;
+        flags->check = true;
         break;
       case kOptStatus:
-        status = true;
+        flags->status = true;
         break;
       case kOptJson:
-        json = true;
+        flags->json = true;
         break;
       case kOptEndLsn:
-        end_lsn = pgslotd::ParseLsn(optarg);
-        if (!end_lsn) {
+        flags->end_lsn = pgslotd::ParseLsn(optarg);
+        if (!flags->end_lsn) {
           std::fprintf(stderr, "pgslotd: --end-lsn: \"%s\" is not an LSN (expected X/Y in hex)\n",
                        optarg);
           return kExitUsage;
         }
         break;
       case kOptLogTarget:
-        log_target = optarg;
+        flags->log_target = optarg;
         break;
       case kOptVersion:
         std::printf("pgslotd %s\n", PGSLOTD_VERSION);
@@ -121,56 +127,77 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
   }
+  return std::nullopt;
+}
+
+// Reads the command line into *flags, as ReadOptions, and checks that its
+// parts go together.
+std::optional<int> ReadFlags(int argc, char** argv, Flags* flags) {
+  if (std::optional<int> done = ReadOptions(argc, argv, flags)) return done;
+  const char* problem = nullptr;
   if (optind < argc) {
     std::fprintf(stderr, "pgslotd: unexpected argument \"%s\"\n", argv[optind]);
     return kExitUsage;
+  } else if (flags->config_path.empty()) {
+    problem = "--config PATH is required (try 'pgslotd --help')";
+  } else if (flags->json && !flags->status) {
+    problem = "--json goes with --status";
+  } else if (flags->status && (flags->check || flags->end_lsn)) {
+    problem = "--status goes with neither --check nor --end-lsn";
   }
-  if (config_path.empty()) {
-    std::fprintf(stderr, "pgslotd: --config PATH is required (try 'pgslotd --help')\n");
-    return kExitUsage;
-  }
-  if (json && !status) {
-    std::fprintf(stderr, "pgslotd: --json goes with --status\n");
-    return kExitUsage;
-  }
-  if (status && (check || end_lsn)) {
-    std::fprintf(stderr, "pgslotd: --status goes with neither --check nor --end-lsn\n");
-    return kExitUsage;
-  }
+  if (problem == nullptr) return std::nullopt;
+  std::fprintf(stderr, "pgslotd: %s\n", problem);
+  return kExitUsage;
+}
 
-  pgslotd::Config config;
+// Loads the config file into *config, printing its warnings, and its errors
+// when it does not load.
+bool Load(const Flags& flags, pgslotd::Config* config) {
   std::vector<pgslotd::ConfigError> errors, warnings;
   pgslotd::LoadOptions load_options;
-  load_options.check_paths = check;
-  load_options.warn_world_writable = !status;
-  bool loaded = pgslotd::LoadConfig(config_path, &config, &errors, load_options, &warnings);
+  load_options.check_paths = flags.check;
+  load_options.warn_world_writable = !flags.status;
+  bool loaded = pgslotd::LoadConfig(flags.config_path, config, &errors, load_options, &warnings);
   for (const auto& w : warnings) std::fprintf(stderr, "%s\n", w.ToString().c_str());
-  if (!loaded) {
-    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
-    std::fprintf(stderr, "pgslotd: %zu error%s in %s\n", errors.size(),
-                 errors.size() == 1 ? "" : "s", config_path.c_str());
-    return kExitConfig;
-  }
-  if (check) {
-    std::fprintf(stderr, "%s: config OK: %zu slot%s\n", config_path.c_str(), config.slots.size(),
-                 config.slots.size() == 1 ? "" : "s");
-    return 0;
-  }
-  if (status) return PrintStatus(config, json);
+  if (loaded) return true;
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+  std::fprintf(stderr, "pgslotd: %zu error%s in %s\n", errors.size(), errors.size() == 1 ? "" : "s",
+               flags.config_path.c_str());
+  return false;
+}
+
+// Sets up logging and runs the supervisor until it stops.
+int RunDaemon(pgslotd::Config config, const Flags& flags) {
   pgslotd::LogTarget target;
-  if (!pgslotd::ParseLogTarget(log_target, &target)) {
+  if (!pgslotd::ParseLogTarget(flags.log_target, &target)) {
     std::fprintf(stderr, "pgslotd: --log-target: \"%s\" is not auto, stderr or journal\n",
-                 log_target.c_str());
+                 flags.log_target.c_str());
     return kExitUsage;
   }
   if (!pgslotd::SetupLogging(config.log_level, target)) {
-    std::fprintf(stderr, "pgslotd: cannot log to %s at level %s\n", log_target.c_str(),
+    std::fprintf(stderr, "pgslotd: cannot log to %s at level %s\n", flags.log_target.c_str(),
                  config.log_level.c_str());
     return kExitConfig;
   }
   pgslotd::BlockSignals();  // before any thread starts
   pgslotd::Supervisor::Options options;
-  options.end_lsn = end_lsn;
+  options.end_lsn = flags.end_lsn;
   pgslotd::Supervisor supervisor(std::move(config), options);
   return supervisor.Run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  if (std::optional<int> done = ReadFlags(argc, argv, &flags)) return *done;
+  pgslotd::Config config;
+  if (!Load(flags, &config)) return kExitConfig;
+  if (flags.check) {
+    std::fprintf(stderr, "%s: config OK: %zu slot%s\n", flags.config_path.c_str(),
+                 config.slots.size(), config.slots.size() == 1 ? "" : "s");
+    return 0;
+  }
+  if (flags.status) return PrintStatus(config, flags.json);
+  return RunDaemon(std::move(config), flags);
 }

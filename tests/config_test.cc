@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <initializer_list>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -1842,6 +1844,225 @@ TEST_F(ConfigTest, RotateRefusals) {
                  "slots[0].sink.rotate.every", {"unknown key \"every\"", "size, keep, age"});
   ExpectOneError(head + "      {type: file, path: /f, rotate: 1GiB}\n", 5, "slots[0].sink.rotate",
                  {"expected a map"});
+}
+
+// ---------------------------------------------------------------------------
+// The schema's rows: defaults, equality and what a reload does.
+
+// The structs hold no default of their own: a default-constructed one holds
+// what a file that sets no optional key gives.
+TEST_F(ConfigTest, DefaultConstructedStructsHoldTheRowsDefaults) {
+  Config config = Load(R"(
+state_directory: /s
+slots:
+  - {name: a, plugin: p, sink: {type: file, path: /a/b, rotate: {size: 1MiB}}}
+)");
+  const Config defaults;
+  EXPECT_EQ(config.log_level, defaults.log_level);
+  EXPECT_EQ(config.monitor_interval, defaults.monitor_interval);
+  EXPECT_EQ(config.metrics_file, defaults.metrics_file);
+  ASSERT_EQ(config.slots.size(), 1u);
+  SlotConfig expected;
+  expected.name = "a";
+  expected.plugin = "p";
+  expected.sink.type = SinkType::kFile;
+  expected.sink.path = "/a/b";
+  expected.sink.rotate.size = 1 << 20;
+  expected.state_directory = "/s";
+  const SlotConfig& loaded = config.slots[0];
+  EXPECT_EQ(loaded, expected);
+  EXPECT_EQ(loaded.lag_alarm, expected.lag_alarm);
+  EXPECT_EQ(loaded.sink.rotate, expected.sink.rotate);
+  // And they are the documented ones (docs/config.md).
+  EXPECT_EQ(defaults.log_level, "info");
+  EXPECT_EQ(defaults.monitor_interval, milliseconds(10000));
+  EXPECT_EQ(expected.status_interval, milliseconds(10000));
+  EXPECT_EQ(expected.fsync_interval, milliseconds(1000));
+  EXPECT_EQ(expected.receive_timeout, milliseconds(60000));
+  EXPECT_EQ(expected.sink_stall_timeout, milliseconds(5000));
+  EXPECT_EQ(expected.buffer_size, 8u << 20);
+  EXPECT_EQ(expected.format, OutputFormat::kRaw);
+  EXPECT_EQ(SinkConfig().mode, 0600u);
+  EXPECT_EQ(RotateConfig().keep, 10u);
+  EXPECT_FALSE(RotateConfig().enabled());
+  EXPECT_EQ(LagAlarmConfig().bytes, 1ull << 30);
+  EXPECT_EQ(LagAlarmConfig().safe_wal_size, 2ull << 30);
+}
+
+// One file with every key that holds a value; each case below changes one.
+// The slot inherits the top-level keys it may override.
+constexpr char kEveryKey[] = R"(
+connection: "host=h1"
+status_interval: 10s
+fsync_interval: 1s
+sink_stall_timeout: 5s
+receive_timeout: 60s
+buffer_size: 8MiB
+log_level: info
+monitor_interval: 10s
+state_directory: /state/a
+runtime_directory: /run/a
+metrics_file: /m/metrics.prom
+lag_alarm:
+  bytes: 1GiB
+  seconds: 5m
+  repeat: 10m
+  safe_wal_size: 2GiB
+slots:
+  - name: a
+    connection: "port=5432"
+    plugin: pgoutput
+    create: false
+    options: {proto_version: 1}
+    format: raw
+    sink: {type: file, path: /out/a, mode: "0600", rotate: {size: 1GiB, keep: 10, age: 1d}}
+)";
+
+// A change of one key: kEveryKey with `anchor` replaced by `before` (nullptr:
+// left as it is), then by `after`.
+struct KeyChange {
+  const char* key;  // as ReloadPolicies() names it
+  Reload reload;    // what a reload has always done about it
+  const char* anchor;
+  const char* before;
+  const char* after;
+};
+
+const KeyChange kKeyChanges[] = {
+    {"connection", Reload::kRestartsSlot, "host=h1", nullptr, "host=h2"},
+    {"status_interval", Reload::kRestartsSlot, "\nstatus_interval: 10s", nullptr,
+     "\nstatus_interval: 11s"},
+    {"fsync_interval", Reload::kRestartsSlot, "\nfsync_interval: 1s", nullptr,
+     "\nfsync_interval: 0"},
+    {"sink_stall_timeout", Reload::kRestartsSlot, "\nsink_stall_timeout: 5s", nullptr,
+     "\nsink_stall_timeout: 6s"},
+    {"receive_timeout", Reload::kRestartsSlot, "\nreceive_timeout: 60s", nullptr,
+     "\nreceive_timeout: 0"},
+    {"buffer_size", Reload::kRestartsSlot, "\nbuffer_size: 8MiB", nullptr, "\nbuffer_size: 16MiB"},
+    {"log_level", Reload::kLive, "log_level: info", nullptr, "log_level: debug"},
+    {"monitor_interval", Reload::kLive, "monitor_interval: 10s", nullptr, "monitor_interval: 1s"},
+    {"state_directory", Reload::kRestartsDaemon, "/state/a", nullptr, "/state/b"},
+    {"runtime_directory", Reload::kRestartsDaemon, "/run/a", nullptr, "/run/b"},
+    {"metrics_file", Reload::kLive, "/m/metrics.prom", nullptr, "/m/other.prom"},
+    {"slots[].name", Reload::kRestartsSlot, "name: a", nullptr, "name: b"},
+    {"slots[].connection", Reload::kRestartsSlot, "port=5432", nullptr, "port=5433"},
+    {"slots[].plugin", Reload::kRestartsSlot, "plugin: pgoutput", nullptr, "plugin: wal2json"},
+    {"slots[].create", Reload::kRestartsSlot, "create: false", nullptr, "create: true"},
+    {"slots[].options", Reload::kRestartsSlot, "proto_version: 1", nullptr, "proto_version: 2"},
+    {"slots[].include_transactions", Reload::kRestartsSlot, "format: raw", "format: json",
+     "format: json\n    include_transactions: true"},
+    {"slots[].format", Reload::kRestartsSlot, "format: raw", nullptr, "format: json"},
+    {"slots[].status_interval", Reload::kRestartsSlot, "format: raw", nullptr,
+     "format: raw\n    status_interval: 11s"},
+    {"slots[].fsync_interval", Reload::kRestartsSlot, "format: raw", nullptr,
+     "format: raw\n    fsync_interval: 0"},
+    {"slots[].receive_timeout", Reload::kRestartsSlot, "format: raw", nullptr,
+     "format: raw\n    receive_timeout: 0"},
+    {"slots[].sink_stall_timeout", Reload::kRestartsSlot, "format: raw", nullptr,
+     "format: raw\n    sink_stall_timeout: 0"},
+    {"slots[].buffer_size", Reload::kRestartsSlot, "format: raw", nullptr,
+     "format: raw\n    buffer_size: 1MiB"},
+    {"slots[].sink.type", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: pipe, path: /out/a", "type: file, path: /out/a"},
+    {"slots[].sink.path", Reload::kRestartsSlot, "path: /out/a", nullptr, "path: /out/b"},
+    {"slots[].sink.mode", Reload::kRestartsSlot, "mode: \"0600\"", nullptr, "mode: \"0640\""},
+    {"slots[].sink.rotate.size", Reload::kRestartsSlot, "size: 1GiB", nullptr, "size: 2GiB"},
+    {"slots[].sink.rotate.keep", Reload::kRestartsSlot, "keep: 10", nullptr, "keep: 3"},
+    {"slots[].sink.rotate.age", Reload::kRestartsSlot, "age: 1d", nullptr, "age: 2d"},
+    {"lag_alarm.bytes", Reload::kLive, "  bytes: 1GiB", nullptr, "  bytes: 2GiB"},
+    {"lag_alarm.seconds", Reload::kLive, "  seconds: 5m", nullptr, "  seconds: 6m"},
+    {"lag_alarm.repeat", Reload::kLive, "  repeat: 10m", nullptr, "  repeat: 11m"},
+    {"lag_alarm.safe_wal_size", Reload::kLive, "  safe_wal_size: 2GiB", nullptr,
+     "  safe_wal_size: 0B"},
+    {"slots[].lag_alarm.bytes", Reload::kLive, "format: raw", nullptr,
+     "format: raw\n    lag_alarm: {bytes: 2GiB}"},
+    {"slots[].lag_alarm.seconds", Reload::kLive, "format: raw", nullptr,
+     "format: raw\n    lag_alarm: {seconds: 6m}"},
+    {"slots[].lag_alarm.repeat", Reload::kLive, "format: raw", nullptr,
+     "format: raw\n    lag_alarm: {repeat: 11m}"},
+    {"slots[].lag_alarm.safe_wal_size", Reload::kLive, "format: raw", nullptr,
+     "format: raw\n    lag_alarm: {safe_wal_size: 0B}"},
+};
+
+std::string Replaced(const std::string& text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  EXPECT_EQ(text.find(from, at + 1), std::string::npos) << from << " is not unique";
+  if (at == std::string::npos) return text;
+  return text.substr(0, at) + to + text.substr(at + from.size());
+}
+
+// Whether anything a reload applies differs between the two.
+bool Differ(const Config& a, const Config& b) {
+  bool differ = a.log_level != b.log_level || a.monitor_interval != b.monitor_interval ||
+                a.metrics_file != b.metrics_file || a.state_directory != b.state_directory ||
+                a.runtime_directory != b.runtime_directory || a.slots.size() != b.slots.size();
+  for (size_t i = 0; !differ && i < a.slots.size(); ++i) {
+    differ = a.slots[i] != b.slots[i] || a.slots[i].lag_alarm != b.slots[i].lag_alarm;
+  }
+  return differ;
+}
+
+// What the reload from `before` to `after` does, as the supervisor decides.
+Reload ReloadBetween(const Config& before, const Config& after) {
+  if (!DaemonRestartReason(before, after).empty()) return Reload::kRestartsDaemon;
+  return SlotReload(before.slots.at(0), after.slots.at(0));
+}
+
+TEST_F(ConfigTest, EachKeyChangedAloneDoesWhatItsRowSays) {
+  std::map<std::string, Reload> rows;
+  for (const KeyReload& k : ReloadPolicies()) rows.emplace(k.key, k.reload);
+  std::set<std::string> changed;
+  for (const KeyChange& c : kKeyChanges) {
+    SCOPED_TRACE(c.key);
+    changed.insert(c.key);
+    ASSERT_EQ(rows.count(c.key), 1u) << "no row binds a field for " << c.key;
+    EXPECT_EQ(rows[c.key], c.reload);
+    std::string before = c.before == nullptr ? kEveryKey : Replaced(kEveryKey, c.anchor, c.before);
+    std::string after = Replaced(before, c.before == nullptr ? c.anchor : c.before, c.after);
+    Config old_config = Load(before);
+    Config new_config = Load(after);
+    ASSERT_EQ(old_config.slots.size(), 1u);
+    ASSERT_EQ(new_config.slots.size(), 1u);
+    EXPECT_TRUE(Differ(old_config, new_config)) << "the change reached no field";
+    EXPECT_EQ(ReloadBetween(old_config, new_config), c.reload);
+    EXPECT_EQ(ReloadBetween(old_config, old_config), Reload::kLive);
+    // Equal slots are slots whose stream a reload keeps (a reload that
+    // needs a restart of pgslotd compares none).
+    if (c.reload != Reload::kRestartsDaemon) {
+      EXPECT_EQ(old_config.slots[0] == new_config.slots[0], c.reload == Reload::kLive);
+    }
+  }
+  for (const auto& [key, reload] : rows) {
+    EXPECT_EQ(changed.count(key), 1u) << key << " has a row but no case here";
+  }
+}
+
+TEST_F(ConfigTest, ADaemonRestartIsExplainedByTheFirstKeyThatNeedsIt) {
+  Config old_config = Load(kEveryKey);
+  Config new_config =
+      Load(Replaced(Replaced(kEveryKey, "/state/a", "/state/b"), "/run/a", "/run/b"));
+  EXPECT_EQ(DaemonRestartReason(old_config, new_config),
+            "state_directory changed from /state/a to /state/b");
+  new_config = Load(Replaced(kEveryKey, "/run/a", "/run/b"));
+  EXPECT_EQ(DaemonRestartReason(old_config, new_config),
+            "runtime_directory changed from /run/a to /run/b");
+  EXPECT_EQ(DaemonRestartReason(old_config, old_config), "");
+}
+
+TEST_F(ConfigTest, ASlotReloadDoesTheMostItsChangedKeysAsk) {
+  SlotConfig a;
+  SlotConfig b = a;
+  b.lag_alarm.bytes = 1;
+  EXPECT_EQ(SlotReload(a, b), Reload::kLive);
+  b.sink.rotate.keep = 1;
+  EXPECT_EQ(SlotReload(a, b), Reload::kRestartsSlot);
+  EXPECT_EQ(SlotReload(b, a), Reload::kRestartsSlot);
+  b = a;
+  b.line = 7;
+  EXPECT_EQ(SlotReload(a, b), Reload::kLive);
 }
 
 }  // namespace

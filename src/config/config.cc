@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -24,10 +25,14 @@ namespace pgslotd {
 namespace {
 
 // ---------------------------------------------------------------------------
-// The schema, as data. Every key of every level is one row of kSchema; the
-// loader below reads a YAML map by looking its keys up here, so adding a key
-// is adding a row (and using the value where the SlotConfig is assembled).
-// docs/config.md describes the same keys for operators.
+// The schema, as data. Every key of every level is one row of kSchema: its
+// type, its default, where it may appear, the field its value fills and
+// what a reload does when it changes. The loader below reads a YAML map by
+// looking its keys up here and fills the fields through the rows, the
+// structs' constructors take their defaults from the rows, and their
+// comparisons (so the reload decision) compare the fields the rows fill: a
+// new key is a new row. docs/config.md describes the same keys for
+// operators.
 
 // kLagAlarm holds the keys of a lag_alarm map, which the top level and each
 // slot may have. At the top level, an absent key takes its default; in a
@@ -36,6 +41,8 @@ enum class Scope { kTop, kSlot, kSink, kRotate, kLagAlarm };
 
 enum class Kind {
   kString,    // any scalar, taken as its text; no NUL byte
+  kConninfo,  // a kString the loader merges (a slot's over the top level's)
+  kPath,      // a kString the loader checks is absolute and normalizes
   kBool,      // true or false
   kDuration,  // see ParseDuration
   kSize,      // see ParseSize
@@ -67,6 +74,86 @@ using Value = std::variant<std::monostate, std::string, bool, Duration, uint64_t
 // A rule beyond the type; returns what is wrong, or "" when the value is fine.
 using Check = std::string (*)(const Value&);
 
+// The struct whose field a row fills: Config for a setting of the daemon
+// itself; for a slot's key, the struct of the part its scope names. A
+// top-level key that every slot inherits fills the slot's field.
+enum class Target { kNone, kConfig, kSlot, kSink, kRotate, kLagAlarm };
+
+template <typename Owner>
+constexpr Target kTargetOf = Target::kNone;
+template <>
+constexpr Target kTargetOf<Config> = Target::kConfig;
+template <>
+constexpr Target kTargetOf<SlotConfig> = Target::kSlot;
+template <>
+constexpr Target kTargetOf<SinkConfig> = Target::kSink;
+template <>
+constexpr Target kTargetOf<RotateConfig> = Target::kRotate;
+template <>
+constexpr Target kTargetOf<LagAlarmConfig> = Target::kLagAlarm;
+
+// The field a row fills, in a struct of kind `target`: `set` writes a
+// converted value into it (a value of another type leaves it alone),
+// `same` compares it in two structs, `text` prints it (Config's only, for
+// the reload messages). All nullptr for a map or a list.
+struct Binding {
+  Target target = Target::kNone;
+  void (*set)(void* owner, const Value& value) = nullptr;
+  bool (*same)(const void* a, const void* b) = nullptr;
+  std::string (*text)(const void* owner) = nullptr;
+};
+
+void Assign(const Value& value, std::string* out) {
+  if (const auto* text = std::get_if<std::string>(&value)) *out = *text;
+  if (const auto* choice = std::get_if<const Choice*>(&value)) *out = (*choice)->name;
+}
+
+template <typename T>
+void Assign(const Value& value, T* out) {
+  if constexpr (std::is_enum_v<T>) {
+    if (const auto* choice = std::get_if<const Choice*>(&value)) {
+      *out = static_cast<T>((*choice)->value);
+    }
+  } else if constexpr (std::is_same_v<T, uint32_t>) {
+    // A kMode, or a kCount its check keeps small.
+    if (const auto* n = std::get_if<uint32_t>(&value)) *out = *n;
+    if (const auto* n = std::get_if<uint64_t>(&value)) *out = static_cast<uint32_t>(*n);
+  } else if (const T* v = std::get_if<T>(&value)) {
+    *out = *v;
+  }
+}
+
+std::string Text(const std::string& value) { return value; }
+std::string Text(Duration value) { return FormatDuration(value); }
+
+template <typename Member>
+struct MemberOf;
+template <typename T, typename O>
+struct MemberOf<T O::*> {
+  using Owner = O;
+};
+
+// The Binding of the data member `kMember` (e.g. &SlotConfig::plugin).
+template <auto kMember>
+constexpr Binding Bind() {
+  using Owner = typename MemberOf<decltype(kMember)>::Owner;
+  static_assert(kTargetOf<Owner> != Target::kNone, "a row fills a field of a config struct");
+  Binding b;
+  b.target = kTargetOf<Owner>;
+  b.set = [](void* owner, const Value& value) {
+    Assign(value, &(static_cast<Owner*>(owner)->*kMember));
+  };
+  b.same = [](const void* x, const void* y) {
+    return static_cast<const Owner*>(x)->*kMember == static_cast<const Owner*>(y)->*kMember;
+  };
+  if constexpr (std::is_same_v<Owner, Config>) {
+    b.text = [](const void* owner) { return Text(static_cast<const Config*>(owner)->*kMember); };
+  }
+  return b;
+}
+
+constexpr Binding kNoField{};  // a map or a list: its rows fill the fields
+
 struct KeySpec {
   Scope scope;
   const char* name;
@@ -75,6 +162,8 @@ struct KeySpec {
   const char* default_text;  // kOptional: read as if it were written in the file
   const Choice* choices;     // kChoice only
   Check check;               // nullptr: the type is the only rule
+  Reload reload;             // what a reload does when the value changes
+  Binding field;             // the field the value fills
   const char* description;
 };
 
@@ -99,7 +188,15 @@ constexpr uint64_t kMinBufferSize = 64 * 1024;
 constexpr size_t kMaxSlotNameLength = 63;  // PostgreSQL's NAMEDATALEN - 1
 constexpr size_t kMaxIdentifierLength = 63;
 constexpr char kControlSocketName[] = "pgslotd.sock";
+// Where an instance's directories are unless the file names them (see
+// DefaultDirectory).
+constexpr char kStateRoot[] = "/var/lib/pgslotd";
+constexpr char kRuntimeRoot[] = "/run/pgslotd";
 constexpr size_t kMaxSocketPath = 107;  // sockaddr_un's sun_path, NUL included
+
+std::string ControlSocketIn(const std::string& runtime_directory) {
+  return runtime_directory + "/" + kControlSocketName;
+}
 
 // `text` in double quotes, control characters escaped and long text cut, so
 // that a message stays on one line whatever the file holds.
@@ -178,90 +275,164 @@ std::string CheckSlotName(const Value& v) {
 // clang-format off
 constexpr KeySpec kSchema[] = {
   // scope, name, kind, need, default, choices,
-  //   check, description
-  {Scope::kTop,  "connection",      Kind::kString,   Need::kOptional,  "",      nullptr,
-   nullptr, "libpq connection string (key=value or URI) shared by every slot"},
+  //   check, reload, field,
+  //   description
+  {Scope::kTop,  "connection",      Kind::kConninfo, Need::kOptional,  "",      nullptr,
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::connection>(),
+   "libpq connection string (key=value or URI) shared by every slot"},
   {Scope::kTop,  "status_interval", Kind::kDuration, Need::kOptional,  "10s",   nullptr,
-   CheckPositive, "longest time between two standby status updates to the server"},
+   CheckPositive, Reload::kRestartsSlot, Bind<&SlotConfig::status_interval>(),
+   "longest time between two standby status updates to the server"},
   {Scope::kTop,  "fsync_interval",  Kind::kDuration, Need::kOptional,  "1s",    nullptr,
-   nullptr, "longest time written data waits for its sync; 0 syncs every batch"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::fsync_interval>(),
+   "longest time written data waits for its sync; 0 syncs every batch"},
   {Scope::kTop,  "sink_stall_timeout", Kind::kDuration, Need::kOptional, "5s", nullptr,
-   nullptr, "how long a sink may take nothing before the stream pauses; 0: never"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::sink_stall_timeout>(),
+   "how long a sink may take nothing before the stream pauses; 0: never"},
   {Scope::kTop,  "receive_timeout", Kind::kDuration, Need::kOptional,  "60s",   nullptr,
-   nullptr, "how long the server may stay silent before the connection is taken for dead; 0: never"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::receive_timeout>(),
+   "how long the server may stay silent before the connection is taken for dead; 0: never"},
   {Scope::kTop,  "buffer_size",     Kind::kSize,     Need::kOptional,  "8MiB",  nullptr,
-   CheckBufferSize, "bytes a slot holds in memory waiting for its sink"},
+   CheckBufferSize, Reload::kRestartsSlot, Bind<&SlotConfig::buffer_size>(),
+   "bytes a slot holds in memory waiting for its sink"},
   {Scope::kTop,  "log_level",       Kind::kChoice,   Need::kOptional,  "info",  kLogLevels,
-   nullptr, "least severe message that is logged"},
+   nullptr, Reload::kLive, Bind<&Config::log_level>(),
+   "least severe message that is logged"},
   {Scope::kTop,  "monitor_interval", Kind::kDuration, Need::kOptional, "10s",   nullptr,
-   CheckPositive, "how often the server's slots and WAL position are polled"},
-  {Scope::kTop,  "state_directory", Kind::kString,   Need::kOptional,  nullptr, nullptr,
-   nullptr, "directory for pgslotd's own files (and its lock); default from the config file's name"},
-  {Scope::kTop,  "runtime_directory", Kind::kString, Need::kOptional,  nullptr, nullptr,
-   nullptr, "directory of the control socket; default from the config file's name"},
-  {Scope::kTop,  "metrics_file",    Kind::kString,   Need::kOptional,  nullptr, nullptr,
-   nullptr, "absolute path of the metrics file; none when absent"},
+   CheckPositive, Reload::kLive, Bind<&Config::monitor_interval>(),
+   "how often the server's slots and WAL position are polled"},
+  {Scope::kTop,  "state_directory", Kind::kPath,     Need::kOptional,  nullptr, nullptr,
+   nullptr, Reload::kRestartsDaemon, Bind<&Config::state_directory>(),
+   "directory for pgslotd's own files (and its lock); default from the config file's name"},
+  {Scope::kTop,  "runtime_directory", Kind::kPath,   Need::kOptional,  nullptr, nullptr,
+   nullptr, Reload::kRestartsDaemon, Bind<&Config::runtime_directory>(),
+   "directory of the control socket; default from the config file's name"},
+  {Scope::kTop,  "metrics_file",    Kind::kPath,     Need::kOptional,  nullptr, nullptr,
+   nullptr, Reload::kLive, Bind<&Config::metrics_file>(),
+   "absolute path of the metrics file; none when absent"},
   {Scope::kTop,  "lag_alarm",       Kind::kMap,      Need::kOptional,  nullptr, nullptr,
-   nullptr, "when to warn that a slot falls behind, for every slot"},
+   nullptr, Reload::kLive, kNoField,
+   "when to warn that a slot falls behind, for every slot"},
   {Scope::kTop,  "slots",           Kind::kList,     Need::kRequired,  nullptr, nullptr,
-   nullptr, "the replication slots to stream, at least one"},
+   nullptr, Reload::kRestartsSlot, kNoField,
+   "the replication slots to stream, at least one (one added or removed starts or stops)"},
 
   {Scope::kSlot, "name",            Kind::kString,   Need::kRequired,  nullptr, nullptr,
-   CheckSlotName, "the replication slot's name on the server"},
-  {Scope::kSlot, "connection",      Kind::kString,   Need::kOptional,  "",      nullptr,
-   nullptr, "connection keys of this slot, merged over the top-level connection"},
+   CheckSlotName, Reload::kRestartsSlot, Bind<&SlotConfig::name>(),
+   "the replication slot's name on the server"},
+  {Scope::kSlot, "connection",      Kind::kConninfo, Need::kOptional,  "",      nullptr,
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::connection>(),
+   "connection keys of this slot, merged over the top-level connection"},
   {Scope::kSlot, "plugin",          Kind::kString,   Need::kRequired,  nullptr, nullptr,
-   CheckPluginName, "logical decoding output plugin"},
+   CheckPluginName, Reload::kRestartsSlot, Bind<&SlotConfig::plugin>(),
+   "logical decoding output plugin"},
   {Scope::kSlot, "create",          Kind::kBool,     Need::kOptional,  "false", nullptr,
-   nullptr, "create the slot when it does not exist"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::create>(),
+   "create the slot when it does not exist"},
   {Scope::kSlot, "options",         Kind::kOptions,  Need::kOptional,  nullptr, nullptr,
-   nullptr, "plugin options, sent in file order"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::options>(),
+   "plugin options, sent in file order"},
   {Scope::kSlot, "include_transactions", Kind::kBool, Need::kOptional, "false", nullptr,
-   nullptr, "format json: write begin and commit lines too"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::include_transactions>(),
+   "format json: write begin and commit lines too"},
   {Scope::kSlot, "format",          Kind::kChoice,   Need::kOptional,  "raw",   kFormats,
-   nullptr, "how changes are written to the sink"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::format>(),
+   "how changes are written to the sink"},
   {Scope::kSlot, "sink",            Kind::kMap,      Need::kRequired,  nullptr, nullptr,
-   nullptr, "where changes go"},
+   nullptr, Reload::kRestartsSlot, kNoField,
+   "where changes go"},
   {Scope::kSlot, "status_interval", Kind::kDuration, Need::kInherited, nullptr, nullptr,
-   CheckPositive, "overrides the top-level status_interval"},
+   CheckPositive, Reload::kRestartsSlot, Bind<&SlotConfig::status_interval>(),
+   "overrides the top-level status_interval"},
   {Scope::kSlot, "fsync_interval",  Kind::kDuration, Need::kInherited, nullptr, nullptr,
-   nullptr, "overrides the top-level fsync_interval"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::fsync_interval>(),
+   "overrides the top-level fsync_interval"},
   {Scope::kSlot, "receive_timeout", Kind::kDuration, Need::kInherited, nullptr, nullptr,
-   nullptr, "overrides the top-level receive_timeout"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::receive_timeout>(),
+   "overrides the top-level receive_timeout"},
   {Scope::kSlot, "sink_stall_timeout", Kind::kDuration, Need::kInherited, nullptr, nullptr,
-   nullptr, "overrides the top-level sink_stall_timeout"},
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::sink_stall_timeout>(),
+   "overrides the top-level sink_stall_timeout"},
   {Scope::kSlot, "buffer_size",     Kind::kSize,     Need::kInherited, nullptr, nullptr,
-   CheckBufferSize, "overrides the top-level buffer_size"},
+   CheckBufferSize, Reload::kRestartsSlot, Bind<&SlotConfig::buffer_size>(),
+   "overrides the top-level buffer_size"},
   {Scope::kSlot, "lag_alarm",       Kind::kMap,      Need::kInherited, nullptr, nullptr,
-   nullptr, "overrides the top-level lag_alarm keys, each on its own"},
+   nullptr, Reload::kLive, kNoField,
+   "overrides the top-level lag_alarm keys, each on its own"},
 
   {Scope::kSink, "type",            Kind::kChoice,   Need::kRequired,  nullptr, kSinkTypes,
-   nullptr, "stdout, file or pipe"},
-  {Scope::kSink, "path",            Kind::kString,   Need::kOptional,  nullptr, nullptr,
-   nullptr, "absolute path of the file or FIFO; required for file and pipe, refused for stdout"},
+   nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::type>(),
+   "stdout, file or pipe"},
+  {Scope::kSink, "path",            Kind::kPath,     Need::kOptional,  nullptr, nullptr,
+   nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::path>(),
+   "absolute path of the file or FIFO; required for file and pipe, refused for stdout"},
   {Scope::kSink, "mode",            Kind::kMode,     Need::kOptional,  "0600",  nullptr,
-   nullptr, "permission bits of a file or FIFO that pgslotd creates"},
+   nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::mode>(),
+   "permission bits of a file or FIFO that pgslotd creates"},
   {Scope::kSink, "rotate",          Kind::kMap,      Need::kOptional,  nullptr, nullptr,
-   nullptr, "file only: start a new file by size or age, at a transaction boundary"},
+   nullptr, Reload::kRestartsSlot, kNoField,
+   "file only: start a new file by size or age, at a transaction boundary"},
 
   {Scope::kRotate, "size",          Kind::kSize,     Need::kOptional,  nullptr, nullptr,
-   CheckPositiveSize, "rotate once the file holds this many bytes"},
+   CheckPositiveSize, Reload::kRestartsSlot, Bind<&RotateConfig::size>(),
+   "rotate once the file holds this many bytes"},
   {Scope::kRotate, "keep",          Kind::kCount,    Need::kOptional,  "10",    nullptr,
-   CheckKeep, "how many rotated files are kept (<path>.1 is the newest)"},
+   CheckKeep, Reload::kRestartsSlot, Bind<&RotateConfig::keep>(),
+   "how many rotated files are kept (<path>.1 is the newest)"},
   {Scope::kRotate, "age",           Kind::kDuration, Need::kOptional,  nullptr, nullptr,
-   CheckPositive, "rotate a non-empty file once it is this old"},
+   CheckPositive, Reload::kRestartsSlot, Bind<&RotateConfig::age>(),
+   "rotate a non-empty file once it is this old"},
 
-  // The defaults must match LagAlarmConfig's in config.h.
+  // Live: the supervisor's alarms read the running config every second.
   {Scope::kLagAlarm, "bytes",       Kind::kSize,     Need::kOptional,  "1GiB",  nullptr,
-   CheckPositiveSize, "alarm when the lag stays above this many bytes for `seconds`"},
+   CheckPositiveSize, Reload::kLive, Bind<&LagAlarmConfig::bytes>(),
+   "alarm when the lag stays above this many bytes for `seconds`"},
   {Scope::kLagAlarm, "seconds",     Kind::kDuration, Need::kOptional,  "5m",    nullptr,
-   CheckPositive, "... and when the oldest change not yet durable is older than this"},
+   CheckPositive, Reload::kLive, Bind<&LagAlarmConfig::seconds>(),
+   "... and when the oldest change not yet durable is older than this"},
   {Scope::kLagAlarm, "repeat",      Kind::kDuration, Need::kOptional,  "10m",   nullptr,
-   CheckPositive, "how often the warning is repeated while the alarm lasts"},
+   CheckPositive, Reload::kLive, Bind<&LagAlarmConfig::repeat>(),
+   "how often the warning is repeated while the alarm lasts"},
   {Scope::kLagAlarm, "safe_wal_size", Kind::kSize,   Need::kOptional,  "2GiB",  nullptr,
-   nullptr, "alarm when the slot's safe_wal_size falls below this; 0 disables"},
+   nullptr, Reload::kLive, Bind<&LagAlarmConfig::safe_wal_size>(),
+   "alarm when the slot's safe_wal_size falls below this; 0 disables"},
 };
 // clang-format on
+
+// Whether every row fills a field of the struct its scope stands for (a
+// top-level key: Config's, or the SlotConfig's of every slot that inherits
+// it), and only maps and lists fill none.
+constexpr bool RowsFitTheirScopes() {
+  constexpr Target kScopeTarget[] = {Target::kSlot, Target::kSlot, Target::kSink, Target::kRotate,
+                                     Target::kLagAlarm};
+  for (const KeySpec& spec : kSchema) {
+    Target t = spec.field.target;
+    bool container = spec.kind == Kind::kMap || spec.kind == Kind::kList;
+    bool fits = t == kScopeTarget[static_cast<int>(spec.scope)] ||
+                (spec.scope == Scope::kTop && t == Target::kConfig);
+    if (container ? t != Target::kNone : !fits) return false;
+  }
+  return true;
+}
+static_assert(RowsFitTheirScopes(), "a row of kSchema fills a field outside its scope");
+
+// How docs/config.md names the keys of `scope`: the part before the key's
+// own name, for each place the scope's map may appear (nullptr: no more).
+std::array<const char*, 2> KeyPrefixes(Scope scope) {
+  switch (scope) {
+    case Scope::kTop:
+      return {"", nullptr};
+    case Scope::kSlot:
+      return {"slots[].", nullptr};
+    case Scope::kSink:
+      return {"slots[].sink.", nullptr};
+    case Scope::kRotate:
+      return {"slots[].sink.rotate.", nullptr};
+    case Scope::kLagAlarm:
+      return {"lag_alarm.", "slots[].lag_alarm."};
+  }
+  return {nullptr, nullptr};
+}
 
 // ---------------------------------------------------------------------------
 // Text helpers.
@@ -300,6 +471,8 @@ std::string ChoiceNames(const Choice* choices) {
 std::string Expected(const KeySpec& spec) {
   switch (spec.kind) {
     case Kind::kString:
+    case Kind::kConninfo:
+    case Kind::kPath:
       return "a string";
     case Kind::kBool:
       return "true or false";
@@ -345,6 +518,8 @@ std::optional<bool> ParseBool(const std::string& text) {
 bool Convert(const KeySpec& spec, const std::string& text, Value* out, std::string* err) {
   switch (spec.kind) {
     case Kind::kString:
+    case Kind::kConninfo:
+    case Kind::kPath:
       if (text.find('\0') != std::string::npos) {
         *err = "must not contain a NUL byte";
         return false;
@@ -441,6 +616,44 @@ struct Section {
   const Field& At(const std::string& name) const { return fields.at(name); }
 };
 
+// Writes the value of each key of `scope` given in the file (and valid)
+// into the field its row binds in *owner. A kConninfo or kPath value is the
+// loader's to assemble.
+template <typename Owner>
+void Fill(const Section& section, Scope scope, Owner* owner) {
+  for (const KeySpec& spec : kSchema) {
+    if (spec.scope != scope || spec.field.target != kTargetOf<Owner>) continue;
+    if (spec.kind == Kind::kConninfo || spec.kind == Kind::kPath) continue;
+    const Field& field = section.At(spec.name);
+    if (field.present) spec.field.set(owner, field.value);
+  }
+}
+
+// Sets every field of *owner that a row with a default binds to that
+// default. (Each default is read as a file's text is, by Convert; a bad one
+// is reported by every load, see Loader::ReadSection.)
+template <typename Owner>
+void ApplyDefaults(Owner* owner) {
+  for (const KeySpec& spec : kSchema) {
+    if (spec.field.target != kTargetOf<Owner> || spec.default_text == nullptr) continue;
+    Value value;
+    std::string err;
+    if (Convert(spec, spec.default_text, &value, &err)) spec.field.set(owner, value);
+  }
+}
+
+// The most demanding reload policy among the rows whose field differs
+// between `a` and `b`; nullopt when none differs.
+template <typename Owner>
+std::optional<Reload> Difference(const Owner& a, const Owner& b) {
+  std::optional<Reload> most;
+  for (const KeySpec& spec : kSchema) {
+    if (spec.field.target != kTargetOf<Owner> || spec.field.same(&a, &b)) continue;
+    if (!most || *most < spec.reload) most = spec.reload;
+  }
+  return most;
+}
+
 // A slot being read, with what the checks across slots need to know.
 struct SlotDraft {
   SlotConfig slot;
@@ -512,19 +725,43 @@ class Loader {
   bool Load(Config* config);
 
  private:
+  // The files and directories the top level names for pgslotd itself.
+  struct OwnFiles {
+    std::string metrics_file;
+    int metrics_line = 0;  // 0 when there is no valid metrics_file
+    // As given, else the instance's default; a directory given but refused
+    // (a relative path) is checked no further.
+    std::string state_directory;
+    bool state_refused = false;
+    std::string runtime_directory;
+    bool runtime_refused = false;
+    std::string control_socket;
+  };
+
   void Error(int line, std::string key, std::string message) {
     errors_->push_back(ConfigError{file_, line, std::move(key), std::move(message)});
   }
 
+  // The file's top-level map; false (reported) when there is none.
+  bool ReadRoot(YAML::Node* root);
   Section ReadSection(const YAML::Node& map, Scope scope, const std::string& path);
   void ReadValue(const KeySpec& spec, const std::string& key, Field* field);
   void ReadOptions(const std::string& key, Field* field);
-  void ReadSlot(const YAML::Node& node, const Section& top, const std::string* base_conninfo,
-                const LagAlarmConfig& top_alarm, SlotDraft* draft);
+  // The top-level connection, checked once here rather than once per slot;
+  // nullptr when it is invalid.
+  const std::string* ReadBaseConninfo(const Section& top);
+  OwnFiles ReadOwnFiles(const Section& top);
+  std::vector<SlotDraft> ReadSlots(const Section& top, const std::string* base_conninfo,
+                                   const SlotConfig& inherited);
+  // A slot's entry, over `inherited` (the defaults with the top-level keys
+  // slots inherit).
+  void ReadSlot(const YAML::Node& node, const SlotConfig& inherited,
+                const std::string* base_conninfo, SlotDraft* draft);
+  void CheckFormat(const Section& s, SlotDraft* draft);
   void ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft);
   void ReadRotate(const Field& field, const std::string& path, RotateConfig* rotate);
-  void ReadLagAlarm(const Field& field, const std::string& path, bool with_defaults,
-                    LagAlarmConfig* alarm);
+  void ReadLagAlarm(const Field& field, const std::string& path, LagAlarmConfig* alarm);
+  Config Assemble(const Section& top, OwnFiles own, std::vector<SlotDraft> drafts) const;
   bool ReadAbsolutePath(const Field& field, const std::string& key, std::string* out);
   void CheckAcrossSlots(const std::vector<SlotDraft>& drafts);
   // No two of the sinks, metrics_file and the file sinks' state records
@@ -582,13 +819,36 @@ bool ReadWholeFile(const std::string& path, std::string* text, int* err) {
 
 bool Loader::Load(Config* config) {
   size_t errors_before = errors_->size();
+  YAML::Node root;
+  if (!ReadRoot(&root)) return false;
+  Section top = ReadSection(root, Scope::kTop, "");
+  const std::string* base_conninfo = ReadBaseConninfo(top);
+  SlotConfig inherited;
+  Fill(top, Scope::kTop, &inherited);
+  ReadLagAlarm(top.At("lag_alarm"), "lag_alarm", &inherited.lag_alarm);
+  OwnFiles own = ReadOwnFiles(top);
+  std::vector<SlotDraft> drafts = ReadSlots(top, base_conninfo, inherited);
+
+  CheckAcrossSlots(drafts);
+  CheckPathClashes(drafts, own.metrics_file, own.metrics_line, own.state_directory);
+  if (options_.check_paths) {
+    CheckPaths(drafts, own.metrics_file, own.metrics_line,
+               own.state_refused ? "" : own.state_directory,
+               own.runtime_refused ? "" : own.runtime_directory, top);
+  }
+  if (options_.warn_world_writable) WarnWorldWritable(drafts);
+  if (errors_->size() != errors_before) return false;
+  *config = Assemble(top, std::move(own), std::move(drafts));
+  return true;
+}
+
+bool Loader::ReadRoot(YAML::Node* root) {
   std::string text;
   int err = 0;
   if (!ReadWholeFile(file_, &text, &err)) {
     Error(0, "", std::string("cannot read the config file: ") + std::strerror(err));
     return false;
   }
-
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(text);
@@ -603,97 +863,84 @@ bool Loader::Load(Config* config) {
     Error(LineOf(documents[1]), "", "the file holds more than one YAML document");
     return false;
   }
-  YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
-  if (!root.IsMap()) {
-    if (root.IsNull()) {
-      Error(LineOf(root), "", "the file holds no settings; expected a map with a slots key");
-    } else {
-      Error(LineOf(root), "", "expected a map of settings at the top level, got " + Describe(root));
-    }
-    return false;
+  *root = documents.empty() ? YAML::Node() : documents[0];
+  if (root->IsMap()) return true;
+  if (root->IsNull()) {
+    Error(LineOf(*root), "", "the file holds no settings; expected a map with a slots key");
+  } else {
+    Error(LineOf(*root), "", "expected a map of settings at the top level, got " + Describe(*root));
   }
+  return false;
+}
 
-  Section top = ReadSection(root, Scope::kTop, "");
-
-  // The top-level connection is checked once here, not once per slot.
+const std::string* Loader::ReadBaseConninfo(const Section& top) {
   const std::string* base_conninfo = top.Get<std::string>("connection");
-  if (base_conninfo != nullptr) {
-    std::string merged, conn_err;
-    if (!MergeConninfo(*base_conninfo, "", &merged, &conn_err)) {
-      Error(top.At("connection").line, "connection", "invalid connection string: " + conn_err);
-      base_conninfo = nullptr;
-    }
+  if (base_conninfo == nullptr) return nullptr;
+  std::string merged, err;
+  if (!MergeConninfo(*base_conninfo, "", &merged, &err)) {
+    Error(top.At("connection").line, "connection", "invalid connection string: " + err);
+    return nullptr;
   }
+  return base_conninfo;
+}
 
-  LagAlarmConfig top_alarm;
-  ReadLagAlarm(top.At("lag_alarm"), "lag_alarm", true, &top_alarm);
-
-  std::string metrics_file;
-  int metrics_line = 0;
-  if (ReadAbsolutePath(top.At("metrics_file"), "metrics_file", &metrics_file)) {
-    metrics_line = top.At("metrics_file").line;
+Loader::OwnFiles Loader::ReadOwnFiles(const Section& top) {
+  OwnFiles own;
+  if (ReadAbsolutePath(top.At("metrics_file"), "metrics_file", &own.metrics_file)) {
+    own.metrics_line = top.At("metrics_file").line;
   }
-
   // The directories this instance owns: the file's, else derived from the
   // config file's name alone (never from the environment), so that
   // `--status` from a shell finds the daemon systemd started.
   const std::string instance = InstanceName(file_);
-  std::string state_directory;
-  // A directory given but refused (a relative path) is checked no further.
-  bool state_refused = false, runtime_refused = false;
-  if (!ReadAbsolutePath(top.At("state_directory"), "state_directory", &state_directory)) {
-    state_directory = DefaultDirectory("/var/lib/pgslotd", instance);
-    state_refused = top.At("state_directory").present;
+  if (!ReadAbsolutePath(top.At("state_directory"), "state_directory", &own.state_directory)) {
+    own.state_directory = DefaultDirectory(kStateRoot, instance);
+    own.state_refused = top.At("state_directory").present;
   }
-  std::string runtime_directory;
-  if (!ReadAbsolutePath(top.At("runtime_directory"), "runtime_directory", &runtime_directory)) {
-    runtime_directory = DefaultDirectory("/run/pgslotd", instance);
-    runtime_refused = top.At("runtime_directory").present;
+  const Field& rd = top.At("runtime_directory");
+  if (!ReadAbsolutePath(rd, "runtime_directory", &own.runtime_directory)) {
+    own.runtime_directory = DefaultDirectory(kRuntimeRoot, instance);
+    own.runtime_refused = rd.present;
   }
-  const std::string control_socket = runtime_directory + "/" + kControlSocketName;
-  if (control_socket.size() > kMaxSocketPath) {
-    const Field& rd = top.At("runtime_directory");
+  own.control_socket = ControlSocketIn(own.runtime_directory);
+  if (own.control_socket.size() > kMaxSocketPath) {
     Error(rd.present ? rd.line : 0, "runtime_directory",
-          "the control socket " + Quote(control_socket) + " would be " +
-              std::to_string(control_socket.size()) +
+          "the control socket " + Quote(own.control_socket) + " would be " +
+              std::to_string(own.control_socket.size()) +
               " bytes long; a Unix socket path holds at most " + std::to_string(kMaxSocketPath) +
               ": choose a shorter runtime_directory");
   }
+  return own;
+}
 
+std::vector<SlotDraft> Loader::ReadSlots(const Section& top, const std::string* base_conninfo,
+                                         const SlotConfig& inherited) {
   std::vector<SlotDraft> drafts;
   const Field& slots = top.At("slots");
-  if (slots.present && slots.node.IsSequence()) {
-    if (slots.node.size() == 0) {
-      Error(slots.line, "slots", "at least one slot is required");
-    }
-    for (const YAML::Node& node : slots.node) {
-      SlotDraft draft;
-      draft.path = "slots[" + std::to_string(drafts.size()) + "]";
-      ReadSlot(node, top, base_conninfo, top_alarm, &draft);
-      drafts.push_back(std::move(draft));
-    }
+  if (!slots.present || !slots.node.IsSequence()) return drafts;
+  if (slots.node.size() == 0) Error(slots.line, "slots", "at least one slot is required");
+  for (const YAML::Node& node : slots.node) {
+    SlotDraft draft;
+    draft.path = "slots[" + std::to_string(drafts.size()) + "]";
+    ReadSlot(node, inherited, base_conninfo, &draft);
+    drafts.push_back(std::move(draft));
   }
-  CheckAcrossSlots(drafts);
-  CheckPathClashes(drafts, metrics_file, metrics_line, state_directory);
-  if (options_.check_paths) {
-    CheckPaths(drafts, metrics_file, metrics_line, state_refused ? "" : state_directory,
-               runtime_refused ? "" : runtime_directory, top);
-  }
-  if (options_.warn_world_writable) WarnWorldWritable(drafts);
+  return drafts;
+}
 
-  if (errors_->size() != errors_before) return false;
+Config Loader::Assemble(const Section& top, OwnFiles own, std::vector<SlotDraft> drafts) const {
   Config loaded;
   loaded.path = file_;
-  loaded.log_level = (*top.Get<const Choice*>("log_level"))->name;
-  loaded.monitor_interval = *top.Get<Duration>("monitor_interval");
-  loaded.metrics_file = std::move(metrics_file);
-  loaded.state_directory = std::move(state_directory);
-  loaded.runtime_directory = std::move(runtime_directory);
-  loaded.control_socket = control_socket;
-  for (SlotDraft& draft : drafts) draft.slot.state_directory = loaded.state_directory;
-  for (SlotDraft& draft : drafts) loaded.slots.push_back(std::move(draft.slot));
-  *config = std::move(loaded);
-  return true;
+  Fill(top, Scope::kTop, &loaded);
+  loaded.metrics_file = std::move(own.metrics_file);
+  loaded.state_directory = std::move(own.state_directory);
+  loaded.runtime_directory = std::move(own.runtime_directory);
+  loaded.control_socket = std::move(own.control_socket);
+  for (SlotDraft& draft : drafts) {
+    draft.slot.state_directory = loaded.state_directory;
+    loaded.slots.push_back(std::move(draft.slot));
+  }
+  return loaded;
 }
 
 Section Loader::ReadSection(const YAML::Node& map, Scope scope, const std::string& path) {
@@ -853,58 +1100,22 @@ void Loader::ReadOptions(const std::string& key, Field* field) {
   if (ok) field->value = std::move(options);
 }
 
-void Loader::ReadSlot(const YAML::Node& node, const Section& top, const std::string* base_conninfo,
-                      const LagAlarmConfig& top_alarm, SlotDraft* draft) {
+void Loader::ReadSlot(const YAML::Node& node, const SlotConfig& inherited,
+                      const std::string* base_conninfo, SlotDraft* draft) {
   SlotConfig& slot = draft->slot;
+  slot = inherited;
   slot.line = LineOf(node);
   if (!node.IsMap()) {
     Error(slot.line, draft->path, "expected a map describing a slot, got " + Describe(node));
     return;
   }
   Section s = ReadSection(node, Scope::kSlot, draft->path);
-
-  if (const auto* name = s.Get<std::string>("name")) {
-    slot.name = *name;
-    draft->name_line = s.At("name").line;
-  }
-  if (const auto* plugin = s.Get<std::string>("plugin")) slot.plugin = *plugin;
-  if (const auto* create = s.Get<bool>("create")) slot.create = *create;
-  if (const auto* options = s.Get<Options>("options")) slot.options = *options;
-  if (const auto* format = s.Get<const Choice*>("format")) {
-    slot.format = static_cast<OutputFormat>((*format)->value);
-    // json decodes pgoutput's binary protocol; no other plugin speaks it.
-    if (slot.format == OutputFormat::kJson && s.Get<std::string>("plugin") != nullptr &&
-        slot.plugin != "pgoutput") {
-      Error(s.At("format").line, Join(draft->path, "format"),
-            "format json needs plugin: pgoutput (it decodes pgoutput's messages), not " +
-                Quote(slot.plugin) + "; use format raw for other plugins");
-    }
-  }
-  if (const auto* it = s.Get<bool>("include_transactions")) {
-    slot.include_transactions = *it;
-    if (*it && slot.format != OutputFormat::kJson && s.At("include_transactions").present) {
-      Error(s.At("include_transactions").line, Join(draft->path, "include_transactions"),
-            "include_transactions applies to format json only");
-    }
-  }
-
-  // Inherited keys: the slot's own value, else the top level's.
-  auto inherit = [&](const char* name, auto* out) {
-    using T = std::remove_pointer_t<decltype(out)>;
-    const Field& own = s.At(name);
-    if (own.present) {
-      if (const T* v = std::get_if<T>(&own.value)) *out = *v;
-    } else if (const T* v = top.Get<T>(name)) {
-      *out = *v;
-    }
-  };
-  inherit("status_interval", &slot.status_interval);
-  inherit("fsync_interval", &slot.fsync_interval);
-  inherit("buffer_size", &slot.buffer_size);
-  inherit("receive_timeout", &slot.receive_timeout);
-  inherit("sink_stall_timeout", &slot.sink_stall_timeout);
-  slot.lag_alarm = top_alarm;
-  ReadLagAlarm(s.At("lag_alarm"), Join(draft->path, "lag_alarm"), false, &slot.lag_alarm);
+  // The slot's own values; an inherited key it does not give keeps the top
+  // level's.
+  Fill(s, Scope::kSlot, &slot);
+  if (s.Get<std::string>("name") != nullptr) draft->name_line = s.At("name").line;
+  CheckFormat(s, draft);
+  ReadLagAlarm(s.At("lag_alarm"), Join(draft->path, "lag_alarm"), &slot.lag_alarm);
 
   const Field& connection = s.At("connection");
   if (const auto* own = s.Get<std::string>("connection")) {
@@ -919,13 +1130,29 @@ void Loader::ReadSlot(const YAML::Node& node, const Section& top, const std::str
   if (sink.present && sink.node.IsMap()) ReadSink(sink.node, Join(draft->path, "sink"), draft);
 }
 
+// format and include_transactions, as far as they depend on other keys.
+void Loader::CheckFormat(const Section& s, SlotDraft* draft) {
+  const SlotConfig& slot = draft->slot;
+  // json decodes pgoutput's binary protocol; no other plugin speaks it.
+  if (s.Get<const Choice*>("format") != nullptr && slot.format == OutputFormat::kJson &&
+      s.Get<std::string>("plugin") != nullptr && slot.plugin != "pgoutput") {
+    Error(s.At("format").line, Join(draft->path, "format"),
+          "format json needs plugin: pgoutput (it decodes pgoutput's messages), not " +
+              Quote(slot.plugin) + "; use format raw for other plugins");
+  }
+  const Field& it = s.At("include_transactions");
+  if (it.present && slot.include_transactions && slot.format != OutputFormat::kJson) {
+    Error(it.line, Join(draft->path, "include_transactions"),
+          "include_transactions applies to format json only");
+  }
+}
+
 void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft) {
   Section s = ReadSection(node, Scope::kSink, path);
   SinkConfig& sink = draft->slot.sink;
-  if (const auto* mode = s.Get<uint32_t>("mode")) sink.mode = *mode;
+  Fill(s, Scope::kSink, &sink);
   const auto* type = s.Get<const Choice*>("type");
   if (type == nullptr) return;
-  sink.type = static_cast<SinkType>((*type)->value);
   draft->type_line = s.At("type").line;
 
   const Field& path_field = s.At("path");
@@ -959,34 +1186,21 @@ void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft
 
 void Loader::ReadRotate(const Field& field, const std::string& path, RotateConfig* rotate) {
   Section s = ReadSection(field.node, Scope::kRotate, path);
-  if (const auto* size = s.Get<uint64_t>("size")) rotate->size = *size;
-  if (const auto* keep = s.Get<uint64_t>("keep")) rotate->keep = static_cast<uint32_t>(*keep);
-  if (const auto* age = s.Get<Duration>("age")) rotate->age = *age;
+  Fill(s, Scope::kRotate, rotate);
   if (!s.At("size").present && !s.At("age").present) {
     Error(field.line, path, "give size, age or both (when to start a new file)");
   }
 }
 
-// Reads a lag_alarm map (or none) over *alarm. With `with_defaults` (the top
-// level), every key absent from the map takes its default from kSchema;
-// without (a slot), an absent key keeps the value *alarm already holds.
-void Loader::ReadLagAlarm(const Field& field, const std::string& path, bool with_defaults,
-                          LagAlarmConfig* alarm) {
-  // Absent, or not a map (already reported): read as an empty map, which
-  // gives the defaults.
+// Reads a lag_alarm map (or none) over *alarm: a key the map gives replaces
+// the value *alarm holds (the defaults at the top level, the top level's in
+// a slot).
+void Loader::ReadLagAlarm(const Field& field, const std::string& path, LagAlarmConfig* alarm) {
+  // Absent, or not a map (already reported): read as an empty map.
   YAML::Node map =
       field.present && field.node.IsMap() ? field.node : YAML::Node(YAML::NodeType::Map);
   Section s = ReadSection(map, Scope::kLagAlarm, path);
-  auto take = [&](const char* name, auto* out) {
-    using T = std::remove_pointer_t<decltype(out)>;
-    const Field& f = s.At(name);
-    if (!f.present && !with_defaults) return;
-    if (const T* v = std::get_if<T>(&f.value)) *out = *v;
-  };
-  take("bytes", &alarm->bytes);
-  take("seconds", &alarm->seconds);
-  take("repeat", &alarm->repeat);
-  take("safe_wal_size", &alarm->safe_wal_size);
+  Fill(s, Scope::kLagAlarm, alarm);
 }
 
 // An absolute path (a sink's path, metrics_file), normalized into *out.
@@ -1257,20 +1471,56 @@ std::string ConfigError::ToString() const {
   return out + message;
 }
 
-bool SlotConfig::operator==(const SlotConfig& o) const {
-  // lag_alarm is left out on purpose: see config.h.
-  return name == o.name && connection == o.connection && plugin == o.plugin && create == o.create &&
-         options == o.options && format == o.format &&
-         include_transactions == o.include_transactions && state_directory == o.state_directory &&
-         sink.type == o.sink.type && sink.path == o.sink.path && sink.mode == o.sink.mode &&
-         sink.rotate == o.sink.rotate && receive_timeout == o.receive_timeout &&
-         sink_stall_timeout == o.sink_stall_timeout && status_interval == o.status_interval &&
-         fsync_interval == o.fsync_interval && buffer_size == o.buffer_size;
+RotateConfig::RotateConfig() { ApplyDefaults(this); }
+SinkConfig::SinkConfig() { ApplyDefaults(this); }
+LagAlarmConfig::LagAlarmConfig() { ApplyDefaults(this); }
+SlotConfig::SlotConfig() { ApplyDefaults(this); }
+
+Config::Config()
+    : state_directory(DefaultDirectory(kStateRoot, "pgslotd")),
+      runtime_directory(DefaultDirectory(kRuntimeRoot, "pgslotd")),
+      control_socket(ControlSocketIn(runtime_directory)) {
+  ApplyDefaults(this);
 }
 
-bool LagAlarmConfig::operator==(const LagAlarmConfig& o) const {
-  return bytes == o.bytes && seconds == o.seconds && repeat == o.repeat &&
-         safe_wal_size == o.safe_wal_size;
+bool RotateConfig::operator==(const RotateConfig& o) const { return !Difference(*this, o); }
+
+bool LagAlarmConfig::operator==(const LagAlarmConfig& o) const { return !Difference(*this, o); }
+
+bool SlotConfig::operator==(const SlotConfig& o) const {
+  return SlotReload(*this, o) == Reload::kLive;
+}
+
+Reload SlotReload(const SlotConfig& slot, const SlotConfig& fresh) {
+  Reload most = Reload::kLive;
+  for (std::optional<Reload> r : {Difference(slot, fresh), Difference(slot.sink, fresh.sink),
+                                  Difference(slot.sink.rotate, fresh.sink.rotate),
+                                  Difference(slot.lag_alarm, fresh.lag_alarm)}) {
+    if (r && most < *r) most = *r;
+  }
+  return most;
+}
+
+std::string DaemonRestartReason(const Config& config, const Config& fresh) {
+  for (const KeySpec& spec : kSchema) {
+    if (spec.field.target != Target::kConfig || spec.reload != Reload::kRestartsDaemon) continue;
+    if (spec.field.same(&config, &fresh)) continue;
+    return std::string(spec.name) + " changed from " + spec.field.text(&config) + " to " +
+           spec.field.text(&fresh);
+  }
+  return "";
+}
+
+std::vector<KeyReload> ReloadPolicies() {
+  std::vector<KeyReload> keys;
+  for (const KeySpec& spec : kSchema) {
+    if (spec.field.target == Target::kNone) continue;
+    for (const char* prefix : KeyPrefixes(spec.scope)) {
+      if (prefix != nullptr)
+        keys.push_back(KeyReload{prefix + std::string(spec.name), spec.reload});
+    }
+  }
+  return keys;
 }
 
 bool LoadConfig(const std::string& path, Config* config, std::vector<ConfigError>* errors,

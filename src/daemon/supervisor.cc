@@ -229,18 +229,6 @@ void Supervisor::WriteMetrics() {
   if (!s.ok()) LogWarn("metrics: " + s.message());
 }
 
-std::string Supervisor::NeedsRestart(const Config& fresh) const {
-  if (fresh.state_directory != config_.state_directory) {
-    return "state_directory changed from " + config_.state_directory + " to " +
-           fresh.state_directory;
-  }
-  if (fresh.runtime_directory != config_.runtime_directory) {
-    return "runtime_directory changed from " + config_.runtime_directory + " to " +
-           fresh.runtime_directory;
-  }
-  return "";
-}
-
 std::string Supervisor::Answer(const std::string& request) {
   if (request != "status" && request != "status json") {
     return "error: unknown request \"" + request.substr(0, 64) +
@@ -252,20 +240,7 @@ std::string Supervisor::Answer(const std::string& request) {
 void Supervisor::Reload() {
   notifier_.Reloading();
   Config fresh;
-  std::vector<ConfigError> errors;
-  bool loaded = LoadConfig(config_.path, &fresh, &errors);
-  std::string restart = loaded ? NeedsRestart(fresh) : std::string();
-  if (!restart.empty()) {
-    LogError("reload of " + config_.path + " refused: " + restart +
-             ", which takes a restart of pgslotd; the running configuration stays in effect");
-  }
-  if (!loaded || !restart.empty()) {
-    for (const ConfigError& e : errors) LogError("reload: " + e.ToString());
-    if (!loaded) {
-      LogError("reload of " + config_.path + " failed (" + std::to_string(errors.size()) +
-               " error" + (errors.size() == 1 ? "" : "s") +
-               "): the running configuration stays in effect");
-    }
+  if (!LoadForReload(&fresh)) {
     // logrotate may have moved the files away while the config was being
     // edited: reopen them all the same.
     for (auto& w : workers_) w->RequestReopen();
@@ -273,53 +248,7 @@ void Supervisor::Reload() {
     return;
   }
   SetLogLevel(fresh.log_level);
-
-  std::map<std::string, std::unique_ptr<SlotWorker>> running;
-  for (auto& w : workers_) running[w->config().name] = std::move(w);
-  workers_.clear();
-  // Stop what is removed or changed, all at once, before anything starts:
-  // a changed slot may hand its sink path to another.
-  std::vector<std::unique_ptr<SlotWorker>> stopping;
-  std::map<std::string, const SlotConfig*> wanted;
-  for (const SlotConfig& s : fresh.slots) wanted[s.name] = &s;
-  size_t kept = 0, started = 0, restarted = 0, removed = 0;
-  for (auto it = running.begin(); it != running.end();) {
-    auto want = wanted.find(it->first);
-    SlotWorker& w = *it->second;
-    bool failed = w.finished() && !w.error().ok();
-    if (want != wanted.end() && *want->second == w.config() && !failed) {
-      ++it;
-      continue;
-    }
-    if (want == wanted.end()) {
-      ++removed;
-      Log(spdlog::level::info, LogEvent{it->first, kInvalidLsn, nullptr, {}},
-          "removed from the configuration: stopping");
-    } else {
-      ++restarted;
-      Log(spdlog::level::info, LogEvent{it->first, kInvalidLsn, nullptr, {}},
-          failed ? "had stopped on an error: starting it again" : "settings changed: restarting");
-    }
-    it->second->RequestStop();
-    stopping.push_back(std::move(it->second));
-    it = running.erase(it);
-  }
-  // They end on their own time: the loop goes on (a stuck one must not
-  // silence status, pings and signals), and a new thread for a slot starts
-  // once no ending thread shares its name or sink.
-  for (auto& w : stopping) retiring_.push_back(std::move(w));
-  for (const SlotConfig& s : fresh.slots) {
-    auto it = running.find(s.name);
-    if (it != running.end()) {
-      it->second->RequestReopen();
-      workers_.push_back(std::move(it->second));
-      ++kept;
-    } else {
-      workers_.push_back(MakeWorker(s, /*start=*/false));
-      ++started;
-    }
-  }
-  started -= restarted;  // a restarted slot was counted as started too
+  ReloadCounts counts = ReplaceWorkers(fresh);
   config_ = std::move(fresh);
   for (auto it = alarms_.begin(); it != alarms_.end();) {
     bool still = false;
@@ -328,12 +257,83 @@ void Supervisor::Reload() {
   }
   UpdateMonitorTargets();
   Log(spdlog::level::info, LogEvent{{}, kInvalidLsn, msgid::kReloaded, {}},
-      "reloaded " + config_.path + ": " + std::to_string(kept) + " kept, " +
-          std::to_string(started) + " started, " + std::to_string(restarted) + " restarted, " +
-          std::to_string(removed) + " stopped");
+      "reloaded " + config_.path + ": " + std::to_string(counts.kept) + " kept, " +
+          std::to_string(counts.started) + " started, " + std::to_string(counts.restarted) +
+          " restarted, " + std::to_string(counts.removed) + " stopped");
   StartWhenFree();
   PublishStatus();
   notifier_.Ready();
+}
+
+bool Supervisor::LoadForReload(Config* fresh) {
+  std::vector<ConfigError> errors;
+  bool loaded = LoadConfig(config_.path, fresh, &errors);
+  std::string restart = loaded ? DaemonRestartReason(config_, *fresh) : std::string();
+  if (!restart.empty()) {
+    LogError("reload of " + config_.path + " refused: " + restart +
+             ", which takes a restart of pgslotd; the running configuration stays in effect");
+  }
+  if (loaded && restart.empty()) return true;
+  for (const ConfigError& e : errors) LogError("reload: " + e.ToString());
+  if (!loaded) {
+    LogError("reload of " + config_.path + " failed (" + std::to_string(errors.size()) + " error" +
+             (errors.size() == 1 ? "" : "s") + "): the running configuration stays in effect");
+  }
+  return false;
+}
+
+Supervisor::ReloadCounts Supervisor::ReplaceWorkers(const Config& fresh) {
+  ReloadCounts counts;
+  std::map<std::string, std::unique_ptr<SlotWorker>> running;
+  for (auto& w : workers_) running[w->config().name] = std::move(w);
+  workers_.clear();
+  // Stop what is removed or changed, all at once, before anything starts:
+  // a changed slot may hand its sink path to another. They end on their own
+  // time: the loop goes on (a stuck one must not silence status, pings and
+  // signals), and a new thread for a slot starts once no ending thread
+  // shares its name or sink.
+  RetireChanged(fresh, &running, &counts);
+  for (const SlotConfig& s : fresh.slots) {
+    auto it = running.find(s.name);
+    if (it != running.end()) {
+      it->second->RequestReopen();
+      workers_.push_back(std::move(it->second));
+      ++counts.kept;
+    } else {
+      workers_.push_back(MakeWorker(s, /*start=*/false));
+      ++counts.started;
+    }
+  }
+  counts.started -= counts.restarted;  // a restarted slot was counted as started too
+  return counts;
+}
+
+void Supervisor::RetireChanged(const Config& fresh,
+                               std::map<std::string, std::unique_ptr<SlotWorker>>* running,
+                               ReloadCounts* counts) {
+  std::map<std::string, const SlotConfig*> wanted;
+  for (const SlotConfig& s : fresh.slots) wanted[s.name] = &s;
+  for (auto it = running->begin(); it != running->end();) {
+    auto want = wanted.find(it->first);
+    SlotWorker& w = *it->second;
+    bool failed = w.finished() && !w.error().ok();
+    if (want != wanted.end() && SlotReload(w.config(), *want->second) == Reload::kLive && !failed) {
+      ++it;
+      continue;
+    }
+    if (want == wanted.end()) {
+      ++counts->removed;
+      Log(spdlog::level::info, LogEvent{it->first, kInvalidLsn, nullptr, {}},
+          "removed from the configuration: stopping");
+    } else {
+      ++counts->restarted;
+      Log(spdlog::level::info, LogEvent{it->first, kInvalidLsn, nullptr, {}},
+          failed ? "had stopped on an error: starting it again" : "settings changed: restarting");
+    }
+    it->second->RequestStop();
+    retiring_.push_back(std::move(it->second));
+    it = running->erase(it);
+  }
 }
 
 // Two threads must never write one sink: a slot's thread starts only once
@@ -362,10 +362,24 @@ void Supervisor::StartWhenFree() {
 }
 
 int Supervisor::Run() {
+  int sfd = -1;
+  if (!Begin(&sfd)) return 1;
+  int exit_code = Loop(sfd);
+  notifier_.Stopping();
+  StopAll();
+  monitor_.Stop();
+  WriteMetrics();
+  control_.Close();
+  ::close(sfd);
+  LogInfo("exiting with code " + std::to_string(exit_code));
+  return exit_code;
+}
+
+bool Supervisor::Begin(int* sfd) {
   Result<std::unique_ptr<InstanceLock>> lock = InstanceLock::Acquire(config_.state_directory);
   if (!lock.ok()) {
     LogError(lock.status().message());
-    return 1;
+    return false;
   }
   lock_ = std::move(lock).value();
   if (Status cs = control_.Open(config_.control_socket); !cs.ok()) {
@@ -373,10 +387,10 @@ int Supervisor::Run() {
             "; pgslotd --status cannot reach this daemon (set runtime_directory)");
   }
   sigset_t set = HandledSignals();
-  int sfd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (sfd < 0) {
+  *sfd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (*sfd < 0) {
     LogError(std::string("signalfd: ") + std::strerror(errno));
-    return 1;
+    return false;
   }
   for (const SlotConfig& slot : config_.slots) workers_.push_back(MakeWorker(slot, true));
   LogInfo("started " + std::to_string(workers_.size()) + " slot" +
@@ -390,116 +404,116 @@ int Supervisor::Run() {
   monitor_.Start();
   notifier_.Ready();
   PublishStatus();
+  return true;
+}
 
-  const auto watchdog =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_interval());
-  auto next_status = Clock::now() + kStatusEvery;
-  auto next_alarm = Clock::now() + kAlarmEvery;
-  auto next_metrics = Clock::now();
-  auto next_ping = Clock::now();
-  int exit_code = 0;
+int Supervisor::Loop(int sfd) {
+  auto now = Clock::now();
+  Deadlines due{now + kStatusEvery, now + kAlarmEvery, now, now};
   for (;;) {
-    auto now = Clock::now();
-    if (watchdog.count() > 0 && now >= next_ping) {
-      // Every running thread, a stuck one on its way out included.
-      std::vector<SlotView> views;
-      for (auto& w : workers_) views.push_back(ViewOf(*w));
-      for (auto& w : retiring_) views.push_back(ViewOf(*w));
-      // The same window as a "not responding" report (LateAfter).
-      if (AllCheckedIn(views, now.time_since_epoch().count(), LateAfter())) {
-        notifier_.WatchdogPing();
-        next_ping = now + watchdog / 2;
-      } else {
-        // Withheld: systemd restarts us if no slot recovers in time.
-        next_ping = now + std::chrono::milliseconds(250);
-      }
-    }
-    if (now >= next_alarm) {
-      CheckHeartbeats();
-      CheckAlarms();
-      ShareServerPositions();
-      next_alarm = now + kAlarmEvery;
-    }
-    if (now >= next_status) {
-      PublishStatus();
-      next_status = now + kStatusEvery;
-    }
-    if (now >= next_metrics) {
-      WriteMetrics();
-      next_metrics = now + kMetricsEvery;
-    }
-    auto wake = std::min(
-        {next_status, next_alarm, next_metrics, watchdog.count() > 0 ? next_ping : next_status});
-    int64_t timeout = std::max<int64_t>(
-        0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
-    if (int64_t c = control_.NextDeadlineMs(now); c >= 0) timeout = std::min(timeout, c);
-    std::vector<struct pollfd> fds = {{sfd, POLLIN, 0}, {worker_done_.fd(), POLLIN, 0}};
-    control_.AddPollFds(&fds);
-    int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<int64_t>(timeout, 1000)));
-    if (n < 0 && errno != EINTR) {
-      LogError(std::string("poll: ") + std::strerror(errno));
-      exit_code = 1;
-      break;
-    }
-    control_.Serve(fds, 2, [this](const std::string& request) { return Answer(request); });
-    bool stop = false;
-    struct signalfd_siginfo si;
-    while (::read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-      if (si.ssi_signo == SIGHUP) {
-        LogInfo("SIGHUP: reloading " + config_.path);
-        Reload();
-      } else {
-        LogInfo(std::string(si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT") +
-                ": stopping every slot");
-        stop = true;
-      }
-    }
-    if (stop) break;
+    now = Clock::now();
+    Clock::time_point wake = DoWhatIsDue(now, &due);
+    if (!Wait(sfd, now, wake)) return 1;
+    if (TakeSignals(sfd)) return 0;
     worker_done_.Drain();
     if (!retiring_.empty()) StartWhenFree();
-    // Look at the workers that have ended.
-    size_t finished = 0, failed = 0;
-    bool process_fatal = false;
-    for (auto& w : workers_) {
-      if (!w->finished()) continue;
-      ++finished;
-      if (!w->error().ok()) {
-        ++failed;
-        if (w->error().code() == Status::Code::kProcessFatal) process_fatal = true;
-      }
-    }
-    if (process_fatal) {
-      Log(spdlog::level::critical, LogEvent{{}, kInvalidLsn, msgid::kFatal, {}},
-          "stopping every slot after a fatal error; exiting so that the service is restarted");
-      exit_code = 1;
-      break;
-    }
-    if (options_.end_lsn && failed > 0) {
-      std::string names;
-      for (auto& w : workers_) {
-        if (w->finished() && !w->error().ok())
-          names += (names.empty() ? "" : ", ") + w->config().name;
-      }
-      LogError("slot " + names + " failed before reaching the end position; stopping");
-      exit_code = 1;
-      break;
-    }
-    if (finished == workers_.size()) {
-      if (failed > 0) {
-        LogError("every slot has stopped on an error; exiting");
-        exit_code = 1;
-      }
-      break;
+    if (std::optional<int> exit_code = Outcome()) return *exit_code;
+  }
+}
+
+Supervisor::Clock::time_point Supervisor::DoWhatIsDue(Clock::time_point now, Deadlines* due) {
+  const auto watchdog =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(notifier_.watchdog_interval());
+  if (watchdog.count() > 0 && now >= due->ping) PingWatchdog(now, watchdog, &due->ping);
+  if (now >= due->alarm) {
+    CheckHeartbeats();
+    CheckAlarms();
+    ShareServerPositions();
+    due->alarm = now + kAlarmEvery;
+  }
+  if (now >= due->status) {
+    PublishStatus();
+    due->status = now + kStatusEvery;
+  }
+  if (now >= due->metrics) {
+    WriteMetrics();
+    due->metrics = now + kMetricsEvery;
+  }
+  return std::min(
+      {due->status, due->alarm, due->metrics, watchdog.count() > 0 ? due->ping : due->status});
+}
+
+void Supervisor::PingWatchdog(Clock::time_point now, std::chrono::nanoseconds watchdog,
+                              Clock::time_point* next_ping) {
+  // Every running thread, a stuck one on its way out included.
+  std::vector<SlotView> views;
+  for (auto& w : workers_) views.push_back(ViewOf(*w));
+  for (auto& w : retiring_) views.push_back(ViewOf(*w));
+  // The same window as a "not responding" report (LateAfter).
+  if (AllCheckedIn(views, now.time_since_epoch().count(), LateAfter())) {
+    notifier_.WatchdogPing();
+    *next_ping = now + watchdog / 2;
+  } else {
+    // Withheld: systemd restarts us if no slot recovers in time.
+    *next_ping = now + std::chrono::milliseconds(250);
+  }
+}
+
+bool Supervisor::Wait(int sfd, Clock::time_point now, Clock::time_point wake) {
+  int64_t timeout = std::max<int64_t>(
+      0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
+  if (int64_t c = control_.NextDeadlineMs(now); c >= 0) timeout = std::min(timeout, c);
+  std::vector<struct pollfd> fds = {{sfd, POLLIN, 0}, {worker_done_.fd(), POLLIN, 0}};
+  control_.AddPollFds(&fds);
+  int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::min<int64_t>(timeout, 1000)));
+  if (n < 0 && errno != EINTR) {
+    LogError(std::string("poll: ") + std::strerror(errno));
+    return false;
+  }
+  control_.Serve(fds, 2, [this](const std::string& request) { return Answer(request); });
+  return true;
+}
+
+bool Supervisor::TakeSignals(int sfd) {
+  bool stop = false;
+  struct signalfd_siginfo si;
+  while (::read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+    if (si.ssi_signo == SIGHUP) {
+      LogInfo("SIGHUP: reloading " + config_.path);
+      Reload();
+    } else {
+      LogInfo(std::string(si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT") +
+              ": stopping every slot");
+      stop = true;
     }
   }
-  notifier_.Stopping();
-  StopAll();
-  monitor_.Stop();
-  WriteMetrics();
-  control_.Close();
-  ::close(sfd);
-  LogInfo("exiting with code " + std::to_string(exit_code));
-  return exit_code;
+  return stop;
+}
+
+std::optional<int> Supervisor::Outcome() {
+  size_t finished = 0, failed = 0;
+  bool process_fatal = false;
+  std::string names;  // of the failed slots
+  for (auto& w : workers_) {
+    if (!w->finished()) continue;
+    ++finished;
+    if (w->error().ok()) continue;
+    ++failed;
+    names += (names.empty() ? "" : ", ") + w->config().name;
+    if (w->error().code() == Status::Code::kProcessFatal) process_fatal = true;
+  }
+  if (process_fatal) {
+    Log(spdlog::level::critical, LogEvent{{}, kInvalidLsn, msgid::kFatal, {}},
+        "stopping every slot after a fatal error; exiting so that the service is restarted");
+    return 1;
+  }
+  if (options_.end_lsn && failed > 0) {
+    LogError("slot " + names + " failed before reaching the end position; stopping");
+    return 1;
+  }
+  if (finished < workers_.size()) return std::nullopt;
+  if (failed > 0) LogError("every slot has stopped on an error; exiting");
+  return failed > 0 ? 1 : 0;
 }
 
 }  // namespace pgslotd

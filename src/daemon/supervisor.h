@@ -29,6 +29,7 @@
 // thread ever receives them.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -71,6 +72,36 @@ class Supervisor {
   int Run();
 
  private:
+  using Clock = std::chrono::steady_clock;
+  // When the main loop does each of its periodic jobs next.
+  struct Deadlines {
+    Clock::time_point status, alarm, metrics, ping;
+  };
+  // What a reload did to the slots, for its log line.
+  struct ReloadCounts {
+    size_t kept = 0, started = 0, restarted = 0, removed = 0;
+  };
+
+  // Takes the instance lock, opens the control socket and the signalfd
+  // (*sfd), starts every slot and the monitor, and says READY=1. False
+  // (logged) when pgslotd cannot run.
+  bool Begin(int* sfd);
+  // The main loop, until a signal stops it or the slots' ends do; returns
+  // the exit code.
+  int Loop(int sfd);
+  // Does the periodic jobs due at `now`, moves their deadlines and returns
+  // when the next one is due.
+  Clock::time_point DoWhatIsDue(Clock::time_point now, Deadlines* due);
+  void PingWatchdog(Clock::time_point now, std::chrono::nanoseconds watchdog,
+                    Clock::time_point* next_ping);
+  // Waits for a signal, a worker's end or the control socket until `wake`,
+  // and serves the control socket. False (logged) when poll fails.
+  bool Wait(int sfd, Clock::time_point now, Clock::time_point wake);
+  // Takes the pending signals: reloads on SIGHUP; true on SIGTERM or SIGINT.
+  bool TakeSignals(int sfd);
+  // After some slots ended: the exit code when the run is over (all ended,
+  // a process-fatal error, or a failure with --end-lsn), else nullopt.
+  std::optional<int> Outcome();
   // A worker for `slot`, started at once or (start false) by StartWhenFree.
   std::unique_ptr<SlotWorker> MakeWorker(const SlotConfig& slot, bool start);
   bool SharesWithRetiring(const SlotConfig& slot) const;
@@ -78,6 +109,18 @@ class Supervisor {
   // that no longer share a name or sink with one. Never waits.
   void StartWhenFree();
   void Reload();
+  // Loads the config file again into *fresh. False (logged) when it does
+  // not load or needs a restart of pgslotd (DaemonRestartReason).
+  bool LoadForReload(Config* fresh);
+  // Keeps the workers of the slots whose settings a reload applies live
+  // (Reload::kLive, config.h), retires the others and makes (unstarted)
+  // workers for the new or changed slots.
+  ReloadCounts ReplaceWorkers(const Config& fresh);
+  // Asks the workers of `running` that are removed, changed or stopped on
+  // an error to stop, and moves them to retiring_.
+  void RetireChanged(const Config& fresh,
+                     std::map<std::string, std::unique_ptr<SlotWorker>>* running,
+                     ReloadCounts* counts);
   void StopAll();
   void PublishStatus();
   // Views of every slot with the server's side folded in (flushed and WAL
@@ -95,9 +138,6 @@ class Supervisor {
   void WriteMetrics();
   // The answer to a control socket request (daemon/control_socket.h).
   std::string Answer(const std::string& request);
-  // Why `fresh` cannot replace the running config without a restart
-  // ("" when it can).
-  std::string NeedsRestart(const Config& fresh) const;
 
   Config config_;
   Options options_;

@@ -329,17 +329,25 @@ class Bench:
         self.out = os.path.join(self.work, "out")
         self.logs = os.path.join(self.work, "logs")
         self.state = os.path.join(self.work, "state")
-        self.port = free_port() if args.tcp else 5432
+        # The server listens on 127.0.0.1 too with --tcp, and with --compare
+        # (which measures over both).
+        self.listen_tcp = bool(args.tcp or args.compare)
+        self.port = free_port() if self.listen_tcp else 5432
+        self.db = "bench"
         # Clients connect through the Unix socket in the work directory, or
         # with --tcp through 127.0.0.1.
-        self.host = "127.0.0.1" if args.tcp else self.sock
-        self.db = "bench"
-        self.conninfo = "host=%s port=%d user=postgres dbname=%s" % (self.host, self.port, self.db)
+        self.conninfo = self.conninfo_for("tcp" if args.tcp else "unix")
         self.children = []  # Popen objects, each the leader of its own process group
         self.cluster_started = False
         self.problems = []  # things that broke; any makes the exit status 1
         self.as_root = os.geteuid() == 0
         self.results = {"mode": "quick" if args.quick else "full"}
+
+    def conninfo_for(self, transport):
+        """The clients' connection string over "unix" (the socket in the work
+        directory) or "tcp" (127.0.0.1)."""
+        host = "127.0.0.1" if transport == "tcp" else self.sock
+        return "host=%s port=%d user=postgres dbname=%s" % (host, self.port, self.db)
 
     # -- processes ---------------------------------------------------------
 
@@ -445,7 +453,7 @@ class Bench:
             "log_timezone = 'UTC'\n"
             "logging_collector = off\n"
             "log_min_messages = warning\n"
-            % ("127.0.0.1" if self.a.tcp else "", self.sock, self.port)
+            % ("127.0.0.1" if self.listen_tcp else "", self.sock, self.port)
         ) + self.plugin_whitelist_line()
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write(conf)
@@ -468,12 +476,15 @@ class Bench:
 
     # -- pgslotd configs -----------------------------------------------------
 
-    def write_config(self, name, slots, fsync_interval="1s"):
-        """slots: list of (slot name, plugin, format, options dict)."""
+    def write_config(self, name, slots, fsync_interval="1s", binary=None, conninfo=None):
+        """slots: list of (slot name, plugin, format, options dict). binary
+        checks the config (default: the pgslotd under test); conninfo
+        defaults to the clients' connection string."""
         q = json.dumps
+        binary = binary or self.a.pgslotd
         lines = [
             "# written by bench/bench.py",
-            "connection: %s" % q(self.conninfo),
+            "connection: %s" % q(conninfo or self.conninfo),
             "state_directory: %s" % q(self.state),
             "runtime_directory: %s" % q(self.state),
             "log_level: info",
@@ -491,7 +502,7 @@ class Bench:
         path = os.path.join(self.work, name + ".yaml")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
-        out = self.run([self.a.pgslotd, "--config", path, "--check"], "pgslotd --check " + path,
+        out = self.run([binary, "--config", path, "--check"], "pgslotd --check " + path,
                        check=False)
         if "config OK" not in out:
             raise Broken("pgslotd refuses the config %s:\n%s" % (path, out))
@@ -679,22 +690,7 @@ class Bench:
                 log("run %d/%d: %s (slot %s)" % (rep, self.a.reps, label, slot))
                 r = self.timed_run(slot, self.contender_argv(key, slot, end), [slot], timeout)
                 r.update(key=key, rep=rep, slot=slot)
-                ws = r["ws"][slot]
-                r["ws_cpu"] = ws["cpu"]
-                r["ws_sessions"] = ws["sessions"]
-                r["ws_waits"] = ws["waits"]
-                self.measure_output(r, slot)
-                if "error" in r:
-                    self.problems.append("%s run %d: %s" % (label, rep, r["error"]))
-                    log("  FAILED: " + r["error"])
-                else:
-                    log("  wall %.2fs, client CPU %.2fs, RSS %.1f MiB, walsender CPU %s, %s lines"
-                        % (r["wall"], r["cpu"], r["rss_mib"],
-                           "%.2fs" % r["ws_cpu"] if r["ws_cpu"] is not None else "n/a",
-                           r["lines"]))
-                if ws["sessions"] > 1:
-                    self.problems.append("%s run %d: the client connected %d times (a reconnect?)"
-                                         % (label, rep, ws["sessions"]))
+                self.record_run(r, slot, "%s run %d" % (label, rep))
                 runs[key].append(r)
             self.check_outputs(rep, expect)
             if not self.a.keep:
@@ -704,6 +700,26 @@ class Bench:
                     except FileNotFoundError:
                         pass
         return runs
+
+    def record_run(self, r, slot, what):
+        """Adds the walsender's figures and the output's size to a timed run
+        of one slot, logs it, and counts a failure or a reconnect as a
+        problem (what names the run in the message)."""
+        ws = r["ws"][slot]
+        r["ws_cpu"] = ws["cpu"]
+        r["ws_sessions"] = ws["sessions"]
+        r["ws_waits"] = ws["waits"]
+        self.measure_output(r, slot)
+        if "error" in r:
+            self.problems.append("%s: %s" % (what, r["error"]))
+            log("  FAILED: " + r["error"])
+        else:
+            log("  wall %.2fs, client CPU %.2fs, RSS %.1f MiB, walsender CPU %s, %s lines"
+                % (r["wall"], r["cpu"], r["rss_mib"],
+                   "%.2fs" % r["ws_cpu"] if r["ws_cpu"] is not None else "n/a", r["lines"]))
+        if ws["sessions"] > 1:
+            self.problems.append("%s: the client connected %d times (a reconnect?)"
+                                 % (what, ws["sessions"]))
 
     def check_outputs(self, rep, expect):
         """pgslotd raw must write exactly what pg_recvlogical writes; pgslotd
@@ -723,6 +739,77 @@ class Bench:
             if n != expect["rows"]:
                 self.problems.append("run %d: pgslotd json wrote %d lines, expected one per row "
                                      "(%d)" % (rep, n, expect["rows"]))
+
+    # -- two pgslotd builds, interleaved (--compare) ---------------------------
+
+    JSON_OPTIONS = {"proto_version": "1", "publication_names": "bench_pub"}
+    COMPARE_CASES = [
+        # key, label, plugin, format, options, transport
+        ("raw_unix", "raw + test_decoding, Unix socket", "test_decoding", "raw", {}, "unix"),
+        ("json_unix", "json + pgoutput, Unix socket", "pgoutput", "json", JSON_OPTIONS, "unix"),
+        ("raw_tcp", "raw + test_decoding, TCP", "test_decoding", "raw", {}, "tcp"),
+        ("json_tcp", "json + pgoutput, TCP", "pgoutput", "json", JSON_OPTIONS, "tcp"),
+    ]
+    BUILDS = ("old", "new")  # the order within each pair of runs
+    NOISE = 1.10  # a new/old ratio above this is outside the run-to-run noise
+
+    def compare_cases(self):
+        """Every case, or with --tcp only those over TCP."""
+        return [c for c in self.COMPARE_CASES if not self.a.tcp or c[5] == "tcp"]
+
+    @staticmethod
+    def compare_slot(key, build, rep):
+        return "cmp_%s_%s_%d" % (key, build, rep)
+
+    def run_compare(self, end, expect):
+        """Each case with the old build, then with the new one, then the next
+        case; then the next repetition. Each run drains its own slot to end."""
+        binaries = {"old": self.a.compare, "new": self.a.pgslotd}
+        cases = self.compare_cases()
+        runs = {key: {b: [] for b in self.BUILDS} for key, *_ in cases}
+        for rep in range(1, self.a.reps + 1):
+            for key, label, plugin, fmt, options, transport in cases:
+                for build in self.BUILDS:
+                    slot = self.compare_slot(key, build, rep)
+                    cfg = self.write_config(slot, [(slot, plugin, fmt, options)],
+                                            binary=binaries[build],
+                                            conninfo=self.conninfo_for(transport))
+                    log("run %d/%d: %s, %s build (slot %s)"
+                        % (rep, self.a.reps, label, build, slot))
+                    argv = [binaries[build], "--config", cfg, "--end-lsn", end, "--log-target",
+                            "stderr"]
+                    r = self.timed_run(slot, argv, [slot], self.a.timeout)
+                    r.update(key=key, build=build, rep=rep, slot=slot)
+                    self.record_run(r, slot, "%s, %s build, run %d" % (label, build, rep))
+                    runs[key][build].append(r)
+                self.check_compare_outputs(key, fmt, rep, expect)
+        return runs
+
+    def check_compare_outputs(self, key, fmt, rep, expect):
+        """Both builds' raw outputs must be the same bytes, with rows + 2 x
+        transactions lines; json outputs one line per row each. json outputs
+        that differ between the builds are a warning (a format change?)."""
+        paths = {b: self.outfile(self.compare_slot(key, b, rep)) for b in self.BUILDS}
+        if not all(os.path.exists(p) for p in paths.values()):
+            return  # the failed run is already a problem
+        want = expect["td_lines"] if fmt == "raw" else expect["rows"]
+        for build, path in paths.items():
+            n = count_lines(path)
+            if n != want:
+                self.problems.append("%s, %s build, run %d: %d lines, expected %d"
+                                     % (key, build, rep, n, want))
+        same = (os.path.getsize(paths["old"]) == os.path.getsize(paths["new"])
+                and md5_file(paths["old"]) == md5_file(paths["new"]))
+        if not same:
+            what = "%s run %d: the old and the new build's outputs differ (%d vs %d bytes)" % (
+                key, rep, os.path.getsize(paths["old"]), os.path.getsize(paths["new"]))
+            if fmt == "raw":
+                self.problems.append(what)
+            else:
+                self.results.setdefault("warnings", []).append(what + "; a json format change?")
+        if not self.a.keep:
+            for path in paths.values():
+                os.unlink(path)
 
     # -- 8 busy slots in one process ------------------------------------------
 
@@ -1082,6 +1169,96 @@ class Bench:
 
     # -- report ------------------------------------------------------------------
 
+    def workload_text(self, wl):
+        a = self.a
+        return ("One transaction inserting %d rows (%.1f s), then %d single-row transactions from "
+                "pgbench -c %d -j %d (%.1f s, %.0f tps); %s of WAL from the slots' start to the "
+                "end position %s. Each output holds %d rows in %d transactions."
+                % (a.rows, wl["bulk_s"], a.clients * a.tx_per_client, a.clients, a.threads,
+                   wl["pgbench_s"], wl["pgbench_tps"] or 0, "%.0f MiB" % (wl["wal_bytes"] / MiB),
+                   wl["end_lsn"], wl["rows"], wl["transactions"]))
+
+    @staticmethod
+    def best_run(runs, prefer_calm=True):
+        """The run with the shortest wall time among those that worked and
+        were not disturbed; a disturbed one only when no other is left (or
+        with prefer_calm False, among all that worked)."""
+        ok = [r for r in runs if "error" not in r and r["wall"] is not None]
+        calm = [r for r in ok if not r.get("disturbed")] if prefer_calm else []
+        return min(calm or ok, key=lambda r: r["wall"]) if ok else None
+
+    def compare_report(self, cmp):
+        """The --compare tables: best of N per case and build, the new/old
+        ratios with those above NOISE flagged, and every run."""
+        o = []
+        w = o.append
+        runs = cmp["runs"]
+        cases = [c for c in self.compare_cases() if c[0] in runs]
+
+        def f(v, fmt="%.2f"):
+            return fmt % v if v is not None else "n/a"
+
+        flagged = []
+
+        def ratio(label, what, old, new):
+            if old is None or new is None or old <= 0:
+                return "n/a"
+            q = new / old
+            if q > self.NOISE:
+                flagged.append("%s: %s %.2f" % (label, what, q))
+                return "**%.2f WORSE**" % q
+            return "%.2f" % q
+
+        w("## Old build against new build, interleaved (best of %d by wall time)\n" % self.a.reps)
+        w("Each case ran with the old build, then at once with the new one, on the same WAL "
+          "(each run its own slot). A new/old ratio above %.2f is marked WORSE: outside the "
+          "run-to-run noise. Runs that other programs disturbed count only when one of the "
+          "builds has no other run in the case; then every run of both builds counts.\n"
+          % self.NOISE)
+        w("| case | wall s old | wall s new | wall new/old | client CPU s old | client CPU s new "
+          "| CPU new/old | peak RSS MiB old | peak RSS MiB new | RSS new/old |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key, label, *_ in cases:
+            # Both builds by the same rule: undisturbed runs only if each
+            # build has one, else the best of all runs of each.
+            b = {build: self.best_run(runs[key][build]) for build in self.BUILDS}
+            if any(r is None or r.get("disturbed") for r in b.values()):
+                b = {build: self.best_run(runs[key][build], prefer_calm=False)
+                     for build in self.BUILDS}
+            g = lambda build, field: b[build][field] if b[build] else None
+            marks = {build: " (disturbed)" if b[build] and b[build].get("disturbed") else ""
+                     for build in self.BUILDS}
+            w("| %s | %s%s | %s%s | %s | %s | %s | %s | %s | %s | %s |"
+              % (label, f(g("old", "wall")), marks["old"], f(g("new", "wall")), marks["new"],
+                 ratio(label, "wall", g("old", "wall"), g("new", "wall")),
+                 f(g("old", "cpu")), f(g("new", "cpu")),
+                 ratio(label, "client CPU", g("old", "cpu"), g("new", "cpu")),
+                 f(g("old", "rss_mib"), "%.1f"), f(g("new", "rss_mib"), "%.1f"),
+                 ratio(label, "peak RSS", g("old", "rss_mib"), g("new", "rss_mib"))))
+        w("")
+        if flagged:
+            w("**%d ratio(s) outside the noise (> %.2f):** %s.\n"
+              % (len(flagged), self.NOISE, "; ".join(flagged)))
+        else:
+            w("Every ratio is within the noise (<= %.2f).\n" % self.NOISE)
+        if self.a.quick:
+            w("(--quick: each run takes a fraction of a second and CPU is counted in 10 ms "
+              "ticks, so these ratios mean little.)\n")
+        w("Every run, in the order they ran:\n")
+        w("| run | case | build | wall s | user s | sys s | peak RSS MiB | walsender CPU s "
+          "| other CPU s | exit |")
+        w("|---:|---|---|---:|---:|---:|---:|---:|---:|---|")
+        every = sorted((r for key, *_ in cases for build in self.BUILDS for r in runs[key][build]),
+                       key=lambda r: r["t0"])
+        label_of = {c[0]: c[1] for c in cases}
+        for r in every:
+            w("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+              % (r["rep"], label_of[r["key"]], r["build"], f(r["wall"]), f(r["user"]), f(r["sys"]),
+                 f(r["rss_mib"], "%.1f"), f(r.get("ws_cpu")),
+                 f(r.get("other_cpu")) + (" (disturbed)" if r.get("disturbed") else ""), r["rc"]))
+        w("")
+        return o
+
     def report(self, res):
         a = self.a
         o = []
@@ -1093,26 +1270,27 @@ class Bench:
         w("| RAM | %.1f GiB |" % m["ram_gib"])
         w("| kernel | %s (%s) |" % (m["kernel"], m["os"]))
         w("| PostgreSQL | %s |" % m["postgres"])
-        w("| pgslotd | %s |" % res["pgslotd_version"])
+        if "compare" in res:
+            w("| pgslotd, old build | %s |" % res["compare"]["old_version"])
+            w("| pgslotd, new build | %s |" % res["pgslotd_version"])
+        else:
+            w("| pgslotd | %s |" % res["pgslotd_version"])
         w("| date | %s |" % res["date"])
         w("")
-        if "runs" in res:  # not with --latency-only
-            wl = res["workload"]
+        if "compare" in res:
+            w("## Workload (%s, clients connect through %s)\n"
+              % (res["mode"], "TCP on 127.0.0.1" if a.tcp else
+                 "the Unix socket and TCP on 127.0.0.1"))
+            w(self.workload_text(res["workload"]))
+            w("")
+            o.extend(self.compare_report(res["compare"]))
+        if "runs" in res:  # not with --latency-only or --compare
             w("## Workload (%s, clients connect through %s)\n"
               % (res["mode"], "TCP on 127.0.0.1" if a.tcp else "the Unix socket"))
-            w("One transaction inserting %d rows (%.1f s), then %d single-row transactions from "
-              "pgbench -c %d -j %d (%.1f s, %.0f tps); %s of WAL from the slots' start to the end "
-              "position %s. Each output holds %d rows in %d transactions."
-              % (a.rows, wl["bulk_s"], a.clients * a.tx_per_client, a.clients, a.threads,
-                 wl["pgbench_s"], wl["pgbench_tps"] or 0, "%.0f MiB" % (wl["wal_bytes"] / MiB),
-                 wl["end_lsn"], wl["rows"], wl["transactions"]))
+            w(self.workload_text(res["workload"]))
             w("")
             runs = res["runs"]
-            best = {}
-            for key, _, _, _ in self.CONTENDERS:
-                ok = [r for r in runs.get(key, []) if "error" not in r and r["wall"] is not None]
-                calm = [r for r in ok if not r.get("disturbed")]
-                best[key] = min(calm or ok, key=lambda r: r["wall"]) if ok else None
+            best = {key: self.best_run(runs.get(key, [])) for key, *_ in self.CONTENDERS}
 
             def f(v, fmt="%.2f"):
                 return fmt % v if v is not None else "n/a"
@@ -1303,13 +1481,24 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="bench/run.sh",
         description="Benchmark pgslotd against pg_recvlogical on the same WAL "
-                    "(see docs/performance.md).")
+                    "(see docs/performance.md). With --compare OLD_BINARY, measure two "
+                    "pgslotd builds against each other instead.",
+        epilog="Comparing two builds: bash bench/build-rev.sh REV DIR builds pgslotd at the "
+               "git revision REV into DIR/pgslotd; then bash bench/run.sh --compare DIR/pgslotd "
+               "[--quick] drains the same WAL with that build and with this tree's (or "
+               "--pgslotd's), interleaved (old, new, old, new, ...), for pgslotd raw and json "
+               "over the Unix socket and over TCP (only TCP with --tcp), and prints wall, client "
+               "CPU and peak RSS of each with the ratio new/old, marking those above 1.10. No "
+               "pg_recvlogical, busy, idle or latency runs.")
     p.add_argument("--workdir", required=True, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 20,000-row transaction + 2,000 pgbench transactions, one "
                         "repetition, no idle/latency parts")
     p.add_argument("--pgslotd", default=None, metavar="PATH",
                    help="the pgslotd binary (default: build/pgslotd)")
+    p.add_argument("--compare", default=None, metavar="OLD_BINARY",
+                   help="compare the pgslotd binary OLD_BINARY (old) with --pgslotd (new), "
+                        "interleaved; see below")
     p.add_argument("--pgbin", default="/usr/lib/postgresql/15/bin", metavar="DIR",
                    help="PostgreSQL's bin directory (default /usr/lib/postgresql/15/bin)")
     p.add_argument("--reps", type=int, default=None, metavar="N",
@@ -1350,6 +1539,8 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if a.latency_only and (a.quick or a.skip_latency or a.profile):
         p.error("--latency-only goes with neither --quick, --skip-latency nor --profile")
+    if a.compare and (a.latency_only or a.profile):
+        p.error("--compare goes with neither --latency-only nor --profile")
     a.clients, a.threads = 4, 2
     if a.quick:
         a.reps = a.reps or 1
@@ -1364,13 +1555,24 @@ def parse_args(argv):
         a.tx_per_client = a.tx_per_client or 20000
         a.timeout = 1800
         a.wait_quiet = 600 if a.wait_quiet is None else a.wait_quiet
+    if a.compare:
+        a.skip_idle = a.skip_latency = a.skip_busy = True
     return a
+
+
+def describe_binary(path, copy):
+    """path's --version (run from its copy), md5 and, if bench/build-rev.sh
+    wrote one, what its PATH.rev file says."""
+    version = subprocess.run([copy, "--version"], capture_output=True, text=True).stdout.strip()
+    rev = read_file(path + ".rev").strip()
+    return "%s, %s, md5 %s" % (version or "no --version", rev or path, md5_file(copy)[:12])
 
 
 def main(argv):
     a = parse_args(argv)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     a.pgslotd = os.path.abspath(a.pgslotd or os.path.join(root, "build", "pgslotd"))
+    a.compare = os.path.abspath(a.compare) if a.compare else None
     bench = Bench(a)
 
     def on_signal(signum, frame):
@@ -1392,30 +1594,35 @@ def main(argv):
         # The build directory may be rebuilt while we run: use a copy.
         binary = os.path.join(bench.work, "pgslotd")
         shutil.copy2(a.pgslotd, binary)
+        if a.compare:
+            if not os.access(a.compare, os.X_OK):
+                raise Broken("--compare %s: not an executable file" % a.compare)
+            old = os.path.join(bench.work, "pgslotd-old")
+            shutil.copy2(a.compare, old)
+            res["compare"] = {"old": a.compare, "new": a.pgslotd,
+                              "old_version": describe_binary(a.compare, old)}
+            if md5_file(old) == md5_file(binary):
+                res.setdefault("warnings", []).append(
+                    "the old and the new binary are the same (same md5): the ratios show only "
+                    "noise")
+            a.compare = old
         a.pgslotd = binary
         version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
         git = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
                              capture_output=True, text=True).stdout.strip()
         res["pgslotd_version"] = version + (" (git %s)" % git if git else "")
+        if a.compare:
+            res["pgslotd_version"] += ", md5 %s" % md5_file(binary)[:12]
         res["machine"] = machine_info(a.pgbin)
         res["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
         bench.make_dirs()
         bench.start_cluster()
         bench.setup_schema()
-        if a.latency_only:
-            res["mode"] = "latency only"
-            res["latency"] = [bench.run_latency(fi, a.latency_rate, a.latency_seconds)
-                              for fi in ("0", "1s")]
-        else:
-            slots = []
-            for rep in range(1, a.reps + 1):
-                for _, _, prefix, plugin in Bench.CONTENDERS:
-                    slots.append(("%s_%d" % (prefix, rep), plugin))
-            if not a.skip_busy:
-                slots += [("busy_%d" % i, "test_decoding") for i in range(1, a.busy_slots + 1)]
-            if a.profile:
-                slots += [(s, "test_decoding") for s in Bench.PROFILE_SLOTS]
+
+        def workload(slots):
+            """Creates the slots, runs the workload; the end LSN and what
+            each output must hold."""
             log("creating %d slots before the workload" % len(slots))
             bench.create_slots(slots)
             start = bench.sql("SELECT pg_current_wal_lsn()")
@@ -1425,15 +1632,38 @@ def main(argv):
                                             % (wl["end_lsn"], start)).split(".")[0])
             res["workload"] = wl
             log("workload done: end LSN %s, %.0f MiB of WAL" % (wl["end_lsn"], wl["wal_bytes"] / MiB))
-            expect = {"rows": wl["rows"], "td_lines": wl["rows"] + 2 * wl["transactions"]}
+            return wl["end_lsn"], {"rows": wl["rows"],
+                                   "td_lines": wl["rows"] + 2 * wl["transactions"]}
 
-            res["runs"] = bench.run_contenders(wl["end_lsn"], expect)
+        if a.latency_only:
+            res["mode"] = "latency only"
+            res["latency"] = [bench.run_latency(fi, a.latency_rate, a.latency_seconds)
+                              for fi in ("0", "1s")]
+        elif a.compare:
+            res["mode"] += ", compare"
+            end, expect = workload([(Bench.compare_slot(key, build, rep), plugin)
+                                    for rep in range(1, a.reps + 1)
+                                    for key, _, plugin, *_ in bench.compare_cases()
+                                    for build in Bench.BUILDS])
+            res["compare"]["runs"] = bench.run_compare(end, expect)
+        else:
+            slots = []
+            for rep in range(1, a.reps + 1):
+                for _, _, prefix, plugin in Bench.CONTENDERS:
+                    slots.append(("%s_%d" % (prefix, rep), plugin))
             if not a.skip_busy:
-                busy = bench.run_busy(wl["end_lsn"], a.busy_slots)
+                slots += [("busy_%d" % i, "test_decoding") for i in range(1, a.busy_slots + 1)]
+            if a.profile:
+                slots += [(s, "test_decoding") for s in Bench.PROFILE_SLOTS]
+            end, expect = workload(slots)
+
+            res["runs"] = bench.run_contenders(end, expect)
+            if not a.skip_busy:
+                busy = bench.run_busy(end, a.busy_slots)
                 res["busy"] = {k: busy.get(k) for k in ("wall", "cpu", "rss_mib", "per_slot", "rc",
                                                         "other_cpu", "disturbed")}
             if a.profile:
-                res["profile"] = bench.run_profile(wl["end_lsn"])
+                res["profile"] = bench.run_profile(end)
             if not a.skip_idle:
                 res["idle"] = bench.run_idle(a.idle_slots, a.idle_seconds)
             if not a.skip_latency:
@@ -1452,7 +1682,7 @@ def main(argv):
         finally:
             bench.stop_cluster()
     # Whatever was measured, even if a later part broke.
-    if ("runs" in res or "latency" in res) and status != 130:
+    if ("runs" in res or "latency" in res or "runs" in res.get("compare", {})) and status != 130:
         try:
             text = bench.report(res)
             print(text)
@@ -1476,7 +1706,8 @@ def main(argv):
         print("\nBROKEN: %d problem(s); see above" % len(bench.problems), file=sys.stderr)
         status = status or 1
     elif status == 0:
-        log("done: every measurement ran (PASS/FAIL above are targets, not errors)")
+        log("done: every measurement ran (%s above are %s, not errors)"
+            % (("WORSE", "ratios") if a.compare else ("PASS/FAIL", "targets")))
     return status
 
 

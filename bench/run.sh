@@ -6,6 +6,8 @@
 #   bash bench/run.sh                 # the full benchmark (about 4 minutes on 2 quiet cores)
 #   bash bench/run.sh --quick         # a smoke run for CI (well under a minute)
 #   bash bench/run.sh --latency-only  # only the latency runs (about a minute)
+#   bash bench/run.sh --compare OLD   # this build against the pgslotd binary OLD, interleaved
+#                                     # (bench/build-rev.sh builds OLD from a git revision)
 #   bash bench/run.sh --help          # every option
 #
 # It starts its own throwaway PostgreSQL cluster in a temporary directory and
@@ -46,11 +48,20 @@ for tool in python3 "$pgbin/initdb" "$pgbin/pg_ctl" "$pgbin/pg_recvlogical" "$pg
 done
 
 # pgslotd: --pgslotd PATH, else build/pgslotd, built if it is not there yet.
+# With --compare OLD, that is the new build and OLD the old one.
 pgslotd=$root/build/pgslotd
+old=
 for ((i = 1; i <= $#; i++)); do
   [[ ${!i} == --pgslotd ]] && { j=$((i + 1)); pgslotd=${!j}; }
   [[ ${!i} == --pgslotd=* ]] && pgslotd=${!i#--pgslotd=}
+  [[ ${!i} == --compare ]] && { j=$((i + 1)); old=${!j:-}; compare=1; }
+  [[ ${!i} == --compare=* ]] && { old=${!i#--compare=}; compare=1; }
 done
+if [[ -n ${compare:-} && ! ( -f $old && -x $old ) ]]; then
+  echo "bench: --compare needs the old pgslotd binary; '$old' is not an executable file" \
+    "(bench/build-rev.sh REV DIR builds one)" >&2
+  exit 2
+fi
 if [[ ! -x $pgslotd && $pgslotd == "$root/build/pgslotd" ]]; then
   echo "bench: building pgslotd" >&2
   cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -119,7 +119,7 @@ TEST(AckPolicyTest, DroppedOutputIsNoLongerDurable) {
   AckPolicy p = Stream();
   Mark(&p, 100, 0x10);
   p.Durable(500);
-  p.Dropped(100);      // bytes after 100 were dropped and are written anew
+  p.Dropped(100);       // bytes after 100 were dropped and are written anew
   Mark(&p, 400, 0x20);  // not durable yet, although 400 once was
   EXPECT_EQ(p.Acknowledgeable(), 0x10u);
   EXPECT_TRUE(p.Durable(400));
@@ -215,7 +215,7 @@ TEST(AckPolicyTest, AStreamedTransactionCountsOnlyOnceAllItsPiecesAreOut) {
   auto now = Clock::now();
   p.StartFromRecord(0, kInvalidLsn);
   p.Data(0x10, 40, kCommitted, now);  // an earlier transaction, whole
-  p.InPieces(40, now);  // a stream commit replayed from its spool, in pieces
+  p.InPieces(40, now);                // a stream commit replayed from its spool, in pieces
   EXPECT_TRUE(p.in_pieces());
   EXPECT_FALSE(p.AtBoundary());
   p.Keepalive(0x90, 1000, now);  // mid-replay: no mark inside the output

@@ -5,8 +5,10 @@
 
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "sink/sink.h"
+#include "util/fd.h"
 
 namespace pgslotd::test {
 
@@ -66,6 +68,57 @@ class FakeSink : public Sink {
   }
   Status Reopen() override { return Status::Ok(); }
   Status Close() override { return Sync(); }
+
+ private:
+  Shared* s_;
+};
+
+// A sink that learns later, out of order, what is durable, as one with a
+// broker's delivery reports does: it takes every byte at once (a line is a
+// record), durable() never moves by Sync, and the test completes ranges of
+// stream offsets when it likes (Complete), which wakes the worker through
+// CompletionFd. It cannot take bytes back: what it took stays taken.
+class AsyncFakeSink : public Sink {
+ public:
+  struct Shared {
+    std::mutex mu;
+    std::string content;         // every byte taken
+    std::vector<Range> reports;  // completed, not yet handed over
+    int taken_reports = 0;       // ranges handed to the worker so far
+    WakeupFd completion;
+    // Records the test completes: [begin, end) of stream offsets.
+    void Complete(uint64_t begin, uint64_t end) {
+      std::lock_guard<std::mutex> l(mu);
+      reports.push_back(Range{begin, end});
+      completion.Notify();
+    }
+  };
+  explicit AsyncFakeSink(Shared* shared) : s_(shared) {}
+
+  std::string Describe() const override { return "async fake"; }
+  Status Open() override { return Status::Ok(); }
+  Status Write(const char* data, size_t len, size_t* written) override {
+    std::lock_guard<std::mutex> l(s_->mu);
+    s_->content.append(data, len);
+    CountAccepted(len);
+    *written = len;
+    return Status::Ok();
+  }
+  Status Sync() override { return Status::Ok(); }
+  int CompletionFd() const override { return s_->completion.fd(); }
+  void TakeCompleted(std::vector<Range>* ranges) override {
+    std::lock_guard<std::mutex> l(s_->mu);
+    s_->completion.Drain();
+    ranges->insert(ranges->end(), s_->reports.begin(), s_->reports.end());
+    s_->taken_reports += static_cast<int>(s_->reports.size());
+    s_->reports.clear();
+  }
+  Status Discard(uint64_t keep) override {
+    CountRenumbered(keep);
+    return Status::Ok();
+  }
+  Status Reopen() override { return Status::Ok(); }
+  Status Close() override { return Status::Ok(); }
 
  private:
   Shared* s_;

@@ -374,8 +374,8 @@ TEST_F(StateRecordTest, ACrashRightAfterRotatingLosesNothing) {
 
 // The record of `path` (as it is now) that the sink would write for `size`
 // bytes at `lsn`.
-SinkStateRecord RecordOf(const std::string& path, const ExactlyOnceSink::StateKey& key, uint64_t size,
-                         Lsn lsn) {
+SinkStateRecord RecordOf(const std::string& path, const ExactlyOnceSink::StateKey& key,
+                         uint64_t size, Lsn lsn) {
   struct stat st;
   EXPECT_EQ(stat(path.c_str(), &st), 0);
   SinkStateRecord r;

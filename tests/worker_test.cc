@@ -163,6 +163,70 @@ TEST_F(WorkerTest, FailedWriteIsCutBackAndResentWhole) {
   EXPECT_EQ(shared.content, Reference("wt_write_ref", end)) << "half-written bytes were kept";
 }
 
+// A sink that learns later, out of order, what is durable (a broker's
+// delivery reports): a report that leaves a gap acknowledges nothing past
+// the gap; the one that fills it acknowledges everything up to the end.
+TEST_F(WorkerTest, OutOfOrderDeliveryReportsAreAcknowledgedOnlyWithoutAGap) {
+  pg_->Exec("DROP TABLE IF EXISTS wa; CREATE TABLE wa(id serial primary key, v text)");
+  pg_->DropSlotIfExists("wt_async");
+  pg_->DropSlotIfExists("wt_async_ref");
+  pg_->CreateLogicalSlot("wt_async");
+  pg_->CopyLogicalSlot("wt_async", "wt_async_ref");
+  AsyncFakeSink::Shared shared;
+  SlotWorker::Options o;
+  o.make_sink = [&shared](const SlotConfig&) { return std::make_unique<AsyncFakeSink>(&shared); };
+  auto w = std::make_unique<SlotWorker>(Slot("wt_async"), std::move(o));
+  w->Start();
+  // The sink's offsets of the end of each transaction, once it has all of it.
+  auto taken_through = [&](const std::string& value) {
+    uint64_t end = 0;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          std::lock_guard<std::mutex> l(shared.mu);
+          size_t at = shared.content.find(value);
+          size_t commit = at == std::string::npos ? at : shared.content.find("COMMIT", at);
+          size_t line_end =
+              commit == std::string::npos ? commit : shared.content.find('\n', commit);
+          if (line_end == std::string::npos) return false;
+          end = line_end + 1;
+          return true;
+        },
+        seconds(20)));
+    return end;
+  };
+  pg_->Exec("INSERT INTO wa(v) VALUES ('first')");
+  std::string first_end = pg_->CurrentWalLsn();
+  uint64_t a_end = taken_through("'first'");
+  pg_->Exec("INSERT INTO wa(v) VALUES ('second')");
+  std::string second_end = pg_->CurrentWalLsn();
+  uint64_t b_end = taken_through("'second'");
+
+  shared.Complete(a_end, b_end);  // the second transaction's report first
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(shared.mu);
+        return shared.taken_reports == 1;
+      },
+      seconds(20)));
+  // A turn that began after the report was taken: the one that took it has
+  // published what it would acknowledge.
+  int64_t taken_at = std::chrono::steady_clock::now().time_since_epoch().count();
+  ASSERT_TRUE(WaitFor([&] { return w->stats().heartbeat_ns.load() > taken_at; }, seconds(20)));
+  EXPECT_LT(w->stats().flushed_lsn.load(), *ParseLsn(first_end))
+      << "acknowledged past a transaction whose delivery was not reported";
+  EXPECT_EQ(pg_->Scalar("SELECT confirmed_flush_lsn < '" + first_end +
+                        "'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'wt_async'"),
+            "t");
+
+  shared.Complete(0, a_end);  // fills the gap
+  ASSERT_TRUE(FlushReaches("wt_async", second_end));
+  w->RequestStop();
+  w->Join();
+  EXPECT_TRUE(w->error().ok()) << w->error().message();
+  std::lock_guard<std::mutex> l(shared.mu);
+  EXPECT_EQ(shared.content, Reference("wt_async_ref", second_end));
+}
+
 TEST_F(WorkerTest, StatusUpdatesFlowWhileTheSinkIsStuck) {
   // A sink that takes bytes but never makes them durable (a pipe reader
   // that stopped reading): the worker keeps reporting its write position,

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/clock.h"
 #include "util/path.h"
 
 namespace pgslotd {
@@ -76,8 +77,7 @@ void ControlServer::AddPollFds(std::vector<struct pollfd>* fds) const {
 int64_t ControlServer::NextDeadlineMs(Clock::time_point now) const {
   int64_t next = -1;
   for (const Client& c : clients_) {
-    int64_t ms = std::max<int64_t>(
-        0, std::chrono::duration_cast<std::chrono::milliseconds>(c.deadline - now).count() + 1);
+    int64_t ms = MillisUntil(c.deadline, now);
     next = next < 0 ? ms : std::min(next, ms);
   }
   return next;

@@ -13,6 +13,7 @@
 
 #include "daemon/metrics.h"
 #include "daemon/status_line.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 namespace pgslotd {
@@ -460,8 +461,7 @@ void Supervisor::PingWatchdog(Clock::time_point now, std::chrono::nanoseconds wa
 }
 
 bool Supervisor::Wait(int sfd, Clock::time_point now, Clock::time_point wake) {
-  int64_t timeout = std::max<int64_t>(
-      0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1);
+  int64_t timeout = MillisUntil(wake, now);
   if (int64_t c = control_.NextDeadlineMs(now); c >= 0) timeout = std::min(timeout, c);
   std::vector<struct pollfd> fds = {{sfd, POLLIN, 0}, {worker_done_.fd(), POLLIN, 0}};
   control_.AddPollFds(&fds);

@@ -8,6 +8,7 @@
 
 #include "pg/quote.h"
 #include "pg/resolve.h"
+#include "util/clock.h"
 #include "util/fd.h"
 
 namespace pgslotd {
@@ -24,7 +25,7 @@ Status ReplicationConn::Fail(ServerError e) {
 Status ReplicationConn::WithSlotCondition(const Status& s, const std::string& slot) {
   if (s.code() != Status::Code::kRetryable || !NeedsSlotCondition(last_error_)) return s;
   if (stop_->load(std::memory_order_acquire)) return s;  // stopping: no lookup
-  ServerError kept = last_error_;  // the lookup is a command of its own
+  ServerError kept = last_error_;                        // the lookup is a command of its own
   SlotCondition condition = SlotCondition::kUnknown;
   if (conn_ != nullptr) {
     Result<Rows> found =
@@ -55,7 +56,7 @@ Status ReplicationConn::Wait(short events, Clock::time_point deadline) {
     if (!draining_ && stop_->load(std::memory_order_acquire)) return Status::Interrupted();
     auto now = Clock::now();
     if (now >= deadline) return Status::Retryable("timed out waiting for the server");
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+    int64_t left = MillisUntil(deadline, now);
     struct pollfd fds[2] = {{PQsocket(conn_), events, 0}, {wakeup_fd_, POLLIN, 0}};
     int n = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left, 1000)));
     if (n < 0 && errno != EINTR) return Status::Retryable(ErrnoMessage("poll", errno));

@@ -52,14 +52,14 @@ Result<std::vector<std::string>> SlotRow(ReplicationConn* conn, const SlotConfig
         "replication slot \"" + config.name +
         "\" does not exist in the server (set create: true to have pgslotd create it)");
   }
-  Result<Rows> made = conn->Query(BuildCreateSlot(config.name, config.plugin) +
-                                      " (SNAPSHOT 'nothing')",
-                                  deadline, SessionStep::kCreateSlot);
+  Result<Rows> made =
+      conn->Query(BuildCreateSlot(config.name, config.plugin) + " (SNAPSHOT 'nothing')", deadline,
+                  SessionStep::kCreateSlot);
   if (made.ok()) {
     *created = true;
     conn->set_error_context(ErrorContext{config.name, config.plugin, "", true});
-    Note(config, "created logical replication slot with plugin " + config.plugin +
-                     " in database " + database);
+    Note(config, "created logical replication slot with plugin " + config.plugin + " in database " +
+                     database);
   }
   // A failure may be another process creating it first: look again.
   found = conn->Query(lookup, deadline);
@@ -157,9 +157,9 @@ Result<SlotSession> LookUpSlot(ReplicationConn* conn, const SlotConfig& config,
   return session;
 }
 
-Result<Lsn> ReadWalPosition(const SlotConfig& config, int wakeup_fd,
-                            const std::atomic<bool>* stop, std::atomic<int64_t>* heartbeat,
-                            Clock::duration timeout, std::string* sqlstate) {
+Result<Lsn> ReadWalPosition(const SlotConfig& config, int wakeup_fd, const std::atomic<bool>* stop,
+                            std::atomic<int64_t>* heartbeat, Clock::duration timeout,
+                            std::string* sqlstate) {
   std::vector<std::pair<std::string, std::string>> params;
   std::string err;
   if (!BuildMonitorParams(config.connection, &params, &err)) {

@@ -29,12 +29,12 @@
 namespace pgslotd {
 
 struct SlotSession {
-  std::string system_id;            // IDENTIFY_SYSTEM's systemid
-  std::string database;             // the connection's database
-  Lsn wal_end = kInvalidLsn;        // the server's WAL end after the lookup
-  std::optional<Lsn> confirmed;     // the slot's confirmed_flush_lsn, if set
-  Duration receive_timeout{0};      // the config's, raised to wal_sender_timeout
-  bool created = false;             // this lookup created the slot
+  std::string system_id;         // IDENTIFY_SYSTEM's systemid
+  std::string database;          // the connection's database
+  Lsn wal_end = kInvalidLsn;     // the server's WAL end after the lookup
+  std::optional<Lsn> confirmed;  // the slot's confirmed_flush_lsn, if set
+  Duration receive_timeout{0};   // the config's, raised to wal_sender_timeout
+  bool created = false;          // this lookup created the slot
 };
 
 // Steps 1 to 5 above, within `deadline`. Logs (about `config.name`) a slot
@@ -50,8 +50,8 @@ Status ConnectForReplication(ReplicationConn* conn, const SlotConfig& config,
 // connection of `config.connection` within `timeout`; a stop (through
 // `wakeup_fd` and `stop`) interrupts it. *sqlstate gets the server's code
 // when the connection or the query failed with one.
-Result<Lsn> ReadWalPosition(const SlotConfig& config, int wakeup_fd,
-                            const std::atomic<bool>* stop, std::atomic<int64_t>* heartbeat,
+Result<Lsn> ReadWalPosition(const SlotConfig& config, int wakeup_fd, const std::atomic<bool>* stop,
+                            std::atomic<int64_t>* heartbeat,
                             std::chrono::steady_clock::duration timeout,
                             std::string* sqlstate = nullptr);
 

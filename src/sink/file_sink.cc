@@ -328,7 +328,8 @@ Status FileSink::Checkpoint(uint64_t offset, Lsn lsn) {
   if (::fstat(fd_, &st) != 0) return Status::Retryable(ErrnoMessage("cannot stat " + path_, errno));
   if (static_cast<uint64_t>(st.st_size) != FileSizeAt(accepted())) {
     return Status::SlotFatal(path_ + " holds " + std::to_string(st.st_size) +
-                             " bytes where pgslotd wrote " + std::to_string(FileSizeAt(accepted())) +
+                             " bytes where pgslotd wrote " +
+                             std::to_string(FileSizeAt(accepted())) +
                              ": it was truncated (copytruncate?) or written by another program "
                              "while pgslotd had it open; stopping rather than record a size that "
                              "means nothing");

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "pg/lsn.h"
@@ -132,6 +133,23 @@ class Sink {
   // re-sent bytes repeat: at-least-once); a pipe whose reader went away
   // writes nothing more until then.
   virtual Status Discard(uint64_t keep) = 0;
+
+  // --- Completion: how the worker learns what is durable ---------------
+  // Most sinks make their output durable when Sync() says so: durable()
+  // moves. A sink that learns it later, on its own and possibly out of
+  // order (a broker's delivery reports), instead reports completed ranges
+  // of stream offsets: CompletionFd() becomes readable when some arrived
+  // (an eventfd, or the sink's own descriptor), and the worker, which waits
+  // on it with the server's socket, calls Sync() and then TakeCompleted().
+  // The ack policy acknowledges only what is complete without a gap.
+  virtual int CompletionFd() const { return -1; }
+  // Appends the ranges [begin, end) completed since the last call, in any
+  // order (none beyond accepted()), and clears CompletionFd's readiness.
+  struct Range {
+    uint64_t begin;
+    uint64_t end;
+  };
+  virtual void TakeCompleted(std::vector<Range>* ranges) { (void)ranges; }
 
   // When durable() can advance with no event to wake the worker (a pipe
   // reader taking bytes), how soon to call Sync() again; 0 = no need.

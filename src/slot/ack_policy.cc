@@ -159,8 +159,8 @@ bool AckPolicy::Completed(uint64_t begin, uint64_t end) {
   // Keep the ranges sorted and disjoint: insert, then merge with the
   // neighbours it touches (in place: the vector's storage is reused).
   auto range = std::make_pair(begin, end);
-  size_t i = static_cast<size_t>(
-      std::lower_bound(completed_.begin(), completed_.end(), range) - completed_.begin());
+  size_t i = static_cast<size_t>(std::lower_bound(completed_.begin(), completed_.end(), range) -
+                                 completed_.begin());
   completed_.insert(completed_.begin() + static_cast<std::ptrdiff_t>(i), range);
   if (i > 0 && completed_[i - 1].second >= completed_[i].first) {
     completed_[i - 1].second = std::max(completed_[i - 1].second, completed_[i].second);

@@ -122,6 +122,8 @@ class AckPolicy {
   Lsn Acknowledgeable() const { return exactly_once_ ? recorded_.lsn : durable_lsn_; }
   // The highest position whose output is durable.
   Lsn durable_lsn() const { return durable_lsn_; }
+  // Every offset before this one is durable (as far as the policy was told).
+  uint64_t durable_offset() const { return durable_; }
   // What an exactly-once sink should record now: the durable position and
   // the boundary it stands at, when it differs from the record.
   std::optional<Point> CheckpointWanted() const;

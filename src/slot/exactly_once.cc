@@ -84,8 +84,8 @@ bool ExactlyOnce::SwitchDue(Clock::time_point now) const {
 
 Status ExactlyOnce::Switch(Clock::time_point now) {
   uint64_t accepted = writer_->sink()->accepted();
-  if (!policy_->AtBoundary() || !writer_->buffered().empty() ||
-      policy_->SafeOffset() != accepted || policy_->recorded().offset != accepted) {
+  if (!policy_->AtBoundary() || !writer_->buffered().empty() || policy_->SafeOffset() != accepted ||
+      policy_->recorded().offset != accepted) {
     // Not everything written is recorded yet: try again a little later.
     switch_retry_at_ = now + std::chrono::seconds(1);
     return Status::Ok();

@@ -1,5 +1,7 @@
 #include "slot/pipeline.h"
 
+#include <poll.h>
+
 #include "util/log.h"
 
 namespace pgslotd {
@@ -18,12 +20,41 @@ SlotPipeline::SlotPipeline(const SlotConfig& config, std::unique_ptr<Sink> sink,
 Status SlotPipeline::SyncSink(Clock::time_point now, bool force) {
   bool synced = false;
   Status s = writer_.Sync(now, force, &synced);
-  policy_.Durable(writer_.sink()->durable());
+  TakeDurable();
   // Right after a sync, the record follows at once (group commit: one
   // record per sync); a position moved only by keepalives is recorded at
   // most once per fsync_interval.
   if (s.ok() && exactly_once_) s = exactly_once_->Checkpoint(now, force || synced);
   stats_->flushed_lsn.store(Acked(), std::memory_order_relaxed);
+  return s;
+}
+
+void SlotPipeline::TakeDurable() {
+  Sink* sink = writer_.sink();
+  policy_.Durable(sink->durable());
+  if (sink->CompletionFd() < 0) return;
+  completed_.clear();
+  sink->TakeCompleted(&completed_);
+  for (const Sink::Range& r : completed_) policy_.Completed(r.begin, r.end);
+}
+
+bool SlotPipeline::AllDurable() const {
+  return writer_.buffered().empty() && policy_.durable_offset() >= writer_.sink()->accepted();
+}
+
+Status SlotPipeline::SyncUntilDurable(Clock::time_point until, const std::atomic<bool>* stop) {
+  Sink* sink = writer_.sink();
+  Status s = sink->Sync();
+  TakeDurable();
+  while (s.ok() && policy_.durable_offset() < sink->accepted() &&
+         (sink->RecheckAfter().count() > 0 || sink->CompletionFd() >= 0) && Clock::now() < until &&
+         !stop->load(std::memory_order_acquire)) {
+    Heartbeat();
+    struct pollfd pfd = {sink->CompletionFd(), POLLIN, 0};
+    ::poll(&pfd, pfd.fd >= 0 ? 1 : 0, 20);
+    s = sink->Sync();
+    TakeDurable();
+  }
   return s;
 }
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "decode/formatter.h"
@@ -46,7 +47,16 @@ class SlotPipeline {
   // is durable, records an exactly-once sink's position, and publishes the
   // acknowledged position.
   Status SyncSink(Clock::time_point now, bool force);
+  // After a failure: syncs, and while the sink's durable position moves by
+  // itself (a pipe reader, delivery reports), waits for it until all is
+  // durable, `until` or `*stop`.
+  Status SyncUntilDurable(Clock::time_point until, const std::atomic<bool>* stop);
+  // Nothing buffered, and everything the sink accepted durable.
+  bool AllDurable() const;
   void Heartbeat();
+  // What the sink says is durable (durable(), and completed ranges) goes
+  // to the ack policy.
+  void TakeDurable();
   // Logs about this slot (SLOT= and, when valid, LSN= in the journal).
   void Event(spdlog::level::level_enum level, const char* message_id, Lsn lsn,
              const std::string& message) const;
@@ -62,6 +72,7 @@ class SlotPipeline {
   std::unique_ptr<Formatter> formatter_;
   AckPolicy policy_;
   std::optional<ExactlyOnce> exactly_once_;
+  std::vector<Sink::Range> completed_;  // TakeDurable's, reused
 };
 
 }  // namespace pgslotd

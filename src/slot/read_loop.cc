@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "util/clock.h"
 #include "util/log.h"
 
 namespace pgslotd {
@@ -27,12 +28,6 @@ constexpr size_t kWriteThrough = 1 << 20;
 // After a message at least this large the session is started again, which
 // gives back the memory libpq held for it.
 constexpr uint64_t kReleaseAfter = 16 << 20;
-
-int64_t MillisUntil(std::chrono::steady_clock::time_point t,
-                    std::chrono::steady_clock::time_point now) {
-  if (t <= now) return 0;
-  return duration_cast<milliseconds>(t - now).count() + 1;
-}
 
 }  // namespace
 
@@ -63,7 +58,6 @@ ReadLoop::ReadLoop(SlotPipeline* pipeline, ClaimCheck* claims, Session session)
       conn_(*session.conn),
       pacer_(Clock::now()),
       last_received_(Clock::now()) {}
-
 
 Result<StreamEnd> ReadLoop::Run() {
   for (;;) {
@@ -108,7 +102,8 @@ Status ReadLoop::BeginTurn(Clock::time_point now) {
       Status s = pipeline_.SyncSink(now, true);
       if (s.ok()) s = writer_.sink()->Reopen();
       if (!s.ok()) return s.Prefixed(writer_.sink()->Describe());
-      pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn, "reopened " + writer_.sink()->Describe());
+      pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
+                      "reopened " + writer_.sink()->Describe());
     }
   }
   // An exactly-once file is rotated or reopened between transactions:
@@ -279,9 +274,9 @@ void ReadLoop::PublishStats(Clock::time_point now) {
   stats_.state.store(blocked ? SlotState::kWaitingForSink : SlotState::kStreaming,
                      std::memory_order_relaxed);
   stats_.durable_lsn.store(policy_.durable_lsn(), std::memory_order_relaxed);
-  stats_.sink_state.store(blocked                           ? writer_.sink()->WaitSpec().reason
+  stats_.sink_state.store(blocked                      ? writer_.sink()->WaitSpec().reason
                           : writer_.buffered().empty() ? "idle"
-                                                            : "writing",
+                                                       : "writing",
                           std::memory_order_relaxed);
   if (now >= next_progress_log_) LogProgress(now);
 }
@@ -307,7 +302,8 @@ Status ReadLoop::ReportToServer(Clock::time_point now) {
   }
   if (ping || reply_due_ || flushed != last_sent_flush_ ||
       now - last_status_ >= config_.status_interval) {
-    if (Status s = conn_.SendStatus(std::max(pipeline_.received, flushed), flushed, ping); !s.ok()) {
+    if (Status s = conn_.SendStatus(std::max(pipeline_.received, flushed), flushed, ping);
+        !s.ok()) {
       return s;
     }
     reply_due_ = false;
@@ -321,7 +317,7 @@ std::optional<Result<StreamEnd>> ReadLoop::SessionEnds() {
   // --end-lsn: done once everything received is written and durable. The
   // acknowledged position is what the ack policy allows, never the end position
   // itself: a commit that straddles it was not written.
-  bool all_acknowledged = !policy_.in_pieces() && writer_.AllDurable() && !policy_.HasPending();
+  bool all_acknowledged = !policy_.in_pieces() && pipeline_.AllDurable() && !policy_.HasPending();
   if (reached_end_ && all_acknowledged) return Finish(true);
   // After a large message, once no output is unfinished: a new session, so that
   // libpq's input buffer, grown to the message's size, is freed.
@@ -334,7 +330,8 @@ std::optional<Result<StreamEnd>> ReadLoop::SessionEnds() {
 }
 
 int64_t ReadLoop::PollTimeout(Clock::time_point now) const {
-  int64_t timeout = std::min<int64_t>(MillisUntil(last_status_ + config_.status_interval, now), 1000);
+  int64_t timeout =
+      std::min<int64_t>(MillisUntil(last_status_ + config_.status_interval, now), 1000);
   if (!writer_.buffered().empty()) {
     Sink::Wait w = writer_.sink()->WaitSpec();
     if (w.fd < 0) timeout = std::min<int64_t>(timeout, w.retry.count());
@@ -347,7 +344,8 @@ int64_t ReadLoop::PollTimeout(Clock::time_point now) const {
   }
   Hold hold = ReadHold();
   if (hold == Hold::kReading && session_.receive_timeout.count() > 0) {
-    auto next = last_received_ + (ping_sent_ ? session_.receive_timeout : session_.receive_timeout / 2);
+    auto next =
+        last_received_ + (ping_sent_ ? session_.receive_timeout : session_.receive_timeout / 2);
     timeout = std::min(timeout, MillisUntil(next, now));
   }
   if (blocked_since_ != Clock::time_point() && config_.sink_stall_timeout.count() > 0) {
@@ -363,7 +361,7 @@ int64_t ReadLoop::PollTimeout(Clock::time_point now) const {
 }
 
 Status ReadLoop::WaitForEvents(Clock::time_point now) {
-  struct pollfd fds[3];
+  struct pollfd fds[4];
   int nfds = 0;
   fds[nfds++] = {session_.wakeup->fd(), POLLIN, 0};
   short pg_events = 0;
@@ -374,9 +372,11 @@ Status ReadLoop::WaitForEvents(Clock::time_point now) {
     Sink::Wait w = writer_.sink()->WaitSpec();
     if (w.fd >= 0) fds[nfds++] = {w.fd, w.events, 0};
   }
+  // A delivery report wakes the loop: its acknowledgement goes out at once.
+  if (int fd = writer_.sink()->CompletionFd(); fd >= 0) fds[nfds++] = {fd, POLLIN, 0};
   int64_t timeout = PollTimeout(now);
-  if (auto wait = pacer_.Wait(); wait.count() > 0 && ReadHold() == Hold::kReading &&
-                                  timeout > 0 && !flush_pending_ && !sink_blocked_) {
+  if (auto wait = pacer_.Wait(); wait.count() > 0 && ReadHold() == Hold::kReading && timeout > 0 &&
+                                 !flush_pending_ && !sink_blocked_) {
     // A fast stream: let the socket gather a batch first (see
     // read_pacer.h). A wakeup (stop, reload) cuts the wait short.
     struct timespec ts = {0, static_cast<long>(wait.count())};
@@ -417,9 +417,9 @@ Result<StreamEnd> ReadLoop::Finish(bool end_reached) {
     if (ws.ok() && !writer_.Blocked()) break;
     auto now = Clock::now();
     if (writer_.sink()->accepted() > before) idle_until = now + kFinishIdle;
-    bool mid_message = !writer_.sink()->CanRetract() && !policy_.IsBoundary(writer_.sink()->accepted());
-    if (!ws.ok() || now >= deadline ||
-        (!end_reached && (!mid_message || now >= idle_until))) {
+    bool mid_message =
+        !writer_.sink()->CanRetract() && !policy_.IsBoundary(writer_.sink()->accepted());
+    if (!ws.ok() || now >= deadline || (!end_reached && (!mid_message || now >= idle_until))) {
       break;
     }
     writer_.WaitForSinkBriefly();
@@ -431,8 +431,8 @@ Result<StreamEnd> ReadLoop::Finish(bool end_reached) {
     // not be written), so end the stream cleanly all the same.
     if (end_reached || ss.code() != Status::Code::kRetryable) return ss;
     pipeline_.Event(spdlog::level::warn, nullptr, pipeline_.Acked(),
-          writer_.sink()->Describe() + ": " + ss.message() +
-              " (not acknowledged: sent again on the next start)");
+                    writer_.sink()->Describe() + ": " + ss.message() +
+                        " (not acknowledged: sent again on the next start)");
   }
   // Part of a transaction (cut by the stop or the end position) does not
   // stay in the file at rest; the next run writes it whole.
@@ -448,26 +448,26 @@ void ReadLoop::EndStream(Clock::time_point deadline) {
   if (s.ok()) s = conn_.EndCopy(deadline);
   if (!s.ok()) {
     pipeline_.Event(spdlog::level::warn, nullptr, flushed,
-          "ending the stream: " + s.message() + " (flushed " + FormatLsn(flushed) +
-              " stays acknowledged on the next start)");
+                    "ending the stream: " + s.message() + " (flushed " + FormatLsn(flushed) +
+                        " stays acknowledged on the next start)");
   }
 }
 
 Result<StreamEnd> ReadLoop::PauseStream(Clock::time_point now) {
   if (Status ss = pipeline_.SyncSink(now, true); !ss.ok()) return ss;
-  pipeline_.Event(spdlog::level::warn, nullptr, pipeline_.Acked(),
-        writer_.sink()->Describe() + " has taken nothing for " +
-            std::to_string(duration_cast<milliseconds>(now - blocked_since_).count()) +
-            " ms (" + writer_.sink()->WaitSpec().reason +
-            "): pausing the stream, so that the server is never kept waiting on it; it streams "
-            "again from " +
-            FormatLsn(pipeline_.Acked()) + " once the sink takes bytes");
+  pipeline_.Event(
+      spdlog::level::warn, nullptr, pipeline_.Acked(),
+      writer_.sink()->Describe() + " has taken nothing for " +
+          std::to_string(duration_cast<milliseconds>(now - blocked_since_).count()) + " ms (" +
+          writer_.sink()->WaitSpec().reason +
+          "): pausing the stream, so that the server is never kept waiting on it; it streams "
+          "again from " +
+          FormatLsn(pipeline_.Acked()) + " once the sink takes bytes");
   stats_.state.store(SlotState::kStopping);
   EndStream(Clock::now() + kFinishTimeout);
   blocked_since_ = Clock::time_point();
   return StreamEnd::kPausedForSink;
 }
-
 
 void ReadLoop::LogProgress(Clock::time_point now) {
   next_progress_log_ = now + kProgressEvery;

@@ -51,13 +51,13 @@ class ReadLoop {
   // What the worker hands a session's loop besides the pipeline.
   struct Session {
     ReplicationConn* conn;
-    WakeupFd* wakeup;                   // stop, reopen and reload wake-ups
-    const std::atomic<bool>* stop;      // a stop was requested
-    std::atomic<bool>* reopen;          // SIGHUP: reopen the sink
-    const ReportedReading* readings;    // the monitor's readings
-    Clock::time_point began;            // readings before this count for nothing
-    std::optional<Lsn> end_lsn;         // --end-lsn
-    Duration receive_timeout;           // raised to the server's wal_sender_timeout
+    WakeupFd* wakeup;                 // stop, reopen and reload wake-ups
+    const std::atomic<bool>* stop;    // a stop was requested
+    std::atomic<bool>* reopen;        // SIGHUP: reopen the sink
+    const ReportedReading* readings;  // the monitor's readings
+    Clock::time_point began;          // readings before this count for nothing
+    std::optional<Lsn> end_lsn;       // --end-lsn
+    Duration receive_timeout;         // raised to the server's wal_sender_timeout
   };
 
   ReadLoop(SlotPipeline* pipeline, ClaimCheck* claims, Session session);
@@ -116,24 +116,24 @@ class ReadLoop {
   ReplicationConn& conn_;
 
   ReadPacer pacer_;
-  Clock::time_point turn_now_;       // the clock at the start of this turn
-  Clock::time_point last_status_;    // {}: send one at once
+  Clock::time_point turn_now_;     // the clock at the start of this turn
+  Clock::time_point last_status_;  // {}: send one at once
   Lsn last_sent_flush_ = kInvalidLsn;
-  bool flush_pending_ = false;       // libpq holds output not yet sent
-  bool wakeup_pending_ = true;       // the wakeup descriptor fired
-  bool left_in_libpq_ = false;       // whole messages may wait in libpq, not the socket
-  bool sink_blocked_ = false;        // the sink did not take all it was given
-  bool stalled_ = false;             // it took nothing for sink_stall_timeout
-  bool reached_end_ = false;         // --end-lsn
-  bool switch_now_ = false;          // the drain stopped at a boundary to switch files
-  bool reply_due_ = false;           // the server asked for a reply
+  bool flush_pending_ = false;  // libpq holds output not yet sent
+  bool wakeup_pending_ = true;  // the wakeup descriptor fired
+  bool left_in_libpq_ = false;  // whole messages may wait in libpq, not the socket
+  bool sink_blocked_ = false;   // the sink did not take all it was given
+  bool stalled_ = false;        // it took nothing for sink_stall_timeout
+  bool reached_end_ = false;    // --end-lsn
+  bool switch_now_ = false;     // the drain stopped at a boundary to switch files
+  bool reply_due_ = false;      // the server asked for a reply
   // Receive timeout: the last time anything came from the server (or we
   // were not reading), and whether a reply was asked for since.
   Clock::time_point last_received_;
   bool ping_sent_ = false;
-  Clock::time_point blocked_since_;  // the sink took nothing since; {} when it does
-  uint64_t unit_start_ = 0;          // where the current unit's output began
-  Lsn unfinished_lsn_ = kInvalidLsn;       // the message whose output comes in pieces
+  Clock::time_point blocked_since_;   // the sink took nothing since; {} when it does
+  uint64_t unit_start_ = 0;           // where the current unit's output began
+  Lsn unfinished_lsn_ = kInvalidLsn;  // the message whose output comes in pieces
   uint64_t largest_message_ = 0;
   Clock::time_point next_progress_log_;  // log_level debug: progress every 10 s
 };

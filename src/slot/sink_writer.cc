@@ -84,18 +84,6 @@ Status SinkWriter::Sync(Clock::time_point now, bool force, bool* synced) {
   return s;
 }
 
-Status SinkWriter::SyncUntilDurable(Clock::time_point until, const std::atomic<bool>* stop,
-                                    std::atomic<int64_t>* heartbeat) {
-  Status s = sink_->Sync();
-  while (s.ok() && sink_->durable() < sink_->accepted() && sink_->RecheckAfter().count() > 0 &&
-         Clock::now() < until && !stop->load(std::memory_order_acquire)) {
-    heartbeat->store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-    ::poll(nullptr, 0, 20);
-    s = sink_->Sync();
-  }
-  return s;
-}
-
 SinkWriter::Clock::time_point SinkWriter::SyncDue() const {
   if (!unsynced_ || !sink_->SyncIsCostly()) return Clock::time_point::max();
   return unsynced_since_ + config_.fsync_interval;
@@ -120,7 +108,8 @@ Status SinkWriter::CutBack(uint64_t keep) {
 }
 
 void SinkWriter::ShrinkBuffer() {
-  if (buffer_.empty() && buffer_.capacity() > buffer_capacity_) buffer_ = OutBuffer(buffer_capacity_);
+  if (buffer_.empty() && buffer_.capacity() > buffer_capacity_)
+    buffer_ = OutBuffer(buffer_capacity_);
 }
 
 }  // namespace pgslotd

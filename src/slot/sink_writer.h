@@ -37,8 +37,6 @@ class SinkWriter {
   OutBuffer* buffer() { return &buffer_; }
   const OutBuffer& buffered() const { return buffer_; }
   uint64_t appended() const { return sink_->accepted() + buffer_.size(); }
-  // Nothing buffered and everything accepted durable.
-  bool AllDurable() const { return buffer_.empty() && sink_->durable() == sink_->accepted(); }
 
   // Hands the buffer to the sink until it is empty or the sink takes no
   // more now (then Blocked()).
@@ -60,10 +58,6 @@ class SinkWriter {
   // Syncs when due (`force`: now). *synced tells whether a costly sync ran
   // and succeeded (a group commit the state record may follow).
   Status Sync(Clock::time_point now, bool force, bool* synced = nullptr);
-  // A sink whose durable position moves by itself (a pipe reader): syncs
-  // again every RecheckAfter() until all is durable, `until` or `*stop`.
-  Status SyncUntilDurable(Clock::time_point until, const std::atomic<bool>* stop,
-                          std::atomic<int64_t>* heartbeat);
   // When the next scheduled sync is due (Clock::time_point::max(): none).
   Clock::time_point SyncDue() const;
 

@@ -12,6 +12,7 @@
 #include "pg/replication_conn.h"
 #include "pg/slot_session.h"
 #include "slot/read_loop.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 namespace pgslotd {
@@ -25,12 +26,6 @@ constexpr milliseconds kBackoffMin{100};
 constexpr milliseconds kBackoffMax{30000};
 constexpr milliseconds kConnectTimeout{30000};
 constexpr std::chrono::seconds kStableSession{30};
-
-int64_t MillisUntil(std::chrono::steady_clock::time_point t,
-                    std::chrono::steady_clock::time_point now) {
-  if (t <= now) return 0;
-  return duration_cast<milliseconds>(t - now).count() + 1;
-}
 
 std::unique_ptr<Sink> MakeConfiguredSink(const SlotConfig& config,
                                          const SlotWorker::SinkFactory& factory) {
@@ -113,11 +108,12 @@ void SlotWorker::Run() {
   // ps -L and gdb show, so that a stuck thread is known by its slot.
   ::pthread_setname_np(::pthread_self(), config_.name.substr(0, 15).c_str());
   pipeline_.Event(spdlog::level::info, msgid::kSlotStarted, kInvalidLsn,
-        "started: plugin " + config_.plugin + " into " + sink()->Describe());
+                  "started: plugin " + config_.plugin + " into " + sink()->Describe());
   Phase phase = Phase::kStreaming;
   if (Status s = sink()->Open(); !s.ok()) {
     // Not fatal by itself: the sink is opened again before each session.
-    pipeline_.Event(spdlog::level::warn, nullptr, kInvalidLsn, sink()->Describe() + ": " + s.message());
+    pipeline_.Event(spdlog::level::warn, nullptr, kInvalidLsn,
+                    sink()->Describe() + ": " + s.message());
     if (s.code() == Status::Code::kSlotFatal) {
       outcome_ = s;
       phase = Phase::kStopping;
@@ -196,8 +192,8 @@ SlotWorker::Phase SlotWorker::BackOff() {
   stats_.reconnects.fetch_add(1, std::memory_order_relaxed);
   SetLastError(outcome_.message());
   pipeline_.Event(spdlog::level::warn, msgid::kReconnecting, Acked(),
-        outcome_.message() + "; reconnecting in " + std::to_string(backoff_.count()) + " ms" +
-            (Acked() != kInvalidLsn ? " from " + FormatLsn(Acked()) : ""));
+                  outcome_.message() + "; reconnecting in " + std::to_string(backoff_.count()) +
+                      " ms" + (Acked() != kInvalidLsn ? " from " + FormatLsn(Acked()) : ""));
   auto retry_at = Clock::now() + backoff_;
   if (Status s = CutBackAfterFailure(retry_at); !s.ok()) {
     outcome_ = s;
@@ -225,14 +221,15 @@ void SlotWorker::Conclude(Status result) {
     } else {
       bool invalidated = result.code() == Status::Code::kSlotInvalidated;
       if (invalidated) stats_.state.store(SlotState::kInvalidated);
-      pipeline_.Event(spdlog::level::err, invalidated ? msgid::kSlotInvalidated : msgid::kSlotFailed, Acked(),
-            result.message() + "; this slot has stopped (the others go on)");
+      pipeline_.Event(spdlog::level::err,
+                      invalidated ? msgid::kSlotInvalidated : msgid::kSlotFailed, Acked(),
+                      result.message() + "; this slot has stopped (the others go on)");
     }
   } else if (stats_.state.load() != SlotState::kDone) {
     stats_.state.store(SlotState::kStopped);
     pipeline_.Event(spdlog::level::info, msgid::kSlotStopped, Acked(),
-          Acked() != kInvalidLsn ? "stopped cleanly; flushed " + FormatLsn(Acked())
-                                 : std::string("stopped cleanly before streaming"));
+                    Acked() != kInvalidLsn ? "stopped cleanly; flushed " + FormatLsn(Acked())
+                                           : std::string("stopped cleanly before streaming"));
   }
   error_ = result;
   finished_.store(true, std::memory_order_release);
@@ -258,12 +255,13 @@ Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
   created_here_ = false;  // it streams: from here on it is an ordinary slot
   if (!announced_) {
     pipeline_.Event(spdlog::level::info, msgid::kConnected, start,
-          "streaming from " + FormatLsn(start) + " into " + sink()->Describe() + " (plugin " +
-              config_.plugin + ", connection " + RedactConninfo(config_.connection) + ")");
+                    "streaming from " + FormatLsn(start) + " into " + sink()->Describe() +
+                        " (plugin " + config_.plugin + ", connection " +
+                        RedactConninfo(config_.connection) + ")");
     announced_ = true;
   } else {
     pipeline_.Event(spdlog::level::info, msgid::kConnected, start,
-          "streaming again from " + FormatLsn(start));
+                    "streaming again from " + FormatLsn(start));
   }
   stats_.state.store(SlotState::kStreaming);
   ReadLoop loop(&pipeline_, &claims_,
@@ -273,11 +271,12 @@ Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
   largest_message_ = loop.largest_message();
   if (!end.ok()) end = conn->WithSlotCondition(end.status(), config_.name);
   if (LogEnabled(spdlog::level::debug)) {
-    pipeline_.Event(spdlog::level::debug, nullptr, Acked(),
-                    "session ended (" + (end.ok() ? std::string(StreamEndName(end.value()))
-                                                  : end.status().message()) +
-                        "): started at " + FormatLsn(start) + ", received up to " +
-                        FormatLsn(pipeline_.received) + ", acknowledged " + FormatLsn(Acked()));
+    pipeline_.Event(
+        spdlog::level::debug, nullptr, Acked(),
+        "session ended (" +
+            (end.ok() ? std::string(StreamEndName(end.value())) : end.status().message()) +
+            "): started at " + FormatLsn(start) + ", received up to " +
+            FormatLsn(pipeline_.received) + ", acknowledged " + FormatLsn(Acked()));
   }
   return end;
 }
@@ -298,7 +297,8 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
     if (Status s = e->Recover(slot); !s.ok()) return s;
   } else {
     if (slot.confirmed) pipeline_.policy().RaiseFloor(*slot.confirmed);
-    if (pipeline_.policy().durable_lsn() > slot.wal_end) ForgetEarlierServer(slot.wal_end, slot.confirmed);
+    if (pipeline_.policy().durable_lsn() > slot.wal_end)
+      ForgetEarlierServer(slot.wal_end, slot.confirmed);
   }
   *start = pipeline_.policy().durable_lsn();
   pipeline_.received = std::max(pipeline_.received, *start);
@@ -315,12 +315,13 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
 // skipped.
 void SlotWorker::ForgetEarlierServer(Lsn wal_end, const std::optional<Lsn>& confirmed) {
   Lsn from = confirmed.value_or(kInvalidLsn);
-  pipeline_.Event(spdlog::level::warn, nullptr, from,
-        "acknowledged up to " + FormatLsn(pipeline_.policy().durable_lsn()) +
-            " in an earlier session, beyond this server's WAL end " + FormatLsn(wal_end) +
-            " (another server, or one that lost the end of its WAL): streaming from the slot's "
-            "own position " +
-            FormatLsn(from) + " instead; changes after it may come again, none is skipped");
+  pipeline_.Event(
+      spdlog::level::warn, nullptr, from,
+      "acknowledged up to " + FormatLsn(pipeline_.policy().durable_lsn()) +
+          " in an earlier session, beyond this server's WAL end " + FormatLsn(wal_end) +
+          " (another server, or one that lost the end of its WAL): streaming from the slot's "
+          "own position " +
+          FormatLsn(from) + " instead; changes after it may come again, none is skipped");
   pipeline_.policy().Restart(pipeline_.policy().SafeOffset(), from);
   pipeline_.received = from;
 }
@@ -334,11 +335,10 @@ Status SlotWorker::CutBackAfterFailure(Clock::time_point until) {
   // the re-sent messages start on a boundary.
   if (!sink()->CanRetract()) {
     pipeline_.writer().WriteUpTo(pipeline_.policy().NextBoundary(sink()->accepted()), until, &stop_,
-                      &stats_.heartbeat_ns);
+                                 &stats_.heartbeat_ns);
   }
-  Status s = pipeline_.writer().SyncUntilDurable(until, &stop_, &stats_.heartbeat_ns);
+  Status s = pipeline_.SyncUntilDurable(until, &stop_);
   if (s.code() == Status::Code::kProcessFatal) return s;
-  pipeline_.policy().Durable(sink()->durable());
   // A file is cut back to the last acknowledged boundary; what a stream
   // sink has taken stays taken (the re-sent copy follows: at-least-once).
   uint64_t keep = sink()->CanRetract() ? pipeline_.policy().SafeOffset() : sink()->accepted();
@@ -352,7 +352,8 @@ Status SlotWorker::CutBackAfterFailure(Clock::time_point until) {
                              " back to its last acknowledged position (" + ds.message() +
                              "); stopping this slot rather than append after a torn tail");
   }
-  pipeline_.policy().Restart(keep, pipeline_.exactly_once() ? pipeline_.policy().recorded().lsn : pipeline_.policy().durable_lsn());
+  pipeline_.policy().Restart(keep, pipeline_.exactly_once() ? pipeline_.policy().recorded().lsn
+                                                            : pipeline_.policy().durable_lsn());
   stats_.oldest_pending_ns.store(0, std::memory_order_relaxed);
   stats_.flushed_lsn.store(Acked());
   return Status::Ok();
@@ -360,11 +361,12 @@ Status SlotWorker::CutBackAfterFailure(Clock::time_point until) {
 
 void SlotWorker::GiveMemoryBack() {
   pipeline_.writer().ShrinkBuffer();
-  pipeline_.Event(spdlog::level::info, nullptr, Acked(),
-        "a message of " + std::to_string(largest_message_ >> 20) +
-            " MiB has passed: starting the session again from " + FormatLsn(Acked()) +
-            " to give back the memory it took (libpq keeps its input buffer as large as the "
-            "largest message for as long as a connection lasts)");
+  pipeline_.Event(
+      spdlog::level::info, nullptr, Acked(),
+      "a message of " + std::to_string(largest_message_ >> 20) +
+          " MiB has passed: starting the session again from " + FormatLsn(Acked()) +
+          " to give back the memory it took (libpq keeps its input buffer as large as the "
+          "largest message for as long as a connection lasts)");
   largest_message_ = 0;
 }
 
@@ -375,7 +377,8 @@ void SlotWorker::KeepOnlyHalfTaken() {
   uint64_t taken = sink()->accepted();
   uint64_t keep = 0;
   if (!sink()->CanRetract() && !pipeline_.policy().IsBoundary(taken)) {
-    keep = std::min<uint64_t>(pipeline_.policy().NextBoundary(taken) - taken, pipeline_.writer().buffered().size());
+    keep = std::min<uint64_t>(pipeline_.policy().NextBoundary(taken) - taken,
+                              pipeline_.writer().buffered().size());
   }
   pipeline_.writer().KeepBuffered(keep);
   pipeline_.policy().Unwritten(taken + keep);
@@ -405,8 +408,9 @@ Result<bool> SlotWorker::WaitForSink() {
     if (::poll(fds, w.fd >= 0 ? 2 : 1, wait) > 0 && fds[0].revents) wakeup_.Drain();
   }
   if (Status ss = pipeline_.SyncSink(Clock::now(), true); !ss.ok()) return ss;
-  pipeline_.Event(spdlog::level::info, nullptr, Acked(),
-        sink()->Describe() + " takes bytes again: streaming again from " + FormatLsn(Acked()));
+  pipeline_.Event(
+      spdlog::level::info, nullptr, Acked(),
+      sink()->Describe() + " takes bytes again: streaming again from " + FormatLsn(Acked()));
   return true;
 }
 

@@ -163,7 +163,7 @@ class SlotWorker {
   bool announced_ = false;           // logged the first successful start
   // pgslotd created the slot in this run and has not streamed from it yet.
   bool created_here_ = false;
-  Duration receive_timeout_{0};  // the config's, raised to the server's wal_sender_timeout
+  Duration receive_timeout_{0};   // the config's, raised to the server's wal_sender_timeout
   uint64_t largest_message_ = 0;  // of the last session
 };
 

@@ -217,7 +217,7 @@ void PrintJson(const std::string& tag, const std::vector<Captured>& msgs,
   options.spool_dir = tmpl;
   {
     PgoutputFormatter f(options);
-    OutBuffer out(1 << 16);
+    RecordBuffer out(1 << 16);
     size_t lines = 0;
     std::map<char, size_t> types;
     for (const Captured& m : msgs) ++types[m.payload.empty() ? '?' : m.payload[0]];

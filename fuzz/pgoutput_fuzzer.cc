@@ -50,8 +50,27 @@ void CleanUp() {
   std::abort();
 }
 
+// Every record must be one line, the records must cover every byte, and
+// a key must be a valid JSON object.
+void CheckRecords(const pgslotd::RecordBuffer& out) {
+  uint64_t at = out.offset();
+  for (size_t i = 0; i < out.record_count(); ++i) {
+    pgslotd::Record r = out.record(i);
+    if (r.info->end <= at) Fail("an empty record", "");
+    std::string_view whole(out.data() + (at - out.offset()), r.info->end - at);
+    if (whole.back() != '\n' || whole.find('\n') != whole.size() - 1) Fail("not one line", whole);
+    if (!r.key.empty() &&
+        (r.key.front() != '{' || !pgslotd::json::IsValidDocument(r.key, g_json_stack))) {
+      Fail("key not a JSON object", r.key);
+    }
+    at = r.info->end;
+  }
+  if (at != out.offset() + out.size()) Fail("bytes outside records", "");
+}
+
 // Every byte appended must form complete lines of valid JSON objects.
-void CheckOutput(const pgslotd::OutBuffer& out) {
+void CheckOutput(const pgslotd::RecordBuffer& out) {
+  CheckRecords(out);
   std::string_view all(out.data(), out.size());
   if (!all.empty() && all.back() != '\n') Fail("output does not end with a newline", all);
   size_t start = 0;
@@ -85,7 +104,8 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static pgslotd::OutBuffer out(4096);
+  static pgslotd::RecordBuffer out(4096);
+  out.set_wants_keys(true);
   pgslotd::Lsn lsn = 0x1000000;
   size_t pos = 0;
   while (size - pos >= 2) {

@@ -229,7 +229,7 @@ class DecodeTest : public ::testing::Test {
   std::string dir_;
   JsonOptions options_;
   std::unique_ptr<PgoutputFormatter> formatter_;
-  OutBuffer out_{256};
+  RecordBuffer out_{256};
 };
 
 // ---- changes ---------------------------------------------------------------
@@ -265,7 +265,7 @@ TEST_F(DecodeTest, FramesTransactionsForExactlyOnceSinks) {
 }
 
 TEST(RawFramingTest, FollowsEachPluginsTransactionMarkers) {
-  OutBuffer out(64);
+  RecordBuffer out(64);
   auto feed = [&out](RawFormatter* f, const std::string& line) {
     ASSERT_TRUE(f->Format(line, 1, &out).ok());
   };

@@ -12,7 +12,7 @@
 
 namespace pgslotd::test {
 
-class FakeSink : public Sink {
+class FakeSink : public ByteSink {
  public:
   struct Shared {
     std::mutex mu;
@@ -73,16 +73,28 @@ class FakeSink : public Sink {
   Shared* s_;
 };
 
-// A sink that learns later, out of order, what is durable, as one with a
-// broker's delivery reports does: it takes every byte at once (a line is a
-// record), durable() never moves by Sync, and the test completes ranges of
-// stream offsets when it likes (Complete), which wakes the worker through
-// CompletionFd. It cannot take bytes back: what it took stays taken.
+// A record sink that learns later, out of order, what is durable, as one
+// with a broker's delivery reports does: it takes whole records only (every
+// one it is offered; at most `take_at_most` a call), keeps each with its
+// description, durable() never moves by Sync, and the test completes ranges
+// of stream offsets when it likes (Complete), which wakes the worker through
+// CompletionFd. It cannot take records back: what it took stays taken.
 class AsyncFakeSink : public Sink {
  public:
+  // A record as the sink saw it.
+  struct Taken {
+    std::string payload;
+    std::string key;
+    std::string schema;  // empty: no table
+    std::string table;
+    RecordInfo info;
+    uint64_t end = 0;  // its stream offset's end
+  };
   struct Shared {
     std::mutex mu;
     std::string content;         // every byte taken
+    std::vector<Taken> records;  // every record taken
+    size_t take_at_most = SIZE_MAX;
     std::vector<Range> reports;  // completed, not yet handed over
     int taken_reports = 0;       // ranges handed to the worker so far
     WakeupFd completion;
@@ -97,11 +109,23 @@ class AsyncFakeSink : public Sink {
 
   std::string Describe() const override { return "async fake"; }
   Status Open() override { return Status::Ok(); }
-  Status Write(const char* data, size_t len, size_t* written) override {
+  Status Append(const RecordBuffer& records, size_t limit, size_t* taken) override {
     std::lock_guard<std::mutex> l(s_->mu);
-    s_->content.append(data, len);
-    CountAccepted(len);
-    *written = len;
+    *taken = 0;
+    for (size_t i = 0; i < records.record_count() && i < s_->take_at_most; ++i) {
+      Record r = records.record(i);
+      size_t end = static_cast<size_t>(r.info->end - records.offset());
+      if (end > limit) break;
+      s_->content.append(records.data() + *taken, end - *taken);
+      CountAccepted(end - *taken);
+      *taken = end;
+      Taken t{std::string(r.payload), std::string(r.key), "", "", *r.info, accepted()};
+      if (r.table) {
+        t.schema = r.table->schema;
+        t.table = r.table->table;
+      }
+      s_->records.push_back(std::move(t));
+    }
     return Status::Ok();
   }
   Status Sync() override { return Status::Ok(); }

@@ -35,7 +35,7 @@ std::string Decode(const std::string& framed, const std::string& spool_dir) {
   options.spool_memory = 64;  // streamed changes go through spool files
   options.slot_name = "golden";
   PgoutputFormatter f(options);
-  OutBuffer out;
+  RecordBuffer out;
   std::string all;
   Lsn lsn = 0x1000000;
   for (size_t at = 0; at + 2 <= framed.size();) {

@@ -227,6 +227,99 @@ TEST_F(WorkerTest, OutOfOrderDeliveryReportsAreAcknowledgedOnlyWithoutAGap) {
   EXPECT_EQ(shared.content, Reference("wt_async_ref", second_end));
 }
 
+// The field `name` of a JSON line ("lsn": "0/16B3748" -> 0/16B3748).
+std::string JsonText(const std::string& line, const std::string& name) {
+  std::string head = "\"" + name + "\":\"";
+  size_t at = line.find(head);
+  if (at == std::string::npos) return "";
+  at += head.size();
+  return line.substr(at, line.find('"', at) - at);
+}
+
+// A record sink is handed records, not bytes: each JSON line with the
+// position it came from, its transaction and commit position, its table
+// and its key columns, in a streamed (spooled) transaction too, and the
+// records together are exactly the lines a file would hold.
+TEST_F(WorkerTest, ARecordSinkGetsEachChangeWithItsPositionTransactionTableAndKey) {
+  pg_->Exec(
+      "DROP PUBLICATION IF EXISTS rk_pub; DROP TABLE IF EXISTS rk, rk_nokey;"
+      "CREATE TABLE rk(id int, region text, v text, PRIMARY KEY (id, region));"
+      "CREATE TABLE rk_nokey(v text); ALTER TABLE rk_nokey REPLICA IDENTITY FULL;"
+      "CREATE PUBLICATION rk_pub FOR TABLE rk, rk_nokey");
+  pg_->DropSlotIfExists("wt_records");
+  pg_->CreateLogicalSlot("wt_records", "pgoutput");
+  SlotConfig c = Slot("wt_records");
+  // A small decoding memory: the large transaction is streamed and spooled.
+  c.connection += " options='-c logical_decoding_work_mem=64kB'";
+  c.plugin = "pgoutput";
+  c.format = OutputFormat::kJson;
+  c.include_transactions = true;
+  c.options = {{"proto_version", "2"}, {"publication_names", "rk_pub"}, {"streaming", "on"}};
+  AsyncFakeSink::Shared shared;
+  SlotWorker::Options o;
+  o.make_sink = [&shared](const SlotConfig&) { return std::make_unique<AsyncFakeSink>(&shared); };
+  auto w = std::make_unique<SlotWorker>(c, std::move(o));
+  w->Start();
+  pg_->Exec(
+      "BEGIN; INSERT INTO rk VALUES (1, 'eu', 'a'); UPDATE rk SET v = 'b' WHERE id = 1;"
+      "INSERT INTO rk_nokey VALUES ('x'); DELETE FROM rk WHERE id = 1; COMMIT");
+  pg_->Exec("INSERT INTO rk SELECT g, 'us', repeat('v', 200) FROM generate_series(1, 2000) g");
+  std::string end = pg_->CurrentWalLsn();
+  const size_t kRecords = 6 + 2002;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(shared.mu);
+        return shared.records.size() >= kRecords;
+      },
+      seconds(30)));
+  shared.Complete(0, shared.records.back().end);
+  ASSERT_TRUE(FlushReaches("wt_records", end));
+  w->RequestStop();
+  w->Join();
+  EXPECT_TRUE(w->error().ok()) << w->error().message();
+  EXPECT_NE(pg_->Scalar("SELECT stream_txns FROM pg_stat_replication_slots "
+                        "WHERE slot_name = 'wt_records'"),
+            "0")
+      << "the large transaction was not streamed";
+
+  std::lock_guard<std::mutex> l(shared.mu);
+  ASSERT_EQ(shared.records.size(), kRecords);
+  std::string lines;
+  for (const auto& r : shared.records) {
+    lines += r.payload + "\n";
+    EXPECT_EQ(r.end, lines.size()) << "a record's sequence number is where it ends";
+    EXPECT_EQ(FormatLsn(r.info.lsn), JsonText(r.payload, "lsn")) << r.payload;
+    EXPECT_EQ(FormatLsn(r.info.commit_lsn), JsonText(r.payload, "commit_lsn")) << r.payload;
+    EXPECT_NE(r.info.xid, 0u) << r.payload;
+    size_t txn_begin = lines.size() <= shared.records[5].end ? 0 : 6;
+    EXPECT_EQ(r.info.xid, shared.records[txn_begin].info.xid) << "its transaction's: " << r.payload;
+  }
+  EXPECT_EQ(shared.content, lines) << "the records are the lines, in order";
+
+  const std::vector<RecordKind> first_kinds = {RecordKind::kBegin,  RecordKind::kChange,
+                                               RecordKind::kChange, RecordKind::kChange,
+                                               RecordKind::kChange, RecordKind::kCommit};
+  const std::vector<std::string> first_tables = {"", "rk", "rk", "rk_nokey", "rk", ""};
+  const std::vector<std::string> first_keys = {
+      "", R"({"id":1,"region":"eu"})", R"({"id":1,"region":"eu"})",
+      "", R"({"id":1,"region":"eu"})", ""};
+  for (size_t i = 0; i < 6; ++i) {
+    const auto& r = shared.records[i];
+    EXPECT_EQ(r.info.kind, first_kinds[i]) << r.payload;
+    EXPECT_EQ(r.table, first_tables[i]) << r.payload;
+    EXPECT_EQ(r.schema, first_tables[i].empty() ? "" : "public") << r.payload;
+    EXPECT_EQ(r.key, first_keys[i]) << "REPLICA IDENTITY FULL is no key: " << r.payload;
+  }
+  EXPECT_EQ(shared.records[6].info.kind, RecordKind::kBegin);
+  EXPECT_EQ(shared.records.back().info.kind, RecordKind::kCommit);
+  for (size_t i = 7; i + 1 < kRecords; ++i) {
+    const auto& r = shared.records[i];
+    ASSERT_EQ(r.info.kind, RecordKind::kChange) << r.payload;
+    ASSERT_EQ(r.table, "rk") << r.payload;
+    ASSERT_EQ(r.key, "{\"id\":" + std::to_string(i - 6) + ",\"region\":\"us\"}") << r.payload;
+  }
+}
+
 TEST_F(WorkerTest, StatusUpdatesFlowWhileTheSinkIsStuck) {
   // A sink that takes bytes but never makes them durable (a pipe reader
   // that stopped reading): the worker keeps reporting its write position,

@@ -1,12 +1,15 @@
-// Formatters: how a slot turns the plugin's messages into sink bytes.
+// Formatters: how a slot turns the plugin's messages into records for its
+// sink (decode/record_buffer.h).
 //
 // The worker calls Format() once per XLogData message, in stream order, on
 // its own thread (a formatter belongs to one worker; no locking). Format
-// appends zero or more complete output units to `out`: raw appends the
+// appends zero or more complete records to `out`: raw appends one, the
 // payload and "\n"; json (pgoutput) appends one JSON object per line per
 // change, nothing for a relation or type message, and for a streamed
 // (in-progress) transaction nothing until its Stream Commit, when every
-// spooled change is appended in order.
+// spooled change is appended in order. Each record is described as far as
+// the format knows: its position, and for json its transaction's id and
+// commit position, its table and, when out->wants_keys(), its key.
 //
 // `lsn` is the message's dataStart. Everything a formatter appends for
 // messages up to and including this one may be acknowledged once durable:
@@ -32,8 +35,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "decode/record_buffer.h"
 #include "pg/lsn.h"
-#include "util/out_buffer.h"
 #include "util/status.h"
 
 namespace pgslotd {
@@ -41,7 +44,7 @@ namespace pgslotd {
 class Formatter {
  public:
   virtual ~Formatter() = default;
-  virtual Status Format(std::string_view payload, Lsn lsn, OutBuffer* out) = 0;
+  virtual Status Format(std::string_view payload, Lsn lsn, RecordBuffer* out) = 0;
   virtual void Reset() = 0;
 
   // Output still to come for the last message given to Format: a streamed
@@ -53,7 +56,7 @@ class Formatter {
   virtual bool HasMoreOutput() const { return false; }
   // Appends about `budget` more bytes of that output (at least one
   // line). Errors as Format's.
-  virtual Status Continue(OutBuffer* out, size_t budget) {
+  virtual Status Continue(RecordBuffer* out, size_t budget) {
     (void)out;
     (void)budget;
     return Status::Ok();
@@ -89,9 +92,12 @@ enum class RawFraming { kNone, kTestDecoding, kWal2jsonV1, kWal2jsonV2, kPgoutpu
 class RawFormatter : public Formatter {
  public:
   explicit RawFormatter(RawFraming framing = RawFraming::kNone) : framing_(framing) {}
-  Status Format(std::string_view payload, Lsn, OutBuffer* out) override {
-    out->Append(payload.data(), payload.size());
-    out->Append('\n');
+  Status Format(std::string_view payload, Lsn lsn, RecordBuffer* out) override {
+    out->bytes()->Append(payload.data(), payload.size());
+    out->bytes()->Append('\n');
+    RecordInfo info;
+    info.lsn = lsn;
+    out->EndRecord(info);
     if (framing_ != RawFraming::kNone) Frame(payload);
     return Status::Ok();
   }

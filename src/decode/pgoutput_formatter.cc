@@ -49,6 +49,35 @@ void PutListedName(std::string_view head, const std::string& key, bool* first, O
   o->Append(key.data(), key.size() - 1);
 }
 
+// A streamed change's spooled bytes: a description, the line, the key.
+//   lsn u64 | table u32 | kind u32 | key length u32 | line | key
+constexpr size_t kSpooledInfoSize = 20;
+
+void PutSpooledInfo(const RecordInfo& info, uint32_t key_length, char* p) {
+  uint32_t kind = static_cast<uint32_t>(info.kind);
+  std::memcpy(p, &info.lsn, 8);
+  std::memcpy(p + 8, &info.table, 4);
+  std::memcpy(p + 12, &kind, 4);
+  std::memcpy(p + 16, &key_length, 4);
+}
+
+// Reads a spooled entry's description back; false if it is too short.
+bool GetSpooledInfo(std::string_view entry, RecordInfo* info, std::string_view* line,
+                    std::string_view* key) {
+  if (entry.size() < kSpooledInfoSize) return false;
+  uint32_t kind;
+  uint32_t key_length;
+  std::memcpy(&info->lsn, entry.data(), 8);
+  std::memcpy(&info->table, entry.data() + 8, 4);
+  std::memcpy(&kind, entry.data() + 12, 4);
+  std::memcpy(&key_length, entry.data() + 16, 4);
+  if (key_length > entry.size() - kSpooledInfoSize) return false;
+  info->kind = static_cast<RecordKind>(kind);
+  *line = entry.substr(kSpooledInfoSize, entry.size() - kSpooledInfoSize - key_length);
+  *key = entry.substr(entry.size() - key_length);
+  return true;
+}
+
 std::string Hex2(uint8_t v) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "0x%02x", v);
@@ -116,24 +145,38 @@ class PgoutputFormatter::Reader {
   const char* end_;
 };
 
-// Writes replayed spool records to `out` with the commit fields filled in.
+// Writes replayed spool records to `out` as records, with the commit
+// fields filled in.
 class PgoutputFormatter::ReplayWriter : public Spool::Visitor {
  public:
-  ReplayWriter(OutBuffer* out, std::string_view commit_fields)
-      : out_(out), commit_fields_(commit_fields) {}
-  void OnRecord(uint32_t split, std::string_view line) override {
-    if (split == Spool::kNoSplit || split > line.size()) {
-      Put(out_, line);
-      return;
+  ReplayWriter(RecordBuffer* out, std::string_view commit_fields, uint32_t xid, Lsn commit_lsn)
+      : out_(out), commit_fields_(commit_fields), xid_(xid), commit_lsn_(commit_lsn) {}
+  void OnRecord(uint32_t split, std::string_view entry) override {
+    RecordInfo info;
+    std::string_view line;
+    std::string_view key;
+    if (!GetSpooledInfo(entry, &info, &line, &key)) return;  // never: we wrote it
+    OutBuffer* o = out_->bytes();
+    if (split == Spool::kNoSplit || split < kSpooledInfoSize ||
+        split - kSpooledInfoSize > line.size()) {
+      Put(o, line);
+    } else {
+      split -= kSpooledInfoSize;
+      o->Append(line.data(), split);
+      Put(o, commit_fields_);
+      o->Append(line.data() + split, line.size() - split);
     }
-    out_->Append(line.data(), split);
-    Put(out_, commit_fields_);
-    out_->Append(line.data() + split, line.size() - split);
+    if (out_->wants_keys()) Put(out_->key_bytes(), key);
+    info.xid = xid_;
+    info.commit_lsn = commit_lsn_;
+    out_->EndRecord(info);
   }
 
  private:
-  OutBuffer* out_;
+  RecordBuffer* out_;
   std::string_view commit_fields_;
+  uint32_t xid_;
+  Lsn commit_lsn_;
 };
 
 PgoutputFormatter::PgoutputFormatter(const JsonOptions& options)
@@ -166,7 +209,7 @@ void PgoutputFormatter::Reset() {
   ClearStaleSpools();
 }
 
-Status PgoutputFormatter::Format(std::string_view payload, Lsn lsn, OutBuffer* out) {
+Status PgoutputFormatter::Format(std::string_view payload, Lsn lsn, RecordBuffer* out) {
   ended_txn_ = false;
   if (payload.empty()) return Status::Retryable("pgoutput: empty message");
   Reader r(payload.substr(1));
@@ -216,19 +259,25 @@ void PgoutputFormatter::FormatCommitFields(Lsn commit_lsn, int64_t commit_time,
   fields->push_back('"');
 }
 
-void PgoutputFormatter::WriteTransactionLine(std::string_view op, Lsn lsn, uint32_t xid,
-                                             const std::string& commit_fields, OutBuffer* out) {
-  Put(out, "{\"op\":\"");
-  Put(out, op);
-  Put(out, "\",\"lsn\":\"");
-  PutLsn(out, lsn);
-  Put(out, "\",\"xid\":");
-  PutUnsigned(out, xid);
-  Put(out, commit_fields);
-  Put(out, "}\n");
+void PgoutputFormatter::WriteTransactionLine(RecordKind kind, Lsn lsn, uint32_t xid, Lsn commit_lsn,
+                                             const std::string& commit_fields, RecordBuffer* out) {
+  OutBuffer* o = out->bytes();
+  Put(o, kind == RecordKind::kBegin ? "{\"op\":\"begin" : "{\"op\":\"commit");
+  Put(o, "\",\"lsn\":\"");
+  PutLsn(o, lsn);
+  Put(o, "\",\"xid\":");
+  PutUnsigned(o, xid);
+  Put(o, commit_fields);
+  Put(o, "}\n");
+  RecordInfo info;
+  info.kind = kind;
+  info.lsn = lsn;
+  info.xid = xid;
+  info.commit_lsn = commit_lsn;
+  out->EndRecord(info);
 }
 
-Status PgoutputFormatter::HandleBegin(Reader* r, Lsn lsn, OutBuffer* out) {
+Status PgoutputFormatter::HandleBegin(Reader* r, Lsn lsn, RecordBuffer* out) {
   if (in_stream_) return Status::Retryable("pgoutput: Begin message inside a streamed block");
   if (in_txn_) return Status::Retryable("pgoutput: Begin message inside a transaction");
   uint64_t final_lsn;
@@ -237,13 +286,16 @@ Status PgoutputFormatter::HandleBegin(Reader* r, Lsn lsn, OutBuffer* out) {
   if (!r->U64(&final_lsn) || !r->U64(&commit_time) || !r->U32(&xid)) return Truncated("Begin");
   in_txn_ = true;
   txn_xid_ = xid;
+  txn_commit_lsn_ = final_lsn;
   FormatCommitFields(final_lsn, static_cast<int64_t>(commit_time), &commit_fields_);
   origin_field_.clear();
-  if (options_.include_transactions) WriteTransactionLine("begin", lsn, xid, commit_fields_, out);
+  if (options_.include_transactions) {
+    WriteTransactionLine(RecordKind::kBegin, lsn, xid, txn_commit_lsn_, commit_fields_, out);
+  }
   return Status::Ok();
 }
 
-Status PgoutputFormatter::HandleCommit(Reader* r, Lsn lsn, OutBuffer* out) {
+Status PgoutputFormatter::HandleCommit(Reader* r, Lsn lsn, RecordBuffer* out) {
   if (in_stream_) return Status::Retryable("pgoutput: Commit message inside a streamed block");
   if (!in_txn_) return Status::Retryable("pgoutput: Commit message outside a transaction");
   uint8_t flags;
@@ -254,7 +306,7 @@ Status PgoutputFormatter::HandleCommit(Reader* r, Lsn lsn, OutBuffer* out) {
     return Truncated("Commit");
   }
   if (options_.include_transactions) {
-    WriteTransactionLine("commit", lsn, txn_xid_, commit_fields_, out);
+    WriteTransactionLine(RecordKind::kCommit, lsn, txn_xid_, txn_commit_lsn_, commit_fields_, out);
   }
   in_txn_ = false;
   ended_txn_ = true;
@@ -305,6 +357,9 @@ Status PgoutputFormatter::HandleRelation(Reader* r) {
     }
   }
   Relation& rel = relations_[id];
+  rel.schema.assign(nspname.data(), nspname.size());
+  rel.table.assign(relname.data(), relname.size());
+  rel.named_in = nullptr;
   rel.display_name.assign(nspname.data(), nspname.size());
   rel.display_name.push_back('.');
   rel.display_name.append(relname.data(), relname.size());
@@ -331,7 +386,8 @@ Status PgoutputFormatter::HandleRelation(Reader* r) {
     json::StringOut key{&col.key};
     json::AppendString(name, &key);
     col.key.push_back(':');
-    col.is_key = (flags & 1) != 0;
+    // Under REPLICA IDENTITY FULL every column is flagged: no key.
+    col.is_key = (flags & 1) != 0 && replident != 'f';
     switch (col.type_oid) {
       case kInt2Oid:
       case kInt4Oid:
@@ -424,10 +480,53 @@ Status PgoutputFormatter::ReadTuple(Reader* r, const Relation& rel, const char* 
   return Status::Ok();
 }
 
-OutBuffer* PgoutputFormatter::LineTarget(OutBuffer* out) {
-  if (!in_stream_) return out;
+OutBuffer* PgoutputFormatter::LineTarget(RecordBuffer* out) {
+  if (!in_stream_) return out->bytes();
   line_.Clear();
+  char room[kSpooledInfoSize] = {};
+  line_.Append(room, sizeof room);
   return &line_;
+}
+
+RecordInfo PgoutputFormatter::LineInfo(RecordKind kind, Lsn lsn, const Relation* rel,
+                                       RecordBuffer* out) {
+  RecordInfo info;
+  info.kind = kind;
+  info.lsn = lsn;
+  info.xid = in_stream_ ? stream_xid_ : txn_xid_;
+  if (!in_stream_) info.commit_lsn = txn_commit_lsn_;
+  if (rel) {
+    if (rel->named_in != out) {
+      rel->table_id = out->InternTable(rel->schema, rel->table);
+      rel->named_in = out;
+    }
+    info.table = rel->table_id;
+  }
+  return info;
+}
+
+OutBuffer* PgoutputFormatter::KeyTarget(RecordBuffer* out) {
+  if (!out->wants_keys()) return nullptr;
+  if (!in_stream_) return out->key_bytes();
+  line_key_.Clear();
+  return &line_key_;
+}
+
+void PgoutputFormatter::WriteKey(const Relation& rel, const std::vector<Datum>& tuple,
+                                 const std::vector<Datum>* fallback, OutBuffer* k) {
+  bool first = true;
+  for (size_t i = 0; i < tuple.size(); ++i) {
+    const Column& col = rel.columns[i];
+    if (!col.is_key) continue;
+    const Datum* d = &tuple[i];
+    if (d->kind == 'u' && fallback) d = &(*fallback)[i];
+    if (d->kind == 'u') continue;
+    k->Append(first ? '{' : ',');
+    first = false;
+    Put(k, col.key);
+    WriteValue(col, *d, k);
+  }
+  if (!first) k->Append('}');
 }
 
 void PgoutputFormatter::WriteChangeHead(std::string_view op, Lsn lsn, OutBuffer* o) {
@@ -447,9 +546,20 @@ void PgoutputFormatter::WriteChangeHead(std::string_view op, Lsn lsn, OutBuffer*
   }
 }
 
-Status PgoutputFormatter::FinishLine(uint32_t subxid, OutBuffer* o) {
+Status PgoutputFormatter::FinishLine(uint32_t subxid, const RecordInfo& info, OutBuffer* o,
+                                     RecordBuffer* out) {
   Put(o, "}\n");
-  if (o != &line_) return Status::Ok();
+  if (o != &line_) {
+    out->EndRecord(info);
+    return Status::Ok();
+  }
+  uint32_t key_length = 0;
+  if (out->wants_keys()) {
+    key_length = static_cast<uint32_t>(line_key_.size());
+    line_.Append(line_key_.data(), line_key_.size());
+    line_key_.Clear();
+  }
+  PutSpooledInfo(info, key_length, line_.mutable_data());
   Status s = spool_.Append(stream_xid_, subxid, split_, std::string_view(o->data(), o->size()));
   line_.Clear();
   return s;
@@ -543,7 +653,7 @@ void PgoutputFormatter::WriteJsonNulls(const Relation& rel, const std::vector<Da
   if (!first) o->Append(']');
 }
 
-Status PgoutputFormatter::HandleInsert(Reader* r, Lsn lsn, OutBuffer* out) {
+Status PgoutputFormatter::HandleInsert(Reader* r, Lsn lsn, RecordBuffer* out) {
   uint32_t subxid;
   uint32_t id;
   uint8_t marker;
@@ -569,10 +679,11 @@ Status PgoutputFormatter::HandleInsert(Reader* r, Lsn lsn, OutBuffer* out) {
   WriteTuple(*rel, new_tuple_, false, o);
   WriteUnchangedToast(*rel, new_tuple_, o);
   WriteJsonNulls(*rel, new_tuple_, kJsonNullField, o);
-  return FinishLine(subxid, o);
+  if (OutBuffer* k = KeyTarget(out)) WriteKey(*rel, new_tuple_, nullptr, k);
+  return FinishLine(subxid, LineInfo(RecordKind::kChange, lsn, rel, out), o, out);
 }
 
-Status PgoutputFormatter::HandleUpdate(Reader* r, Lsn lsn, OutBuffer* out) {
+Status PgoutputFormatter::HandleUpdate(Reader* r, Lsn lsn, RecordBuffer* out) {
   uint32_t subxid;
   uint32_t id;
   uint8_t marker;
@@ -612,10 +723,11 @@ Status PgoutputFormatter::HandleUpdate(Reader* r, Lsn lsn, OutBuffer* out) {
     WriteTuple(*rel, old_tuple_, old_key_only, o);
     WriteJsonNulls(*rel, old_tuple_, kOldJsonNullField, o);
   }
-  return FinishLine(subxid, o);
+  if (OutBuffer* k = KeyTarget(out)) WriteKey(*rel, new_tuple_, has_old ? &old_tuple_ : nullptr, k);
+  return FinishLine(subxid, LineInfo(RecordKind::kChange, lsn, rel, out), o, out);
 }
 
-Status PgoutputFormatter::HandleDelete(Reader* r, Lsn lsn, OutBuffer* out) {
+Status PgoutputFormatter::HandleDelete(Reader* r, Lsn lsn, RecordBuffer* out) {
   uint32_t subxid;
   uint32_t id;
   uint8_t marker;
@@ -640,10 +752,11 @@ Status PgoutputFormatter::HandleDelete(Reader* r, Lsn lsn, OutBuffer* out) {
   Put(o, ",\"old\":");
   WriteTuple(*rel, old_tuple_, marker == 'K', o);
   WriteJsonNulls(*rel, old_tuple_, kOldJsonNullField, o);
-  return FinishLine(subxid, o);
+  if (OutBuffer* k = KeyTarget(out)) WriteKey(*rel, old_tuple_, nullptr, k);
+  return FinishLine(subxid, LineInfo(RecordKind::kChange, lsn, rel, out), o, out);
 }
 
-Status PgoutputFormatter::HandleTruncate(Reader* r, Lsn lsn, OutBuffer* out) {
+Status PgoutputFormatter::HandleTruncate(Reader* r, Lsn lsn, RecordBuffer* out) {
   uint32_t subxid;
   uint32_t count;
   uint8_t options;
@@ -675,10 +788,10 @@ Status PgoutputFormatter::HandleTruncate(Reader* r, Lsn lsn, OutBuffer* out) {
   Put(o, (options & kTruncateCascade) ? "true" : "false");
   Put(o, ",\"restart_identity\":");
   Put(o, (options & kTruncateRestartIdentity) ? "true" : "false");
-  return FinishLine(subxid, o);
+  return FinishLine(subxid, LineInfo(RecordKind::kTruncate, lsn, nullptr, out), o, out);
 }
 
-Status PgoutputFormatter::HandleMessage(Reader* r, Lsn lsn, OutBuffer* out) {
+Status PgoutputFormatter::HandleMessage(Reader* r, Lsn lsn, RecordBuffer* out) {
   uint32_t subxid = 0;
   uint8_t flags;
   uint64_t message_lsn;
@@ -697,7 +810,7 @@ Status PgoutputFormatter::HandleMessage(Reader* r, Lsn lsn, OutBuffer* out) {
 
   // A non-transactional message is never spooled: it is not part of the
   // streamed transaction and the server does not send it again.
-  OutBuffer* o = transactional ? LineTarget(out) : out;
+  OutBuffer* o = transactional ? LineTarget(out) : out->bytes();
   Put(o, "{\"op\":\"message\",\"lsn\":\"");
   PutLsn(o, lsn);
   o->Append('"');
@@ -714,7 +827,12 @@ Status PgoutputFormatter::HandleMessage(Reader* r, Lsn lsn, OutBuffer* out) {
   json::AppendString(prefix, o);
   Put(o, ",\"content\":");
   json::AppendStringOrLatin1(content, o);
-  return FinishLine(subxid, o);
+  RecordInfo info = LineInfo(RecordKind::kMessage, lsn, nullptr, out);
+  if (!transactional) {
+    info.xid = 0;
+    info.commit_lsn = kInvalidLsn;
+  }
+  return FinishLine(subxid, info, o, out);
 }
 
 Status PgoutputFormatter::HandleStreamStart(Reader* r, Lsn lsn) {
@@ -742,7 +860,7 @@ Status PgoutputFormatter::HandleStreamStop() {
   return Status::Ok();
 }
 
-Status PgoutputFormatter::HandleStreamCommit(Reader* r, Lsn lsn, OutBuffer* out) {
+Status PgoutputFormatter::HandleStreamCommit(Reader* r, Lsn lsn, RecordBuffer* out) {
   if (in_stream_) {
     return Status::Retryable("pgoutput: Stream Commit message inside a streamed block");
   }
@@ -764,7 +882,8 @@ Status PgoutputFormatter::HandleStreamCommit(Reader* r, Lsn lsn, OutBuffer* out)
     streams_.erase(it);
   }
   if (options_.include_transactions) {
-    WriteTransactionLine("begin", first_lsn, xid, stream_commit_fields_, out);
+    WriteTransactionLine(RecordKind::kBegin, first_lsn, xid, commit_lsn, stream_commit_fields_,
+                         out);
   }
   // The transaction's lines come out a piece at a time (Continue), so that
   // a large one never sits in memory whole.
@@ -772,12 +891,13 @@ Status PgoutputFormatter::HandleStreamCommit(Reader* r, Lsn lsn, OutBuffer* out)
   replaying_ = true;
   replay_xid_ = xid;
   replay_commit_lsn_ = lsn;
+  replay_txn_commit_lsn_ = commit_lsn;
   return Continue(out, kReplayBudget);
 }
 
-Status PgoutputFormatter::Continue(OutBuffer* out, size_t budget) {
+Status PgoutputFormatter::Continue(RecordBuffer* out, size_t budget) {
   if (!replaying_) return Status::Ok();
-  ReplayWriter writer(out, stream_commit_fields_);
+  ReplayWriter writer(out, stream_commit_fields_, replay_xid_, replay_txn_commit_lsn_);
   bool done = false;
   Status s = spool_.ReplaySome(&writer, budget, &done);
   if (!s.ok()) {
@@ -788,7 +908,8 @@ Status PgoutputFormatter::Continue(OutBuffer* out, size_t budget) {
     replaying_ = false;
     ended_txn_ = true;
     if (options_.include_transactions) {
-      WriteTransactionLine("commit", replay_commit_lsn_, replay_xid_, stream_commit_fields_, out);
+      WriteTransactionLine(RecordKind::kCommit, replay_commit_lsn_, replay_xid_,
+                           replay_txn_commit_lsn_, stream_commit_fields_, out);
     }
   }
   return Status::Ok();

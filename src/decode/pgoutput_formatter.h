@@ -18,10 +18,11 @@
 // (sub)transaction that made it. Its line is rendered at once, except for
 // commit_lsn and commit_time, which only Stream Commit knows, and put in a
 // Spool (see spool.h) under the top-level transaction id, with the
-// subtransaction id and the offset where the commit fields go. Stream Commit
-// appends the surviving lines to `out` in order with the commit fields
-// filled in; Stream Abort drops the whole transaction or one
-// subtransaction's lines.
+// subtransaction id and the offset where the commit fields go; the spooled
+// bytes start with the record's description (position, table, kind) and
+// end with its key. Stream Commit appends the surviving lines to `out` in
+// order as records, with the commit fields filled in; Stream Abort drops the
+// whole transaction or one subtransaction's lines.
 //
 // Errors: a message that is truncated, of unknown type, for an unknown
 // relation, with a tuple whose column count does not match its relation, or
@@ -52,6 +53,7 @@
 #include <vector>
 
 #include "decode/formatter.h"
+#include "decode/record_buffer.h"
 #include "decode/spool.h"
 #include "pg/lsn.h"
 #include "util/out_buffer.h"
@@ -82,14 +84,14 @@ class PgoutputFormatter : public Formatter {
   explicit PgoutputFormatter(const JsonOptions& options);
   ~PgoutputFormatter() override;
 
-  Status Format(std::string_view payload, Lsn lsn, OutBuffer* out) override;
+  Status Format(std::string_view payload, Lsn lsn, RecordBuffer* out) override;
   // Drops the relation cache, any open or streamed transaction and all
   // spool files, then clears stale spool files.
   void Reset() override;
   bool HasMoreOutput() const override { return replaying_; }
   bool InTransaction() const override { return in_txn_; }
   bool EndedTransaction() const override { return ended_txn_; }
-  Status Continue(OutBuffer* out, size_t budget) override;
+  Status Continue(RecordBuffer* out, size_t budget) override;
 
   // Removes spool_dir/pgslotd-<slot>-<pid>-<xid>.spool files of this slot
   // that no running formatter holds (left by a process that ended, or by
@@ -108,10 +110,12 @@ class PgoutputFormatter : public Formatter {
     std::string key;  // "\"<escaped name>\":"
     uint32_t type_oid = 0;
     ValueKind kind = ValueKind::kString;
-    bool is_key = false;  // part of the replica identity
+    bool is_key = false;  // in the replica identity (not FULL): a key column
   };
 
   struct Relation {
+    std::string schema;
+    std::string table;
     std::string display_name;  // schema.table, unescaped, for messages
     std::string fields;        // "\"schema\":\"...\",\"table\":\"...\""
     std::string qualified;     // "\"schema.table\"" escaped, for truncate
@@ -120,6 +124,9 @@ class PgoutputFormatter : public Formatter {
     // the JSON document null: empty for most tables, so that looking for
     // it costs them nothing.
     std::vector<uint16_t> json_columns;
+    // Its name's id in the record buffer it was last written to.
+    mutable const RecordBuffer* named_in = nullptr;
+    mutable uint32_t table_id = 0;
   };
 
   // One column of a TupleData part: kind 'n', 'u', 't' or 'b' and its bytes.
@@ -137,19 +144,19 @@ class PgoutputFormatter : public Formatter {
   class Reader;
   class ReplayWriter;
 
-  Status HandleBegin(Reader* r, Lsn lsn, OutBuffer* out);
-  Status HandleCommit(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleBegin(Reader* r, Lsn lsn, RecordBuffer* out);
+  Status HandleCommit(Reader* r, Lsn lsn, RecordBuffer* out);
   Status HandleOrigin(Reader* r);
   Status HandleRelation(Reader* r);
   Status HandleType(Reader* r);
-  Status HandleInsert(Reader* r, Lsn lsn, OutBuffer* out);
-  Status HandleUpdate(Reader* r, Lsn lsn, OutBuffer* out);
-  Status HandleDelete(Reader* r, Lsn lsn, OutBuffer* out);
-  Status HandleTruncate(Reader* r, Lsn lsn, OutBuffer* out);
-  Status HandleMessage(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleInsert(Reader* r, Lsn lsn, RecordBuffer* out);
+  Status HandleUpdate(Reader* r, Lsn lsn, RecordBuffer* out);
+  Status HandleDelete(Reader* r, Lsn lsn, RecordBuffer* out);
+  Status HandleTruncate(Reader* r, Lsn lsn, RecordBuffer* out);
+  Status HandleMessage(Reader* r, Lsn lsn, RecordBuffer* out);
   Status HandleStreamStart(Reader* r, Lsn lsn);
   Status HandleStreamStop();
-  Status HandleStreamCommit(Reader* r, Lsn lsn, OutBuffer* out);
+  Status HandleStreamCommit(Reader* r, Lsn lsn, RecordBuffer* out);
   Status HandleStreamAbort(Reader* r);
 
   // Reads the streamed-transaction xid of a change message inside a stream
@@ -160,14 +167,25 @@ class PgoutputFormatter : public Formatter {
   // Parses a TupleData part into *tuple, checking it against `rel`.
   Status ReadTuple(Reader* r, const Relation& rel, const char* what, std::vector<Datum>* tuple);
 
-  // Where the current change's line goes: `out`, or the scratch line of a
-  // streamed change.
-  OutBuffer* LineTarget(OutBuffer* out);
+  // Where the current change's line goes: `out`'s bytes, or the scratch
+  // line of a streamed change (after room for its spooled description).
+  OutBuffer* LineTarget(RecordBuffer* out);
+  // The description of the current change's record (kind, position,
+  // transaction, table).
+  RecordInfo LineInfo(RecordKind kind, Lsn lsn, const Relation* rel, RecordBuffer* out);
+  // Where the current change's key goes, or null when no key is wanted.
+  OutBuffer* KeyTarget(RecordBuffer* out);
+  // Writes the key columns of `tuple` (those of `fallback`, an old tuple,
+  // where the new one leaves a value out) as a JSON object; nothing when
+  // the relation has no key.
+  void WriteKey(const Relation& rel, const std::vector<Datum>& tuple,
+                const std::vector<Datum>* fallback, OutBuffer* k);
   // Writes `{"op":"<op>","lsn":..,"xid":..` and the commit and origin
   // fields (or, streamed, remembers where the commit fields go).
   void WriteChangeHead(std::string_view op, Lsn lsn, OutBuffer* o);
-  // Ends a change line; a streamed one goes to the spool.
-  Status FinishLine(uint32_t subxid, OutBuffer* o);
+  // Ends a change line and its record; a streamed one goes to the spool
+  // with its description and key.
+  Status FinishLine(uint32_t subxid, const RecordInfo& info, OutBuffer* o, RecordBuffer* out);
   void WriteTuple(const Relation& rel, const std::vector<Datum>& tuple, bool key_only,
                   OutBuffer* o);
   void WriteValue(const Column& col, const Datum& d, OutBuffer* o);
@@ -182,8 +200,8 @@ class PgoutputFormatter : public Formatter {
   static bool IsJsonNull(const Column& col, const Datum& d);
   // Fills *fields with ",\"commit_lsn\":\"..\",\"commit_time\":\"..\"".
   static void FormatCommitFields(Lsn commit_lsn, int64_t commit_time, std::string* fields);
-  void WriteTransactionLine(std::string_view op, Lsn lsn, uint32_t xid,
-                            const std::string& commit_fields, OutBuffer* out);
+  void WriteTransactionLine(RecordKind kind, Lsn lsn, uint32_t xid, Lsn commit_lsn,
+                            const std::string& commit_fields, RecordBuffer* out);
   void ClearState();
 
   JsonOptions options_;
@@ -193,6 +211,7 @@ class PgoutputFormatter : public Formatter {
   bool in_txn_ = false;
   bool ended_txn_ = false;  // the output completed last ended a transaction
   uint32_t txn_xid_ = 0;
+  Lsn txn_commit_lsn_ = kInvalidLsn;
   std::string commit_fields_;
   std::string origin_field_;
 
@@ -207,10 +226,12 @@ class PgoutputFormatter : public Formatter {
   static constexpr size_t kReplayBudget = 1 << 20;
   bool replaying_ = false;
   uint32_t replay_xid_ = 0;
-  Lsn replay_commit_lsn_ = kInvalidLsn;
+  Lsn replay_commit_lsn_ = kInvalidLsn;      // the Stream Commit's position
+  Lsn replay_txn_commit_lsn_ = kInvalidLsn;  // the transaction's commit_lsn
 
   // Reused per message.
   OutBuffer line_{4096};
+  OutBuffer line_key_{256};           // the key of a streamed change
   uint32_t split_ = Spool::kNoSplit;  // of the streamed line being written
   std::vector<Datum> old_tuple_;
   std::vector<Datum> new_tuple_;

@@ -15,7 +15,7 @@
 
 namespace pgslotd {
 
-class FileSink : public Sink, public ExactlyOnceSink {
+class FileSink : public ByteSink, public ExactlyOnceSink {
  public:
   FileSink(std::string path, uint32_t mode, RotateConfig rotate = RotateConfig())
       : path_(std::move(path)), mode_(mode), rotate_(rotate) {}

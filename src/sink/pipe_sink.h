@@ -10,7 +10,7 @@
 
 namespace pgslotd {
 
-class PipeSink : public Sink {
+class PipeSink : public ByteSink {
  public:
   PipeSink(std::string path, uint32_t mode) : path_(std::move(path)), mode_(mode) {}
   ~PipeSink() override;

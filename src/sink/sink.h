@@ -1,23 +1,33 @@
-// Sinks: where a slot's output goes. One interface for stdout, files and
-// named pipes (and the test fakes).
+// Sinks: where a slot's output goes. One interface for stdout, files,
+// named pipes and the test fakes (and, later, Kafka).
+//
+// Records. The slot hands a sink records (decode/record_buffer.h): each a
+// payload ending in '\n' with its position, transaction, table and key. A
+// byte sink (ByteSink: stdout, a file, a pipe) writes the records' bytes as
+// one stream and may take part of a record; a record sink takes whole
+// records only and may use what describes them (a topic per table, a
+// partition per key).
 //
 // Byte accounting. A sink counts, since it was created, the bytes it has
-// *accepted* (taken by Write) and the bytes that are *durable*. Both only
-// grow, across Reopen, except that Discard(keep) sets both to `keep`; and
-// durable() <= accepted() always. What durable
-// means depends on the kind, and it is the only thing the slot worker may
-// acknowledge to the server:
+// *accepted* (taken by Append) and the bytes that are *durable*: the
+// offsets of one stream of all records' bytes, which is how the worker and
+// the ack policy name positions in the output (a record's sequence number
+// is where it ends). Both only grow, across Reopen, except that
+// Discard(keep) sets both to `keep`; and durable() <= accepted() always.
+// What durable means depends on the kind, and it is the only thing the slot
+// worker may acknowledge to the server:
 //   stdout  durable once write() has taken the bytes (nothing stronger
 //           exists for a stream we do not own);
 //   file    durable once fsync() (fdatasync) has returned success for the
 //           file, and, for a file this sink created, for its directory;
 //   pipe    durable once the reader has taken the bytes out of the pipe
 //           (bytes still sitting in the pipe buffer are not durable: a
-//           reader that dies leaves them unread).
+//           reader that dies leaves them unread);
+//   records durable as the sink reports completed ranges (see Completion).
 //
 // Threads: a sink belongs to one slot worker and is only ever called from
 // that worker's thread. Calls never block for long: a sink that cannot take
-// bytes now takes fewer than it was given (possibly none) and says, through
+// records now takes fewer than it was given (possibly none) and says, through
 // WaitSpec(), what to wait for. That is not an error.
 //
 // Errors: kRetryable means the worker should Discard() what is not durable,
@@ -25,6 +35,8 @@
 // position; kSlotFatal stops the slot; kProcessFatal (a failed fsync, whose
 // outcome can no longer be known) stops the process. After a failed fsync a
 // sink never calls fsync on the same descriptor again.
+//
+// Adding a sink: docs/architecture.md, "Adding a sink".
 #pragma once
 
 #include <chrono>
@@ -35,6 +47,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "decode/record_buffer.h"
 #include "pg/lsn.h"
 #include "util/status.h"
 
@@ -79,6 +92,8 @@ class ExactlyOnceSink {
   virtual Status Rotate() = 0;
 };
 
+class ByteSink;
+
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -87,14 +102,20 @@ class Sink {
   virtual std::string Describe() const = 0;
 
   // Opens the sink. A pipe without a reader is not an error: it opens once
-  // one appears, and Write takes nothing until then.
+  // one appears, and Append takes nothing until then.
   virtual Status Open() = 0;
 
-  // Writes up to `len` bytes without blocking for long; *written gets how
-  // many were accepted. Ok with *written < len: the sink cannot take more
-  // now (WaitSpec says what to wait for). An error: *written were taken
-  // before it.
-  virtual Status Write(const char* data, size_t len, size_t* written) = 0;
+  // Takes records from the front of `records`, without blocking for long,
+  // within the first `limit` bytes of records.data() (the caller's limit
+  // is always at a record's end); *taken gets how many bytes were taken (a
+  // record sink: whole records only). Ok with *taken < the records' size:
+  // the sink cannot take more now (WaitSpec says what to wait for). An
+  // error: *taken were taken before it. The caller consumes what was taken.
+  virtual Status Append(const RecordBuffer& records, size_t limit, size_t* taken) = 0;
+
+  // A byte sink (see ByteSink), which can also be given bytes that are in
+  // no buffer (a large raw message straight from libpq); null otherwise.
+  virtual ByteSink* byte_sink() { return nullptr; }
 
   // Makes the accepted bytes durable as far as possible and updates
   // durable(). Cheap when there is nothing to do. A pipe re-reads how much
@@ -106,7 +127,7 @@ class Sink {
   // fsync_interval schedule when this is true, and on every turn otherwise.
   virtual bool SyncIsCostly() const { return false; }
 
-  // What to wait for when Write took less than it was given: a descriptor
+  // What to wait for when Append took less than it was given: a descriptor
   // and poll events, or fd -1 and a retry delay.
   struct Wait {
     int fd = -1;
@@ -116,8 +137,8 @@ class Sink {
   };
   virtual Wait WaitSpec() const { return Wait{}; }
 
-  // Whether a Write would take bytes now, without writing any: true when it
-  // would, false when not (no reader, a full pipe), or the error a Write
+  // Whether an Append would take records now, without writing any: true when it
+  // would, false when not (no reader, a full pipe), or the error an Append
   // would meet. A paused slot asks this before it streams again.
   virtual Result<bool> Probe() { return true; }
 
@@ -187,6 +208,22 @@ class Sink {
  private:
   uint64_t accepted_ = 0;
   uint64_t durable_ = 0;
+};
+
+// A sink that writes the records' bytes as one stream (stdout, a file, a
+// pipe): it implements Write, and takes any prefix of the records.
+class ByteSink : public Sink {
+ public:
+  Status Append(const RecordBuffer& records, size_t limit, size_t* taken) final {
+    return Write(records.data(), limit < records.size() ? limit : records.size(), taken);
+  }
+  ByteSink* byte_sink() final { return this; }
+
+  // Writes up to `len` bytes without blocking for long; *written gets how
+  // many were accepted. Ok with *written < len: the sink cannot take more
+  // now (WaitSpec says what to wait for). An error: *written were taken
+  // before it.
+  virtual Status Write(const char* data, size_t len, size_t* written) = 0;
 };
 
 // Makes the sink a slot's config asks for (not yet opened). `stdout_fd` is

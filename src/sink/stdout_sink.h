@@ -11,7 +11,7 @@
 
 namespace pgslotd {
 
-class StdoutSink : public Sink {
+class StdoutSink : public ByteSink {
  public:
   explicit StdoutSink(int fd) : fd_(fd) {}
   ~StdoutSink() override;

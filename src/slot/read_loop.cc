@@ -186,8 +186,9 @@ Status ReadLoop::HandleData(const ServerMessage& m) {
   uint64_t before = writer_.appended();
   bool was_in = formatter_.InTransaction();
   Status fs;
-  if (m.payload.size() >= kWriteThrough && formatter_.PassesThrough()) {
-    fs = writer_.WriteThrough(m.payload, turn_now_);
+  if (m.payload.size() >= kWriteThrough && formatter_.PassesThrough() &&
+      writer_.CanWriteThrough()) {
+    fs = writer_.WriteThrough(m.payload, m.data_start, turn_now_);
     formatter_.Frame(m.payload);
   } else {
     fs = formatter_.Format(m.payload, m.data_start, writer_.buffer());

@@ -11,20 +11,25 @@ SinkWriter::SinkWriter(std::unique_ptr<Sink> sink, const SlotConfig& config,
     : sink_(std::move(sink)),
       config_(config),
       bytes_(bytes),
-      buffer_capacity_(static_cast<size_t>(std::min<uint64_t>(config.buffer_size, 1 << 20))) {
-  buffer_ = OutBuffer(buffer_capacity_);
+      buffer_capacity_(static_cast<size_t>(std::min<uint64_t>(config.buffer_size, 1 << 20))),
+      buffer_(buffer_capacity_) {
+  buffer_.set_wants_keys(sink_->byte_sink() == nullptr);
 }
 
-Status SinkWriter::WriteSome(const char* data, size_t len, size_t* n, Clock::time_point now) {
-  *n = 0;
-  Status s = sink_->Write(data, len, n);
-  if (*n > 0) {
-    bytes_->fetch_add(*n, std::memory_order_relaxed);
-    if (!unsynced_) {
-      unsynced_ = true;
-      unsynced_since_ = now;
-    }
+void SinkWriter::Taken(size_t n, Clock::time_point now) {
+  if (n == 0) return;
+  bytes_->fetch_add(n, std::memory_order_relaxed);
+  if (!unsynced_) {
+    unsynced_ = true;
+    unsynced_since_ = now;
   }
+}
+
+Status SinkWriter::AppendSome(size_t limit, size_t* n, Clock::time_point now) {
+  *n = 0;
+  Status s = sink_->Append(buffer_, limit, n);
+  buffer_.Consume(*n);
+  Taken(*n, now);
   return s;
 }
 
@@ -32,21 +37,26 @@ Status SinkWriter::Write(Clock::time_point now) {
   while (!buffer_.empty()) {
     size_t want = buffer_.size();
     size_t n = 0;
-    Status s = WriteSome(buffer_.data(), want, &n, now);
-    buffer_.Consume(n);
+    Status s = AppendSome(want, &n, now);
     if (!s.ok()) return s;
     if (n < want) break;  // the sink takes no more now
   }
   return Status::Ok();
 }
 
-Status SinkWriter::WriteThrough(std::string_view payload, Clock::time_point now) {
+Status SinkWriter::WriteThrough(std::string_view payload, Lsn lsn, Clock::time_point now) {
   size_t done = 0;
   Status s = Write(now);
-  if (s.ok() && buffer_.empty()) s = WriteSome(payload.data(), payload.size(), &done, now);
+  if (s.ok() && buffer_.empty()) {
+    s = sink_->byte_sink()->Write(payload.data(), payload.size(), &done);
+    Taken(done, now);
+  }
   if (!s.ok()) return s.Prefixed(sink_->Describe());
-  buffer_.Append(payload.data() + done, payload.size() - done);
-  buffer_.Append('\n');
+  buffer_.bytes()->Append(payload.data() + done, payload.size() - done);
+  buffer_.bytes()->Append('\n');
+  RecordInfo info;
+  info.lsn = lsn;
+  buffer_.EndRecord(info);
   return Status::Ok();
 }
 
@@ -64,8 +74,7 @@ void SinkWriter::WriteUpTo(uint64_t boundary, Clock::time_point until,
     size_t n = 0;
     size_t want =
         static_cast<size_t>(std::min<uint64_t>(boundary - sink_->accepted(), buffer_.size()));
-    Status ws = sink_->Write(buffer_.data(), want, &n);
-    buffer_.Consume(n);
+    Status ws = AppendSome(want, &n, Clock::now());
     if (!ws.ok()) break;
     if (n < want) WaitForSinkBriefly();
   }
@@ -107,9 +116,6 @@ Status SinkWriter::CutBack(uint64_t keep) {
   return s;
 }
 
-void SinkWriter::ShrinkBuffer() {
-  if (buffer_.empty() && buffer_.capacity() > buffer_capacity_)
-    buffer_ = OutBuffer(buffer_capacity_);
-}
+void SinkWriter::ShrinkBuffer() { buffer_.Shrink(buffer_capacity_); }
 
 }  // namespace pgslotd

@@ -1,5 +1,5 @@
-// The slot's side of its sink: the output buffer the formatter appends to,
-// and how and when it goes to the sink and is made durable.
+// The slot's side of its sink: the record buffer the formatter appends to,
+// and how and when its records go to the sink and are made durable.
 //
 // Offsets: appended() numbers everything handed to the sink or waiting in
 // the buffer as one stream (the sink's accepted() plus what is buffered);
@@ -19,8 +19,8 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "decode/record_buffer.h"
 #include "sink/sink.h"
-#include "util/out_buffer.h"
 #include "util/status.h"
 
 namespace pgslotd {
@@ -34,8 +34,8 @@ class SinkWriter {
 
   Sink* sink() { return sink_.get(); }
   const Sink* sink() const { return sink_.get(); }
-  OutBuffer* buffer() { return &buffer_; }
-  const OutBuffer& buffered() const { return buffer_; }
+  RecordBuffer* buffer() { return &buffer_; }
+  const RecordBuffer& buffered() const { return buffer_; }
   uint64_t appended() const { return sink_->accepted() + buffer_.size(); }
 
   // Hands the buffer to the sink until it is empty or the sink takes no
@@ -43,10 +43,12 @@ class SinkWriter {
   Status Write(Clock::time_point now);
   // The sink did not take all that was buffered.
   bool Blocked() const { return !buffer_.empty(); }
-  // A large raw message straight from where libpq holds it: the buffer
-  // first, then the payload; only what the sink does not take now is
-  // copied into the buffer. Then "\n".
-  Status WriteThrough(std::string_view payload, Clock::time_point now);
+  // Whether WriteThrough may be used: the sink takes bytes.
+  bool CanWriteThrough() { return sink_->byte_sink() != nullptr; }
+  // A large raw message at `lsn` straight from where libpq holds it: the
+  // buffer first, then the payload; only what the sink does not take now is
+  // copied into the buffer. Then "\n". The record ends in the buffer.
+  Status WriteThrough(std::string_view payload, Lsn lsn, Clock::time_point now);
   // Writes what is buffered up to stream offset `boundary` (the end of the
   // message the sink is in), waiting for the sink while it blocks, until
   // `until` or `*stop`.
@@ -72,14 +74,17 @@ class SinkWriter {
   void ShrinkBuffer();
 
  private:
-  Status WriteSome(const char* data, size_t len, size_t* n, Clock::time_point now);
+  // Hands the sink records within the first `limit` bytes of the buffer,
+  // and consumes what it took.
+  Status AppendSome(size_t limit, size_t* n, Clock::time_point now);
+  void Taken(size_t n, Clock::time_point now);
 
   std::unique_ptr<Sink> sink_;
   const SlotConfig& config_;
   std::atomic<uint64_t>* bytes_;
-  OutBuffer buffer_;
   size_t buffer_capacity_;  // what buffer_ starts with
-  bool unsynced_ = false;   // accepted bytes a costly sync has not covered
+  RecordBuffer buffer_;
+  bool unsynced_ = false;  // accepted bytes a costly sync has not covered
   Clock::time_point unsynced_since_;
 };
 

@@ -26,6 +26,7 @@ class OutBuffer {
     data_[end_++] = c;
   }
   const char* data() const { return data_.get() + start_; }
+  char* mutable_data() { return data_.get() + start_; }
   size_t capacity() const { return capacity_; }
   size_t size() const { return end_ - start_; }
   bool empty() const { return end_ == start_; }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -24,7 +25,11 @@ namespace pgslotd {
 
 using Duration = std::chrono::milliseconds;
 
-enum class SinkType { kStdout, kFile, kPipe };
+// The kinds of sink. Each is one line of MakeSink's table in sink/sink.cc,
+// in this order; kCount is no kind, it counts them (the table is checked
+// against it when it compiles).
+enum class SinkType { kStdout, kFile, kPipe, kCount };
+constexpr size_t kSinkTypeCount = static_cast<size_t>(SinkType::kCount);
 enum class OutputFormat { kRaw, kJson };
 
 // What a reload does when a key's value changed. Each asks more than the one

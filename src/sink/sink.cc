@@ -20,7 +20,7 @@ struct Factory {
 };
 
 // One line per kind of sink, in SinkType's order (checked below). What the
-// loader checks of a kind is in config/config.cc.
+// loader checks of a kind is its row of kSinkKinds in config/config.cc.
 constexpr Factory kFactories[] = {
     {SinkType::kStdout,
      [](const SinkConfig&, int fd) -> Made { return std::make_unique<StdoutSink>(fd); }},

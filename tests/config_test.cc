@@ -1846,6 +1846,56 @@ TEST_F(ConfigTest, RotateRefusals) {
                  {"expected a map"});
 }
 
+// Each kind of sink is a row of kSinkKinds, and the loader derives its
+// checks from the row: the keys a kind does not take are refused in the
+// words of old, in the order of the schema's rows when on one line.
+TEST_F(ConfigTest, ASinkKeyAKindDoesNotTakeIsRefusedByItsRow) {
+  const std::string head = "slots:\n  - name: a\n    plugin: p\n    sink:\n";
+  std::vector<ConfigError> errors =
+      Errors(head + "      {type: stdout, rotate: {size: 1MiB}, mode: \"0600\", path: /x}\n");
+  ASSERT_EQ(errors.size(), 3u) << Show(errors);
+  EXPECT_EQ(errors[0].ToString(), path_ + ":5: slots[0].sink.path: not allowed for a stdout sink");
+  EXPECT_EQ(errors[1].ToString(), path_ + ":5: slots[0].sink.mode: not allowed for a stdout sink");
+  EXPECT_EQ(errors[2].ToString(),
+            path_ + ":5: slots[0].sink.rotate: not allowed for a stdout sink");
+
+  // A kind with a path that does not rotate: told which kinds do, and its
+  // path is still read.
+  errors = Errors(head + "      type: pipe\n      rotate: {size: 1MiB}\n      path: rel\n");
+  ASSERT_EQ(errors.size(), 2u) << Show(errors);
+  EXPECT_EQ(errors[0].ToString(),
+            path_ + ":6: slots[0].sink.rotate: only a file sink can rotate, not a pipe sink");
+  EXPECT_EQ(errors[1].ToString(),
+            path_ + ":7: slots[0].sink.path: must be an absolute path, got \"rel\"");
+  ExpectOneError(head + "      {type: pipe, mode: \"0640\"}\n", 5, "slots[0].sink.path",
+                 {"missing required key (a pipe sink needs an absolute path)"});
+
+  // Every key a kind takes is read.
+  Config c = Load(head + "      {type: file, path: /f, mode: \"0640\", rotate: {age: 1h}}\n" +
+                  "  - {name: b, plugin: p, sink: {type: pipe, path: /p, mode: \"0604\"}}\n");
+  EXPECT_EQ(c.slots[0].sink.mode, 0640u);
+  EXPECT_EQ(c.slots[0].sink.rotate.age, Duration(3600000));
+  EXPECT_EQ(c.slots[1].sink.type, SinkType::kPipe);
+  EXPECT_EQ(c.slots[1].sink.mode, 0604u);
+}
+
+// A kind at most one slot may use (stdout) is refused for every slot after
+// the first, each time naming the first; the other kinds are not limited.
+TEST_F(ConfigTest, AOneSlotKindIsRefusedInEverySlotButTheFirst) {
+  std::vector<ConfigError> errors = Errors(R"(
+slots:
+  - {name: a, plugin: p, sink: {type: stdout}}
+  - {name: b, plugin: p, sink: {type: pipe, path: /p}}
+  - {name: c, plugin: p, sink: {type: stdout}}
+  - {name: d, plugin: p, sink: {type: stdout}}
+  - {name: e, plugin: p, sink: {type: pipe, path: /q}}
+)");
+  ASSERT_EQ(errors.size(), 2u) << Show(errors);
+  const std::string taken = "only one slot may write to stdout; slot \"a\" (line 2) already does";
+  EXPECT_EQ(errors[0].ToString(), path_ + ":4: slots[2].sink.type: " + taken);
+  EXPECT_EQ(errors[1].ToString(), path_ + ":5: slots[3].sink.type: " + taken);
+}
+
 // ---------------------------------------------------------------------------
 // The schema's rows: defaults, equality and what a reload does.
 

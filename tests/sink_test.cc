@@ -12,7 +12,9 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
+#include "config/config.h"
 #include "sink/file_sink.h"
 #include "sink/pipe_sink.h"
 #include "sink/stdout_sink.h"
@@ -493,6 +495,29 @@ TEST_F(SinkTest, StdoutPipeIsNonBlockingAndSurvivesNothingAfterClose) {
   EXPECT_NE(s.message().find("stdout was closed"), std::string::npos);
   ASSERT_TRUE(sink.Close().ok());
   close(p[1]);
+}
+
+// MakeSink's table: each kind a config names is made by its own line, and
+// only the kind that keeps a state record is exactly-once.
+TEST_F(SinkTest, MakeSinkMakesTheKindTheConfigNames) {
+  const std::string config_path = dir_ + "/pgslotd.yaml";
+  std::ofstream(config_path) << "slots:\n"
+                             << "  - {name: a, plugin: p, sink: {type: stdout}}\n"
+                             << "  - {name: b, plugin: p, sink: {type: file, path: " << dir_
+                             << "/b.log}}\n"
+                             << "  - {name: c, plugin: p, sink: {type: pipe, path: " << dir_
+                             << "/c.fifo}}\n";
+  Config config;
+  std::vector<ConfigError> errors;
+  ASSERT_TRUE(LoadConfig(config_path, &config, &errors)) << errors[0].ToString();
+  ASSERT_EQ(config.slots.size(), 3u);
+  const std::string described[] = {"stdout", "file " + dir_ + "/b.log", "pipe " + dir_ + "/c.fifo"};
+  for (size_t i = 0; i < 3; ++i) {
+    std::unique_ptr<Sink> sink = MakeSink(config.slots[i].sink);
+    ASSERT_NE(sink, nullptr);
+    EXPECT_EQ(sink->Describe(), described[i]);
+    EXPECT_EQ(sink->exactly_once() != nullptr, config.slots[i].sink.type == SinkType::kFile);
+  }
 }
 
 }  // namespace

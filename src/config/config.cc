@@ -167,8 +167,8 @@ struct KeySpec {
   const char* description;
 };
 
-// The names a kChoice key accepts. A new output format or sink type is one
-// more row here (and its enumerator in config.h).
+// The names a kChoice key accepts. A new output format is one more row here
+// (and its enumerator in config.h); a new sink type is a row of kSinkKinds.
 constexpr Choice kLogLevels[] = {
     {"trace", 0}, {"debug", 0}, {"info", 0}, {"warning", 0}, {"error", 0}, {nullptr, 0},
 };
@@ -177,12 +177,58 @@ constexpr Choice kFormats[] = {
     {"json", static_cast<int>(OutputFormat::kJson)},
     {nullptr, 0},
 };
-constexpr Choice kSinkTypes[] = {
-    {"stdout", static_cast<int>(SinkType::kStdout)},
-    {"file", static_cast<int>(SinkType::kFile)},
-    {"pipe", static_cast<int>(SinkType::kPipe)},
-    {nullptr, 0},
+
+// A kind of sink as the loader sees it. Every check that depends on the
+// kind is derived from these fields; none names a kind.
+struct SinkKind {
+  SinkType type;     // the row's identity: rows follow SinkType's order
+  const char* name;  // the value of sink.type
+  // The keys of the sink map it takes besides `type`; every other one is
+  // refused (see SinkKeyRefusal). With "path" the path is required, without
+  // it refused; with "rotate" the sink may rotate.
+  std::array<const char*, 4> keys;
+  bool one_slot;      // at most one slot may use it
+  bool unique_path;   // no other sink, metrics_file or state record may be its file
+  bool exactly_once;  // keeps a state record, <state_directory>/<slot>.state
 };
+
+// clang-format off
+constexpr SinkKind kSinkKinds[] = {
+  // type,             name,     keys,                       one_slot, unique_path, exactly_once
+  {SinkType::kStdout, "stdout", {},                          true,     false,       false},
+  {SinkType::kFile,   "file",   {"path", "mode", "rotate"}, false,    true,        true},
+  {SinkType::kPipe,   "pipe",   {"path", "mode"},           false,    true,        false},
+};
+// clang-format on
+static_assert(std::size(kSinkKinds) == kSinkTypeCount,
+              "kSinkKinds needs one row for each SinkType (before kCount)");
+
+constexpr bool SameText(const char* a, const char* b) {
+  while (*a != '\0' && *a == *b) ++a, ++b;
+  return *a == *b;
+}
+
+// Whether the sink map of a `kind` sink may hold `key`.
+constexpr bool Takes(const SinkKind& kind, const char* key) {
+  if (SameText(key, "type")) return true;
+  for (const char* k : kind.keys) {
+    if (k != nullptr && SameText(k, key)) return true;
+  }
+  return false;
+}
+
+const SinkKind& KindOf(SinkType type) { return kSinkKinds[static_cast<size_t>(type)]; }
+
+// The sink.type choices: the rows' names, in the rows' order.
+constexpr std::array<Choice, kSinkTypeCount + 1> SinkTypeChoices() {
+  std::array<Choice, kSinkTypeCount + 1> choices{};
+  for (size_t i = 0; i < kSinkTypeCount; ++i) {
+    choices[i] = Choice{kSinkKinds[i].name, static_cast<int>(kSinkKinds[i].type)};
+  }
+  choices[kSinkTypeCount] = Choice{nullptr, 0};
+  return choices;
+}
+constexpr std::array<Choice, kSinkTypeCount + 1> kSinkTypes = SinkTypeChoices();
 
 constexpr uint64_t kMinBufferSize = 64 * 1024;
 constexpr size_t kMaxSlotNameLength = 63;  // PostgreSQL's NAMEDATALEN - 1
@@ -360,18 +406,18 @@ constexpr KeySpec kSchema[] = {
    nullptr, Reload::kLive, kNoField,
    "overrides the top-level lag_alarm keys, each on its own"},
 
-  {Scope::kSink, "type",            Kind::kChoice,   Need::kRequired,  nullptr, kSinkTypes,
+  {Scope::kSink, "type",            Kind::kChoice,   Need::kRequired,  nullptr, kSinkTypes.data(),
    nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::type>(),
-   "stdout, file or pipe"},
+   "the kind of sink: the name of a row of kSinkKinds"},
   {Scope::kSink, "path",            Kind::kPath,     Need::kOptional,  nullptr, nullptr,
    nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::path>(),
-   "absolute path of the file or FIFO; required for file and pipe, refused for stdout"},
+   "absolute path of the sink; required for a kind that takes it, refused for the others"},
   {Scope::kSink, "mode",            Kind::kMode,     Need::kOptional,  "0600",  nullptr,
    nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::mode>(),
    "permission bits of a file or FIFO that pgslotd creates"},
   {Scope::kSink, "rotate",          Kind::kMap,      Need::kOptional,  nullptr, nullptr,
    nullptr, Reload::kRestartsSlot, kNoField,
-   "file only: start a new file by size or age, at a transaction boundary"},
+   "a kind that rotates (file): start a new file by size or age, at a transaction boundary"},
 
   {Scope::kRotate, "size",          Kind::kSize,     Need::kOptional,  nullptr, nullptr,
    CheckPositiveSize, Reload::kRestartsSlot, Bind<&RotateConfig::size>(),
@@ -415,6 +461,33 @@ constexpr bool RowsFitTheirScopes() {
   return true;
 }
 static_assert(RowsFitTheirScopes(), "a row of kSchema fills a field outside its scope");
+
+// Whether `key` is a key of the sink map other than `type`.
+constexpr bool IsSinkKey(const char* key) {
+  for (const KeySpec& spec : kSchema) {
+    if (spec.scope == Scope::kSink && SameText(spec.name, key)) return !SameText(key, "type");
+  }
+  return false;
+}
+
+// Whether kSinkKinds has a row for each SinkType, in its order, each with a
+// name of its own and taking only keys of the sink map, and whether a kind
+// whose path must be unique has one.
+constexpr bool SinkKindsAreWellFormed() {
+  for (size_t i = 0; i < kSinkTypeCount; ++i) {
+    const SinkKind& kind = kSinkKinds[i];
+    if (static_cast<size_t>(kind.type) != i) return false;
+    for (size_t j = 0; j < i; ++j) {
+      if (SameText(kSinkKinds[j].name, kind.name)) return false;
+    }
+    for (const char* key : kind.keys) {
+      if (key != nullptr && !IsSinkKey(key)) return false;
+    }
+    if (kind.unique_path && !Takes(kind, "path")) return false;
+  }
+  return true;
+}
+static_assert(SinkKindsAreWellFormed(), "a row of kSinkKinds is out of order or takes a bad key");
 
 // How docs/config.md names the keys of `scope`: the part before the key's
 // own name, for each place the scope's map may appear (nullptr: no more).
@@ -758,16 +831,22 @@ class Loader {
   void ReadSlot(const YAML::Node& node, const SlotConfig& inherited,
                 const std::string* base_conninfo, SlotDraft* draft);
   void CheckFormat(const Section& s, SlotDraft* draft);
+  // The sink map, checked against the row of its kind in kSinkKinds.
   void ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft);
+  // The path of a kind that takes one: required, absolute.
+  void ReadSinkPath(const Section& s, const SinkKind& kind, const std::string& path,
+                    SlotDraft* draft);
   void ReadRotate(const Field& field, const std::string& path, RotateConfig* rotate);
   void ReadLagAlarm(const Field& field, const std::string& path, LagAlarmConfig* alarm);
   Config Assemble(const Section& top, OwnFiles own, std::vector<SlotDraft> drafts) const;
   bool ReadAbsolutePath(const Field& field, const std::string& key, std::string* out);
+  // No slot name twice, and no one_slot kind of sink in two slots.
   void CheckAcrossSlots(const std::vector<SlotDraft>& drafts);
-  // No two of the sinks, metrics_file and the file sinks' state records
-  // (and their temporary files) may be one file: compared by their
-  // normalized text, or with check_paths by where they lead on the file
-  // system (symbolic links, "..", the same device and inode).
+  // No two of the sinks of a unique_path kind, metrics_file and the state
+  // records of the exactly_once sinks (and their temporary files) may be
+  // one file: compared by their normalized text, or with check_paths by
+  // where they lead on the file system (symbolic links, "..", the same
+  // device and inode).
   void CheckPathClashes(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
                         int metrics_line, const std::string& state_directory);
   std::vector<Claim> Claims(const std::vector<SlotDraft>& drafts, const std::string& metrics_file,
@@ -1147,40 +1226,61 @@ void Loader::CheckFormat(const Section& s, SlotDraft* draft) {
   }
 }
 
+// The names of the kinds whose sink map may hold `key`: "file", "file or
+// pipe".
+std::string KindsTaking(const char* key) {
+  std::string names;
+  for (const SinkKind& kind : kSinkKinds) {
+    if (!Takes(kind, key)) continue;
+    if (!names.empty()) names += " or ";
+    names += kind.name;
+  }
+  return names;
+}
+
+// Why the sink map of a `kind` sink may not hold `key`, or "" when it may.
+// A kind with a path is told which kinds rotate; every other refusal is in
+// the same words.
+std::string SinkKeyRefusal(const SinkKind& kind, const char* key) {
+  if (Takes(kind, key)) return "";
+  const std::string name = kind.name;
+  if (SameText(key, "rotate") && Takes(kind, "path")) {
+    return "only a " + KindsTaking(key) + " sink can rotate, not a " + name + " sink";
+  }
+  return "not allowed for a " + name + " sink";
+}
+
 void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft) {
   Section s = ReadSection(node, Scope::kSink, path);
   SinkConfig& sink = draft->slot.sink;
   Fill(s, Scope::kSink, &sink);
-  const auto* type = s.Get<const Choice*>("type");
-  if (type == nullptr) return;
+  if (s.Get<const Choice*>("type") == nullptr) return;
   draft->type_line = s.At("type").line;
 
-  const Field& path_field = s.At("path");
-  if (sink.type == SinkType::kStdout) {
-    if (path_field.present) {
-      Error(path_field.line, Join(path, "path"), "not allowed for a stdout sink");
-    }
-    for (const char* key : {"mode", "rotate"}) {
-      const Field& f = s.At(key);
-      if (f.present) Error(f.line, Join(path, key), "not allowed for a stdout sink");
-    }
-    return;
+  const SinkKind& kind = KindOf(sink.type);
+  for (const KeySpec& spec : kSchema) {
+    if (spec.scope != Scope::kSink) continue;
+    const Field& field = s.At(spec.name);
+    std::string refusal = SinkKeyRefusal(kind, spec.name);
+    if (field.present && !refusal.empty()) Error(field.line, Join(path, spec.name), refusal);
   }
-  const std::string kind = (*type)->name;
   const Field& rotate = s.At("rotate");
-  if (rotate.present && sink.type != SinkType::kFile) {
-    Error(rotate.line, Join(path, "rotate"),
-          "only a file sink can rotate, not a " + kind + " sink");
-  } else if (rotate.present && rotate.node.IsMap()) {
+  if (Takes(kind, "rotate") && rotate.present && rotate.node.IsMap()) {
     ReadRotate(rotate, Join(path, "rotate"), &sink.rotate);
   }
-  if (!path_field.present) {
+  if (Takes(kind, "path")) ReadSinkPath(s, kind, path, draft);
+}
+
+void Loader::ReadSinkPath(const Section& s, const SinkKind& kind, const std::string& path,
+                          SlotDraft* draft) {
+  const Field& field = s.At("path");
+  if (!field.present) {
     Error(s.line, Join(path, "path"),
-          "missing required key (a " + kind + " sink needs an absolute path)");
+          "missing required key (a " + std::string(kind.name) + " sink needs an absolute path)");
     return;
   }
-  if (ReadAbsolutePath(path_field, Join(path, "path"), &sink.path)) {
-    draft->sink_path_line = path_field.line;
+  if (ReadAbsolutePath(field, Join(path, "path"), &draft->slot.sink.path)) {
+    draft->sink_path_line = field.line;
   }
 }
 
@@ -1301,7 +1401,7 @@ void Loader::CheckDirectory(std::string dir, int line, const std::string& key, s
 
 void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts) {
   std::map<std::string, const SlotDraft*> by_name;
-  const SlotDraft* on_stdout = nullptr;
+  std::array<const SlotDraft*, kSinkTypeCount> first_of_kind{};  // of a one_slot kind
   for (const SlotDraft& d : drafts) {
     if (d.name_line != 0) {
       auto [it, inserted] = by_name.emplace(d.slot.name, &d);
@@ -1311,13 +1411,14 @@ void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts) {
                   std::to_string(it->second->name_line) + ")");
       }
     }
-    if (d.type_line != 0 && d.slot.sink.type == SinkType::kStdout) {
-      if (on_stdout == nullptr) {
-        on_stdout = &d;
-      } else {
-        Error(d.type_line, Join(d.path, "sink.type"),
-              "only one slot may write to stdout; " + DescribeSlot(*on_stdout) + " already does");
-      }
+    if (d.type_line == 0 || !KindOf(d.slot.sink.type).one_slot) continue;
+    const SlotDraft*& first = first_of_kind[static_cast<size_t>(d.slot.sink.type)];
+    if (first == nullptr) {
+      first = &d;
+    } else {
+      Error(d.type_line, Join(d.path, "sink.type"),
+            "only one slot may write to " + std::string(KindOf(d.slot.sink.type).name) + "; " +
+                DescribeSlot(*first) + " already does");
     }
   }
 }
@@ -1327,7 +1428,7 @@ std::vector<Claim> Loader::Claims(const std::vector<SlotDraft>& drafts,
                                   const std::string& state_directory) {
   std::vector<Claim> claims;
   for (const SlotDraft& d : drafts) {
-    if (d.sink_path_line == 0) continue;
+    if (d.sink_path_line == 0 || !KindOf(d.slot.sink.type).unique_path) continue;
     claims.push_back(Claim{Claim::Kind::kSink, d.slot.sink.path, "the sink of " + DescribeSlot(d),
                            &d, d.sink_path_line, Join(d.path, "sink.path")});
   }
@@ -1339,7 +1440,7 @@ std::vector<Claim> Loader::Claims(const std::vector<SlotDraft>& drafts,
                            "metrics_file"});
   }
   for (const SlotDraft& d : drafts) {
-    if (d.name_line == 0 || d.type_line == 0 || d.slot.sink.type != SinkType::kFile) continue;
+    if (d.name_line == 0 || d.type_line == 0 || !KindOf(d.slot.sink.type).exactly_once) continue;
     std::string record = state_directory + "/" + d.slot.name + ".state";
     claims.push_back(Claim{Claim::Kind::kStateRecord, record,
                            "the state record of " + DescribeSlot(d), &d, 0, ""});

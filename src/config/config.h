@@ -12,6 +12,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -24,7 +25,12 @@ namespace pgslotd {
 
 using Duration = std::chrono::milliseconds;
 
-enum class SinkType { kStdout, kFile, kPipe };
+// The kinds of sink. Each is one row of kSinkKinds in config.cc (its name
+// and what the loader checks of it) and one line of MakeSink's table in
+// sink/sink.cc, both in this order; kCount is no kind, it counts them (both
+// tables are checked against it when they compile).
+enum class SinkType { kStdout, kFile, kPipe, kCount };
+constexpr size_t kSinkTypeCount = static_cast<size_t>(SinkType::kCount);
 enum class OutputFormat { kRaw, kJson };
 
 // What a reload does when a key's value changed. Each asks more than the one
@@ -51,9 +57,9 @@ struct RotateConfig {
 struct SinkConfig {
   SinkConfig();  // the schema's defaults
   SinkType type = SinkType::kStdout;
-  std::string path;     // absolute; empty for stdout
-  uint32_t mode = 0;    // file and pipe: permission bits used when created
-  RotateConfig rotate;  // file only
+  std::string path;     // absolute; empty for a kind that takes no path (stdout)
+  uint32_t mode = 0;    // permission bits used when created (file, pipe)
+  RotateConfig rotate;  // for a kind that rotates (file)
 };
 
 // When to warn that a slot falls behind. Watched by the monitor over a side

@@ -30,7 +30,7 @@
 //   g++ -std=c++17 -O1 -I src -I tests -I /usr/include/postgresql
 //     fuzz/capture_corpus.cc tests/pg_cluster.cc src/pg/replication_conn.cc
 //     src/pg/protocol.cc src/pg/quote.cc src/pg/lsn.cc src/decode/json.cc
-//     src/decode/spool.cc src/decode/pgoutput_formatter.cc src/sink/*.cc
+//     src/decode/spool.cc src/decode/record_buffer.cc src/decode/pgoutput_formatter.cc src/sink/*.cc
 //     -lpq -pthread -o /tmp/capture_corpus
 // then: /tmp/capture_corpus fuzz/corpus
 #include <libpq-fe.h>

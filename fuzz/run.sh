@@ -42,6 +42,7 @@ echo "building $work/pgoutput_fuzzer" >&2
   "$root/fuzz/pgoutput_fuzzer.cc" \
   "$root/src/decode/json.cc" \
   "$root/src/decode/spool.cc" \
+  "$root/src/decode/record_buffer.cc" \
   "$root/src/decode/pgoutput_formatter.cc" \
   "$root/src/pg/lsn.cc" \
   "$root/src/util/path.cc" \

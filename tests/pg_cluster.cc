@@ -355,18 +355,14 @@ void PgCluster::StartBackgroundXacts() {
       options);
 }
 
-void PgCluster::AllowWal2json() {
-  // Some PostgreSQL builds only let users pick output plugins listed in
-  // output_plugin_libraries (default "pgoutput, test_decoding"). Stock
-  // PostgreSQL has no such setting and would refuse to start if we set it,
-  // so look for it first.
+bool PgCluster::DescribeSetting(const std::string& name, std::string* boot_value) const {
   std::string described;
-  if (RunPgProgram("postgres", {"--describe-config"}, &described) != 0) return;
-  const std::string name = "output_plugin_libraries\t";
+  if (RunPgProgram("postgres", {"--describe-config"}, &described) != 0) return false;
+  const std::string prefix = name + "\t";
   size_t at = 0;
-  while (described.compare(at, name.size(), name) != 0) {
+  while (described.compare(at, prefix.size(), prefix) != 0) {
     at = described.find('\n', at);
-    if (at == std::string::npos) return;
+    if (at == std::string::npos) return false;
     ++at;
   }
   std::string line = described.substr(at, described.find('\n', at) - at);
@@ -378,7 +374,22 @@ void PgCluster::AllowWal2json() {
     if (tab == std::string::npos) break;
     begin = tab + 1;
   }
-  std::string value = fields.size() > 4 ? fields[4] : "pgoutput, test_decoding";
+  *boot_value = fields.size() > 4 ? fields[4] : "";
+  return true;
+}
+
+bool PgCluster::HasOutputPluginAllowlist() const {
+  std::string ignored;
+  return DescribeSetting("output_plugin_libraries", &ignored);
+}
+
+void PgCluster::AllowWal2json() {
+  // Some PostgreSQL builds (Debian's 15.19 and later among them) only let
+  // users pick output plugins listed in output_plugin_libraries (default
+  // "pgoutput, test_decoding"). Other builds have no such setting and would
+  // refuse to start if we set it, so look for it first.
+  std::string value;
+  if (!DescribeSetting("output_plugin_libraries", &value)) return;
   if (value.find("wal2json") != std::string::npos) return;
   value += value.empty() ? "wal2json" : ", wal2json";
   AppendConfig("output_plugin_libraries = '" + value + "'\n");

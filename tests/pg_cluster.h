@@ -85,6 +85,9 @@ class PgCluster {
   std::string Conninfo(const std::string& dbname = "postgres") const;
   // The same over TCP: host=127.0.0.1.
   std::string TcpConninfo(const std::string& dbname = "postgres") const;
+  // True when this server build lets replication roles use only the output
+  // plugins listed in output_plugin_libraries (Debian's 15.19 and later).
+  bool HasOutputPluginAllowlist() const;
 
   // The first column of the first row as text ("" for NULL). Throws if the
   // statement fails or returns no row.
@@ -146,6 +149,9 @@ class PgCluster {
   void StartBackgroundXacts();
   // Adds wal2json to output_plugin_libraries on builds that have it.
   void AllowWal2json();
+  // True when this server build knows setting `name`; *boot_value is then
+  // its built-in default.
+  bool DescribeSetting(const std::string& name, std::string* boot_value) const;
   // The pid in postmaster.pid, or 0.
   pid_t PostmasterPid() const;
   // Waits briefly for a stopped postmaster and reaps it if it is our child.

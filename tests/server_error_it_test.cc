@@ -116,8 +116,12 @@ TEST_F(GermanServerTest, AWrongOrMissingPasswordStops) {
 
 TEST_F(GermanServerTest, AMissingPluginIsSaidToBeNotInstalled) {
   pg_->DropSlotIfExists("de_noplugin");
+  // A server with an allowlist of plugins checks it before it looks for the
+  // library; this session (a superuser's) lists the missing one.
+  std::string conninfo = pg_->Conninfo();
+  if (pg_->HasOutputPluginAllowlist()) conninfo += " options=-coutput_plugin_libraries=wal2jsn";
   Subprocess p;
-  EXPECT_EQ(RunGerman(Config(pg_->Conninfo(),
+  EXPECT_EQ(RunGerman(Config(conninfo,
                              SlotYaml("de_noplugin", "{type: file, path: " + dir_->File("n") + "}",
                                       "    create: true\n", "wal2jsn")),
                       &p),
@@ -131,6 +135,31 @@ TEST_F(GermanServerTest, AMissingPluginIsSaidToBeNotInstalled) {
   EXPECT_EQ(p.Stderr().find("reconnecting"), std::string::npos) << p.Stderr();
   EXPECT_EQ(pg_->Scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
                         "'de_noplugin'"),
+            "0");
+}
+
+TEST_F(GermanServerTest, APluginTheServerDoesNotAllowIsNamedWithTheSettingToChange) {
+  if (!pg_->HasOutputPluginAllowlist()) {
+    GTEST_SKIP() << "this PostgreSQL build has no output_plugin_libraries";
+  }
+  pg_->DropSlotIfExists("de_notallowed");
+  Subprocess p;
+  EXPECT_EQ(RunGerman(Config(pg_->Conninfo(),
+                             SlotYaml("de_notallowed", "{type: file, path: " + dir_->File("n") + "}",
+                                      "    create: true\n", "test_decodin")),
+                      &p),
+            1);
+  EXPECT_NE(p.Stderr().find("slot de_notallowed: creating the slot: "), std::string::npos)
+      << p.Stderr();
+  EXPECT_NE(p.Stderr().find("(SQLSTATE 42501): the server does not let replication roles use the "
+                            "output plugin \"test_decodin\" (it is not in the server setting "
+                            "output_plugin_libraries)"),
+            std::string::npos)
+      << p.Stderr();
+  EXPECT_EQ(p.Stderr().find("lacks a privilege"), std::string::npos) << p.Stderr();
+  EXPECT_EQ(p.Stderr().find("reconnecting"), std::string::npos) << p.Stderr();
+  EXPECT_EQ(pg_->Scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
+                        "'de_notallowed'"),
             "0");
 }
 

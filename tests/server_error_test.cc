@@ -73,6 +73,24 @@ TEST(ServerErrorTest, AMissingPluginLibraryIsNamedAsSuch) {
   }
 }
 
+TEST(ServerErrorTest, APluginTheServerDoesNotAllowIsNamedWithTheSettingToChange) {
+  // Servers with output_plugin_libraries refuse other plugins with 42501;
+  // on a replication connection, that is the only privilege left to lack.
+  for (SessionStep step : {SessionStep::kCreateSlot, SessionStep::kStartReplication}) {
+    Status s = Classify(Err(step, "42501"));
+    EXPECT_EQ(s.code(), Code::kSlotFatal);
+    EXPECT_TRUE(Has(s,
+                    "the server does not let replication roles use the output plugin "
+                    "\"wal2json\" (it is not in the server setting output_plugin_libraries)"))
+        << s.message();
+    EXPECT_TRUE(Has(s, "output_plugin_libraries = '<that list>, wal2json'")) << s.message();
+  }
+  // Elsewhere it is a privilege of the role.
+  Status s = Classify(Err(SessionStep::kQuery, "42501"));
+  EXPECT_EQ(s.code(), Code::kSlotFatal);
+  EXPECT_TRUE(Has(s, "role cdc lacks a privilege this needs")) << s.message();
+}
+
 TEST(ServerErrorTest, SharedSqlstatesAskForTheSlotsCondition) {
   // 55000 is an invalidated slot, and other things too.
   ServerError e = Err(SessionStep::kStartReplication, "55000");

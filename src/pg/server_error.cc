@@ -50,6 +50,14 @@ constexpr Rule kRules[] = {
   {kConnect, "42501", kAnySlot, false, Outcome::kStop,
    "role {role} may not stream changes: give it the REPLICATION attribute "
    "(ALTER ROLE {role} REPLICATION) or connect as another role"},
+  // A replication connection already proves the REPLICATION attribute, so
+  // creating or starting a slot can only lack the right to its plugin.
+  {kCreate | kStart, "42501", kAnySlot, false, Outcome::kStop,
+   "the server does not let replication roles use the output plugin \"{plugin}\" (it is not in "
+   "the server setting output_plugin_libraries): if that is safe for every role with "
+   "REPLICATION, add it to that list (SHOW output_plugin_libraries, then ALTER SYSTEM SET "
+   "output_plugin_libraries = '<that list>, {plugin}') and reload the server (SELECT "
+   "pg_reload_conf()), or correct plugin: in the configuration"},
   {kAnyStep, "42501", kAnySlot, false, Outcome::kStop,
    "role {role} lacks a privilege this needs"},
   {kConnect, "53300", kAnySlot, false, Outcome::kRetry,

@@ -144,11 +144,12 @@ TEST_F(GermanServerTest, APluginTheServerDoesNotAllowIsNamedWithTheSettingToChan
   }
   pg_->DropSlotIfExists("de_notallowed");
   Subprocess p;
-  EXPECT_EQ(RunGerman(Config(pg_->Conninfo(),
-                             SlotYaml("de_notallowed", "{type: file, path: " + dir_->File("n") + "}",
-                                      "    create: true\n", "test_decodin")),
-                      &p),
-            1);
+  EXPECT_EQ(
+      RunGerman(Config(pg_->Conninfo(),
+                       SlotYaml("de_notallowed", "{type: file, path: " + dir_->File("n") + "}",
+                                "    create: true\n", "test_decodin")),
+                &p),
+      1);
   EXPECT_NE(p.Stderr().find("slot de_notallowed: creating the slot: "), std::string::npos)
       << p.Stderr();
   EXPECT_NE(p.Stderr().find("(SQLSTATE 42501): the server does not let replication roles use the "

@@ -18,6 +18,7 @@
 
 #include "decode/json.h"
 #include "decode/pgoutput_formatter.h"
+#include "decode/primary_keys.h"
 #include "pg/lsn.h"
 
 namespace pgslotd {
@@ -102,6 +103,15 @@ std::string Relation(uint32_t id, std::string_view ns, std::string_view name,
                      const std::vector<ColDef>& cols, OptXid xid = {}) {
   Msg m('R');
   m.Xid(xid).I32(id).Str(ns).Str(name).I8('d').I16(static_cast<uint16_t>(cols.size()));
+  for (const ColDef& c : cols) m.I8(c.key ? 1 : 0).Str(c.name).I32(c.type_oid).I32(0xFFFFFFFF);
+  return m.str();
+}
+// A Relation message with replica identity `replident` ('d', 'f', 'i', 'n').
+std::string RelationWithIdentity(char replident, uint32_t id, std::string_view name,
+                                 const std::vector<ColDef>& cols) {
+  Msg m('R');
+  m.I32(id).Str("public").Str(name).I8(static_cast<uint8_t>(replident));
+  m.I16(static_cast<uint16_t>(cols.size()));
   for (const ColDef& c : cols) m.I8(c.key ? 1 : 0).Str(c.name).I32(c.type_oid).I32(0xFFFFFFFF);
   return m.str();
 }
@@ -1244,6 +1254,123 @@ TEST_F(StreamTest, LargeCommitIsReplayedInPiecesInOrder) {
   Feed(Begin(kFinal, kTs, kXid));
   Feed(Insert(kOrders, {T("1"), T("after")}));
   EXPECT_NE(Take().find("after"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgslotd
+
+namespace pgslotd {
+namespace {
+
+// ---- keys for sinks that route by them ----------------------------------------
+
+// Primary keys as a catalog would answer, counting the lookups.
+class FakePrimaryKeys : public PrimaryKeys {
+ public:
+  Status Lookup(uint32_t relid, std::vector<std::string>* columns) override {
+    ++lookups;
+    last_relid = relid;
+    if (!fail.ok()) return fail;
+    *columns = answer;
+    return Status::Ok();
+  }
+  std::vector<std::string> answer;
+  Status fail = Status::Ok();
+  int lookups = 0;
+  uint32_t last_relid = 0;
+};
+
+class DecodeKeysTest : public DecodeTest {
+ protected:
+  void SetUp() override {
+    DecodeTest::SetUp();
+    options_.primary_keys = &keys_;
+    out_.set_wants_keys(true);
+  }
+  // The keys of the records written so far, consumed.
+  std::vector<std::string> Keys() {
+    std::vector<std::string> keys;
+    for (size_t i = 0; i < out_.record_count(); ++i) keys.emplace_back(out_.record(i).key);
+    Take();
+    return keys;
+  }
+  FakePrimaryKeys keys_;
+};
+
+TEST_F(DecodeKeysTest, UnderTheDefaultReplicaIdentityTheFlaggedColumnsAreTheKeyWithoutALookup) {
+  Feed(RelationWithIdentity('d', 20, "t", {{"id", 23, true}, {"v", 25}}));
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(20, {T("1"), T("a")}));
+  Feed(Update(20, 0, {}, {T("1"), T("b")}));
+  Feed(Delete(20, 'K', {T("1"), Null()}));
+  EXPECT_EQ(Keys(), (std::vector<std::string>{R"({"id":1})", R"({"id":1})", R"({"id":1})"}));
+  EXPECT_EQ(keys_.lookups, 0) << "the flags are the primary key: no catalog query";
+}
+
+TEST_F(DecodeKeysTest, UnderFullTheCatalogsPrimaryKeyIsTheKeyInColumnOrder) {
+  keys_.answer = {"id", "region"};  // PRIMARY KEY (id, region)
+  Feed(RelationWithIdentity('f', 21, "t",
+                            {{"region", 25, true}, {"id", 23, true}, {"v", 25, true}}));
+  EXPECT_EQ(keys_.lookups, 1);
+  EXPECT_EQ(keys_.last_relid, 21u);
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(21, {T("eu"), T("1"), T("a")}));
+  Feed(Update(21, 'O', {T("eu"), T("1"), T("a")}, {T("eu"), T("1"), T("b")}));
+  Feed(Delete(21, 'O', {T("eu"), T("1"), T("b")}));
+  const std::string key = R"({"region":"eu","id":1})";
+  EXPECT_EQ(Keys(), (std::vector<std::string>{key, key, key}))
+      << "every change of a row has the same key, never every column";
+}
+
+TEST_F(DecodeKeysTest, AKeyValueTheNewTupleLeavesOutIsTakenFromTheOldOne) {
+  keys_.answer = {"doc"};
+  Feed(RelationWithIdentity('f', 22, "t", {{"doc", 25, true}, {"v", 25, true}}));
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Update(22, 'O', {T("long"), T("a")}, {Toast(), T("b")}));
+  EXPECT_EQ(Keys(), (std::vector<std::string>{R"({"doc":"long"})"}));
+}
+
+TEST_F(DecodeKeysTest, NoPrimaryKeyOrAKeyColumnLeftOutMeansNoKey) {
+  Feed(RelationWithIdentity('f', 23, "nopk", {{"v", 25, true}}));
+  keys_.answer = {"id", "gone"};  // a column list that leaves "gone" out
+  Feed(RelationWithIdentity('n', 24, "partial", {{"id", 23}, {"v", 25}}));
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(23, {T("x")}));
+  Feed(Insert(24, {T("1"), T("x")}));
+  EXPECT_EQ(Keys(), (std::vector<std::string>{"", ""}));
+}
+
+TEST_F(DecodeKeysTest, AnOldTupleOfAnotherIndexHasNoKeyRatherThanANullOne) {
+  // REPLICA IDENTITY USING INDEX on code: a delete names code only.
+  keys_.answer = {"id"};
+  Feed(RelationWithIdentity('i', 25, "t", {{"id", 23}, {"code", 25, true}}));
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(25, {T("1"), T("c1")}));
+  Feed(Delete(25, 'K', {Null(), T("c1")}));
+  EXPECT_EQ(Keys(), (std::vector<std::string>{R"({"id":1})", ""}));
+}
+
+TEST_F(DecodeKeysTest, AFailedLookupFailsTheMessageAndKeepsTheCachedRelation) {
+  keys_.answer = {"id"};
+  Feed(RelationWithIdentity('f', 26, "t", {{"id", 23, true}}));
+  keys_.fail = Status::Retryable("connection lost");
+  Status s = Try(RelationWithIdentity('f', 26, "t", {{"id", 23, true}, {"v", 25, true}}));
+  EXPECT_EQ(s.code(), Status::Code::kRetryable);
+  EXPECT_NE(s.message().find("looking up the primary key of public.t: connection lost"),
+            std::string::npos)
+      << s.message();
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(26, {T("7")}));
+  EXPECT_EQ(Keys(), (std::vector<std::string>{R"({"id":7})"})) << "the old entry, as it was";
+}
+
+TEST_F(DecodeKeysTest, NothingIsLookedUpWhenTheSinkTakesBytes) {
+  out_.set_wants_keys(false);
+  Feed(RelationWithIdentity('f', 27, "t", {{"id", 23, true}}));
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(27, {T("1")}));
+  EXPECT_EQ(keys_.lookups, 0);
+  EXPECT_EQ(Keys(), (std::vector<std::string>{""}));
 }
 
 }  // namespace

@@ -320,6 +320,65 @@ TEST_F(WorkerTest, ARecordSinkGetsEachChangeWithItsPositionTransactionTableAndKe
   }
 }
 
+TEST_F(WorkerTest, ARecordSinksKeysAreThePrimaryKeyWhateverTheReplicaIdentity) {
+  // The key routes a row to its partition, so every change of a row must
+  // carry the same one: the primary key, never every column (FULL) nor
+  // another index's.
+  pg_->Exec(
+      "DROP PUBLICATION IF EXISTS ri_pub; DROP TABLE IF EXISTS ri_full, ri_index, ri_nopk;"
+      "CREATE TABLE ri_full(region text, id int, v text, PRIMARY KEY (id, region));"
+      "ALTER TABLE ri_full REPLICA IDENTITY FULL;"
+      "CREATE TABLE ri_index(id int PRIMARY KEY, code text NOT NULL, v text);"
+      "CREATE UNIQUE INDEX ri_index_code ON ri_index(code);"
+      "ALTER TABLE ri_index REPLICA IDENTITY USING INDEX ri_index_code;"
+      "CREATE TABLE ri_nopk(v text); ALTER TABLE ri_nopk REPLICA IDENTITY FULL;"
+      "CREATE PUBLICATION ri_pub FOR TABLE ri_full, ri_index, ri_nopk");
+  pg_->DropSlotIfExists("wt_ri");
+  pg_->CreateLogicalSlot("wt_ri", "pgoutput");
+  SlotConfig c = Slot("wt_ri");
+  c.plugin = "pgoutput";
+  c.format = OutputFormat::kJson;
+  c.options = {{"proto_version", "1"}, {"publication_names", "ri_pub"}};
+  AsyncFakeSink::Shared shared;
+  SlotWorker::Options o;
+  o.make_sink = [&shared](const SlotConfig&) { return std::make_unique<AsyncFakeSink>(&shared); };
+  auto w = std::make_unique<SlotWorker>(c, std::move(o));
+  w->Start();
+  pg_->Exec(
+      "INSERT INTO ri_full VALUES ('eu', 1, 'a'); UPDATE ri_full SET v = 'b';"
+      "DELETE FROM ri_full;"
+      "INSERT INTO ri_index VALUES (7, 'c7', 'a'); UPDATE ri_index SET v = 'b';"
+      "DELETE FROM ri_index;"
+      "INSERT INTO ri_nopk VALUES ('x')");
+  std::string end = pg_->CurrentWalLsn();
+  const size_t kRecords = 7;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> l(shared.mu);
+        return shared.records.size() >= kRecords;
+      },
+      seconds(30)));
+  shared.Complete(0, shared.records.back().end);
+  ASSERT_TRUE(FlushReaches("wt_ri", end));
+  w->RequestStop();
+  w->Join();
+  EXPECT_TRUE(w->error().ok()) << w->error().message();
+
+  std::lock_guard<std::mutex> l(shared.mu);
+  ASSERT_EQ(shared.records.size(), kRecords);
+  const std::vector<std::string> keys = {
+      R"({"region":"eu","id":1})",
+      R"({"region":"eu","id":1})",
+      R"({"region":"eu","id":1})",
+      R"({"id":7})",
+      R"({"id":7})",
+      "",  // the delete names only the code (its replica identity): no key rather than a wrong one
+      ""};
+  for (size_t i = 0; i < kRecords; ++i) {
+    EXPECT_EQ(shared.records[i].key, keys[i]) << shared.records[i].payload;
+  }
+}
+
 TEST_F(WorkerTest, StatusUpdatesFlowWhileTheSinkIsStuck) {
   // A sink that takes bytes but never makes them durable (a pipe reader
   // that stopped reading): the worker keeps reporting its write position,

@@ -120,7 +120,11 @@ class RawFormatter : public Formatter {
 RawFraming RawFramingFor(const std::string& plugin,
                          const std::vector<std::pair<std::string, std::string>>& options);
 
-// The formatter a slot's config asks for.
-std::unique_ptr<Formatter> MakeFormatter(const SlotConfig& config);
+class PrimaryKeys;
+
+// The formatter a slot's config asks for. `primary_keys` (not owned, may be
+// null) is where json reads the keys its replica identities do not tell.
+std::unique_ptr<Formatter> MakeFormatter(const SlotConfig& config,
+                                         PrimaryKeys* primary_keys = nullptr);
 
 }  // namespace pgslotd

@@ -3,7 +3,7 @@
 
 namespace pgslotd {
 
-std::unique_ptr<Formatter> MakeFormatter(const SlotConfig& config) {
+std::unique_ptr<Formatter> MakeFormatter(const SlotConfig& config, PrimaryKeys* primary_keys) {
   switch (config.format) {
     case OutputFormat::kRaw:
       break;
@@ -14,6 +14,7 @@ std::unique_ptr<Formatter> MakeFormatter(const SlotConfig& config) {
       // commit; files are named after the slot.
       if (!config.state_directory.empty()) options.spool_dir = config.state_directory + "/spool";
       options.slot_name = config.name;
+      options.primary_keys = primary_keys;
       return MakePgoutputFormatter(options);
     }
   }

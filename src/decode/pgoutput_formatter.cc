@@ -1,5 +1,6 @@
 #include "decode/pgoutput_formatter.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -221,7 +222,7 @@ Status PgoutputFormatter::Format(std::string_view payload, Lsn lsn, RecordBuffer
     case 'O':
       return HandleOrigin(&r);
     case 'R':
-      return HandleRelation(&r);
+      return HandleRelation(&r, *out);
     case 'Y':
       return HandleType(&r);
     case 'I':
@@ -332,7 +333,44 @@ Status PgoutputFormatter::HandleOrigin(Reader* r) {
   return Status::Ok();
 }
 
-Status PgoutputFormatter::HandleRelation(Reader* r) {
+PgoutputFormatter::ValueKind PgoutputFormatter::KindOf(uint32_t type_oid) {
+  switch (type_oid) {
+    case kInt2Oid:
+    case kInt4Oid:
+    case kInt8Oid:
+    case kOidOid:
+    case kFloat4Oid:
+    case kFloat8Oid:
+      return ValueKind::kNumber;
+    case kBoolOid:
+      return ValueKind::kBool;
+    case kJsonOid:
+    case kJsonbOid:
+      return ValueKind::kJson;
+    default:
+      return ValueKind::kString;  // numeric (1700) too: exact, as text
+  }
+}
+
+void PgoutputFormatter::NameRelation(std::string_view nspname, std::string_view relname,
+                                     Relation* rel) {
+  rel->schema.assign(nspname.data(), nspname.size());
+  rel->table.assign(relname.data(), relname.size());
+  rel->named_in = nullptr;
+  rel->display_name.assign(nspname.data(), nspname.size());
+  rel->display_name.push_back('.');
+  rel->display_name.append(relname.data(), relname.size());
+  rel->fields.assign("\"schema\":");
+  json::StringOut fields{&rel->fields};
+  json::AppendString(nspname, &fields);
+  rel->fields.append(",\"table\":");
+  json::AppendString(relname, &fields);
+  rel->qualified.clear();
+  json::StringOut qualified{&rel->qualified};
+  json::AppendString(rel->display_name, &qualified);
+}
+
+Status PgoutputFormatter::HandleRelation(Reader* r, const RecordBuffer& out) {
   uint32_t xid;
   if (in_stream_ && !r->U32(&xid)) return Truncated("Relation");
   uint32_t id;
@@ -356,23 +394,21 @@ Status PgoutputFormatter::HandleRelation(Reader* r) {
       return Truncated("Relation");
     }
   }
+  // The key's columns, when records want keys and the flags do not tell.
+  bool look_up = out.wants_keys() && replident != 'd' && options_.primary_keys != nullptr;
+  key_names_.clear();
+  if (look_up) {
+    Status s = options_.primary_keys->Lookup(id, &key_names_);
+    if (!s.ok()) {
+      return s.Prefixed("looking up the primary key of " + std::string(nspname) + "." +
+                        std::string(relname));
+    }
+  }
   Relation& rel = relations_[id];
-  rel.schema.assign(nspname.data(), nspname.size());
-  rel.table.assign(relname.data(), relname.size());
-  rel.named_in = nullptr;
-  rel.display_name.assign(nspname.data(), nspname.size());
-  rel.display_name.push_back('.');
-  rel.display_name.append(relname.data(), relname.size());
-  rel.fields.assign("\"schema\":");
-  json::StringOut fields{&rel.fields};
-  json::AppendString(nspname, &fields);
-  rel.fields.append(",\"table\":");
-  json::AppendString(relname, &fields);
-  rel.qualified.clear();
-  json::StringOut qualified{&rel.qualified};
-  json::AppendString(rel.display_name, &qualified);
+  NameRelation(nspname, relname, &rel);
   rel.columns.resize(ncols);
   rel.json_columns.clear();
+  rel.key_columns.clear();
   for (Column& col : rel.columns) {
     uint8_t flags = 0;
     std::string_view name;
@@ -386,30 +422,18 @@ Status PgoutputFormatter::HandleRelation(Reader* r) {
     json::StringOut key{&col.key};
     json::AppendString(name, &key);
     col.key.push_back(':');
-    // Under REPLICA IDENTITY FULL every column is flagged: no key.
-    col.is_key = (flags & 1) != 0 && replident != 'f';
-    switch (col.type_oid) {
-      case kInt2Oid:
-      case kInt4Oid:
-      case kInt8Oid:
-      case kOidOid:
-      case kFloat4Oid:
-      case kFloat8Oid:
-        col.kind = ValueKind::kNumber;
-        break;
-      case kBoolOid:
-        col.kind = ValueKind::kBool;
-        break;
-      case kJsonOid:
-      case kJsonbOid:
-        col.kind = ValueKind::kJson;
-        rel.json_columns.push_back(static_cast<uint16_t>(&col - rel.columns.data()));
-        break;
-      default:
-        col.kind = ValueKind::kString;  // numeric (1700) too: exact, as text
-        break;
+    col.in_identity = (flags & 1) != 0;
+    auto index = static_cast<uint16_t>(&col - rel.columns.data());
+    if (look_up ? std::find(key_names_.begin(), key_names_.end(), col.name) != key_names_.end()
+                : replident == 'd' && col.in_identity) {
+      rel.key_columns.push_back(index);
     }
+    col.kind = KindOf(col.type_oid);
+    if (col.kind == ValueKind::kJson) rel.json_columns.push_back(index);
   }
+  // A key column the message leaves out (a publication's column list): no
+  // key rather than part of one.
+  if (rel.key_columns.size() < key_names_.size()) rel.key_columns.clear();
   return Status::Ok();
 }
 
@@ -514,17 +538,22 @@ OutBuffer* PgoutputFormatter::KeyTarget(RecordBuffer* out) {
 
 void PgoutputFormatter::WriteKey(const Relation& rel, const std::vector<Datum>& tuple,
                                  const std::vector<Datum>* fallback, OutBuffer* k) {
-  bool first = true;
-  for (size_t i = 0; i < tuple.size(); ++i) {
-    const Column& col = rel.columns[i];
-    if (!col.is_key) continue;
+  // A primary key column is never NULL: one the tuple lacks (an old tuple
+  // of another replica identity sends it as null) leaves the record
+  // without a key rather than with a wrong one.
+  for (uint16_t i : rel.key_columns) {
     const Datum* d = &tuple[i];
     if (d->kind == 'u' && fallback) d = &(*fallback)[i];
-    if (d->kind == 'u') continue;
+    if (d->kind == 'u' || d->kind == 'n') return;
+  }
+  bool first = true;
+  for (uint16_t i : rel.key_columns) {
+    const Datum* d = &tuple[i];
+    if (d->kind == 'u' && fallback) d = &(*fallback)[i];
     k->Append(first ? '{' : ',');
     first = false;
-    Put(k, col.key);
-    WriteValue(col, *d, k);
+    Put(k, rel.columns[i].key);
+    WriteValue(rel.columns[i], *d, k);
   }
   if (!first) k->Append('}');
 }
@@ -613,7 +642,7 @@ void PgoutputFormatter::WriteTuple(const Relation& rel, const std::vector<Datum>
     const Column& col = rel.columns[i];
     if (d.kind == 'u') continue;
     // A key-only old tuple sends the other columns as nulls: leave them out.
-    if (key_only && !col.is_key && d.kind == 'n') continue;
+    if (key_only && !col.in_identity && d.kind == 'n') continue;
     if (!first) o->Append(',');
     first = false;
     Put(o, col.key);

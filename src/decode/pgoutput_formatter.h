@@ -53,6 +53,7 @@
 #include <vector>
 
 #include "decode/formatter.h"
+#include "decode/primary_keys.h"
 #include "decode/record_buffer.h"
 #include "decode/spool.h"
 #include "pg/lsn.h"
@@ -73,6 +74,10 @@ struct JsonOptions {
   // Part of spool file names ([a-z0-9_]*), so that each slot's files can be
   // told apart and stale ones cleared at start.
   std::string slot_name;
+  // Where the primary keys of tables whose replica identity is not the
+  // default are read (decode/primary_keys.h), when records want keys; not
+  // owned. Null: only tables with the default replica identity get keys.
+  PrimaryKeys* primary_keys = nullptr;
 };
 
 // Defined in formatter.cc.
@@ -110,7 +115,7 @@ class PgoutputFormatter : public Formatter {
     std::string key;  // "\"<escaped name>\":"
     uint32_t type_oid = 0;
     ValueKind kind = ValueKind::kString;
-    bool is_key = false;  // in the replica identity (not FULL): a key column
+    bool in_identity = false;  // flagged as part of the replica identity
   };
 
   struct Relation {
@@ -124,6 +129,9 @@ class PgoutputFormatter : public Formatter {
     // the JSON document null: empty for most tables, so that looking for
     // it costs them nothing.
     std::vector<uint16_t> json_columns;
+    // Indexes of the primary key's columns, in column order; empty for a
+    // table without one (its records have no key).
+    std::vector<uint16_t> key_columns;
     // Its name's id in the record buffer it was last written to.
     mutable const RecordBuffer* named_in = nullptr;
     mutable uint32_t table_id = 0;
@@ -147,7 +155,12 @@ class PgoutputFormatter : public Formatter {
   Status HandleBegin(Reader* r, Lsn lsn, RecordBuffer* out);
   Status HandleCommit(Reader* r, Lsn lsn, RecordBuffer* out);
   Status HandleOrigin(Reader* r);
-  Status HandleRelation(Reader* r);
+  // How values of a type become JSON.
+  static ValueKind KindOf(uint32_t type_oid);
+  // Fills `rel`'s names (plain, and escaped for the lines).
+  static void NameRelation(std::string_view nspname, std::string_view relname, Relation* rel);
+  // Caches the relation; finds its key columns when `out` wants keys.
+  Status HandleRelation(Reader* r, const RecordBuffer& out);
   Status HandleType(Reader* r);
   Status HandleInsert(Reader* r, Lsn lsn, RecordBuffer* out);
   Status HandleUpdate(Reader* r, Lsn lsn, RecordBuffer* out);
@@ -175,9 +188,10 @@ class PgoutputFormatter : public Formatter {
   RecordInfo LineInfo(RecordKind kind, Lsn lsn, const Relation* rel, RecordBuffer* out);
   // Where the current change's key goes, or null when no key is wanted.
   OutBuffer* KeyTarget(RecordBuffer* out);
-  // Writes the key columns of `tuple` (those of `fallback`, an old tuple,
-  // where the new one leaves a value out) as a JSON object; nothing when
-  // the relation has no key.
+  // Writes the primary key columns of `tuple` (those of `fallback`, an old
+  // tuple, where the new one leaves a value out) as a JSON object, in
+  // column order; nothing when the relation has no key or the tuple lacks
+  // a key value.
   void WriteKey(const Relation& rel, const std::vector<Datum>& tuple,
                 const std::vector<Datum>* fallback, OutBuffer* k);
   // Writes `{"op":"<op>","lsn":..,"xid":..` and the commit and origin
@@ -206,6 +220,7 @@ class PgoutputFormatter : public Formatter {
 
   JsonOptions options_;
   std::unordered_map<uint32_t, Relation> relations_;
+  std::vector<std::string> key_names_;  // HandleRelation's, reused
 
   // The ordinary transaction between Begin and Commit.
   bool in_txn_ = false;

@@ -6,11 +6,13 @@
 
 namespace pgslotd {
 
-SlotPipeline::SlotPipeline(const SlotConfig& config, std::unique_ptr<Sink> sink, SlotStats* stats)
+SlotPipeline::SlotPipeline(const SlotConfig& config, std::unique_ptr<Sink> sink, SlotStats* stats,
+                           PrimaryKeys* primary_keys)
     : config_(config),
       stats_(stats),
       writer_(std::move(sink), config, &stats->bytes),
-      formatter_(MakeFormatter(config)),
+      // Only a sink that takes records routes them by key.
+      formatter_(MakeFormatter(config, writer_.sink()->byte_sink() ? nullptr : primary_keys)),
       policy_(writer_.sink()->exactly_once() != nullptr) {
   if (ExactlyOnceSink* e = writer_.sink()->exactly_once()) {
     exactly_once_.emplace(config_, e, &writer_, &policy_);

@@ -26,7 +26,10 @@ class SlotPipeline {
  public:
   using Clock = std::chrono::steady_clock;
 
-  SlotPipeline(const SlotConfig& config, std::unique_ptr<Sink> sink, SlotStats* stats);
+  // `primary_keys` (not owned, may be null): where a json slot whose sink
+  // takes records reads the primary keys of tables (decode/primary_keys.h).
+  SlotPipeline(const SlotConfig& config, std::unique_ptr<Sink> sink, SlotStats* stats,
+               PrimaryKeys* primary_keys = nullptr);
   SlotPipeline(const SlotPipeline&) = delete;
   SlotPipeline& operator=(const SlotPipeline&) = delete;
 

@@ -37,7 +37,8 @@ std::unique_ptr<Sink> MakeConfiguredSink(const SlotConfig& config,
 SlotWorker::SlotWorker(SlotConfig config, Options options)
     : config_(std::move(config)),
       options_(std::move(options)),
-      pipeline_(config_, MakeConfiguredSink(config_, options_.make_sink), &stats_),
+      primary_keys_(config_, wakeup_.fd(), &stop_, &stats_.heartbeat_ns),
+      pipeline_(config_, MakeConfiguredSink(config_, options_.make_sink), &stats_, &primary_keys_),
       claims_(config_, &pipeline_.policy().server(), wakeup_.fd(), &stop_, &stats_.heartbeat_ns),
       backoff_(kBackoffMin) {
   sink_description_ = sink()->Describe();

@@ -38,6 +38,7 @@
 #include <thread>
 
 #include "config/config.h"
+#include "pg/catalog_keys.h"
 #include "pg/lsn.h"
 #include "sink/sink.h"
 #include "slot/claim_check.h"
@@ -155,6 +156,7 @@ class SlotWorker {
   std::string last_error_ GUARDED_BY(last_error_mu_);
 
   // Owned by the worker thread.
+  CatalogPrimaryKeys primary_keys_;  // for a json slot whose sink takes records
   SlotPipeline pipeline_;
   ClaimCheck claims_;
   Status outcome_;  // why the last session ended

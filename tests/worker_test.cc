@@ -49,6 +49,36 @@ class WorkerTest : public ::testing::Test {
         },
         seconds(20));
   }
+  std::unique_ptr<SlotWorker> StartRecordWorker(const SlotConfig& c,
+                                                AsyncFakeSink::Shared* shared) {
+    SlotWorker::Options o;
+    o.make_sink = [shared](const SlotConfig&) { return std::make_unique<AsyncFakeSink>(shared); };
+    auto w = std::make_unique<SlotWorker>(c, std::move(o));
+    w->Start();
+    return w;
+  }
+  // Waits until the record sink holds `count` records, completes all of
+  // them, waits until `slot` is confirmed up to `end`, and stops `w`, which
+  // must end without an error.
+  void CompleteAllAndStop(SlotWorker* w, AsyncFakeSink::Shared* shared, size_t count,
+                          const std::string& slot, const std::string& end) {
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          std::lock_guard<std::mutex> l(shared->mu);
+          return shared->records.size() >= count;
+        },
+        seconds(30)));
+    uint64_t last_end;
+    {
+      std::lock_guard<std::mutex> l(shared->mu);
+      last_end = shared->records.back().end;
+    }
+    shared->Complete(0, last_end);
+    ASSERT_TRUE(FlushReaches(slot, end));
+    w->RequestStop();
+    w->Join();
+    EXPECT_TRUE(w->error().ok()) << w->error().message();
+  }
   std::string Reference(const std::string& slot, const std::string& upto) {
     std::string out;
     for (auto& l : pg_->PeekChanges(slot, upto, kOptions)) out += l + "\n";
@@ -173,10 +203,7 @@ TEST_F(WorkerTest, OutOfOrderDeliveryReportsAreAcknowledgedOnlyWithoutAGap) {
   pg_->CreateLogicalSlot("wt_async");
   pg_->CopyLogicalSlot("wt_async", "wt_async_ref");
   AsyncFakeSink::Shared shared;
-  SlotWorker::Options o;
-  o.make_sink = [&shared](const SlotConfig&) { return std::make_unique<AsyncFakeSink>(&shared); };
-  auto w = std::make_unique<SlotWorker>(Slot("wt_async"), std::move(o));
-  w->Start();
+  auto w = StartRecordWorker(Slot("wt_async"), &shared);
   // The sink's offsets of the end of each transaction, once it has all of it.
   auto taken_through = [&](const std::string& value) {
     uint64_t end = 0;
@@ -256,27 +283,14 @@ TEST_F(WorkerTest, ARecordSinkGetsEachChangeWithItsPositionTransactionTableAndKe
   c.include_transactions = true;
   c.options = {{"proto_version", "2"}, {"publication_names", "rk_pub"}, {"streaming", "on"}};
   AsyncFakeSink::Shared shared;
-  SlotWorker::Options o;
-  o.make_sink = [&shared](const SlotConfig&) { return std::make_unique<AsyncFakeSink>(&shared); };
-  auto w = std::make_unique<SlotWorker>(c, std::move(o));
-  w->Start();
+  auto w = StartRecordWorker(c, &shared);
   pg_->Exec(
       "BEGIN; INSERT INTO rk VALUES (1, 'eu', 'a'); UPDATE rk SET v = 'b' WHERE id = 1;"
       "INSERT INTO rk_nokey VALUES ('x'); DELETE FROM rk WHERE id = 1; COMMIT");
   pg_->Exec("INSERT INTO rk SELECT g, 'us', repeat('v', 200) FROM generate_series(1, 2000) g");
   std::string end = pg_->CurrentWalLsn();
   const size_t kRecords = 6 + 2002;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        std::lock_guard<std::mutex> l(shared.mu);
-        return shared.records.size() >= kRecords;
-      },
-      seconds(30)));
-  shared.Complete(0, shared.records.back().end);
-  ASSERT_TRUE(FlushReaches("wt_records", end));
-  w->RequestStop();
-  w->Join();
-  EXPECT_TRUE(w->error().ok()) << w->error().message();
+  ASSERT_NO_FATAL_FAILURE(CompleteAllAndStop(w.get(), &shared, kRecords, "wt_records", end));
   EXPECT_NE(pg_->Scalar("SELECT stream_txns FROM pg_stat_replication_slots "
                         "WHERE slot_name = 'wt_records'"),
             "0")
@@ -340,10 +354,7 @@ TEST_F(WorkerTest, ARecordSinksKeysAreThePrimaryKeyWhateverTheReplicaIdentity) {
   c.format = OutputFormat::kJson;
   c.options = {{"proto_version", "1"}, {"publication_names", "ri_pub"}};
   AsyncFakeSink::Shared shared;
-  SlotWorker::Options o;
-  o.make_sink = [&shared](const SlotConfig&) { return std::make_unique<AsyncFakeSink>(&shared); };
-  auto w = std::make_unique<SlotWorker>(c, std::move(o));
-  w->Start();
+  auto w = StartRecordWorker(c, &shared);
   pg_->Exec(
       "INSERT INTO ri_full VALUES ('eu', 1, 'a'); UPDATE ri_full SET v = 'b';"
       "DELETE FROM ri_full;"
@@ -352,17 +363,7 @@ TEST_F(WorkerTest, ARecordSinksKeysAreThePrimaryKeyWhateverTheReplicaIdentity) {
       "INSERT INTO ri_nopk VALUES ('x')");
   std::string end = pg_->CurrentWalLsn();
   const size_t kRecords = 7;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        std::lock_guard<std::mutex> l(shared.mu);
-        return shared.records.size() >= kRecords;
-      },
-      seconds(30)));
-  shared.Complete(0, shared.records.back().end);
-  ASSERT_TRUE(FlushReaches("wt_ri", end));
-  w->RequestStop();
-  w->Join();
-  EXPECT_TRUE(w->error().ok()) << w->error().message();
+  ASSERT_NO_FATAL_FAILURE(CompleteAllAndStop(w.get(), &shared, kRecords, "wt_ri", end));
 
   std::lock_guard<std::mutex> l(shared.mu);
   ASSERT_EQ(shared.records.size(), kRecords);

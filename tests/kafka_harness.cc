@@ -168,6 +168,13 @@ void MockKafka::Up(int32_t broker_id) {
   if (answer != "ok") throw std::runtime_error("mock kafka: " + line + ": " + answer);
 }
 
+void MockKafka::SetLeader(const std::string& topic, int32_t partition, int32_t broker_id) {
+  const std::string line =
+      "leader " + topic + " " + std::to_string(partition) + " " + std::to_string(broker_id);
+  const std::string answer = Command(line);
+  if (answer != "ok") throw std::runtime_error("mock kafka: " + line + ": " + answer);
+}
+
 void MockKafka::InjectErrors(const std::string& request, int count, const std::string& error) {
   const std::string line = "error " + request + " " + std::to_string(count) + " " + error;
   const std::string answer = Command(line);

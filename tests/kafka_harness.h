@@ -3,7 +3,7 @@
 // MockKafka runs pgslotd-mock-kafka (tests/kafka/mock_kafka_main.cc):
 // librdkafka's mock brokers, which speak the Kafka protocol over TCP on
 // 127.0.0.1, and take commands on the program's stdin (a broker down or up,
-// errors for the next requests of a kind). Records are read back, and
+// a partition's leader moved, errors for the next requests of a kind). Records are read back, and
 // written for the harness's own tests, by the real kcat, a client
 // independent of whatever is under test.
 //
@@ -18,11 +18,13 @@
 //     transactional.id does not fence the first one, whose next commit
 //     still succeeds;
 //   - no SASL and no TLS: plaintext only;
-//   - a broker taken down keeps leading its partitions (no leader change):
-//     what they hold cannot be written or read until it is up again;
+//   - no leader election: a broker taken down keeps leading its
+//     partitions, which cannot be written or read until it is up again or
+//     SetLeader moves them;
 //   - no CreateTopics or other admin requests: topics are made with
-//     `--topic NAME:PARTITIONS` (MockKafka::Options::topics), or when a
-//     client first asks for one (4 partitions, leaders picked at random);
+//     `--topic NAME:PARTITIONS` (MockKafka::Options::topics; partition p is
+//     led by broker p % brokers + 1), or when a client first asks for one
+//     (4 partitions, leaders picked at random);
 //   - nothing is kept on disk: the cluster's records go with the process.
 //
 // Errors are thrown as std::runtime_error, as in test_util.h: a mock that
@@ -114,6 +116,10 @@ class MockKafka {
   // down / up / error commands; each throws unless answered `ok`.
   void Down(int32_t broker_id);
   void Up(int32_t broker_id);
+  // Makes `broker_id` the leader of `topic`'s `partition` (-1: none), as
+  // a real cluster does when the leader fails; clients learn it from their
+  // next metadata request.
+  void SetLeader(const std::string& topic, int32_t partition, int32_t broker_id);
   // The next `count` requests of kind `request` (a Kafka API name such as
   // Produce, EndTxn, Metadata) fail with `error` (librdkafka's name of a
   // broker error, e.g. NOT_LEADER_FOR_PARTITION, or its number).

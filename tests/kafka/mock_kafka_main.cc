@@ -4,9 +4,10 @@
 //   pgslotd-mock-kafka [--brokers N] [--topic NAME:PARTITIONS]...
 //
 // It starts N brokers (ids 1..N, default 3) listening on 127.0.0.1, creates
-// the topics named (replication factor min(N, 3)); other topics are created
-// when a client first asks for them, with the mock's defaults. Then it prints
-// exactly one line on stdout,
+// the topics named (replication factor min(N, 3)), partition p led by broker
+// p % N + 1; other topics are created when a client first asks for them,
+// with the mock's defaults (4 partitions, leaders picked at random). Then it
+// prints exactly one line on stdout,
 //
 //   bootstrap 127.0.0.1:PORT,127.0.0.1:PORT,...
 //
@@ -16,6 +17,10 @@
 //   down <broker id>     disconnect the broker and refuse its connections
 //                        (-1: every broker); its partitions keep it as leader
 //   up <broker id>       let it accept connections again
+//   leader <topic> <partition> <broker id>
+//                        make the broker the partition's leader (-1: none);
+//                        clients learn it from their next metadata request
+//                        (the topic is created if it does not exist)
 //   error <request> <count> <error>
 //                        the next <count> requests of that type, to any
 //                        broker, fail with <error>: a Kafka API name
@@ -201,6 +206,19 @@ std::string Execute(rd_kafka_mock_cluster_t* cluster, const std::string& line, b
     }
     return "ok";
   }
+  if (verb == "leader") {
+    long partition, id;
+    if (w.size() != 4 || !ParseInt(w[2], 0, INT32_MAX, &partition) ||
+        !ParseInt(w[3], -1, INT32_MAX, &id)) {
+      return "error usage: leader <topic> <partition> <broker id>";
+    }
+    rd_kafka_resp_err_t err = rd_kafka_mock_partition_set_leader(
+        cluster, w[1].c_str(), static_cast<int32_t>(partition), static_cast<int32_t>(id));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return "error " + w[1] + " [" + w[2] + "] leader " + w[3] + ": " + rd_kafka_err2str(err);
+    }
+    return "ok";
+  }
   if (verb == "error") {
     if (w.size() != 4) return "error usage: error <request> <count> <error>";
     int16_t api_key;
@@ -216,7 +234,7 @@ std::string Execute(rd_kafka_mock_cluster_t* cluster, const std::string& line, b
     rd_kafka_mock_push_request_errors_array(cluster, api_key, errors.size(), errors.data());
     return "ok";
   }
-  return "error unknown command " + verb + " (down, up, error, quit)";
+  return "error unknown command " + verb + " (down, up, leader, error, quit)";
 }
 
 std::string TooLong() { return "error line longer than " + std::to_string(kMaxLine) + " bytes"; }
@@ -240,7 +258,8 @@ void Usage(FILE* to) {
                "usage: pgslotd-mock-kafka [--brokers N] [--topic NAME:PARTITIONS]...\n"
                "Starts librdkafka's mock Kafka cluster, prints `bootstrap <servers>`, then\n"
                "reads commands on stdin, one per line, each answered `ok` or `error <why>`:\n"
-               "  down <broker id> | up <broker id> | error <request> <count> <error> | quit\n");
+               "  down <broker id> | up <broker id> | leader <topic> <partition> <broker id>\n"
+               "  | error <request> <count> <error> | quit\n");
 }
 
 // Parses the command line into *options; false (with a message on stderr)
@@ -384,6 +403,10 @@ int main(int argc, char** argv) {
   for (const auto& [name, partitions] : options.topics) {
     rd_kafka_resp_err_t err =
         rd_kafka_mock_topic_create(cluster, name.c_str(), partitions, replication);
+    // The mock picks leaders at random; tests need to know them.
+    for (int p = 0; p < partitions && err == RD_KAFKA_RESP_ERR_NO_ERROR; ++p) {
+      err = rd_kafka_mock_partition_set_leader(cluster, name.c_str(), p, p % options.brokers + 1);
+    }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       std::fprintf(stderr, "pgslotd-mock-kafka: cannot create topic %s: %s\n", name.c_str(),
                    rd_kafka_err2str(err));

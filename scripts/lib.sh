@@ -11,6 +11,10 @@ PGSLOTD_BUILD_DEPS=(cmake g++ make pkg-config libpq-dev libyaml-cpp-dev libspdlo
 # (binaries in /usr/lib/postgresql/15/bin), the wal2json plugin, and socat
 # (the fault suite's TCP proxy).
 PGSLOTD_SERVER_DEPS=(postgresql-15 postgresql-15-wal2json socat)
+# What the Kafka tests need (Debian 12 has no Kafka broker): librdkafka's
+# headers, for its mock cluster (tests/kafka/), and kcat, the client that
+# reads back what reached it.
+PGSLOTD_KAFKA_TEST_DEPS=(librdkafka-dev kcat)
 # What the README's own commands need beyond these: man-db for
 # `man -l docs/pgslotd.8` (a minimal Debian 12 has no `man`; man-db depends
 # on groff-base, which renders the page).

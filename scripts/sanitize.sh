@@ -13,11 +13,12 @@ source "$root/scripts/lib.sh"
 sanitizers=${1:?usage: sanitize.sh SANITIZERS [ctest args...]}
 shift
 dir="$root/build-${sanitizers//,/-}"
-ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_SERVER_DEPS[@]}"
+ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_SERVER_DEPS[@]}" \
+  "${PGSLOTD_KAFKA_TEST_DEPS[@]}"
 ensure_locale de_DE.UTF-8
 say "building with -fsanitize=$sanitizers in $dir"
 cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGSLOTD_SANITIZE="$sanitizers" \
-  -DPGSLOTD_SYSTEM_TESTS=OFF >/dev/null
+  -DPGSLOTD_SYSTEM_TESTS=OFF -DPGSLOTD_KAFKA_TESTS=ON >/dev/null
 make -C "$dir" -j"$(nproc)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

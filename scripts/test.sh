@@ -14,7 +14,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
 
-ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_SERVER_DEPS[@]}" "${PGSLOTD_DOC_DEPS[@]}"
+ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_SERVER_DEPS[@]}" \
+  "${PGSLOTD_KAFKA_TEST_DEPS[@]}" "${PGSLOTD_DOC_DEPS[@]}"
 ensure_locale de_DE.UTF-8
 if [ "${PGSLOTD_SYSTEM_TESTS:-0}" = 1 ]; then
   ensure_packages "${PGSLOTD_SYSTEM_TEST_DEPS[@]}"
@@ -22,6 +23,9 @@ if [ "${PGSLOTD_SYSTEM_TESTS:-0}" = 1 ]; then
 else
   export PGSLOTD_CMAKE_ARGS="${PGSLOTD_CMAKE_ARGS:-} -DPGSLOTD_SYSTEM_TESTS=OFF"
 fi
+# The Kafka tests are always built here (try-it.sh turns them off in the
+# same build directory).
+export PGSLOTD_CMAKE_ARGS="$PGSLOTD_CMAKE_ARGS -DPGSLOTD_KAFKA_TESTS=ON"
 build_pgslotd "$root"
 
 say "running the tests: ctest --output-on-failure $*"

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -266,6 +267,7 @@ std::string PgslotdBinary() {
 Subprocess::Subprocess() = default;
 
 Subprocess::~Subprocess() {
+  CloseStdin();
   if (pid_ > 0 && !reaped_) {
     kill(pid_, SIGKILL);
     int status;
@@ -293,7 +295,14 @@ void Subprocess::Start(const std::vector<std::string>& argv, const Options& opti
   stdout_path_ = options.stdout_path.empty() ? capture_dir_->File("stdout") : options.stdout_path;
   stderr_path_ = options.stderr_path.empty() ? capture_dir_->File("stderr") : options.stderr_path;
   const int out_flags = O_WRONLY | O_CREAT | O_TRUNC;
-  Fd in_fd(OpenOrThrow("/dev/null", O_RDONLY));
+  // With stdin_stream, ends[0] stays ours and ends[1] becomes the child's
+  // stdin.
+  int ends[2] = {-1, -1};
+  if (options.stdin_stream && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
+    ThrowErrno("socketpair", errno);
+  }
+  Fd stdin_ours(ends[0]);
+  Fd in_fd(options.stdin_stream ? ends[1] : OpenOrThrow("/dev/null", O_RDONLY));
   Fd out_fd(OpenOrThrow(stdout_path_, out_flags, 0644));
   Fd err_fd(stdout_path_ == stderr_path_ ? dup(out_fd.get())
                                          : OpenOrThrow(stderr_path_, out_flags, 0644));
@@ -336,6 +345,8 @@ void Subprocess::Start(const std::vector<std::string>& argv, const Options& opti
   }
   pid_ = pid;
   report_write.Reset();
+  in_fd.Reset();  // the child's end: only the child may hold it open
+  stdin_fd_ = stdin_ours.Release();
   int child_errno = 0;
   ssize_t n;
   do {
@@ -384,6 +395,25 @@ int Subprocess::Wait(std::chrono::milliseconds timeout) {
 }
 
 bool Subprocess::Running() { return pid_ > 0 && !Poll(); }
+
+void Subprocess::WriteStdin(const std::string& data) {
+  if (stdin_fd_ < 0) throw std::runtime_error("Subprocess::WriteStdin: no stdin stream");
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = send(stdin_fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ThrowErrno("writing to the stdin of process " + std::to_string(pid_), errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+void Subprocess::CloseStdin() {
+  if (stdin_fd_ < 0) return;
+  close(stdin_fd_);
+  stdin_fd_ = -1;
+}
 
 std::string Subprocess::Stdout() const {
   if (stdout_path_.empty()) throw std::runtime_error("Subprocess::Stdout before Start");

@@ -66,9 +66,10 @@ bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeou
 // definition (a string literal), or "pgslotd" (looked up in PATH) without it.
 std::string PgslotdBinary();
 
-// One child process, started with fork/execve. stdin is /dev/null; stdout and
-// stderr go to files (never pipes, so a chatty child cannot block on a full
-// pipe), which Stdout()/Stderr() read back at any time.
+// One child process, started with fork/execve. stdin is /dev/null (or, on
+// request, a stream this process writes to); stdout and stderr go to files
+// (never pipes, so a chatty child cannot block on a full pipe), which
+// Stdout()/Stderr() read back at any time.
 //
 // The child is killed (SIGKILL) and reaped by the destructor if it is still
 // running, so a failing test never leaks a process. It is also sent SIGKILL
@@ -88,6 +89,12 @@ class Subprocess {
     bool inherit_env = true;
     // Working directory of the child; empty means this process's.
     std::string cwd;
+    // When true, the child's stdin is one end of a stream that this process
+    // writes with WriteStdin() and closes with CloseStdin() (the child then
+    // reads end of file). It is a Unix socket rather than a pipe, so that
+    // writing to a child that has gone fails with EPIPE instead of raising
+    // SIGPIPE in the test.
+    bool stdin_stream = false;
   };
 
   Subprocess();
@@ -123,6 +130,14 @@ class Subprocess {
   // it has just ended).
   bool Running();
 
+  // With Options::stdin_stream: writes all of `data` to the child's stdin,
+  // blocking while the stream is full. Throws if the child has closed its
+  // stdin or gone, or after CloseStdin().
+  void WriteStdin(const std::string& data);
+  // Closes this process's end of the child's stdin, so that the child reads
+  // end of file. Does nothing if it is closed already or there is none.
+  void CloseStdin();
+
   // What the child has written to stdout/stderr so far.
   std::string Stdout() const;
   std::string Stderr() const;
@@ -136,6 +151,7 @@ class Subprocess {
 
   pid_t pid_ = 0;
   bool reaped_ = false;
+  int stdin_fd_ = -1;  // our end of the child's stdin (Options::stdin_stream)
   int exit_code_ = -1;
   std::unique_ptr<TempDir> capture_dir_;  // only when something is captured
   std::string stdout_path_;

@@ -632,6 +632,128 @@ slots:
                  5, "slots[0].sink.path", {"missing required key", "file sink"});
 }
 
+TEST_F(ConfigTest, AKafkaSinkTakesItsKeysWithTheirDefaults) {
+  Config c = Load(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    sink:
+      type: kafka
+      brokers: "k1:9092,k2:9092"
+      properties: {compression.type: zstd, linger.ms: "20"}
+)");
+  const SinkConfig& k = c.slots[0].sink;
+  EXPECT_EQ(k.type, SinkType::kKafka);
+  EXPECT_EQ(k.brokers, "k1:9092,k2:9092");
+  EXPECT_EQ(k.topic, "");
+  EXPECT_EQ(k.key, KafkaKey::kPrimaryKey);
+  EXPECT_TRUE(k.exactly_once);
+  EXPECT_EQ(k.transactional_id, "");
+  EXPECT_EQ(k.properties, (std::vector<std::pair<std::string, std::string>>{
+                              {"compression.type", "zstd"}, {"linger.ms", "20"}}));
+}
+
+TEST_F(ConfigTest, KafkaSinkMistakesNameTheirKey) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: kafka}
+)",
+                 4, "slots[0].sink.brokers", {"missing required key", "kafka sink"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092",
+           topic: "cdc/{slot}"}
+)",
+                 5, "slots[0].sink.topic", {"'/'", "Kafka topic names"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092", topic: "{db}.{table}"}
+)",
+                 4, "slots[0].sink.topic", {"unknown placeholder {db}"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    format: raw
+    sink: {type: kafka, brokers: "k:9092", topic: "{slot}.{table}"}
+)",
+                 5, "slots[0].sink.topic", {"only format json knows"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink:
+      type: kafka
+      brokers: "k:9092"
+      properties:
+        compresion.type: zstd
+)",
+                 8, "slots[0].sink.properties", {"unknown Kafka property compresion.type"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092", properties: {acks: "1"}}
+)",
+                 4, "slots[0].sink.properties", {"acks", "pgslotd needs it to be all"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092", properties: {sasl.password: ""}, key: id}
+)",
+                 4, "slots[0].sink.key", {"\"id\"", "primary_key, none"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: file, path: /x, brokers: "k:9092"}
+)",
+                 4, "slots[0].sink.brokers", {"not allowed for a file sink"});
+}
+
+TEST_F(ConfigTest, CheckReadsAKafkaPropertiesFileThatOnlyItsOwnerMayRead) {
+  std::string props = dir_ + "/kafka.properties";
+  FILE* f = fopen(props.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("# secrets\nsasl.mechanism=PLAIN\nsasl.password = s3cret\nbogus.setting=1\n", f);
+  fclose(f);
+  std::string text = R"(
+slots:
+  - name: a
+    plugin: p
+    sink:
+      type: kafka
+      brokers: "k:9092"
+      properties_file: )" + props + "\n";
+  Write(text);
+  Config config;
+  std::vector<ConfigError> errors;
+  LoadOptions check;
+  check.check_paths = true;
+  ASSERT_EQ(chmod(props.c_str(), 0644), 0);
+  EXPECT_FALSE(LoadConfig(path_, &config, &errors, check));
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  ExpectError(errors[0], 7, "slots[0].sink.properties_file", {"may be read by others", "chmod 600"});
+  ASSERT_EQ(chmod(props.c_str(), 0600), 0);
+  errors.clear();
+  EXPECT_FALSE(LoadConfig(path_, &config, &errors, check));
+  ASSERT_EQ(errors.size(), 1u) << Show(errors);
+  ExpectError(errors[0], 7, "slots[0].sink.properties_file",
+              {"kafka.properties: unknown Kafka property bogus.setting"});
+  EXPECT_EQ(errors[0].message.find("s3cret"), std::string::npos) << "never a secret";
+  // At run time the file is the slot's to read: loading alone does not.
+  errors.clear();
+  EXPECT_TRUE(LoadConfig(path_, &config, &errors)) << Show(errors);
+}
+
 TEST_F(ConfigTest, StdoutSinkWithPath) {
   ExpectOneError(R"(
 slots:
@@ -2018,6 +2140,41 @@ const KeyChange kKeyChanges[] = {
      "type: pipe, path: /out/a", "type: file, path: /out/a"},
     {"slots[].sink.path", Reload::kRestartsSlot, "path: /out/a", nullptr, "path: /out/b"},
     {"slots[].sink.mode", Reload::kRestartsSlot, "mode: \"0600\"", nullptr, "mode: \"0640\""},
+    {"slots[].sink.brokers", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b2:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
+    {"slots[].sink.topic", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t2, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
+    {"slots[].sink.key", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: none, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
+    {"slots[].sink.exactly_once", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: false, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
+    {"slots[].sink.properties", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"6\"}, properties_file: /k/p1, transactional_id: x1"},
+    {"slots[].sink.properties_file", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p2, transactional_id: x1"},
+    {"slots[].sink.transactional_id", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x2"},
     {"slots[].sink.rotate.size", Reload::kRestartsSlot, "size: 1GiB", nullptr, "size: 2GiB"},
     {"slots[].sink.rotate.keep", Reload::kRestartsSlot, "keep: 10", nullptr, "keep: 3"},
     {"slots[].sink.rotate.age", Reload::kRestartsSlot, "age: 1d", nullptr, "age: 2d"},

@@ -513,7 +513,7 @@ TEST_F(SinkTest, MakeSinkMakesTheKindTheConfigNames) {
   ASSERT_EQ(config.slots.size(), 3u);
   const std::string described[] = {"stdout", "file " + dir_ + "/b.log", "pipe " + dir_ + "/c.fifo"};
   for (size_t i = 0; i < 3; ++i) {
-    std::unique_ptr<Sink> sink = MakeSink(config.slots[i].sink);
+    std::unique_ptr<Sink> sink = MakeSink(config.slots[i]);
     ASSERT_NE(sink, nullptr);
     EXPECT_EQ(sink->Describe(), described[i]);
     EXPECT_EQ(sink->exactly_once() != nullptr, config.slots[i].sink.type == SinkType::kFile);

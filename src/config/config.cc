@@ -18,6 +18,7 @@
 #include <utility>
 #include <variant>
 
+#include "config/kafka_properties.h"
 #include "config/units.h"
 #include "util/path.h"
 
@@ -172,6 +173,11 @@ struct KeySpec {
 constexpr Choice kLogLevels[] = {
     {"trace", 0}, {"debug", 0}, {"info", 0}, {"warning", 0}, {"error", 0}, {nullptr, 0},
 };
+constexpr Choice kKafkaKeys[] = {
+    {"primary_key", static_cast<int>(KafkaKey::kPrimaryKey)},
+    {"none", static_cast<int>(KafkaKey::kNone)},
+    {nullptr, 0},
+};
 constexpr Choice kFormats[] = {
     {"raw", static_cast<int>(OutputFormat::kRaw)},
     {"json", static_cast<int>(OutputFormat::kJson)},
@@ -186,7 +192,11 @@ struct SinkKind {
   // The keys of the sink map it takes besides `type`; every other one is
   // refused (see SinkKeyRefusal). With "path" the path is required, without
   // it refused; with "rotate" the sink may rotate.
-  std::array<const char*, 4> keys;
+  std::array<const char*, 8> keys;
+  const char* required;  // a key it needs besides type (and path), or nullptr
+  // Checks what the schema's types cannot (nullptr: none): returns what is
+  // wrong and sets *key to the sink key it concerns.
+  std::string (*check)(const SlotConfig& slot, bool check_paths, const char** key);
   bool one_slot;      // at most one slot may use it
   bool unique_path;   // no other sink, metrics_file or state record may be its file
   bool exactly_once;  // keeps a state record, <state_directory>/<slot>.state
@@ -194,10 +204,17 @@ struct SinkKind {
 
 // clang-format off
 constexpr SinkKind kSinkKinds[] = {
-  // type,             name,     keys,                       one_slot, unique_path, exactly_once
-  {SinkType::kStdout, "stdout", {},                          true,     false,       false},
-  {SinkType::kFile,   "file",   {"path", "mode", "rotate"}, false,    true,        true},
-  {SinkType::kPipe,   "pipe",   {"path", "mode"},           false,    true,        false},
+  // type, name, keys, required, check,
+  //   one_slot, unique_path, exactly_once
+  {SinkType::kStdout, "stdout", {}, nullptr, nullptr,
+   true, false, false},
+  {SinkType::kFile, "file", {"path", "mode", "rotate"}, nullptr, nullptr,
+   false, true, true},
+  {SinkType::kPipe, "pipe", {"path", "mode"}, nullptr, nullptr,
+   false, true, false},
+  {SinkType::kKafka, "kafka", {"brokers", "topic", "key", "exactly_once", "properties",
+                               "properties_file", "transactional_id"}, "brokers", CheckKafkaSink,
+   false, false, false},
 };
 // clang-format on
 static_assert(std::size(kSinkKinds) == kSinkTypeCount,
@@ -277,6 +294,10 @@ std::string CheckPositiveSize(const Value& v) {
 
 std::string CheckBufferSize(const Value& v) {
   return std::get<uint64_t>(v) >= kMinBufferSize ? "" : "must be at least 64KiB (65536 bytes)";
+}
+
+std::string CheckNotEmpty(const Value& v) {
+  return std::get<std::string>(v).empty() ? "must not be empty" : "";
 }
 
 std::string CheckKeep(const Value& v) {
@@ -418,6 +439,27 @@ constexpr KeySpec kSchema[] = {
   {Scope::kSink, "rotate",          Kind::kMap,      Need::kOptional,  nullptr, nullptr,
    nullptr, Reload::kRestartsSlot, kNoField,
    "a kind that rotates (file): start a new file by size or age, at a transaction boundary"},
+  {Scope::kSink, "brokers",         Kind::kString,   Need::kOptional,  nullptr, nullptr,
+   CheckNotEmpty, Reload::kRestartsSlot, Bind<&SinkConfig::brokers>(),
+   "kafka: the bootstrap servers, host:port[,host:port...]; required"},
+  {Scope::kSink, "topic",           Kind::kString,   Need::kOptional,  "",      nullptr,
+   nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::topic>(),
+   "kafka: the topic template ({slot}, {schema}, {table}); default {slot}, json {slot}.{schema}.{table}"},
+  {Scope::kSink, "key",             Kind::kChoice,   Need::kOptional,  "primary_key", kKafkaKeys,
+   nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::key>(),
+   "kafka: primary_key (json: records keyed by the table's primary key) or none"},
+  {Scope::kSink, "exactly_once",    Kind::kBool,     Need::kOptional,  "true",  nullptr,
+   nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::exactly_once>(),
+   "kafka: Kafka transactions, each committed transaction exactly once"},
+  {Scope::kSink, "properties",      Kind::kOptions,  Need::kOptional,  nullptr, nullptr,
+   nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::properties>(),
+   "kafka: librdkafka settings, passed through"},
+  {Scope::kSink, "properties_file", Kind::kPath,     Need::kOptional,  nullptr, nullptr,
+   nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::properties_file>(),
+   "kafka: a file of librdkafka settings (key=value lines) for secrets; mode 0600"},
+  {Scope::kSink, "transactional_id", Kind::kString,  Need::kOptional,  "",      nullptr,
+   nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::transactional_id>(),
+   "kafka: the transactional.id; default pgslotd-<system identifier>-<slot>"},
 
   {Scope::kRotate, "size",          Kind::kSize,     Need::kOptional,  nullptr, nullptr,
    CheckPositiveSize, Reload::kRestartsSlot, Bind<&RotateConfig::size>(),
@@ -836,6 +878,9 @@ class Loader {
   // The path of a kind that takes one: required, absolute.
   void ReadSinkPath(const Section& s, const SinkKind& kind, const std::string& path,
                     SlotDraft* draft);
+  // What the kind's row asks beyond the schema: its required key, its check.
+  void CheckSinkKind(const Section& s, const SinkKind& kind, const std::string& path,
+                     SlotDraft* draft);
   void ReadRotate(const Field& field, const std::string& path, RotateConfig* rotate);
   void ReadLagAlarm(const Field& field, const std::string& path, LagAlarmConfig* alarm);
   Config Assemble(const Section& top, OwnFiles own, std::vector<SlotDraft> drafts) const;
@@ -1251,6 +1296,7 @@ std::string SinkKeyRefusal(const SinkKind& kind, const char* key) {
 }
 
 void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft) {
+  size_t errors_before = errors_->size();
   Section s = ReadSection(node, Scope::kSink, path);
   SinkConfig& sink = draft->slot.sink;
   Fill(s, Scope::kSink, &sink);
@@ -1269,6 +1315,27 @@ void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft
     ReadRotate(rotate, Join(path, "rotate"), &sink.rotate);
   }
   if (Takes(kind, "path")) ReadSinkPath(s, kind, path, draft);
+  const Field& properties_file = s.At("properties_file");
+  if (properties_file.present) {
+    ReadAbsolutePath(properties_file, Join(path, "properties_file"), &sink.properties_file);
+  }
+  // The kind's own check needs every key of the map readable.
+  if (errors_->size() == errors_before) CheckSinkKind(s, kind, path, draft);
+}
+
+void Loader::CheckSinkKind(const Section& s, const SinkKind& kind, const std::string& path,
+                           SlotDraft* draft) {
+  if (kind.required != nullptr && !s.At(kind.required).present) {
+    Error(s.line, Join(path, kind.required),
+          "missing required key (a " + std::string(kind.name) + " sink needs it)");
+    return;
+  }
+  if (kind.check == nullptr) return;
+  const char* key = "type";
+  std::string problem = kind.check(draft->slot, options_.check_paths, &key);
+  if (problem.empty()) return;
+  const Field& field = s.At(key);
+  Error(field.present ? field.line : s.line, Join(path, key), problem);
 }
 
 void Loader::ReadSinkPath(const Section& s, const SinkKind& kind, const std::string& path,

@@ -29,9 +29,11 @@ using Duration = std::chrono::milliseconds;
 // and what the loader checks of it) and one line of MakeSink's table in
 // sink/sink.cc, both in this order; kCount is no kind, it counts them (both
 // tables are checked against it when they compile).
-enum class SinkType { kStdout, kFile, kPipe, kCount };
+enum class SinkType { kStdout, kFile, kPipe, kKafka, kCount };
 constexpr size_t kSinkTypeCount = static_cast<size_t>(SinkType::kCount);
 enum class OutputFormat { kRaw, kJson };
+// What a kafka sink's records are keyed by.
+enum class KafkaKey { kPrimaryKey, kNone };
 
 // What a reload does when a key's value changed. Each asks more than the one
 // before; a reload does what the most demanding changed key asks.
@@ -60,6 +62,14 @@ struct SinkConfig {
   std::string path;     // absolute; empty for a kind that takes no path (stdout)
   uint32_t mode = 0;    // permission bits used when created (file, pipe)
   RotateConfig rotate;  // for a kind that rotates (file)
+  // kafka (see sink/kafka_sink.h and config/kafka_properties.h).
+  std::string brokers;  // bootstrap.servers
+  std::string topic;    // a template; empty: the format's default
+  KafkaKey key{};
+  bool exactly_once = false;
+  std::vector<std::pair<std::string, std::string>> properties;  // librdkafka's, in file order
+  std::string properties_file;   // absolute; empty: none
+  std::string transactional_id;  // empty: derived from the server and slot
 };
 
 // When to warn that a slot falls behind. Watched by the monitor over a side

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "sink/file_sink.h"
+#include "sink/kafka_sink.h"
 #include "sink/pipe_sink.h"
 #include "sink/stdout_sink.h"
 
@@ -16,20 +17,23 @@ using Made = std::unique_ptr<Sink>;
 // How to make a kind of sink from its config; `stdout_fd` as for MakeSink.
 struct Factory {
   SinkType type;
-  Made (*make)(const SinkConfig& config, int stdout_fd);
+  Made (*make)(const SlotConfig& config, int stdout_fd);
 };
 
 // One line per kind of sink, in SinkType's order (checked below). What the
 // loader checks of a kind is its row of kSinkKinds in config/config.cc.
 constexpr Factory kFactories[] = {
     {SinkType::kStdout,
-     [](const SinkConfig&, int fd) -> Made { return std::make_unique<StdoutSink>(fd); }},
+     [](const SlotConfig&, int fd) -> Made { return std::make_unique<StdoutSink>(fd); }},
     {SinkType::kFile,
-     [](const SinkConfig& c, int) -> Made {
-       return std::make_unique<FileSink>(c.path, c.mode, c.rotate);
+     [](const SlotConfig& c, int) -> Made {
+       return std::make_unique<FileSink>(c.sink.path, c.sink.mode, c.sink.rotate);
      }},
     {SinkType::kPipe,
-     [](const SinkConfig& c, int) -> Made { return std::make_unique<PipeSink>(c.path, c.mode); }},
+     [](const SlotConfig& c, int) -> Made {
+       return std::make_unique<PipeSink>(c.sink.path, c.sink.mode);
+     }},
+    {SinkType::kKafka, [](const SlotConfig& c, int) -> Made { return std::make_unique<KafkaSink>(c); }},
 };
 
 constexpr bool FactoriesFollowSinkType() {
@@ -44,8 +48,8 @@ static_assert(FactoriesFollowSinkType(),
 
 }  // namespace
 
-std::unique_ptr<Sink> MakeSink(const SinkConfig& config, int stdout_fd) {
-  return kFactories[static_cast<size_t>(config.type)].make(config, stdout_fd);
+std::unique_ptr<Sink> MakeSink(const SlotConfig& config, int stdout_fd) {
+  return kFactories[static_cast<size_t>(config.sink.type)].make(config, stdout_fd);
 }
 
 }  // namespace pgslotd

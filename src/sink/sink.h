@@ -226,8 +226,9 @@ class ByteSink : public Sink {
   virtual Status Write(const char* data, size_t len, size_t* written) = 0;
 };
 
-// Makes the sink a slot's config asks for (not yet opened). `stdout_fd` is
-// the descriptor a stdout sink writes to (1 outside tests).
-std::unique_ptr<Sink> MakeSink(const SinkConfig& config, int stdout_fd = 1);
+// Makes the sink a slot's config asks for (not yet opened; `config` must
+// outlive it). `stdout_fd` is the descriptor a stdout sink writes to (1
+// outside tests).
+std::unique_ptr<Sink> MakeSink(const SlotConfig& config, int stdout_fd = 1);
 
 }  // namespace pgslotd

@@ -29,7 +29,7 @@ constexpr std::chrono::seconds kStableSession{30};
 
 std::unique_ptr<Sink> MakeConfiguredSink(const SlotConfig& config,
                                          const SlotWorker::SinkFactory& factory) {
-  return factory ? factory(config) : MakeSink(config.sink);
+  return factory ? factory(config) : MakeSink(config);
 }
 
 }  // namespace

@@ -60,7 +60,7 @@ class SlotWorker {
   using SinkFactory = std::function<std::unique_ptr<Sink>(const SlotConfig&)>;
   struct Options {
     std::optional<Lsn> end_lsn;     // stop once everything up to here is durable and acked
-    SinkFactory make_sink;          // default: MakeSink(config.sink)
+    SinkFactory make_sink;          // default: MakeSink(config)
     std::function<void()> on_exit;  // called on the worker thread as it ends
   };
 

@@ -144,10 +144,9 @@ void CheckStateDirectory(const std::vector<std::string>& argv) {
   if (!LoadConfig(config, &loaded, &errors)) return;
   // The state directory (records, the lock) and the runtime directory (the
   // control socket) both default to system directories.
-  for (const auto& [key, dir] : {std::make_pair(std::string("state_directory"),
-                                                loaded.state_directory),
-                                 std::make_pair(std::string("runtime_directory"),
-                                                loaded.runtime_directory)}) {
+  for (const auto& [key, dir] :
+       {std::make_pair(std::string("state_directory"), loaded.state_directory),
+        std::make_pair(std::string("runtime_directory"), loaded.runtime_directory)}) {
     bool named = false;
     for (const std::string& line : SplitLines(ReadFile(config))) {
       named = named || line.rfind(key + ":", 0) == 0;
@@ -459,6 +458,14 @@ std::vector<std::string> LinesWithAll(const std::string& text,
     if (all) found.push_back(line);
   }
   return found;
+}
+
+std::string JsonText(const std::string& line, const std::string& name) {
+  std::string head = "\"" + name + "\":\"";
+  size_t at = line.find(head);
+  if (at == std::string::npos) return "";
+  at += head.size();
+  return line.substr(at, line.find('"', at) - at);
 }
 
 }  // namespace pgslotd::test

@@ -56,6 +56,10 @@ bool FileExists(const std::string& path);
 // "a\n\nb" -> {"a", "", "b"}, "" -> {}.
 std::vector<std::string> SplitLines(const std::string& content);
 
+// The string field `name` of a JSON line ("lsn":"0/16B3748" -> 0/16B3748);
+// "" when it has none.
+std::string JsonText(const std::string& line, const std::string& name);
+
 // Calls `pred` every `step` until it returns true (returns true) or until
 // `timeout` has passed (returns false). `pred` is always called at least once,
 // and once more at the deadline.

@@ -254,15 +254,6 @@ TEST_F(WorkerTest, OutOfOrderDeliveryReportsAreAcknowledgedOnlyWithoutAGap) {
   EXPECT_EQ(shared.content, Reference("wt_async_ref", second_end));
 }
 
-// The field `name` of a JSON line ("lsn": "0/16B3748" -> 0/16B3748).
-std::string JsonText(const std::string& line, const std::string& name) {
-  std::string head = "\"" + name + "\":\"";
-  size_t at = line.find(head);
-  if (at == std::string::npos) return "";
-  at += head.size();
-  return line.substr(at, line.find('"', at) - at);
-}
-
 // A record sink is handed records, not bytes: each JSON line with the
 // position it came from, its transaction and commit position, its table
 // and its key columns, in a streamed (spooled) transaction too, and the

@@ -154,5 +154,63 @@ TEST_F(KafkaSinkTest, NothingIsAcknowledgedWhileTheBrokersAreDown) {
   EXPECT_EQ(JsonText(*records.back().value, "op"), "insert");
 }
 
+// Exactly once: the changes are in committed Kafka transactions, each
+// ending with the slot's position record, and at a restart the committed
+// position is read back and obeyed. The slot is made to forget what it was
+// told (it is put back to a copy taken at the start): the server then sends
+// every transaction again, as after a crash before the acknowledgement, and
+// none of them reaches the topic twice.
+TEST_F(KafkaSinkTest, ExactlyOnceTheCommittedPositionIsReadBackAndTheTransactionsBelowItSkipped) {
+  pg_->Exec(
+      "DROP PUBLICATION IF EXISTS ke_pub; DROP TABLE IF EXISTS ke;"
+      "CREATE TABLE ke(id int PRIMARY KEY, v text); CREATE PUBLICATION ke_pub FOR TABLE ke");
+  pg_->DropSlotIfExists("ke_json");
+  pg_->DropSlotIfExists("ke_json_start");
+  pg_->CreateLogicalSlot("ke_json", "pgoutput");
+  pg_->Exec("SELECT pg_copy_logical_replication_slot('ke_json', 'ke_json_start')");
+  SlotConfig c = JsonSlot("ke_json", "ke_pub");
+  c.sink.exactly_once = true;
+  c.sink.topic = "ke";  // every record, begin and commit lines too, in order
+  c.sink.key = KafkaKey::kNone;
+  auto run = [&](int first, int last) {
+    auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
+    w->Start();
+    for (int i = first; i <= last; ++i) {
+      pg_->Exec("INSERT INTO ke VALUES (" + std::to_string(i) + ", 'v')");
+    }
+    std::string end = pg_->CurrentWalLsn();
+    EXPECT_TRUE(FlushReaches("ke_json", end)) << w->last_error();
+    w->RequestStop();
+    w->Join();
+    EXPECT_TRUE(w->error().ok()) << w->error().message();
+    return end;
+  };
+  run(1, 5);
+  std::string system_id = pg_->Scalar("SELECT system_identifier FROM pg_control_system()");
+  std::vector<KafkaRecord> positions = kafka_.ReadTopicUntil("pgslotd_positions", 1);
+  ASSERT_FALSE(positions.empty());
+  const KafkaRecord& last = positions.back();
+  EXPECT_EQ(last.partition, 0);
+  EXPECT_EQ(last.key.value_or(""), system_id + "/ke_json");
+  EXPECT_EQ(JsonText(last.value.value_or(""), "slot"), "ke_json");
+  EXPECT_EQ(JsonText(last.value.value_or(""), "transactional_id"),
+            "pgslotd-" + system_id + "-ke_json");
+  EXPECT_EQ(JsonText(last.value.value_or(""), "lsn"), Confirmed("ke_json"))
+      << "the position acknowledged is the one committed";
+
+  // The slot forgets: the server will send transactions 1..5 again.
+  pg_->DropSlotIfExists("ke_json");
+  pg_->Exec("SELECT pg_copy_logical_replication_slot('ke_json_start', 'ke_json')");
+  run(6, 8);
+  std::vector<KafkaRecord> records = kafka_.ReadTopicUntil("ke", 8);
+  ASSERT_EQ(records.size(), 8u) << "each transaction once";
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_NE(records[i].value->find("\"id\":" + std::to_string(i + 1) + ","), std::string::npos)
+        << "in commit order: " << ToString(records[i]);
+  }
+  EXPECT_EQ(JsonText(kafka_.ReadTopic("pgslotd_positions").back().value.value_or(""), "lsn"),
+            Confirmed("ke_json"));
+}
+
 }  // namespace
 }  // namespace pgslotd::test

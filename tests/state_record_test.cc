@@ -289,7 +289,7 @@ TEST_F(StateRecordTest, ACheckpointRefusesAFileTruncatedUnderIt) {
   WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
   ASSERT_TRUE(sink.Checkpoint(17, 0x100).ok());
   ASSERT_EQ(::truncate(path.c_str(), 0), 0);  // copytruncate
-  Status s = sink.Checkpoint(17, 0x100);
+  Status s = sink.Checkpoint(17, 0x100).status();
   EXPECT_EQ(s.code(), Status::Code::kSlotFatal);
   EXPECT_NE(s.message().find(path + " holds 0 bytes where pgslotd wrote 17"), std::string::npos)
       << s.message();

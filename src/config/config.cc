@@ -192,7 +192,7 @@ struct SinkKind {
   // The keys of the sink map it takes besides `type`; every other one is
   // refused (see SinkKeyRefusal). With "path" the path is required, without
   // it refused; with "rotate" the sink may rotate.
-  std::array<const char*, 8> keys;
+  std::array<const char*, 12> keys;
   const char* required;  // a key it needs besides type (and path), or nullptr
   // Checks what the schema's types cannot (nullptr: none): returns what is
   // wrong and sets *key to the sink key it concerns.
@@ -213,7 +213,9 @@ constexpr SinkKind kSinkKinds[] = {
   {SinkType::kPipe, "pipe", {"path", "mode"}, nullptr, nullptr,
    false, true, false},
   {SinkType::kKafka, "kafka", {"brokers", "topic", "key", "exactly_once", "properties",
-                               "properties_file", "transactional_id"}, "brokers", CheckKafkaSink,
+                               "properties_file", "transactional_id", "position_topic",
+                               "transaction_records", "transaction_bytes"},
+   "brokers", CheckKafkaSink,
    false, false, false},
 };
 // clang-format on
@@ -460,6 +462,15 @@ constexpr KeySpec kSchema[] = {
   {Scope::kSink, "transactional_id", Kind::kString,  Need::kOptional,  "",      nullptr,
    nullptr, Reload::kRestartsSlot, Bind<&SinkConfig::transactional_id>(),
    "kafka: the transactional.id; default pgslotd-<system identifier>-<slot>"},
+  {Scope::kSink, "position_topic",  Kind::kString,   Need::kOptional,  "pgslotd_positions", nullptr,
+   CheckNotEmpty, Reload::kRestartsSlot, Bind<&SinkConfig::position_topic>(),
+   "kafka with exactly_once: the topic of pgslotd's committed positions (compacted)"},
+  {Scope::kSink, "transaction_records", Kind::kCount, Need::kOptional, "10000", nullptr,
+   CheckPositiveSize, Reload::kRestartsSlot, Bind<&SinkConfig::transaction_records>(),
+   "kafka with exactly_once: a Kafka transaction ends after this many records"},
+  {Scope::kSink, "transaction_bytes", Kind::kSize,   Need::kOptional,  "16MiB", nullptr,
+   CheckPositiveSize, Reload::kRestartsSlot, Bind<&SinkConfig::transaction_bytes>(),
+   "kafka with exactly_once: a Kafka transaction ends after this many bytes of values"},
 
   {Scope::kRotate, "size",          Kind::kSize,     Need::kOptional,  nullptr, nullptr,
    CheckPositiveSize, Reload::kRestartsSlot, Bind<&RotateConfig::size>(),

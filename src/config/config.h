@@ -70,6 +70,11 @@ struct SinkConfig {
   std::vector<std::pair<std::string, std::string>> properties;  // librdkafka's, in file order
   std::string properties_file;   // absolute; empty: none
   std::string transactional_id;  // empty: derived from the server and slot
+  std::string position_topic;    // exactly_once: where committed positions go
+  // exactly_once: a Kafka transaction ends at the first PostgreSQL
+  // transaction boundary past either bound, or fsync_interval after it began.
+  uint64_t transaction_records = 0;
+  uint64_t transaction_bytes = 0;
 };
 
 // When to warn that a slot falls behind. Watched by the monitor over a side

@@ -16,6 +16,14 @@ constexpr const char* kFixed[][2] = {
     {"enable.idempotence", "true"},
 };
 
+// What the reader of committed positions needs: only what committed
+// transactions hold, and to know where the partition ends.
+constexpr const char* kReaderFixed[][2] = {
+    {"isolation.level", "read_committed"},
+    {"enable.partition.eof", "true"},
+    {"enable.auto.commit", "false"},
+};
+
 // pgslotd's defaults, unless the operator sets them.
 constexpr const char* kDefaults[][2] = {
     {"queue.buffering.max.kbytes", "32768"},
@@ -147,14 +155,64 @@ bool ReadPropertiesFile(const std::string& path,
   return true;
 }
 
+namespace {
+
+// The operator's properties: properties_file's lines (`with_file`), then
+// `properties`. False with *err when the file cannot be read.
+bool GivenProperties(const SinkConfig& k, bool with_file,
+                     std::vector<std::pair<std::string, std::string>>* given, std::string* err) {
+  if (with_file && !k.properties_file.empty() &&
+      !ReadPropertiesFile(k.properties_file, given, err)) {
+    return false;
+  }
+  given->insert(given->end(), k.properties.begin(), k.properties.end());
+  for (const auto& g : *given) {
+    if (g.first == "transactional.id") {
+      *err = "Kafka property transactional.id: set the sink's transactional_id instead";
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsProducerSetting(const std::string& name) {
+  for (const auto& f : kFixed) {
+    if (name == f[0]) return true;
+  }
+  for (const auto& d : kDefaults) {
+    if (name == d[0] && name != "client.id") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string TransactionalId(const SlotConfig& config, const std::string& system_id) {
+  if (!config.sink.transactional_id.empty()) return config.sink.transactional_id;
+  return "pgslotd-" + system_id + "-" + config.name;
+}
+
+rd_kafka_conf_s* MakeReaderConf(const SlotConfig& config, std::string* err) {
+  std::vector<std::pair<std::string, std::string>> given;
+  if (!GivenProperties(config.sink, true, &given, err)) return nullptr;
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  bool ok = Set(conf, "bootstrap.servers", config.sink.brokers, err) &&
+            Set(conf, "client.id", "pgslotd", err);
+  for (const auto& g : given) {
+    if (!IsProducerSetting(g.first)) ok = ok && Set(conf, g.first, g.second, err);
+  }
+  for (const auto& f : kReaderFixed) ok = ok && Set(conf, f[0], f[1], err);
+  if (!ok) {
+    rd_kafka_conf_destroy(conf);
+    return nullptr;
+  }
+  return conf;
+}
+
 rd_kafka_conf_s* MakeProducerConf(const SlotConfig& config, std::string* err, bool with_file) {
   const SinkConfig& k = config.sink;
   std::vector<std::pair<std::string, std::string>> given;
-  if (with_file && !k.properties_file.empty() &&
-      !ReadPropertiesFile(k.properties_file, &given, err)) {
-    return nullptr;
-  }
-  given.insert(given.end(), k.properties.begin(), k.properties.end());
+  if (!GivenProperties(k, with_file, &given, err)) return nullptr;
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   bool ok = Set(conf, "bootstrap.servers", k.brokers, err);
   for (const auto& d : kDefaults) {

@@ -28,6 +28,17 @@ std::string TopicTemplate(const SlotConfig& config);
 rd_kafka_conf_s* MakeProducerConf(const SlotConfig& config, std::string* err,
                                   bool with_file = true);
 
+// A configuration for the client that reads pgslotd's committed positions
+// back (sink/kafka_position.h): the same brokers and operator settings
+// (security, timeouts), none of the producer's, and isolation.level
+// read_committed. Null with *err as above.
+rd_kafka_conf_s* MakeReaderConf(const SlotConfig& config, std::string* err);
+
+// The transactional.id of `config`'s kafka sink on the server whose system
+// identifier is `system_id`: transactional_id, or
+// pgslotd-<system_id>-<slot>.
+std::string TransactionalId(const SlotConfig& config, const std::string& system_id);
+
 // Checks `config`'s kafka sink as far as it can without a broker: the topic
 // template and every property, by creating the producer's configuration;
 // with `check_paths` (--check) also properties_file (readable, by no one

@@ -53,6 +53,9 @@ struct RecordInfo {
   uint32_t key_length = 0;       // bytes of its key; 0: no key
   uint64_t key_end = 0;          // where its key ends among the key bytes
   RecordKind kind = RecordKind::kRaw;
+  // No transaction is open after this record: a place where a sink that
+  // groups whole transactions (a Kafka transaction) may end a group.
+  bool unit_end = false;
 };
 
 // A table's name, for records that belong to one.
@@ -90,6 +93,13 @@ class RecordBuffer {
     info.key_length = static_cast<uint32_t>(info.key_end - last_key_end_);
     last_key_end_ = info.key_end;
     records_.push_back(info);
+  }
+  // The newest record ends a unit (see RecordInfo::unit_end), if it ends
+  // at the end of the bytes held; otherwise nothing changes.
+  void MarkUnitEnd() {
+    if (records_.size() > head_ && records_.back().end == consumed_ + bytes_.size()) {
+      records_.back().unit_end = true;
+    }
   }
   // The id of `schema`.`table`, the same for the same name for the life of
   // the buffer (ids are never reused, so no record outlives its name).

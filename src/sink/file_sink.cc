@@ -316,7 +316,13 @@ Status FileSink::ApplyRecord(const SinkStateRecord& rec, std::string* note, bool
   return Open();
 }
 
-Status FileSink::Checkpoint(uint64_t offset, Lsn lsn) {
+Result<bool> FileSink::Checkpoint(uint64_t offset, Lsn lsn) {
+  Status s = WriteRecord(offset, lsn);
+  if (!s.ok()) return s;
+  return true;
+}
+
+Status FileSink::WriteRecord(uint64_t offset, Lsn lsn) {
   if (key_.file.empty()) return Status::Ok();  // not recovered: nothing to keep
   if (fd_ < 0 || offset < open_accepted_ || offset > durable()) {
     return Status::SlotFatal("internal error: checkpoint of " + path_ + " at offset " +

@@ -33,11 +33,13 @@ class FileSink : public ByteSink, public ExactlyOnceSink {
 
   ExactlyOnceSink* exactly_once() override { return this; }
   Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) override;
-  Status Checkpoint(uint64_t offset, Lsn lsn) override;
+  Result<bool> Checkpoint(uint64_t offset, Lsn lsn) override;
   bool RotationDue(uint64_t offset) const override;
   Status Rotate() override;
 
  private:
+  // Checkpoint: replaces the state record (see sink.h).
+  Status WriteRecord(uint64_t offset, Lsn lsn);
   // The file's size once the stream reaches `offset`.
   uint64_t FileSizeAt(uint64_t offset) const { return open_size_ + (offset - open_accepted_); }
   static Status CutTo(const std::string& path, uint64_t size);

@@ -6,8 +6,11 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 
 #include "config/kafka_properties.h"
+#include "sink/kafka_position.h"
+#include "util/log.h"
 
 namespace pgslotd {
 
@@ -56,7 +59,10 @@ void Replace(const std::string& name, const std::string& value, std::string* tex
 
 }  // namespace
 
-KafkaSink::KafkaSink(const SlotConfig& config) : config_(config) { topics_.resize(1); }
+KafkaSink::KafkaSink(const SlotConfig& config)
+    : config_(config), transactional_(config.sink.exactly_once) {
+  topics_.resize(1);
+}
 
 KafkaSink::~KafkaSink() { DestroyProducer(); }
 
@@ -79,19 +85,53 @@ std::string KafkaSink::ExpandTopic(const std::string& template_text, const std::
 }
 
 Status KafkaSink::Open() {
-  if (rk_ != nullptr) return Status::Ok();
-  std::string err;
   if (!config_.sink.properties_file.empty()) {
     std::string problem = PropertiesFileProblem(config_.sink.properties_file);
     if (!problem.empty()) return Status::SlotFatal("properties_file: " + problem);
   }
+  // A transactional producer needs the server's system identifier for its
+  // transactional.id: Recover makes it.
+  if (rk_ != nullptr || transactional_) return Status::Ok();
+  return CreateProducer("");
+}
+
+void KafkaSink::OnLog(const rd_kafka_s* rk, int level, const char* facility, const char* text) {
+  const auto* self = static_cast<const KafkaSink*>(rd_kafka_opaque(rk));
+  // librdkafka's syslog levels: up to 4 (warning) is worth an operator's
+  // eye, but for settings a reader ignores (CONFWARN: the operator's
+  // producer settings); the rest is for debugging.
+  bool warn = level <= 4 && std::strcmp(facility, "CONFWARN") != 0;
+  Log(warn ? spdlog::level::warn : spdlog::level::debug, LogEvent{self->config_.name, kInvalidLsn, nullptr, {}},
+      std::string("Kafka: ") + text);
+}
+
+void KafkaSink::SetCallbacks(rd_kafka_conf_s* conf) {
+  rd_kafka_conf_set_opaque(conf, this);
+  rd_kafka_conf_set_log_cb(conf, OnLog);
+  // Errors are in the log as well (above); all brokers down once more, as
+  // a warning of its own.
+  rd_kafka_conf_set_error_cb(conf, [](rd_kafka_t*, int err, const char* reason, void* opaque) {
+    if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) return;
+    Log(spdlog::level::warn, LogEvent{static_cast<KafkaSink*>(opaque)->config_.name, kInvalidLsn, nullptr, {}},
+        std::string("Kafka: ") + reason + " (nothing past what they have is acknowledged)");
+  });
+}
+
+Status KafkaSink::CreateProducer(const std::string& transactional_id) {
+  std::string err;
   rd_kafka_conf_t* conf = MakeProducerConf(config_, &err);
   if (conf == nullptr) return Status::SlotFatal(err);
-  rd_kafka_conf_set_opaque(conf, this);
+  char errstr[512];
+  if (!transactional_id.empty() &&
+      rd_kafka_conf_set(conf, "transactional.id", transactional_id.c_str(), errstr,
+                        sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    return Status::SlotFatal(std::string("transactional_id: ") + errstr);
+  }
+  SetCallbacks(conf);
   rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* o) {
     OnDelivery(rk, m, o);
   });
-  char errstr[512];
   rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (rk_ == nullptr) {
     rd_kafka_conf_destroy(conf);
@@ -171,15 +211,33 @@ Status KafkaSink::Append(const RecordBuffer& records, size_t limit, size_t* take
   *taken = 0;
   if (!failed_.ok()) return failed_;
   queue_full_ = false;
+  if (closing_ || committing_) return Status::Ok();  // WaitSpec: until the commit
+  if (rk_ == nullptr) return Status::Retryable("internal error: no Kafka producer");
   for (size_t i = 0; i < records.record_count(); ++i) {
     Record r = records.record(i);
     size_t end = static_cast<size_t>(r.info->end - records.offset());
     if (end > limit) break;
+    if (transactional_ && !txn_open_) {
+      if (Status s = BeginTransaction(); !s.ok()) return s;
+    }
     Status s = Produce(r, r.info->end, &queue_full_);
     if (!s.ok() || queue_full_) return s;
     *taken = end;
+    if (transactional_ && GroupEnds(r)) break;
   }
   return Status::Ok();
+}
+
+bool KafkaSink::GroupEnds(const Record& r) {
+  ++txn_records_;
+  txn_bytes_ += r.payload.size();
+  if (!r.info->unit_end) return false;
+  if (commit_wanted_ || txn_records_ >= config_.sink.transaction_records ||
+      txn_bytes_ >= config_.sink.transaction_bytes) {
+    commit_wanted_ = true;
+    closing_ = true;
+  }
+  return closing_;
 }
 
 void KafkaSink::OnDelivery(rd_kafka_s* rk, const rd_kafka_message_s* msg, void* opaque) {
@@ -190,7 +248,8 @@ void KafkaSink::OnDelivery(rd_kafka_s* rk, const rd_kafka_message_s* msg, void* 
 }
 
 void KafkaSink::Delivered(uint64_t seq, int err, const rd_kafka_message_s* msg) {
-  if (seq < first_seq_ || seq >= first_seq_ + in_flight_.size()) return;  // discarded since
+  // The position record (its commit says how it went), or one discarded since.
+  if (seq < first_seq_ || seq >= first_seq_ + in_flight_.size()) return;
   InFlight& f = in_flight_[seq - first_seq_];
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     ++delivery_errors_;
@@ -216,6 +275,9 @@ void KafkaSink::Delivered(uint64_t seq, int err, const rd_kafka_message_s* msg) 
 
 Status KafkaSink::Sync() {
   if (rk_ == nullptr) return failed_;
+  // Called while the transaction gathers records (SyncIsCostly): the
+  // fsync_interval schedule says its time is up.
+  if (transactional_ && SyncIsCostly()) commit_wanted_ = true;
   rd_kafka_poll(rk_, 0);  // serves delivery reports (Delivered)
   if (failed_.ok()) {
     char errstr[512];
@@ -240,37 +302,58 @@ Sink::Wait KafkaSink::WaitSpec() const {
   w.events = POLLIN;
   w.retry = std::chrono::milliseconds(100);
   w.reason = "Kafka queue full";
+  if (closing_ || committing_) {
+    w.retry = std::chrono::milliseconds(20);
+    w.reason = "ending a Kafka transaction";
+  }
   return w;
+}
+
+std::chrono::milliseconds KafkaSink::RecheckAfter() const {
+  // A commit under way is resumed on the next turn; nothing else wakes it.
+  return committing_ ? std::chrono::milliseconds(20) : std::chrono::milliseconds(0);
 }
 
 Result<bool> KafkaSink::Probe() {
   if (!failed_.ok()) return failed_;
+  if (closing_ || committing_) return false;
   return !queue_full_ || in_flight() == 0;
 }
 
 Status KafkaSink::Discard(uint64_t keep) {
-  // What was produced cannot be taken back: its reports no longer count
-  // (the server sends it again: at least once).
+  // Exactly once: the open transaction is aborted (its records are never
+  // seen by a read_committed consumer), so the stream is cut back to
+  // `keep`, the recorded offset. Otherwise what was produced cannot be
+  // taken back: its reports no longer count (the server sends it again: at
+  // least once).
+  if (transactional_) AbortTransaction();
   first_seq_ += in_flight_.size();
   in_flight_.clear();
   reported_in_flight_ = 0;
   completed_.clear();
   queue_full_ = false;
-  CountRenumbered(keep);
+  if (transactional_) {
+    CountCutTo(keep);
+  } else {
+    CountRenumbered(keep);
+  }
   if (!failed_.ok() && failed_.code() == Status::Code::kRetryable) {
     // A fatal producer error needs a new producer.
     bool fatal = rk_ != nullptr && rd_kafka_fatal_error(rk_, nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
     if (fatal) DestroyProducer();
     failed_ = Status::Ok();
-    return Open();
   }
-  return Status::Ok();
+  return Open();
 }
 
 Status KafkaSink::Close() {
   if (rk_ == nullptr) return Status::Ok();
-  rd_kafka_flush(rk_, static_cast<int>(kCloseFlush.count()));
-  rd_kafka_poll(rk_, 0);
+  if (transactional_) {
+    AbortTransaction();  // what is not recorded is sent again next time
+  } else {
+    rd_kafka_flush(rk_, static_cast<int>(kCloseFlush.count()));
+    rd_kafka_poll(rk_, 0);
+  }
   DestroyProducer();
   return Status::Ok();
 }
@@ -279,6 +362,167 @@ void KafkaSink::DestroyProducer() {
   if (rk_ == nullptr) return;
   rd_kafka_destroy(rk_);
   rk_ = nullptr;
+  initialized_ = false;
+  txn_open_ = closing_ = committing_ = commit_wanted_ = false;
+}
+
+// --- Exactly once ---------------------------------------------------------
+
+Status KafkaSink::TransactionError(const char* doing, rd_kafka_error_s* error) {
+  rd_kafka_resp_err_t code = rd_kafka_error_code(error);
+  std::string what = std::string(doing) + ": " + rd_kafka_error_string(error);
+  bool abort = rd_kafka_error_txn_requires_abort(error);
+  bool fatal = rd_kafka_error_is_fatal(error);
+  rd_kafka_error_destroy(error);
+  Status s = IsPermanent(code) ? Status::SlotFatal(what) : Status::Retryable(what);
+  if (failed_.ok()) failed_ = s;
+  if (abort) AbortTransaction();
+  if (fatal) DestroyProducer();  // a new one, fenced by the same id, at the next Recover
+  return s;
+}
+
+Status KafkaSink::InitTransactions() {
+  rd_kafka_error_t* e = rd_kafka_init_transactions(rk_, static_cast<int>(kInitWait.count()));
+  if (e == nullptr) {
+    initialized_ = true;
+    return Status::Ok();
+  }
+  if (rd_kafka_error_is_retriable(e)) {
+    std::string what = rd_kafka_error_string(e);
+    rd_kafka_error_destroy(e);
+    return Status::Retryable("initializing Kafka transactions for transactional.id " +
+                             transactional_id_ + ": " + what + " (tried again)");
+  }
+  Status s = TransactionError("initializing Kafka transactions", e);
+  failed_ = Status::Ok();  // reported here; the next session starts afresh
+  DestroyProducer();
+  return s;
+}
+
+Status KafkaSink::BeginTransaction() {
+  if (rd_kafka_error_t* e = rd_kafka_begin_transaction(rk_); e != nullptr) {
+    return TransactionError("beginning a Kafka transaction", e);
+  }
+  txn_open_ = true;
+  txn_records_ = 0;
+  txn_bytes_ = 0;
+  return Status::Ok();
+}
+
+Status KafkaSink::ProducePosition(Lsn lsn) {
+  std::string value = PositionValue(system_id_, config_.name, lsn, transactional_id_);
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      rk_, RD_KAFKA_V_TOPIC(config_.sink.position_topic.c_str()), RD_KAFKA_V_PARTITION(0),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_KEY(position_key_.data(), position_key_.size()),
+      RD_KAFKA_V_VALUE(value.data(), value.size()),
+      RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(kPositionSeq)), RD_KAFKA_V_END);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::Ok();
+  std::string what = "producing the position record to topic " + config_.sink.position_topic +
+                     ": " + rd_kafka_err2str(err);
+  return IsPermanent(err) ? Status::SlotFatal(what) : Status::Retryable(what);
+}
+
+Result<bool> KafkaSink::Checkpoint(uint64_t offset, Lsn lsn) {
+  if (!failed_.ok()) return failed_;
+  if (committing_) {
+    Result<bool> done = ResumeCommit();
+    if (!done.ok() || !done.value()) return done;
+    // A later point (a keepalive since): the next call commits it.
+    return offset == commit_offset_ && lsn == commit_lsn_;
+  }
+  if (lsn == committed_lsn_ && !txn_open_) return true;
+  if (offset != accepted() || in_flight() > 0) {
+    commit_wanted_ = true;  // Append stops at the next boundary
+    return false;
+  }
+  if (rk_ == nullptr) return Status::Retryable("internal error: no Kafka producer");
+  if (!txn_open_) {
+    if (Status s = BeginTransaction(); !s.ok()) return s;
+  }
+  if (Status s = ProducePosition(lsn); !s.ok()) {
+    if (failed_.ok()) failed_ = s;
+    return s;
+  }
+  committing_ = true;
+  commit_offset_ = offset;
+  commit_lsn_ = lsn;
+  Result<bool> done = ResumeCommit();
+  if (!done.ok() || !done.value()) return done;
+  return true;
+}
+
+Result<bool> KafkaSink::ResumeCommit() {
+  rd_kafka_error_t* e = rd_kafka_commit_transaction(rk_, static_cast<int>(kCommitWait.count()));
+  if (e != nullptr && rd_kafka_error_is_retriable(e)) {
+    rd_kafka_error_destroy(e);  // under way: resumed by the next call
+    return false;
+  }
+  if (e != nullptr) return TransactionError("committing a Kafka transaction", e);
+  txn_open_ = closing_ = committing_ = commit_wanted_ = false;
+  committed_lsn_ = commit_lsn_;
+  ++transactions_committed_;
+  return true;
+}
+
+void KafkaSink::AbortTransaction() {
+  if (rk_ == nullptr || (!txn_open_ && !committing_)) return;
+  rd_kafka_error_t* e = rd_kafka_abort_transaction(rk_, static_cast<int>(kAbortWait.count()));
+  txn_open_ = closing_ = committing_ = commit_wanted_ = false;
+  ++transactions_aborted_;
+  if (e == nullptr) return;
+  // The next producer's init_transactions aborts it instead.
+  Log(spdlog::level::warn, LogEvent{config_.name, kInvalidLsn, nullptr, {}},
+      std::string("Kafka: aborting a transaction: ") + rd_kafka_error_string(e) +
+          " (a new producer with the same transactional.id aborts it)");
+  rd_kafka_error_destroy(e);
+  DestroyProducer();
+}
+
+Result<Lsn> KafkaSink::Recover(const StateKey& key, std::string* note, bool* warn) {
+  if (rk_ != nullptr && key.system_id != system_id_) DestroyProducer();
+  if (rk_ == nullptr) {
+    system_id_ = key.system_id;
+    transactional_id_ = TransactionalId(config_, system_id_);
+    position_key_ = PositionKey(system_id_, config_.name);
+    if (Status s = CreateProducer(transactional_id_); !s.ok()) return s;
+  }
+  // First: fence any older producer of this slot and abort what it left
+  // open, so that the partition's end is stable when it is read.
+  if (!initialized_) {
+    if (Status s = InitTransactions(); !s.ok()) return s;
+  }
+  std::string err;
+  rd_kafka_conf_t* conf = MakeReaderConf(config_, &err);
+  if (conf == nullptr) return Status::SlotFatal(err);
+  SetCallbacks(conf);
+  Result<Lsn> read =
+      ReadCommittedPosition(conf, config_.sink.position_topic, position_key_, kReadWait);
+  if (!read.ok()) return read.status();
+  Lsn lsn = read.value();
+  committed_lsn_ = lsn;
+  return Recovered(key, lsn, note, warn);
+}
+
+Result<Lsn> KafkaSink::Recovered(const StateKey& key, Lsn lsn, std::string* note, bool* warn) {
+  const std::string where = "topic " + config_.sink.position_topic + " (key " + position_key_ + ")";
+  if (lsn == kInvalidLsn) {
+    *note = "no committed position of this slot in " + where +
+            " yet: starting from the slot's position";
+    return lsn;
+  }
+  if (key.confirmed != kInvalidLsn && lsn < key.confirmed) {
+    *warn = true;
+    *note = "the committed position in " + where + " is " + FormatLsn(lsn) +
+            ", below the slot's confirmed position " + FormatLsn(key.confirmed) +
+            ": the server cannot send what lies between again (was the topic recreated, or "
+            "the slot used by another client?); going on from the slot's position";
+    committed_lsn_ = key.confirmed;
+    return key.confirmed;
+  }
+  *note = "committed Kafka transactions hold this slot's changes up to " + FormatLsn(lsn) +
+          " (" + where + "); what the server sends again up to there is skipped";
+  return lsn;
 }
 
 }  // namespace pgslotd

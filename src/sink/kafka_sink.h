@@ -23,12 +23,30 @@
 // large for the brokers, or a topic the credentials may not write, stops
 // the slot).
 //
+// Exactly once (exactly_once: true, the default). A transactional producer
+// (transactional.id: config/kafka_properties.h TransactionalId) puts whole
+// PostgreSQL transactions into Kafka transactions: one begins with the
+// first record after the last ended, and ends at the first PostgreSQL
+// transaction boundary (RecordInfo::unit_end) past transaction_records or
+// transaction_bytes, or once fsync_interval has passed (the worker's
+// sync schedule: Sync). It ends with Checkpoint, which adds the position
+// record (sink/kafka_position.h) and commits; only then is the position
+// recorded, and so acknowledged. Commits wait briefly per call and are
+// resumed on the next (librdkafka's calls are resumable), so the worker
+// keeps reading its socket while the brokers take their time. Recover, at
+// session start, creates the producer for the server's system identifier
+// (init_transactions fences an older producer with the same id and aborts
+// its open transaction) and reads the committed position back. After a
+// failure, Discard aborts the open transaction (what it held is invisible
+// to read_committed consumers) and the server sends it again.
+//
 // Backpressure. When librdkafka's queue is full, Append takes no more and
 // WaitSpec waits for a delivery report. pgslotd sets
 // queue.buffering.max.kbytes to kDefaultQueueKbytes unless the properties
 // set it (librdkafka's default is 1 GiB).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -39,14 +57,16 @@
 
 struct rd_kafka_s;
 struct rd_kafka_message_s;
+struct rd_kafka_error_s;
+struct rd_kafka_conf_s;
 
 namespace pgslotd {
 
-class KafkaSink : public Sink {
+class KafkaSink : public Sink, public ExactlyOnceSink {
  public:
   static constexpr const char* kDefaultQueueKbytes = "32768";
 
-  KafkaSink(const SlotConfig& config);
+  explicit KafkaSink(const SlotConfig& config);
   ~KafkaSink() override;
 
   std::string Describe() const override;
@@ -56,14 +76,27 @@ class KafkaSink : public Sink {
   Wait WaitSpec() const override;
   Result<bool> Probe() override;
   Status Discard(uint64_t keep) override;
+  bool CanRetract() const override { return transactional_; }
+  bool SyncIsCostly() const override { return txn_open_ && !CommitUrgent(); }
+  std::chrono::milliseconds RecheckAfter() const override;
   int CompletionFd() const override { return events_.fd(); }
   void TakeCompleted(std::vector<Range>* ranges) override;
   Status Reopen() override { return Status::Ok(); }
   Status Close() override;
+  ExactlyOnceSink* exactly_once() override { return transactional_ ? this : nullptr; }
+
+  // ExactlyOnceSink (exactly_once: true).
+  Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) override;
+  Result<bool> Checkpoint(uint64_t offset, Lsn lsn) override;
+  bool RotationDue(uint64_t) const override { return false; }
+  Status Rotate() override { return Status::Ok(); }
+  bool CheckpointUrgent() const override { return CommitUrgent(); }
 
   // Records produced and not yet reported, for metrics and STATUS.
   size_t in_flight() const { return in_flight_.size() - reported_in_flight_; }
   uint64_t delivery_errors() const { return delivery_errors_; }
+  uint64_t transactions_committed() const { return transactions_committed_; }
+  uint64_t transactions_aborted() const { return transactions_aborted_; }
 
   // The topic a record of `schema`.`table` goes to (empty table: a record
   // without one), by `template_text` for `slot`.
@@ -78,7 +111,30 @@ class KafkaSink : public Sink {
     bool done;
   };
 
+  // How long one call waits for a commit before it returns (resumed by the
+  // next); how long an abort, init_transactions and the position's read
+  // may take (at a failure or session start; the heartbeat allows 10 s).
+  static constexpr std::chrono::milliseconds kCommitWait{50};
+  static constexpr std::chrono::milliseconds kAbortWait{3000};
+  static constexpr std::chrono::milliseconds kInitWait{3000};
+  static constexpr std::chrono::milliseconds kReadWait{3000};
+  // The delivery reports' opaque of the position record.
+  static constexpr uintptr_t kPositionSeq = ~uintptr_t{0};
+
+  static void OnLog(const rd_kafka_s* rk, int level, const char* facility, const char* text);
+  void SetCallbacks(rd_kafka_conf_s* conf);
+  bool GroupEnds(const Record& r);
+  Result<Lsn> Recovered(const StateKey& key, Lsn lsn, std::string* note, bool* warn);
+
   static void OnDelivery(rd_kafka_s* rk, const rd_kafka_message_s* msg, void* opaque);
+  Status CreateProducer(const std::string& transactional_id);
+  Status InitTransactions();
+  Status BeginTransaction();
+  Status ProducePosition(Lsn lsn);
+  Result<bool> ResumeCommit();
+  void AbortTransaction();
+  Status TransactionError(const char* doing, struct rd_kafka_error_s* error);
+  bool CommitUrgent() const { return commit_wanted_ || closing_ || committing_; }
   void Delivered(uint64_t seq, int err, const rd_kafka_message_s* msg);
   Status Produce(const Record& record, uint64_t end, bool* queue_full);
   const std::string& TopicOf(const Record& record);
@@ -97,6 +153,24 @@ class KafkaSink : public Sink {
   std::vector<Range> completed_;   // reported, not yet taken
   Status failed_;                  // the first failed delivery or fatal error
   uint64_t delivery_errors_ = 0;
+
+  // Exactly once.
+  const bool transactional_;
+  std::string system_id_;         // of the server the producer was made for
+  std::string transactional_id_;  // its transactional.id
+  std::string position_key_;
+  bool initialized_ = false;      // init_transactions has succeeded
+  bool txn_open_ = false;         // a Kafka transaction is open
+  uint64_t txn_records_ = 0;      // records and value bytes in it
+  uint64_t txn_bytes_ = 0;
+  bool commit_wanted_ = false;    // end it at the next boundary
+  bool closing_ = false;          // at a boundary: no more records until it ends
+  bool committing_ = false;       // its commit is under way
+  uint64_t commit_offset_ = 0;    // what the commit under way stands for
+  Lsn commit_lsn_ = kInvalidLsn;
+  Lsn committed_lsn_ = kInvalidLsn;  // the position record last committed
+  uint64_t transactions_committed_ = 0;
+  uint64_t transactions_aborted_ = 0;
 };
 
 }  // namespace pgslotd

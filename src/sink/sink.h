@@ -80,8 +80,18 @@ class ExactlyOnceSink {
 
   // Records, durably, that the content up to stream offset `offset` (a
   // transaction boundary, <= durable()) stands for `lsn`. Only after it
-  // returns may `lsn` be acknowledged.
-  virtual Status Checkpoint(uint64_t offset, Lsn lsn) = 0;
+  // returns true may `lsn` be acknowledged. False: not recorded yet, and
+  // not an error. A sink whose record travels with its content (Kafka: in
+  // the same Kafka transaction) returns false while its content does not
+  // end at `offset` (it then stops taking records at the next transaction
+  // boundary) and while the commit is under way (each call waits only
+  // briefly); the worker asks again on a later turn.
+  virtual Result<bool> Checkpoint(uint64_t offset, Lsn lsn) = 0;
+
+  // Whether the sink asks for a Checkpoint on this turn rather than on the
+  // fsync_interval schedule (a Kafka transaction due to end, or a commit
+  // under way).
+  virtual bool CheckpointUrgent() const { return false; }
 
   // Whether the sink wants a new file (rotate: size or age) once the stream
   // reaches `offset`.

@@ -45,12 +45,13 @@ Status ExactlyOnce::Recover(const SlotSession& session) {
 Status ExactlyOnce::Checkpoint(Clock::time_point now, bool force) {
   std::optional<AckPolicy::Point> wanted = policy_->CheckpointWanted();
   if (!wanted) return Status::Ok();
-  if (!force && config_.fsync_interval.count() > 0 &&
+  if (!force && !sink_->CheckpointUrgent() && config_.fsync_interval.count() > 0 &&
       now - last_checkpoint_ < config_.fsync_interval) {
     return Status::Ok();
   }
-  Status s = sink_->Checkpoint(wanted->offset, wanted->lsn);
-  if (!s.ok()) return s.Prefixed(writer_->sink()->Describe());
+  Result<bool> recorded = sink_->Checkpoint(wanted->offset, wanted->lsn);
+  if (!recorded.ok()) return recorded.status().Prefixed(writer_->sink()->Describe());
+  if (!recorded.value()) return Status::Ok();  // under way: asked again on a later turn
   policy_->Recorded(wanted->offset, wanted->lsn);
   last_checkpoint_ = now;
   return Status::Ok();
@@ -97,8 +98,8 @@ Status ExactlyOnce::Switch(Clock::time_point now) {
   // The record now names the new file, at the same position.
   const AckPolicy::Point& recorded = policy_->recorded();
   if (recorded.lsn != kInvalidLsn) {
-    s = sink_->Checkpoint(recorded.offset, recorded.lsn);
-    if (!s.ok()) return s.Prefixed(writer_->sink()->Describe());
+    Result<bool> again = sink_->Checkpoint(recorded.offset, recorded.lsn);
+    if (!again.ok()) return again.status().Prefixed(writer_->sink()->Describe());
     last_checkpoint_ = now;
   }
   Event(spdlog::level::info, recorded.lsn,

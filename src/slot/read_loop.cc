@@ -215,6 +215,7 @@ Status ReadLoop::OutputComplete(Lsn lsn) {
     policy_.Dropped(unit_start_);
     return writer_.DropSince(unit_start_);
   }
+  if (!state.in_transaction) writer_.buffer()->MarkUnitEnd();
   policy_.Data(lsn, writer_.appended(), state, turn_now_);
   return Status::Ok();
 }

@@ -6,15 +6,15 @@
 # shellcheck disable=SC2034
 # The Debian packages needed to build pgslotd.
 PGSLOTD_BUILD_DEPS=(cmake g++ make pkg-config libpq-dev libyaml-cpp-dev libspdlog-dev
-  libfmt-dev libsystemd-dev libgtest-dev libgmock-dev)
+  libfmt-dev libsystemd-dev librdkafka-dev libgtest-dev libgmock-dev)
 # What the integration tests and try-it need on top: a PostgreSQL 15 server
 # (binaries in /usr/lib/postgresql/15/bin), the wal2json plugin, and socat
 # (the fault suite's TCP proxy).
 PGSLOTD_SERVER_DEPS=(postgresql-15 postgresql-15-wal2json socat)
-# What the Kafka tests need (Debian 12 has no Kafka broker): librdkafka's
-# headers, for its mock cluster (tests/kafka/), and kcat, the client that
-# reads back what reached it.
-PGSLOTD_KAFKA_TEST_DEPS=(librdkafka-dev kcat)
+# What the Kafka tests need on top (Debian 12 has no Kafka broker; the
+# build's librdkafka-dev brings librdkafka's mock cluster, tests/kafka/):
+# kcat, the client that reads back what reached it.
+PGSLOTD_KAFKA_TEST_DEPS=(kcat)
 # What the README's own commands need beyond these: man-db for
 # `man -l docs/pgslotd.8` (a minimal Debian 12 has no `man`; man-db depends
 # on groff-base, which renders the page).

@@ -228,8 +228,8 @@ wait_for() {
 
 ensure_packages "${PGSLOTD_BUILD_DEPS[@]}" "${PGSLOTD_DOC_DEPS[@]}"
 install_postgresql
-# Only the daemon is built; the Kafka tests' packages (librdkafka-dev, kcat)
-# are not needed, so their part of the test tree is left out.
+# Only the daemon is built; the Kafka tests' kcat is not needed, so their
+# part of the test tree is left out.
 PGSLOTD_CMAKE_ARGS="${PGSLOTD_CMAKE_ARGS:-} -DPGSLOTD_KAFKA_TESTS=OFF" \
   QUIET_BUILD=1 build_pgslotd "$root" pgslotd
 bin=$root/build/pgslotd

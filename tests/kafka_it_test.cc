@@ -50,6 +50,10 @@ class KafkaSinkTest : public ::testing::Test {
     return pg_->Scalar("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '" +
                        slot + "'");
   }
+  std::string Below(const std::string& slot, const std::string& lsn) {
+    return pg_->Scalar("SELECT confirmed_flush_lsn < '" + lsn +
+                       "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + slot + "'");
+  }
   bool FlushReaches(const std::string& slot, const std::string& lsn) {
     return WaitFor(
         [&] {
@@ -59,6 +63,8 @@ class KafkaSinkTest : public ::testing::Test {
         },
         seconds(60));
   }
+
+  void BrokersDown(bool exactly_once);
 
   PgCluster* pg_ = nullptr;
   MockKafka kafka_;
@@ -115,13 +121,16 @@ TEST_F(KafkaSinkTest, ChangesGoToTheirTablesTopicKeyedByPrimaryKeyWithTheirPosit
   EXPECT_EQ(log[0].partition, 0) << ToString(log[0]);
 }
 
-TEST_F(KafkaSinkTest, NothingIsAcknowledgedWhileTheBrokersAreDown) {
+// The brokers go down: the worker keeps receiving, and tells the server so,
+// but acknowledges nothing more until they are back and have the records.
+void KafkaSinkTest::BrokersDown(bool exactly_once) {
   pg_->Exec(
       "DROP PUBLICATION IF EXISTS kd_pub; DROP TABLE IF EXISTS kd;"
       "CREATE TABLE kd(id int PRIMARY KEY); CREATE PUBLICATION kd_pub FOR TABLE kd");
   pg_->DropSlotIfExists("kd_json");
   pg_->CreateLogicalSlot("kd_json", "pgoutput");
   SlotConfig c = JsonSlot("kd_json", "kd_pub");
+  c.sink.exactly_once = exactly_once;
   auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
   w->Start();
   pg_->Exec("INSERT INTO kd VALUES (1)");
@@ -152,6 +161,58 @@ TEST_F(KafkaSinkTest, NothingIsAcknowledgedWhileTheBrokersAreDown) {
   std::vector<KafkaRecord> records = kafka_.ReadTopicUntil("kd_json.public.kd", 2);
   ASSERT_GE(records.size(), 2u);
   EXPECT_EQ(JsonText(*records.back().value, "op"), "insert");
+}
+
+TEST_F(KafkaSinkTest, NothingIsAcknowledgedWhileTheBrokersAreDown) { BrokersDown(false); }
+
+TEST_F(KafkaSinkTest, ExactlyOnceNothingIsAcknowledgedWhileTheBrokersAreDown) { BrokersDown(true); }
+
+// A record larger than the producer's message.max.bytes stops the slot with
+// what to raise, naming the table and the size; nothing is acknowledged
+// past it.
+TEST_F(KafkaSinkTest, ARecordTooLargeStopsTheSlotNamingTheTableTheSizeAndTheSetting) {
+  pg_->Exec(
+      "DROP PUBLICATION IF EXISTS kb_pub; DROP TABLE IF EXISTS kb;"
+      "CREATE TABLE kb(id int PRIMARY KEY, v text); CREATE PUBLICATION kb_pub FOR TABLE kb");
+  pg_->DropSlotIfExists("kb_json");
+  pg_->CreateLogicalSlot("kb_json", "pgoutput");
+  SlotConfig c = JsonSlot("kb_json", "kb_pub");
+  c.sink.properties = {{"message.max.bytes", "2000"}};
+  auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
+  w->Start();
+  pg_->Exec("INSERT INTO kb VALUES (1, repeat('x', 5000))");
+  std::string end = pg_->CurrentWalLsn();
+  w->Join();  // the slot stops by itself
+  EXPECT_EQ(w->error().code(), Status::Code::kSlotFatal) << w->error().message();
+  for (const char* words : {"of table public.kb", "message.max.bytes", "Message size too large"}) {
+    EXPECT_NE(w->error().message().find(words), std::string::npos) << w->error().message();
+  }
+  EXPECT_NE(w->error().message().find("record of 5"), std::string::npos) << w->error().message();
+  EXPECT_EQ(Below("kb_json", end), "t") << "the insert is not acknowledged";
+}
+
+// The credentials may not write the topic: the slot stops with the broker's
+// reason rather than retrying for ever.
+TEST_F(KafkaSinkTest, ATopicTheCredentialsMayNotWriteStopsTheSlot) {
+  pg_->Exec(
+      "DROP PUBLICATION IF EXISTS ka_pub; DROP TABLE IF EXISTS ka;"
+      "CREATE TABLE ka(id int PRIMARY KEY); CREATE PUBLICATION ka_pub FOR TABLE ka");
+  pg_->DropSlotIfExists("ka_json");
+  pg_->CreateLogicalSlot("ka_json", "pgoutput");
+  SlotConfig c = JsonSlot("ka_json", "ka_pub");
+  c.sink.exactly_once = true;
+  auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
+  w->Start();
+  pg_->Exec("INSERT INTO ka VALUES (1)");
+  ASSERT_TRUE(FlushReaches("ka_json", pg_->CurrentWalLsn())) << w->last_error();
+  kafka_.InjectErrors("Produce", 1000, "TOPIC_AUTHORIZATION_FAILED");
+  pg_->Exec("INSERT INTO ka VALUES (2)");
+  std::string end = pg_->CurrentWalLsn();
+  w->Join();  // the slot stops by itself
+  EXPECT_EQ(w->error().code(), Status::Code::kSlotFatal) << w->error().message();
+  EXPECT_NE(w->error().message().find("Topic authorization failed"), std::string::npos)
+      << w->error().message();
+  EXPECT_EQ(Below("ka_json", end), "t") << "the second insert is not acknowledged";
 }
 
 // Exactly once: the changes are in committed Kafka transactions, each

@@ -194,7 +194,10 @@ Status KafkaSink::Produce(const Record& record, uint64_t end, bool* queue_full) 
   }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     std::string what = "producing a record of " + std::to_string(record.payload.size()) +
-                       " bytes to topic " + topic + ": " + rd_kafka_err2str(err);
+                       " bytes" +
+                       (record.table ? " of table " + record.table->schema + "." + record.table->table
+                                     : std::string()) +
+                       " to topic " + topic + ": " + rd_kafka_err2str(err);
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
       return Status::SlotFatal(what + " (raise message.max.bytes in properties, and the topic's "
                                       "max.message.bytes on the brokers)");

@@ -650,6 +650,9 @@ slots:
   EXPECT_EQ(k.key, KafkaKey::kPrimaryKey);
   EXPECT_TRUE(k.exactly_once);
   EXPECT_EQ(k.transactional_id, "");
+  EXPECT_EQ(k.position_topic, "pgslotd_positions");
+  EXPECT_EQ(k.transaction_records, 10000u);
+  EXPECT_EQ(k.transaction_bytes, 16u << 20);
   EXPECT_EQ(k.properties, (std::vector<std::pair<std::string, std::string>>{
                               {"compression.type", "zstd"}, {"linger.ms", "20"}}));
 }
@@ -717,6 +720,35 @@ slots:
     sink: {type: file, path: /x, brokers: "k:9092"}
 )",
                  4, "slots[0].sink.brokers", {"not allowed for a file sink"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092", exactly_once: false, transactional_id: t}
+)",
+                 4, "slots[0].sink.transactional_id", {"for exactly_once: true"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092", properties: {transactional.id: t}}
+)",
+                 4, "slots[0].sink.properties",
+                 {"transactional.id", "set the sink's transactional_id"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092", position_topic: "pgslotd positions"}
+)",
+                 4, "slots[0].sink.position_topic", {"' '", "Kafka topic names"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092", transaction_records: 0}
+)",
+                 4, "slots[0].sink.transaction_records", {"must be greater than 0"});
 }
 
 TEST_F(ConfigTest, CheckReadsAKafkaPropertiesFileThatOnlyItsOwnerMayRead) {
@@ -732,7 +764,8 @@ slots:
     sink:
       type: kafka
       brokers: "k:9092"
-      properties_file: )" + props + "\n";
+      properties_file: )" +
+                     props + "\n";
   Write(text);
   Config config;
   std::vector<ConfigError> errors;
@@ -741,7 +774,8 @@ slots:
   ASSERT_EQ(chmod(props.c_str(), 0644), 0);
   EXPECT_FALSE(LoadConfig(path_, &config, &errors, check));
   ASSERT_EQ(errors.size(), 1u) << Show(errors);
-  ExpectError(errors[0], 7, "slots[0].sink.properties_file", {"may be read by others", "chmod 600"});
+  ExpectError(errors[0], 7, "slots[0].sink.properties_file",
+              {"may be read by others", "chmod 600"});
   ASSERT_EQ(chmod(props.c_str(), 0600), 0);
   errors.clear();
   EXPECT_FALSE(LoadConfig(path_, &config, &errors, check));
@@ -2143,38 +2177,79 @@ const KeyChange kKeyChanges[] = {
     {"slots[].sink.brokers", Reload::kRestartsSlot,
      "type: file, path: /out/a, mode: \"0600\", "
      "rotate: {size: 1GiB, keep: 10, age: 1d}",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
-     "type: kafka, brokers: \"b2:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b2:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
     {"slots[].sink.topic", Reload::kRestartsSlot,
      "type: file, path: /out/a, mode: \"0600\", "
      "rotate: {size: 1GiB, keep: 10, age: 1d}",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
-     "type: kafka, brokers: \"b1:9092\", topic: t2, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t2, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
     {"slots[].sink.key", Reload::kRestartsSlot,
      "type: file, path: /out/a, mode: \"0600\", "
      "rotate: {size: 1GiB, keep: 10, age: 1d}",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: none, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: none, exactly_once: true, properties: "
+     "{linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
     {"slots[].sink.exactly_once", Reload::kRestartsSlot,
      "type: file, path: /out/a, mode: \"0600\", "
      "rotate: {size: 1GiB, keep: 10, age: 1d}",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: false, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: false, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
     {"slots[].sink.properties", Reload::kRestartsSlot,
      "type: file, path: /out/a, mode: \"0600\", "
      "rotate: {size: 1GiB, keep: 10, age: 1d}",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"6\"}, properties_file: /k/p1, transactional_id: x1"},
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"6\"}, properties_file: /k/p1, transactional_id: x1"},
     {"slots[].sink.properties_file", Reload::kRestartsSlot,
      "type: file, path: /out/a, mode: \"0600\", "
      "rotate: {size: 1GiB, keep: 10, age: 1d}",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p2, transactional_id: x1"},
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p2, transactional_id: x1"},
     {"slots[].sink.transactional_id", Reload::kRestartsSlot,
      "type: file, path: /out/a, mode: \"0600\", "
      "rotate: {size: 1GiB, keep: 10, age: 1d}",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
-     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x2"},
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x2"},
+    {"slots[].sink.position_topic", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1, "
+     "position_topic: p1",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1, "
+     "position_topic: p2"},
+    {"slots[].sink.transaction_records", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1, "
+     "transaction_records: 100",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1, "
+     "transaction_records: 200"},
+    {"slots[].sink.transaction_bytes", Reload::kRestartsSlot,
+     "type: file, path: /out/a, mode: \"0600\", "
+     "rotate: {size: 1GiB, keep: 10, age: 1d}",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1, "
+     "transaction_bytes: 1MiB",
+     "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1, "
+     "transaction_bytes: 2MiB"},
     {"slots[].sink.rotate.size", Reload::kRestartsSlot, "size: 1GiB", nullptr, "size: 2GiB"},
     {"slots[].sink.rotate.keep", Reload::kRestartsSlot, "keep: 10", nullptr, "keep: 3"},
     {"slots[].sink.rotate.age", Reload::kRestartsSlot, "age: 1d", nullptr, "age: 2d"},

@@ -6,9 +6,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
-#include <string>
-
 #include <optional>
+#include <string>
 
 #include "daemon/metrics.h"
 #include "prom_parser.h"
@@ -181,6 +180,39 @@ TEST(MetricsTest, RendersStrictPrometheusText) {
   EXPECT_EQ(items["pgslotd_slot_heartbeat_age_seconds"], 12.5);
   EXPECT_EQ(samples.size(), 1u + 11 * 2);
   EXPECT_NE(text.find("pgslotd_start_time_seconds 1764000000.250000\n"), std::string::npos);
+}
+
+// The kafka sink's figures are families of their own, listing only the
+// slots whose sink has them (none at all without such a slot).
+TEST(MetricsTest, SinkFiguresAreListedForTheSlotsThatHaveThem) {
+  SlotMetrics file;
+  file.slot = "orders";
+  SlotMetrics kafka;
+  kafka.slot = "events";
+  kafka.has_sink_figures = true;
+  kafka.sink_in_flight = 12;
+  kafka.sink_delivery_errors = 3;
+  kafka.sink_transactions_committed = 40;
+  kafka.sink_transactions_aborted = 2;
+  kafka.sink_brokers_down = true;
+  std::string text = RenderMetrics(1764000000, {file, kafka});
+  std::vector<test::PromSample> samples;
+  std::map<std::string, std::string> types;
+  std::string err;
+  ASSERT_TRUE(test::ParsePrometheusText(text, &samples, &types, &err)) << err << "\n" << text;
+  std::map<std::string, double> events;
+  for (const auto& s : samples) {
+    EXPECT_FALSE(s.name.rfind("pgslotd_sink_", 0) == 0 && s.labels.at("slot") == "orders")
+        << s.name;
+    if (s.labels.count("slot") && s.labels.at("slot") == "events") events[s.name] = s.value;
+  }
+  EXPECT_EQ(events["pgslotd_sink_in_flight_records"], 12);
+  EXPECT_EQ(events["pgslotd_sink_delivery_errors_total"], 3);
+  EXPECT_EQ(events["pgslotd_sink_transactions_committed_total"], 40);
+  EXPECT_EQ(events["pgslotd_sink_transactions_aborted_total"], 2);
+  EXPECT_EQ(events["pgslotd_sink_brokers_down"], 1);
+  EXPECT_EQ(types["pgslotd_sink_transactions_committed_total"], "counter");
+  EXPECT_EQ(RenderMetrics(1764000000, {file}).find("pgslotd_sink_"), std::string::npos);
 }
 
 TEST(MetricsTest, TheStrictParserRefusesMalformedText) {

@@ -1,7 +1,6 @@
 #include "config/kafka_properties.h"
 
 #include <librdkafka/rdkafka.h>
-
 #include <sys/stat.h>
 
 #include <fstream>
@@ -62,7 +61,8 @@ std::string TopicTemplateProblem(const std::string& text) {
     char c = text[i];
     if (c == '{') {
       size_t close = text.find('}', i);
-      std::string name = close == std::string::npos ? text.substr(i) : text.substr(i, close - i + 1);
+      std::string name =
+          close == std::string::npos ? text.substr(i) : text.substr(i, close - i + 1);
       if (name != "{slot}" && name != "{schema}" && name != "{table}") {
         return "unknown placeholder " + name + " in topic (use {slot}, {schema} and {table})";
       }
@@ -102,11 +102,22 @@ std::string CheckKafkaSink(const SlotConfig& config, bool check_paths, const cha
   *key = "topic";
   std::string problem = TopicTemplateProblem(TopicTemplate(config));
   if (!problem.empty()) return problem;
-  if (config.format != OutputFormat::kJson && TopicTemplate(config).find("{table}") != std::string::npos) {
+  if (config.format != OutputFormat::kJson &&
+      TopicTemplate(config).find("{table}") != std::string::npos) {
     return "topic names {table}, but only format json knows each record's table";
   }
-  if (config.format != OutputFormat::kJson && TopicTemplate(config).find("{schema}") != std::string::npos) {
+  if (config.format != OutputFormat::kJson &&
+      TopicTemplate(config).find("{schema}") != std::string::npos) {
     return "topic names {schema}, but only format json knows each record's table";
+  }
+  *key = "position_topic";
+  if (k.position_topic.find('{') != std::string::npos)
+    return "position_topic takes no placeholders";
+  problem = TopicTemplateProblem(k.position_topic);
+  if (!problem.empty()) return "position_" + problem;
+  if (!k.exactly_once && !k.transactional_id.empty()) {
+    *key = "transactional_id";
+    return "transactional_id is for exactly_once: true (an at-least-once producer has none)";
   }
   bool with_file = check_paths && !k.properties_file.empty();
   if (with_file) {
@@ -123,7 +134,8 @@ std::string CheckKafkaSink(const SlotConfig& config, bool check_paths, const cha
   if (!with_file) return "";
   *key = "properties_file";
   conf = MakeProducerConf(config, &err, true);
-  if (conf == nullptr) return err.rfind(k.properties_file, 0) == 0 ? err : k.properties_file + ": " + err;
+  if (conf == nullptr)
+    return err.rfind(k.properties_file, 0) == 0 ? err : k.properties_file + ": " + err;
   rd_kafka_conf_destroy(conf);
   return "";
 }

@@ -41,6 +41,14 @@ struct SlotMetrics {
   bool paused = false;
   bool responding = true;
   double heartbeat_age_seconds = 0;
+  // A record sink's figures (kafka); the pgslotd_sink_* families list only
+  // the slots that have them.
+  bool has_sink_figures = false;
+  uint64_t sink_in_flight = 0;
+  uint64_t sink_delivery_errors = 0;
+  uint64_t sink_transactions_committed = 0;
+  uint64_t sink_transactions_aborted = 0;
+  bool sink_brokers_down = false;
 };
 
 // The exposition text.

@@ -21,6 +21,10 @@ SlotView ViewOf(const SlotWorker& w) {
   v.durable = s.durable_lsn.load(std::memory_order_relaxed);
   v.sink = w.sink_description();
   v.sink_state = s.sink_state.load(std::memory_order_relaxed);
+  v.has_figures = s.has_sink_figures.load(std::memory_order_relaxed);
+  v.in_flight = s.sink_in_flight.load(std::memory_order_relaxed);
+  v.transactions_committed = s.sink_transactions_committed.load(std::memory_order_relaxed);
+  v.brokers_down = s.sink_brokers_down.load(std::memory_order_relaxed);
   if (v.state == SlotState::kReconnecting || v.state == SlotState::kFailed ||
       v.state == SlotState::kInvalidated) {
     v.error = w.last_error();
@@ -100,7 +104,13 @@ std::string TextLine(const SlotView& v, int64_t now_ns) {
   line += v.server_wal_end != kInvalidLsn ? FormatBytes(LagBytes(v)) : std::string("unknown");
   line += std::string(", ") + seconds + " s";
   if (v.alarm) line += ", LAG ALARM";
-  return line + "; sink " + v.sink + " (" + v.sink_state + ")\n";
+  line += "; sink " + v.sink + " (" + v.sink_state;
+  if (v.has_figures) {
+    line += std::string(v.brokers_down ? ", BROKERS DOWN" : ", brokers connected") + ", " +
+            std::to_string(v.in_flight) + " in flight, " +
+            std::to_string(v.transactions_committed) + " transactions committed";
+  }
+  return line + ")\n";
 }
 
 std::string JsonSlot(const SlotView& v, int64_t now_ns) {
@@ -124,6 +134,12 @@ std::string JsonSlot(const SlotView& v, int64_t now_ns) {
   AppendJsonField("heartbeat_age_seconds", age, false, &out);
   AppendJsonField("sink", v.sink, true, &out);
   AppendJsonField("sink_state", v.sink_state, true, &out);
+  if (v.has_figures) {
+    AppendJsonField("sink_brokers_down", v.brokers_down ? "true" : "false", false, &out);
+    AppendJsonField("sink_in_flight", std::to_string(v.in_flight), false, &out);
+    AppendJsonField("sink_transactions_committed", std::to_string(v.transactions_committed), false,
+                    &out);
+  }
   return out + "}";
 }
 

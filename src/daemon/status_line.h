@@ -31,6 +31,11 @@ struct SlotView {
   // Its thread has not checked in for longer than the supervisor allows
   // (a thread stuck in the kernel, say): it is not responding.
   bool late = false;
+  // A record sink's figures (kafka), when has_figures.
+  bool has_figures = false;
+  uint64_t in_flight = 0;
+  uint64_t transactions_committed = 0;
+  bool brokers_down = false;
 };
 
 SlotView ViewOf(const SlotWorker& w);

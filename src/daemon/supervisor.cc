@@ -224,6 +224,12 @@ void Supervisor::WriteMetrics() {
     m.paused = v.state == SlotState::kPaused;
     m.heartbeat_age_seconds =
         v.finished ? 0 : std::max<double>(0, static_cast<double>(now - v.heartbeat_ns) / 1e9);
+    m.has_sink_figures = st.has_sink_figures.load(std::memory_order_relaxed);
+    m.sink_in_flight = st.sink_in_flight.load(std::memory_order_relaxed);
+    m.sink_delivery_errors = st.sink_delivery_errors.load(std::memory_order_relaxed);
+    m.sink_transactions_committed = st.sink_transactions_committed.load(std::memory_order_relaxed);
+    m.sink_transactions_aborted = st.sink_transactions_aborted.load(std::memory_order_relaxed);
+    m.sink_brokers_down = st.sink_brokers_down.load(std::memory_order_relaxed);
     metrics.push_back(std::move(m));
   }
   Status s = WriteMetricsFile(config_.metrics_file, start_time_, metrics);

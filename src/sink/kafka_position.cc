@@ -27,8 +27,8 @@ int MillisLeft(Clock::time_point deadline) {
 }
 
 Status ReadError(const std::string& topic, rd_kafka_resp_err_t err) {
-  std::string what = "reading the committed position from Kafka topic " + topic + ": " +
-                     rd_kafka_err2str(err);
+  std::string what =
+      "reading the committed position from Kafka topic " + topic + ": " + rd_kafka_err2str(err);
   bool permanent = err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
                    err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
                    err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED;
@@ -65,8 +65,8 @@ Status ScanWindow(rd_kafka_topic_t* rkt, const std::string& key, Window w,
       done = true;
     } else if (m->offset >= w.end) {
       done = true;
-    } else if (m->key_len == key.size() && key.compare(0, key.size(), static_cast<char*>(m->key),
-                                                       m->key_len) == 0) {
+    } else if (m->key_len == key.size() &&
+               key.compare(0, key.size(), static_cast<char*>(m->key), m->key_len) == 0) {
       Lsn lsn = PositionOf(std::string_view(static_cast<char*>(m->payload), m->len));
       if (lsn != kInvalidLsn) *found = lsn;
     }

@@ -1,7 +1,6 @@
 #include "sink/kafka_sink.h"
 
 #include <librdkafka/rdkafka.h>
-
 #include <poll.h>
 
 #include <cinttypes>
@@ -101,8 +100,8 @@ void KafkaSink::OnLog(const rd_kafka_s* rk, int level, const char* facility, con
   // eye, but for settings a reader ignores (CONFWARN: the operator's
   // producer settings); the rest is for debugging.
   bool warn = level <= 4 && std::strcmp(facility, "CONFWARN") != 0;
-  Log(warn ? spdlog::level::warn : spdlog::level::debug, LogEvent{self->config_.name, kInvalidLsn, nullptr, {}},
-      std::string("Kafka: ") + text);
+  Log(warn ? spdlog::level::warn : spdlog::level::debug,
+      LogEvent{self->config_.name, kInvalidLsn, nullptr, {}}, std::string("Kafka: ") + text);
 }
 
 void KafkaSink::SetCallbacks(rd_kafka_conf_s* conf) {
@@ -112,7 +111,9 @@ void KafkaSink::SetCallbacks(rd_kafka_conf_s* conf) {
   // a warning of its own.
   rd_kafka_conf_set_error_cb(conf, [](rd_kafka_t*, int err, const char* reason, void* opaque) {
     if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) return;
-    Log(spdlog::level::warn, LogEvent{static_cast<KafkaSink*>(opaque)->config_.name, kInvalidLsn, nullptr, {}},
+    static_cast<KafkaSink*>(opaque)->brokers_down_.store(true, std::memory_order_relaxed);
+    Log(spdlog::level::warn,
+        LogEvent{static_cast<KafkaSink*>(opaque)->config_.name, kInvalidLsn, nullptr, {}},
         std::string("Kafka: ") + reason + " (nothing past what they have is acknowledged)");
   });
 }
@@ -129,9 +130,8 @@ Status KafkaSink::CreateProducer(const std::string& transactional_id) {
     return Status::SlotFatal(std::string("transactional_id: ") + errstr);
   }
   SetCallbacks(conf);
-  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* o) {
-    OnDelivery(rk, m, o);
-  });
+  rd_kafka_conf_set_dr_msg_cb(
+      conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* o) { OnDelivery(rk, m, o); });
   rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (rk_ == nullptr) {
     rd_kafka_conf_destroy(conf);
@@ -161,15 +161,16 @@ Status KafkaSink::Produce(const Record& record, uint64_t end, bool* queue_full) 
   bool keyed = !record.key.empty() && config_.sink.key == KafkaKey::kPrimaryKey;
   int32_t partition = keyed ? RD_KAFKA_PARTITION_UA : 0;
   char lsn[32];
-  int lsn_len = std::snprintf(lsn, sizeof(lsn), "%X/%X", static_cast<unsigned>(record.info->lsn >> 32),
-                              static_cast<unsigned>(record.info->lsn));
+  int lsn_len =
+      std::snprintf(lsn, sizeof(lsn), "%X/%X", static_cast<unsigned>(record.info->lsn >> 32),
+                    static_cast<unsigned>(record.info->lsn));
   auto* opaque = reinterpret_cast<void*>(static_cast<uintptr_t>(first_seq_ + in_flight_.size()));
   rd_kafka_resp_err_t err;
   if (config_.format == OutputFormat::kJson && record.info->kind != RecordKind::kRaw) {
     char commit[32];
-    int commit_len =
-        std::snprintf(commit, sizeof(commit), "%X/%X", static_cast<unsigned>(record.info->commit_lsn >> 32),
-                      static_cast<unsigned>(record.info->commit_lsn));
+    int commit_len = std::snprintf(commit, sizeof(commit), "%X/%X",
+                                   static_cast<unsigned>(record.info->commit_lsn >> 32),
+                                   static_cast<unsigned>(record.info->commit_lsn));
     char xid[16];
     int xid_len = std::snprintf(xid, sizeof(xid), "%" PRIu32, record.info->xid);
     err = rd_kafka_producev(
@@ -193,14 +194,15 @@ Status KafkaSink::Produce(const Record& record, uint64_t end, bool* queue_full) 
     return Status::Ok();
   }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    std::string what = "producing a record of " + std::to_string(record.payload.size()) +
-                       " bytes" +
-                       (record.table ? " of table " + record.table->schema + "." + record.table->table
-                                     : std::string()) +
-                       " to topic " + topic + ": " + rd_kafka_err2str(err);
+    std::string what =
+        "producing a record of " + std::to_string(record.payload.size()) + " bytes" +
+        (record.table ? " of table " + record.table->schema + "." + record.table->table
+                      : std::string()) +
+        " to topic " + topic + ": " + rd_kafka_err2str(err);
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-      return Status::SlotFatal(what + " (raise message.max.bytes in properties, and the topic's "
-                                      "max.message.bytes on the brokers)");
+      return Status::SlotFatal(what +
+                               " (raise message.max.bytes in properties, and the topic's "
+                               "max.message.bytes on the brokers)");
     }
     return IsPermanent(err) ? Status::SlotFatal(what) : Status::Retryable(what);
   }
@@ -246,8 +248,7 @@ bool KafkaSink::GroupEnds(const Record& r) {
 void KafkaSink::OnDelivery(rd_kafka_s* rk, const rd_kafka_message_s* msg, void* opaque) {
   (void)rk;
   auto* self = static_cast<KafkaSink*>(opaque);
-  self->Delivered(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(msg->_private)), msg->err,
-                  msg);
+  self->Delivered(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(msg->_private)), msg->err, msg);
 }
 
 void KafkaSink::Delivered(uint64_t seq, int err, const rd_kafka_message_s* msg) {
@@ -258,13 +259,13 @@ void KafkaSink::Delivered(uint64_t seq, int err, const rd_kafka_message_s* msg) 
     ++delivery_errors_;
     if (failed_.ok()) {
       auto code = static_cast<rd_kafka_resp_err_t>(err);
-      std::string what = "delivering a record of " + std::to_string(msg->len) +
-                         " bytes to topic " + rd_kafka_topic_name(msg->rkt) + ": " +
-                         rd_kafka_err2str(code);
+      std::string what = "delivering a record of " + std::to_string(msg->len) + " bytes to topic " +
+                         rd_kafka_topic_name(msg->rkt) + ": " + rd_kafka_err2str(code);
       failed_ = IsPermanent(code) ? Status::SlotFatal(what) : Status::Retryable(what);
     }
     return;
   }
+  brokers_down_.store(false, std::memory_order_relaxed);
   if (f.done) return;
   f.done = true;
   ++reported_in_flight_;
@@ -342,7 +343,8 @@ Status KafkaSink::Discard(uint64_t keep) {
   }
   if (!failed_.ok() && failed_.code() == Status::Code::kRetryable) {
     // A fatal producer error needs a new producer.
-    bool fatal = rk_ != nullptr && rd_kafka_fatal_error(rk_, nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+    bool fatal =
+        rk_ != nullptr && rd_kafka_fatal_error(rk_, nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
     if (fatal) DestroyProducer();
     failed_ = Status::Ok();
   }
@@ -367,6 +369,15 @@ void KafkaSink::DestroyProducer() {
   rk_ = nullptr;
   initialized_ = false;
   txn_open_ = closing_ = committing_ = commit_wanted_ = false;
+}
+
+bool KafkaSink::GetFigures(Figures* figures) const {
+  figures->in_flight = in_flight();
+  figures->delivery_errors = delivery_errors_;
+  figures->transactions_committed = transactions_committed_;
+  figures->transactions_aborted = transactions_aborted_;
+  figures->brokers_down = brokers_down_.load(std::memory_order_relaxed);
+  return true;
 }
 
 // --- Exactly once ---------------------------------------------------------
@@ -414,12 +425,12 @@ Status KafkaSink::BeginTransaction() {
 
 Status KafkaSink::ProducePosition(Lsn lsn) {
   std::string value = PositionValue(system_id_, config_.name, lsn, transactional_id_);
-  rd_kafka_resp_err_t err = rd_kafka_producev(
-      rk_, RD_KAFKA_V_TOPIC(config_.sink.position_topic.c_str()), RD_KAFKA_V_PARTITION(0),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-      RD_KAFKA_V_KEY(position_key_.data(), position_key_.size()),
-      RD_KAFKA_V_VALUE(value.data(), value.size()),
-      RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(kPositionSeq)), RD_KAFKA_V_END);
+  rd_kafka_resp_err_t err =
+      rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(config_.sink.position_topic.c_str()),
+                        RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_KEY(position_key_.data(), position_key_.size()),
+                        RD_KAFKA_V_VALUE(value.data(), value.size()),
+                        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(kPositionSeq)), RD_KAFKA_V_END);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::Ok();
   std::string what = "producing the position record to topic " + config_.sink.position_topic +
                      ": " + rd_kafka_err2str(err);
@@ -463,6 +474,7 @@ Result<bool> KafkaSink::ResumeCommit() {
   }
   if (e != nullptr) return TransactionError("committing a Kafka transaction", e);
   txn_open_ = closing_ = committing_ = commit_wanted_ = false;
+  brokers_down_.store(false, std::memory_order_relaxed);
   committed_lsn_ = commit_lsn_;
   ++transactions_committed_;
   return true;
@@ -523,8 +535,8 @@ Result<Lsn> KafkaSink::Recovered(const StateKey& key, Lsn lsn, std::string* note
     committed_lsn_ = key.confirmed;
     return key.confirmed;
   }
-  *note = "committed Kafka transactions hold this slot's changes up to " + FormatLsn(lsn) +
-          " (" + where + "); what the server sends again up to there is skipped";
+  *note = "committed Kafka transactions hold this slot's changes up to " + FormatLsn(lsn) + " (" +
+          where + "); what the server sends again up to there is skipped";
   return lsn;
 }
 

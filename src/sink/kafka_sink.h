@@ -46,6 +46,7 @@
 // set it (librdkafka's default is 1 GiB).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -84,6 +85,7 @@ class KafkaSink : public Sink, public ExactlyOnceSink {
   Status Reopen() override { return Status::Ok(); }
   Status Close() override;
   ExactlyOnceSink* exactly_once() override { return transactional_ ? this : nullptr; }
+  bool GetFigures(Figures* figures) const override;
 
   // ExactlyOnceSink (exactly_once: true).
   Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) override;
@@ -153,20 +155,23 @@ class KafkaSink : public Sink, public ExactlyOnceSink {
   std::vector<Range> completed_;   // reported, not yet taken
   Status failed_;                  // the first failed delivery or fatal error
   uint64_t delivery_errors_ = 0;
+  // Set by librdkafka's thread when all brokers are down; cleared by a
+  // delivery report or a commit (this thread).
+  std::atomic<bool> brokers_down_{false};
 
   // Exactly once.
   const bool transactional_;
   std::string system_id_;         // of the server the producer was made for
   std::string transactional_id_;  // its transactional.id
   std::string position_key_;
-  bool initialized_ = false;      // init_transactions has succeeded
-  bool txn_open_ = false;         // a Kafka transaction is open
-  uint64_t txn_records_ = 0;      // records and value bytes in it
+  bool initialized_ = false;  // init_transactions has succeeded
+  bool txn_open_ = false;     // a Kafka transaction is open
+  uint64_t txn_records_ = 0;  // records and value bytes in it
   uint64_t txn_bytes_ = 0;
-  bool commit_wanted_ = false;    // end it at the next boundary
-  bool closing_ = false;          // at a boundary: no more records until it ends
-  bool committing_ = false;       // its commit is under way
-  uint64_t commit_offset_ = 0;    // what the commit under way stands for
+  bool commit_wanted_ = false;  // end it at the next boundary
+  bool closing_ = false;        // at a boundary: no more records until it ends
+  bool committing_ = false;     // its commit is under way
+  uint64_t commit_offset_ = 0;  // what the commit under way stands for
   Lsn commit_lsn_ = kInvalidLsn;
   Lsn committed_lsn_ = kInvalidLsn;  // the position record last committed
   uint64_t transactions_committed_ = 0;

@@ -33,7 +33,8 @@ constexpr Factory kFactories[] = {
      [](const SlotConfig& c, int) -> Made {
        return std::make_unique<PipeSink>(c.sink.path, c.sink.mode);
      }},
-    {SinkType::kKafka, [](const SlotConfig& c, int) -> Made { return std::make_unique<KafkaSink>(c); }},
+    {SinkType::kKafka,
+     [](const SlotConfig& c, int) -> Made { return std::make_unique<KafkaSink>(c); }},
 };
 
 constexpr bool FactoriesFollowSinkType() {

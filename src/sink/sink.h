@@ -193,6 +193,20 @@ class Sink {
   // Makes everything durable that can be and closes. Idempotent.
   virtual Status Close() = 0;
 
+  // The figures of a sink that delivers records to brokers (Kafka), for
+  // the metrics and --status; false for a sink that has none.
+  struct Figures {
+    uint64_t in_flight = 0;        // records sent and not yet reported
+    uint64_t delivery_errors = 0;  // failed delivery reports
+    uint64_t transactions_committed = 0;
+    uint64_t transactions_aborted = 0;
+    bool brokers_down = false;  // none of them answers
+  };
+  virtual bool GetFigures(Figures* figures) const {
+    (void)figures;
+    return false;
+  }
+
   // The exactly-once side of this sink (see ExactlyOnceSink), or null for a
   // sink that has none (stdout, a pipe).
   virtual ExactlyOnceSink* exactly_once() { return nullptr; }

@@ -280,7 +280,19 @@ void ReadLoop::PublishStats(Clock::time_point now) {
                           : writer_.buffered().empty() ? "idle"
                                                        : "writing",
                           std::memory_order_relaxed);
+  PublishSinkFigures();
   if (now >= next_progress_log_) LogProgress(now);
+}
+
+void ReadLoop::PublishSinkFigures() {
+  Sink::Figures f;
+  if (!writer_.sink()->GetFigures(&f)) return;
+  stats_.sink_in_flight.store(f.in_flight, std::memory_order_relaxed);
+  stats_.sink_delivery_errors.store(f.delivery_errors, std::memory_order_relaxed);
+  stats_.sink_transactions_committed.store(f.transactions_committed, std::memory_order_relaxed);
+  stats_.sink_transactions_aborted.store(f.transactions_aborted, std::memory_order_relaxed);
+  stats_.sink_brokers_down.store(f.brokers_down, std::memory_order_relaxed);
+  stats_.has_sink_figures.store(true, std::memory_order_relaxed);
 }
 
 // At once when asked or when the acknowledgement moved, and at least every

@@ -89,6 +89,8 @@ class ReadLoop {
   Status OutputComplete(Lsn lsn);
   Status WriteAndSync(Clock::time_point now);
   void PublishStats(Clock::time_point now);
+  // A record sink's figures (Sink::GetFigures) into the slot's stats.
+  void PublishSinkFigures();
   Status ReportToServer(Clock::time_point now);
   // Whether the session ends here: --end-lsn reached, or a restart after a
   // large message; nullopt to go on.

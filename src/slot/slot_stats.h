@@ -41,6 +41,13 @@ struct SlotStats {
   // What the sink is doing, a static text: "idle", "writing", or what it
   // waits for ("waiting for reader", "pipe full").
   std::atomic<const char*> sink_state{"idle"};
+  // A record sink's figures (Sink::GetFigures), when has_sink_figures.
+  std::atomic<bool> has_sink_figures{false};
+  std::atomic<uint64_t> sink_in_flight{0};
+  std::atomic<uint64_t> sink_delivery_errors{0};
+  std::atomic<uint64_t> sink_transactions_committed{0};
+  std::atomic<uint64_t> sink_transactions_aborted{0};
+  std::atomic<bool> sink_brokers_down{false};
 };
 
 }  // namespace pgslotd

@@ -133,9 +133,9 @@ TEST_F(KafkaCrashTest, TwelveKillNinesABrokerDownAndInjectedErrorsRepeatNoCommit
   FreshSlotsIn(db, {"fa_kafka", "fa_kafka_ref"});
   const std::string sink = "{type: kafka, brokers: \"" + kafka.bootstrap() + "\", topic: " + topic +
                            ", position_topic: " + topic + ", transaction_records: 40}";
-  const std::string cfg = WriteConfig(FaultConfig(
-      pg_->Conninfo(db),
-      SlotYaml("fa_kafka", sink, "    fsync_interval: 100ms\n" + XidOptionsYaml())));
+  const std::string cfg = WriteConfig(
+      FaultConfig(pg_->Conninfo(db),
+                  SlotYaml("fa_kafka", sink, "    fsync_interval: 100ms\n" + XidOptionsYaml())));
 
   const uint64_t seed = FaultSeed();
   std::mt19937_64 rng(seed);
@@ -155,8 +155,7 @@ TEST_F(KafkaCrashTest, TwelveKillNinesABrokerDownAndInjectedErrorsRepeatNoCommit
     if (k == 9) kafka.InjectErrors("EndTxn", 1, "INVALID_TXN_STATE");
     Subprocess p;
     StartDaemon(cfg, &p);
-    ASSERT_TRUE(WaitFor([&] { return Moved(before) || !p.Running(); },
-                        seconds(60)))
+    ASSERT_TRUE(WaitFor([&] { return Moved(before) || !p.Running(); }, seconds(60)))
         << "run " << k + 1 << " committed nothing:\n"
         << p.Stderr();
     if (k == 7) {
@@ -197,12 +196,12 @@ TEST_F(KafkaCrashTest, TwelveKillNinesABrokerDownAndInjectedErrorsRepeatNoCommit
   TopicAccount got = reader.Finish();
   ParsedOutput want = ParseTxns(Reference("fa_kafka_ref", end, XidOptions(), db));
   ASSERT_GT(want.txns.size(), 100u) << "too little workload to prove anything";
-  EXPECT_TRUE(got.problems.empty()) << got.problems.size() << " problems, the first: "
-                                    << got.problems.front();
+  EXPECT_TRUE(got.problems.empty())
+      << got.problems.size() << " problems, the first: " << got.problems.front();
   ASSERT_EQ(got.first_copies.size(), want.txns.size()) << "every committed transaction, once";
   for (size_t i = 0; i < want.txns.size(); ++i) {
-    ASSERT_EQ(got.first_copies[i].text, want.txns[i].text) << "transaction " << i << " of "
-                                                           << want.txns.size();
+    ASSERT_EQ(got.first_copies[i].text, want.txns[i].text)
+        << "transaction " << i << " of " << want.txns.size();
   }
   EXPECT_TRUE(FlushAtLeast("fa_kafka", end));
   EXPECT_EQ(FormatLsn(got.last_position), pg_->ConfirmedFlushLsn("fa_kafka"))

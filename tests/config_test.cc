@@ -2199,9 +2199,9 @@ const KeyChange kKeyChanges[] = {
      "type: file, path: /out/a, mode: \"0600\", "
      "rotate: {size: 1GiB, keep: 10, age: 1d}",
      "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: true, "
-     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1",
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1",
      "type: kafka, brokers: \"b1:9092\", topic: t1, key: primary_key, exactly_once: false, "
-     "properties: {linger.ms: \"5\"}, properties_file: /k/p1, transactional_id: x1"},
+     "properties: {linger.ms: \"5\"}, properties_file: /k/p1"},
     {"slots[].sink.properties", Reload::kRestartsSlot,
      "type: file, path: /out/a, mode: \"0600\", "
      "rotate: {size: 1GiB, keep: 10, age: 1d}",

@@ -36,12 +36,12 @@ Duration ReceiveTimeout(ReplicationConn* conn, const SlotConfig& config,
 }
 
 // Step 3: the slot's row (slot_type, plugin, database, wal_status,
-// confirmed_flush_lsn), created first when missing and allowed.
+// confirmed_flush_lsn, active_pid), created first when missing and allowed.
 Result<std::vector<std::string>> SlotRow(ReplicationConn* conn, const SlotConfig& config,
                                          const std::string& database, Clock::time_point deadline,
                                          bool* created) {
   const std::string lookup =
-      "SELECT slot_type, plugin, database, wal_status, confirmed_flush_lsn "
+      "SELECT slot_type, plugin, database, wal_status, confirmed_flush_lsn, active_pid "
       "FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
       QuoteLiteral(config.name);
   Result<Rows> found = conn->Query(lookup, deadline);
@@ -89,6 +89,7 @@ Status CheckSlotRow(const std::vector<std::string>& row, const SlotConfig& confi
                                    " has been invalidated by the server (wal_status lost): the "
                                    "changes it held are gone and an operator must recreate it");
   }
+  if (!row[5].empty()) session->active_pid = std::atoi(row[5].c_str());
   if (row[4].empty()) return Status::Ok();
   session->confirmed = ParseLsn(row[4]);
   if (!session->confirmed) return Status::Retryable("unreadable confirmed_flush_lsn " + row[4]);

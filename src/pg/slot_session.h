@@ -35,6 +35,9 @@ struct SlotSession {
   std::optional<Lsn> confirmed;  // the slot's confirmed_flush_lsn, if set
   Duration receive_timeout{0};   // the config's, raised to wal_sender_timeout
   bool created = false;          // this lookup created the slot
+  // The walsender streaming the slot when it was looked up (another
+  // pgslotd, a standby's, pg_recvlogical), if one was.
+  std::optional<int> active_pid;
 };
 
 // Steps 1 to 5 above, within `deadline`. Logs (about `config.name`) a slot

@@ -438,7 +438,7 @@ Result<StreamEnd> ReadLoop::Finish(bool end_reached) {
     }
     writer_.WaitForSinkBriefly();
   }
-  if (Status ss = pipeline_.SyncSink(Clock::now(), true); !ss.ok()) {
+  if (Status ss = SyncForFinish(deadline); !ss.ok()) {
     // --end-lsn promises everything up to the end is durable: try again.
     // A stop need not: what failed is not acknowledged and comes again on
     // the next start (a pipe whose reader left, a state record that could
@@ -453,6 +453,27 @@ Result<StreamEnd> ReadLoop::Finish(bool end_reached) {
   if (exactly_once_) exactly_once_->DropUnrecorded();
   EndStream(Clock::now() + kFinishTimeout);
   return end_reached ? StreamEnd::kEndReached : StreamEnd::kStopped;
+}
+
+// A sink that learns what is durable later (delivery reports; a Kafka
+// transaction's commit) gets until `deadline` to record everything it
+// took, when that ends at a boundary; a transaction cut by the stop is
+// left to the next run.
+Status ReadLoop::SyncForFinish(Clock::time_point deadline) {
+  Status s = pipeline_.SyncSink(Clock::now(), true);
+  Sink* sink = writer_.sink();
+  auto pending = [&] {
+    uint64_t accepted = sink->accepted();
+    return !pipeline_.AllDurable() || (exactly_once_ && policy_.SafeOffset() == accepted &&
+                                       policy_.recorded().offset < accepted);
+  };
+  while (s.ok() && sink->CompletionFd() >= 0 && pending() && Clock::now() < deadline) {
+    pipeline_.Heartbeat();
+    struct pollfd pfd = {sink->CompletionFd(), POLLIN, 0};
+    ::poll(&pfd, 1, 20);
+    s = pipeline_.SyncSink(Clock::now(), true);
+  }
+  return s;
 }
 
 void ReadLoop::EndStream(Clock::time_point deadline) {

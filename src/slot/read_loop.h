@@ -91,6 +91,8 @@ class ReadLoop {
   void PublishStats(Clock::time_point now);
   // A record sink's figures (Sink::GetFigures) into the slot's stats.
   void PublishSinkFigures();
+  // Finish's sync: everything durable and recorded, within `deadline`.
+  Status SyncForFinish(Clock::time_point deadline);
   Status ReportToServer(Clock::time_point now);
   // Whether the session ends here: --end-lsn reached, or a restart after a
   // large message; nullopt to go on.

@@ -295,6 +295,10 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   pipeline_.policy().server().Reset(slot.wal_end);
   pipeline_.policy().server().Note(reading_.TakenSince(session_began_));
   if (ExactlyOnce* e = pipeline_.exactly_once()) {
+    // Another consumer streams the slot (a standby's pgslotd waits here):
+    // the sink's record is not this process's to apply while it does (a
+    // Kafka sink would fence the other's producer).
+    if (slot.active_pid) return SlotInUse(*slot.active_pid);
     if (Status s = e->Recover(slot); !s.ok()) return s;
   } else {
     if (slot.confirmed) pipeline_.policy().RaiseFloor(*slot.confirmed);
@@ -305,6 +309,13 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   pipeline_.received = std::max(pipeline_.received, *start);
   stats_.flushed_lsn.store(Acked());
   return Status::Ok();
+}
+
+Status SlotWorker::SlotInUse(int pid) const {
+  return Status::Retryable("slot \"" + config_.name +
+                           "\" is in use by another process (walsender pid " + std::to_string(pid) +
+                           ": another pgslotd, a standby's, or pg_recvlogical): retrying until it "
+                           "is free");
 }
 
 // A stream sink's acknowledgement from an earlier session is beyond this

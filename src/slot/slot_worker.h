@@ -119,6 +119,9 @@ class SlotWorker {
   // A stream sink's earlier acknowledgement beyond this server's WAL end:
   // start from the slot's `confirmed` position, warning.
   void ForgetEarlierServer(Lsn wal_end, const std::optional<Lsn>& confirmed);
+  // The retryable error of an exactly-once slot another walsender (`pid`)
+  // streams: its sink's record is not applied until the slot is free.
+  Status SlotInUse(int pid) const;
   // After a retryable failure: make durable what can be until `until`, then
   // cut the sink back to the acknowledged boundary.
   Status CutBackAfterFailure(Clock::time_point until);

@@ -19,6 +19,7 @@
 // What a real broker adds (aborted transactions hidden from read_committed
 // consumers, fencing) is not tested here; see docs/operations.md.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <random>
 
@@ -114,10 +115,11 @@ class TopicReader {
 
 class KafkaCrashTest : public FaultTest {
  protected:
-  // Whether the slot's confirmed position has moved past `lsn`.
-  bool Moved(const std::string& lsn) {
+  // Whether `slot`'s confirmed position has moved past `lsn`.
+  bool Moved(const std::string& slot, const std::string& lsn) {
     return pg_->Scalar("SELECT confirmed_flush_lsn > '" + lsn +
-                       "'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'fa_kafka'") == "t";
+                       "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + slot + "'") ==
+           "t";
   }
 };
 
@@ -155,7 +157,7 @@ TEST_F(KafkaCrashTest, TwelveKillNinesABrokerDownAndInjectedErrorsRepeatNoCommit
     if (k == 9) kafka.InjectErrors("EndTxn", 1, "INVALID_TXN_STATE");
     Subprocess p;
     StartDaemon(cfg, &p);
-    ASSERT_TRUE(WaitFor([&] { return Moved(before) || !p.Running(); }, seconds(60)))
+    ASSERT_TRUE(WaitFor([&] { return Moved("fa_kafka", before) || !p.Running(); }, seconds(60)))
         << "run " << k + 1 << " committed nothing:\n"
         << p.Stderr();
     if (k == 7) {
@@ -165,7 +167,7 @@ TEST_F(KafkaCrashTest, TwelveKillNinesABrokerDownAndInjectedErrorsRepeatNoCommit
       std::this_thread::sleep_for(milliseconds(1500));
       kafka.Up(1);
       const std::string held = pg_->ConfirmedFlushLsn("fa_kafka");
-      ASSERT_TRUE(WaitFor([&] { return Moved(held); }, seconds(60)))
+      ASSERT_TRUE(WaitFor([&] { return Moved("fa_kafka", held); }, seconds(60)))
           << "no progress after the broker came back:\n"
           << p.Stderr();
     }
@@ -210,6 +212,80 @@ TEST_F(KafkaCrashTest, TwelveKillNinesABrokerDownAndInjectedErrorsRepeatNoCommit
             << got.repeats << " repeated whole (from uncommitted Kafka transactions), "
             << got.partial << " cut, " << got.positions << " Kafka transactions committed"
             << std::endl;
+}
+
+// A standby on another host: a second pgslotd on the same slot (its own
+// state and runtime directories) waits while the first one streams, and
+// does not touch Kafka meanwhile (it would fence the first one's
+// producer); once the first is killed it takes over from the committed
+// position, and the topic still holds every transaction once.
+TEST_F(KafkaCrashTest, AStandbyWaitsForTheSlotWithoutTouchingKafkaThenTakesOver) {
+  const std::string db = "fault_kafka_standby";
+  const std::string topic = "fa_standby";
+  MockKafka kafka(dir_->path());
+  MockKafka::Options mock;
+  mock.topics = {{topic, 1}};
+  kafka.Start(mock);
+  pg_->CreateDatabase(db);
+  Workload::CreateTable(pg_, "standby_t", db);
+  FreshSlotsIn(db, {"fa_standby", "fa_standby_ref"});
+  const std::string slot = SlotYaml("fa_standby",
+                                    "{type: kafka, brokers: \"" + kafka.bootstrap() +
+                                        "\", topic: " + topic + ", position_topic: " + topic + "}",
+                                    "    fsync_interval: 100ms\n" + XidOptionsYaml());
+  const std::string primary_cfg = WriteConfig(FaultConfig(pg_->Conninfo(db), slot), "a.yaml");
+  const std::string standby_dir = dir_->File("standby");
+  ASSERT_EQ(::mkdir(standby_dir.c_str(), 0700), 0);
+  const std::string standby_cfg =
+      WriteConfig("connection: \"" + pg_->Conninfo(db) +
+                      "\"\nstatus_interval: 1s\nstate_directory: " + standby_dir +
+                      "\nruntime_directory: " + standby_dir + "\nslots:\n" + slot,
+                  "b.yaml");
+
+  Workload work({pg_->Conninfo(db), "standby_t", 4, FaultSeed(), milliseconds(40)});
+  work.Start();
+  ASSERT_TRUE(work.WaitMore(20, seconds(30))) << work.first_error();
+  const std::string start = pg_->ConfirmedFlushLsn("fa_standby");
+  Subprocess primary;
+  StartDaemon(primary_cfg, &primary);
+  ASSERT_TRUE(
+      WaitFor([&] { return Moved("fa_standby", start) || !primary.Running(); }, seconds(60)))
+      << primary.Stderr();
+  Subprocess standby;
+  StartDaemon(standby_cfg, &standby);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return standby.Stderr().find("is in use by another process") != std::string::npos ||
+               !standby.Running();
+      },
+      seconds(60)))
+      << standby.Stderr();
+  EXPECT_EQ(standby.Stderr().find("committed Kafka transactions hold"), std::string::npos)
+      << "the standby read the position (and fenced the producer) while the slot was in use";
+
+  ASSERT_TRUE(primary.Signal(SIGKILL));
+  ASSERT_EQ(primary.Wait(seconds(10)), 128 + SIGKILL);
+  const std::string held = pg_->ConfirmedFlushLsn("fa_standby");
+  ASSERT_TRUE(WaitFor([&] { return Moved("fa_standby", held) || !standby.Running(); }, seconds(90)))
+      << "the standby did not take over:\n"
+      << standby.Stderr();
+  work.Stop();
+  EXPECT_EQ(work.failures(), 0u) << work.first_error();
+  const std::string end = pg_->CurrentWalLsn();
+  ASSERT_TRUE(CatchUpAndStop(&standby, "fa_standby", end));
+  EXPECT_NE(standby.Stderr().find("committed Kafka transactions hold"), std::string::npos)
+      << standby.Stderr();
+
+  TopicReader reader;
+  for (const KafkaRecord& r : kafka.ReadTopic(topic)) reader.Add(r);
+  TopicAccount got = reader.Finish();
+  ParsedOutput want = ParseTxns(Reference("fa_standby_ref", end, XidOptions(), db));
+  EXPECT_TRUE(got.problems.empty())
+      << got.problems.size() << " problems, the first: " << got.problems.front();
+  ASSERT_EQ(got.first_copies.size(), want.txns.size()) << "every committed transaction, once";
+  for (size_t i = 0; i < want.txns.size(); ++i) {
+    ASSERT_EQ(got.first_copies[i].text, want.txns[i].text) << "transaction " << i;
+  }
 }
 
 }  // namespace

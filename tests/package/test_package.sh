@@ -167,7 +167,7 @@ check "control archive lists the conffiles" \
   bash -c 'grep -qxF /etc/pgslotd/pgslotd.yaml <<<"$1" && grep -qxF /etc/logrotate.d/pgslotd <<<"$1"' _ "$ctl_conffiles"
 depends=$(dpkg-deb -f "$deb" Depends)
 check "Depends has the shared libraries (shlibdeps) and systemd-sysusers" \
-  bash -c 'grep -q libpq5 <<<"$1" && grep -q libc6 <<<"$1" && grep -q sysusers <<<"$1"' _ "$depends"
+  bash -c 'grep -q libpq5 <<<"$1" && grep -q librdkafka1 <<<"$1" && grep -q libc6 <<<"$1" && grep -q sysusers <<<"$1"' _ "$depends"
 
 # --- install ------------------------------------------------------------------
 

@@ -683,6 +683,14 @@ slots:
   ExpectOneError(R"(
 slots:
   - name: a
+    plugin: pgoutput
+    format: json
+    sink: {type: kafka, brokers: "k:9092", topic: "{schema}.{table}"}
+)",
+                 5, "slots[0].sink.topic", {"records without a table", "add {slot}"});
+  ExpectOneError(R"(
+slots:
+  - name: a
     plugin: p
     format: raw
     sink: {type: kafka, brokers: "k:9092", topic: "{slot}.{table}"}

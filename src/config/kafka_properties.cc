@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 #include <sys/stat.h>
 
+#include <cstring>
 #include <fstream>
 
 namespace pgslotd {
@@ -102,6 +103,16 @@ std::string CheckKafkaSink(const SlotConfig& config, bool check_paths, const cha
   *key = "topic";
   std::string problem = TopicTemplateProblem(TopicTemplate(config));
   if (!problem.empty()) return problem;
+  std::string bare = TopicTemplate(config);
+  for (const char* name : {"{schema}", "{table}"}) {
+    for (size_t at = bare.find(name); at != std::string::npos; at = bare.find(name)) {
+      bare.erase(at, std::strlen(name));
+    }
+  }
+  if (bare.find_first_not_of('.') == std::string::npos) {
+    return "topic leaves records without a table (begin and commit lines, messages, truncates) "
+           "no name: add {slot} or a fixed part";
+  }
   if (config.format != OutputFormat::kJson &&
       TopicTemplate(config).find("{table}") != std::string::npos) {
     return "topic names {table}, but only format json knows each record's table";

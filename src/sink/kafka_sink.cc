@@ -526,6 +526,14 @@ Result<Lsn> KafkaSink::Recovered(const StateKey& key, Lsn lsn, std::string* note
             " yet: starting from the slot's position";
     return lsn;
   }
+  if (key.wal_end != kInvalidLsn && lsn > key.wal_end) {
+    return Status::SlotFatal(
+        "the committed position in " + where + " is " + FormatLsn(lsn) +
+        ", beyond the server's WAL end " + FormatLsn(key.wal_end) +
+        ": it is not this server's (or the server was restored from a backup); nothing is "
+        "skipped or acknowledged on its strength (set position_topic to a new topic to start "
+        "again from the slot's position)");
+  }
   if (key.confirmed != kInvalidLsn && lsn < key.confirmed) {
     *warn = true;
     *note = "the committed position in " + where + " is " + FormatLsn(lsn) +

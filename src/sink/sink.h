@@ -1,5 +1,5 @@
 // Sinks: where a slot's output goes. One interface for stdout, files,
-// named pipes and the test fakes (and, later, Kafka).
+// named pipes, Kafka and the test fakes.
 //
 // Records. The slot hands a sink records (decode/record_buffer.h): each a
 // payload ending in '\n' with its position, transaction, table and key. A
@@ -75,6 +75,8 @@ class ExactlyOnceSink {
     // The slot's confirmed_flush_lsn: a record below it is refused (the
     // file is an older copy), before anything is cut.
     Lsn confirmed = kInvalidLsn;
+    // The server's WAL end: a record beyond it is not this server's.
+    Lsn wal_end = kInvalidLsn;
   };
   virtual Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) = 0;
 

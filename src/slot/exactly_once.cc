@@ -15,7 +15,7 @@ Status ExactlyOnce::Recover(const SlotSession& session) {
   bool warn = false;
   ExactlyOnceSink::StateKey key{config_.state_directory + "/" + config_.name + ".state",
                                 session.system_id, config_.name,
-                                session.confirmed.value_or(kInvalidLsn)};
+                                session.confirmed.value_or(kInvalidLsn), session.wal_end};
   Result<Lsn> recorded = sink_->Recover(key, &note, &warn);
   if (!recorded.ok()) return recorded.status();
   if (!note.empty()) Event(warn ? spdlog::level::warn : spdlog::level::info, kInvalidLsn, note);

@@ -411,6 +411,9 @@ Result<bool> SlotWorker::WaitForSink() {
     if (reopen_.exchange(false)) {
       if (Status s = sink()->Reopen(); !s.ok()) return s.Prefixed(sink()->Describe());
     }
+    // The sink's own progress while paused (delivery reports, a Kafka
+    // commit under way, a pipe reader) needs its syncs served too.
+    if (Status ss = pipeline_.SyncSink(Clock::now(), false); !ss.ok()) return ss;
     Result<bool> takes = SinkTakesBytes();
     if (!takes.ok()) return takes.status().Prefixed(sink()->Describe());
     if (takes.value()) break;

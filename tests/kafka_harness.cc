@@ -1,5 +1,6 @@
 #include "kafka_harness.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -94,11 +95,17 @@ MockKafka::MockKafka()
     : own_dir_(std::make_unique<TempDir>("pgslotd-kafka")), dir_(own_dir_->path()) {}
 
 MockKafka::~MockKafka() {
-  if (process_.pid() > 0 && Stop() < 0) {
+  if (process_.pid() <= 0) return;
+  const int code = Stop();
+  if (code < 0) {
     // Subprocess's destructor sends SIGKILL; say so, since a mock that does
     // not stop on end of input is a bug of its own.
     std::fprintf(stderr, "warning: pgslotd-mock-kafka (pid %d) did not stop; killing it\n",
                  static_cast<int>(process_.pid()));
+  } else if (code != 0) {
+    // It failed, perhaps on its way out where no command would notice: a
+    // crash, a sanitizer's report (ThreadSanitizer exits 66).
+    ADD_FAILURE() << "pgslotd-mock-kafka exited " << code << "; its stderr:\n" << Tail(Log());
   }
 }
 

@@ -88,7 +88,8 @@ class MockKafka {
   explicit MockKafka(std::string dir);
   // The same in a TempDir of its own, removed with this object.
   MockKafka();
-  // Stops the mock (Stop()) if it runs; kills it if it does not stop.
+  // Stops the mock (Stop()) if it runs; kills it if it does not stop. A
+  // mock that exited with a code other than 0 fails the running test.
   ~MockKafka();
   MockKafka(const MockKafka&) = delete;
   MockKafka& operator=(const MockKafka&) = delete;

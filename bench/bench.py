@@ -17,6 +17,8 @@ import os
 import platform
 import pwd
 import re
+import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -36,6 +38,15 @@ T_START = time.time()
 
 class Broken(Exception):
     """Something did not work, so the run as a whole is not valid."""
+
+
+class Refused(Broken):
+    """pgslotd --check does not accept a config the script wrote; output is
+    what it said."""
+
+    def __init__(self, message, output=""):
+        super().__init__(message)
+        self.output = output
 
 
 class Interrupted(Exception):
@@ -112,6 +123,23 @@ def read_file(path, default=""):
 def tail(path, n=15):
     lines = read_file(path).splitlines()
     return "\n".join("    " + line for line in lines[-n:])
+
+
+# What /usr/bin/time writes with this format, read by parse_time_file.
+TIME_FORMAT = "%e %U %S %M %w %c"
+
+
+def parse_time_file(path):
+    """wall, user, sys, cpu (user + sys) in seconds, rss_mib (peak), vcsw and
+    icsw (context switches) from a file /usr/bin/time -f TIME_FORMAT -o wrote;
+    None for each when it holds no such line (the process was killed)."""
+    lines = read_file(path).strip().splitlines()
+    try:
+        e, u, s, m, vcs, ics = lines[-1].split()
+        return {"wall": float(e), "user": float(u), "sys": float(s), "cpu": float(u) + float(s),
+                "rss_mib": int(m) / 1024.0, "vcsw": int(vcs), "icsw": int(ics)}
+    except (IndexError, ValueError):
+        return dict.fromkeys(("wall", "user", "sys", "cpu", "rss_mib", "vcsw", "icsw"))
 
 
 def machine_info(pgbin):
@@ -316,6 +344,99 @@ class WalsenderWatch(threading.Thread):
 
 
 # --------------------------------------------------------------------------
+# Kafka: librdkafka's mock cluster (pgslotd-mock-kafka, tests/kafka/) and kcat.
+
+
+class MockKafka:
+    """One pgslotd-mock-kafka process: BROKERS brokers on 127.0.0.1 and the
+    topics named, each with PARTITIONS partitions (partition p led by broker
+    p % BROKERS + 1). It stops on end of its stdin, so it also goes when this
+    script does. The mock keeps only the last 5 MiB or 100,000 batches of
+    each partition (librdkafka's rdkafka_mock.c drops the oldest), but its
+    high watermarks count every record ever appended, and it writes no
+    transaction markers: the sum of a topic's high watermarks is the number
+    of records produced to it."""
+
+    BROKERS = 3
+    PARTITIONS = 3
+
+    def __init__(self, bench, topics, logpath):
+        """topics: names, or (name, partitions) pairs."""
+        self.bench = bench
+        self.kcat = bench.a.kcat
+        self.partitions = {}
+        argv = [bench.a.mock_kafka, "--brokers", str(self.BROKERS)]
+        for t in topics:
+            name, parts = t if isinstance(t, tuple) else (t, self.PARTITIONS)
+            self.partitions[name] = parts
+            argv += ["--topic", "%s:%d" % (name, parts)]
+        self.log = open(logpath, "ab")
+        self.p = bench.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        ready, _, _ = select.select([self.p.stdout], [], [], 60)
+        line = self.p.stdout.readline().decode("utf-8", "replace").strip() if ready else ""
+        if not line.startswith("bootstrap ") or len(line.split()) != 2:
+            self.stop()
+            raise Broken("pgslotd-mock-kafka did not start (%r):\n%s" % (line, tail(logpath)))
+        self.bootstrap = line.split()[1]
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def stop(self):
+        """End of input stops the mock; killed if it does not."""
+        try:
+            self.p.stdin.close()
+            self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+        self.log.close()
+
+    def kcat_argv(self, args):
+        # -F /dev/null: no kcat.conf of the user's comes into it.
+        return [self.kcat, "-F", "/dev/null", "-b", self.bootstrap] + args
+
+    def high_watermarks(self, topic):
+        """{partition: high watermark} (kcat -Q, offset of timestamp -1)."""
+        args = ["-Q"]
+        parts = self.partitions.get(topic, self.PARTITIONS)
+        for part in range(parts):
+            args += ["-t", "%s:%d:-1" % (topic, part)]
+        out = self.bench.run(self.kcat_argv(args), "kcat -Q " + topic, timeout=120)
+        marks = {}
+        for m in re.finditer(r"^(\S+) \[(\d+)\] offset (-?\d+)$", out, re.M):
+            if m.group(1) == topic:
+                marks[int(m.group(2))] = int(m.group(3))
+        if sorted(marks) != list(range(parts)):
+            raise Broken("kcat -Q %s: no offset for every partition:\n%s" % (topic, out))
+        return marks
+
+    def retained(self, topic):
+        """{partition: [(offset, value)]}: what the mock still holds of the
+        topic, read with kcat -C from the beginning to the end."""
+        argv = self.kcat_argv(["-C", "-t", topic, "-o", "beginning", "-e", "-q",
+                               "-X", "fetch.wait.max.ms=10", "-f", "%p %o %s\\n"])
+        p = self.bench.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = p.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            raise Broken("kcat -C %s: did not finish within 300s" % topic)
+        if p.returncode != 0:
+            raise Broken("kcat -C %s failed (exit %d):\n%s" % (topic, p.returncode,
+                                                              err.decode("utf-8", "replace")))
+        recs = {}
+        for line in out.split(b"\n")[:-1]:
+            part, off, value = line.split(b" ", 2)
+            recs.setdefault(int(part), []).append((int(off), value))
+        for v in recs.values():
+            v.sort()
+        return recs
+
+
+# --------------------------------------------------------------------------
 
 
 class Bench:
@@ -342,6 +463,8 @@ class Bench:
         self.problems = []  # things that broke; any makes the exit status 1
         self.as_root = os.geteuid() == 0
         self.results = {"mode": "quick" if args.quick else "full"}
+        self.kafka_eo_skipped = None  # why the exactly_once Kafka case is not run
+        self._ref_lines = (None, None)  # reference_lines' cache
 
     def conninfo_for(self, transport):
         """The clients' connection string over "unix" (the socket in the work
@@ -476,10 +599,13 @@ class Bench:
 
     # -- pgslotd configs -----------------------------------------------------
 
-    def write_config(self, name, slots, fsync_interval="1s", binary=None, conninfo=None):
+    def write_config(self, name, slots, fsync_interval="1s", binary=None, conninfo=None,
+                     sinks=None):
         """slots: list of (slot name, plugin, format, options dict). binary
         checks the config (default: the pgslotd under test); conninfo
-        defaults to the clients' connection string."""
+        defaults to the clients' connection string. sinks maps a slot to its
+        sink's YAML flow map; the others get a file sink (outfile). Raises
+        Refused (a Broken) when pgslotd --check does not accept it."""
         q = json.dumps
         binary = binary or self.a.pgslotd
         lines = [
@@ -498,14 +624,15 @@ class Bench:
             if options:
                 lines.append("    options: {%s}" % ", ".join("%s: %s" % (q(k), q(v))
                                                             for k, v in options.items()))
-            lines.append("    sink: {type: file, path: %s}" % q(self.outfile(slot)))
+            sink = (sinks or {}).get(slot) or "{type: file, path: %s}" % q(self.outfile(slot))
+            lines.append("    sink: %s" % sink)
         path = os.path.join(self.work, name + ".yaml")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         out = self.run([binary, "--config", path, "--check"], "pgslotd --check " + path,
                        check=False)
         if "config OK" not in out:
-            raise Broken("pgslotd refuses the config %s:\n%s" % (path, out))
+            raise Refused("pgslotd refuses the config %s:\n%s" % (path, out), out.strip())
         return path
 
     def outfile(self, slot):
@@ -539,16 +666,20 @@ class Bench:
                     % (what, cores_busy))
                 told = True
 
-    def timed_run(self, label, argv, slots, timeout):
-        """Runs argv under /usr/bin/time while watching the slots' walsenders."""
+    def timed_run(self, label, argv, slots, timeout, broker_pid=None):
+        """Runs argv under /usr/bin/time while watching the slots' walsenders.
+        broker_pid: a process that serves the client during the run (the
+        Kafka mock); its CPU over the run is counted apart, not as other
+        CPU."""
         self.wait_quiet(label)
         timefile = os.path.join(self.logs, label + ".time")
         logpath = os.path.join(self.logs, label + ".log")
         watch = WalsenderWatch(self, slots)
         with open(logpath, "wb") as lf:
+            b0 = proc_stat(broker_pid) if broker_pid else None
             c0 = cpu_times()
             t0 = time.time()
-            p = self.spawn([TIME, "-f", "%e %U %S %M %w %c", "-o", timefile] + argv, stdout=lf,
+            p = self.spawn([TIME, "-f", TIME_FORMAT, "-o", timefile] + argv, stdout=lf,
                            stderr=subprocess.STDOUT)
             watch.start()
             try:
@@ -559,8 +690,11 @@ class Bench:
                 rc = "timeout after %ds" % timeout
         t1 = time.time()
         c1 = cpu_times()
+        b1 = proc_stat(broker_pid) if broker_pid else None
         ws = watch.finish()
         r = {"label": label, "rc": rc, "log": logpath, "t0": t0, "elapsed": t1 - t0, "ws": ws}
+        if broker_pid:
+            r["broker_cpu"] = (b1[0] - b0[0]) / CLK_TCK if b0 and b1 and b0[1] == b1[1] else None
         d = [b - a for a, b in zip(c0, c1)]
         total = float(sum(d)) or 1.0
         r["machine"] = {"busy_pct": 100 * d[0] / total, "idle_pct": 100 * d[1] / total,
@@ -571,20 +705,15 @@ class Bench:
         last = [v["gone"] for v in ws.values() if v["gone"]]
         r["ws_seen_after"] = min(first) - t0 if first else None
         r["ws_exit_to_end"] = t1 - max(last) if last and len(last) == len(ws) else None
-        lines = read_file(timefile).strip().splitlines()
-        try:
-            e, u, s, m, vcs, ics = lines[-1].split()
-            r.update(wall=float(e), user=float(u), sys=float(s), cpu=float(u) + float(s),
-                     rss_mib=int(m) / 1024.0, vcsw=int(vcs), icsw=int(ics))
-        except (IndexError, ValueError):
-            r.update(wall=None, user=None, sys=None, cpu=None, rss_mib=None, vcsw=None, icsw=None)
+        r.update(parse_time_file(timefile))
         # CPU the machine spent on anything but the client and its walsenders:
         # the server's other processes, this script, the kernel's writeback,
         # and other programs. More than a fifth of a core on average (after a
         # tenth of a second for the fixed costs of a short run) means the run
         # was disturbed.
         if r.get("cpu") is not None:
-            known = r["cpu"] + sum(v["cpu"] or 0 for v in ws.values())
+            known = (r["cpu"] + sum(v["cpu"] or 0 for v in ws.values())
+                     + (r.get("broker_cpu") or 0))
             r["other_cpu"] = max(0.0, d[0] / float(CLK_TCK) - known)
             r["disturbed"] = r["other_cpu"] > 0.1 + 0.2 * (t1 - t0)
         if rc != 0:
@@ -682,7 +811,10 @@ class Bench:
             r["bytes"] = r["lines"] = None
 
     def run_contenders(self, end, expect):
-        runs = {k: [] for k, *_ in self.CONTENDERS}
+        """Each repetition runs every client once, in the order of
+        CONTENDERS and then of the Kafka cases, each on its own slot."""
+        kafka = self.kafka_contenders()
+        runs = {k: [] for k, *_ in self.CONTENDERS + kafka}
         timeout = self.a.timeout
         for rep in range(1, self.a.reps + 1):
             for key, label, prefix, _ in self.CONTENDERS:
@@ -693,6 +825,14 @@ class Bench:
                 self.record_run(r, slot, "%s run %d" % (label, rep))
                 runs[key].append(r)
             self.check_outputs(rep, expect)
+            for key, label, prefix, _ in kafka:
+                if key == "ps_kafka_eo" and self.kafka_eo_skipped:
+                    continue
+                slot = "%s_%d" % (prefix, rep)
+                log("run %d/%d: %s (slot %s)" % (rep, self.a.reps, label, slot))
+                r = self.kafka_run(key, label, slot, end, expect, rep)
+                if r is not None:
+                    runs[key].append(r)
             if not self.a.keep:
                 for _, _, prefix, _ in self.CONTENDERS:
                     try:
@@ -700,6 +840,187 @@ class Bench:
                     except FileNotFoundError:
                         pass
         return runs
+
+    # -- Kafka: the same WAL into the mock cluster ------------------------------
+
+    KAFKA_CONTENDERS = [
+        # key, label, slot prefix (and topic), plugin
+        ("rl_kcat", "pg_recvlogical + test_decoding, piped to kcat -P", "rl_kcat",
+         "test_decoding"),
+        ("ps_kafka", "pgslotd raw + test_decoding, Kafka sink", "ps_kafka", "test_decoding"),
+        ("ps_kafka_eo", "pgslotd raw + test_decoding, Kafka sink, exactly_once", "ps_kafka_eo",
+         "test_decoding"),
+    ]
+    # What each side promises, for the report (docs/performance.md says why).
+    GUARANTEES = {
+        "rl_kcat": "kcat: acks=all, not idempotent, records spread over the partitions (no "
+                   "order across them); pg_recvlogical acknowledges what it wrote into the pipe, "
+                   "so what kcat has not delivered is lost if kcat or the host dies",
+        "ps_kafka": "at least once (exactly_once: false): acks=all, idempotent producer, "
+                    "acknowledged only once delivered; every record in partition 0, in commit "
+                    "order",
+        "ps_kafka_eo": "exactly once (exactly_once: true): whole PostgreSQL transactions in "
+                       "Kafka transactions, each ending with the slot's position record in "
+                       "pgslotd_positions, acknowledged once committed; every record in "
+                       "partition 0, in commit order",
+    }
+    KAFKA_SINK = "{type: kafka, brokers: %s, exactly_once: %s}"
+    POSITION_TOPIC = "pgslotd_positions"  # pgslotd's default position_topic
+
+    def kafka_contenders(self):
+        """The Kafka cases this run makes: none with --skip-kafka; the
+        exactly_once one only with --kafka-exactly-once."""
+        if self.a.skip_kafka:
+            return []
+        return [c for c in self.KAFKA_CONTENDERS
+                if c[0] != "ps_kafka_eo" or self.a.kafka_exactly_once]
+
+    def check_kafka_eo_config(self):
+        """Whether pgslotd takes a kafka sink with exactly_once: true; if not,
+        the exactly_once case is skipped, and the report says why."""
+        slot = "ps_kafka_eo_check"
+        try:
+            self.write_config(slot, [(slot, "test_decoding", "raw", {})],
+                              sinks={slot: self.KAFKA_SINK % ('"127.0.0.1:9"', "true")})
+            return True
+        except Refused as e:
+            self.skip_kafka_eo("pgslotd --check refuses exactly_once: true: %s" % e.output)
+            return False
+
+    def skip_kafka_eo(self, why):
+        self.kafka_eo_skipped = why
+        self.results["kafka_eo_skipped"] = why
+        log("  the exactly_once case is skipped: " + why.splitlines()[0])
+
+    def pipeline_argv(self, slot, topic, end, mock):
+        """pg_recvlogical -f - | kcat -P, each under its own /usr/bin/time
+        (the outer one times the whole pipeline): the argv and the time
+        files of the two."""
+        rl = [os.path.join(self.pgbin, "pg_recvlogical"), "-d", self.conninfo, "-S", slot,
+              "--start", "-f", "-", "-F", "1", "--endpos", end, "--no-loop", "-P", "test_decoding"]
+        kc = mock.kcat_argv(["-P", "-t", topic])
+        tf = {n: os.path.join(self.logs, "%s.%s.time" % (slot, n))
+              for n in ("pg_recvlogical", "kcat")}
+        timed = lambda name, argv: " ".join(
+            shlex.quote(x) for x in [TIME, "-f", TIME_FORMAT, "-o", tf[name]] + argv)
+        script = "set -o pipefail; %s | %s" % (timed("pg_recvlogical", rl), timed("kcat", kc))
+        return ["bash", "-c", script], tf
+
+    def kafka_run(self, key, label, slot, end, expect, rep):
+        """One timed run into a mock cluster of its own (its topic is the
+        slot's name), checked against what the topic holds afterwards.
+        Returns the run, or None when the exactly_once case is skipped."""
+        what = "%s run %d" % (label, rep)
+        # With exactly_once: true every Kafka transaction ends with the
+        # slot's position record in partition 0 of pgslotd_positions (the
+        # default position_topic): made here with that one partition.
+        topics = [slot] + ([(self.POSITION_TOPIC, 1)] if key == "ps_kafka_eo" else [])
+        mock = MockKafka(self, topics, os.path.join(self.logs, slot + ".mock-kafka.log"))
+        try:
+            parts = None
+            if key == "rl_kcat":
+                argv, parts = self.pipeline_argv(slot, slot, end, mock)
+            else:
+                eo = key == "ps_kafka_eo"
+                try:
+                    cfg = self.write_config(slot, [(slot, "test_decoding", "raw", {})], sinks={
+                        slot: self.KAFKA_SINK % (json.dumps(mock.bootstrap),
+                                                 "true" if eo else "false")})
+                except Refused as e:
+                    if not eo:
+                        raise
+                    self.skip_kafka_eo("pgslotd --check refuses exactly_once: true: %s"
+                                       % e.output)
+                    return None
+                argv = [self.a.pgslotd, "--config", cfg, "--end-lsn", end, "--log-target",
+                        "stderr"]
+            r = self.timed_run(slot, argv, [slot], self.a.timeout, broker_pid=mock.pid)
+            r.update(key=key, rep=rep, slot=slot, kafka=True)
+            if key == "ps_kafka_eo" and r["rc"] == 78:  # EX_CONFIG: the daemon refused it
+                self.skip_kafka_eo("pgslotd refused exactly_once: true when it started (exit 78):"
+                                   "\n%s" % tail(r["log"]))
+                return None
+            if parts:
+                # The pipeline's CPU is the two programs' (the outer time adds
+                # bash and the two time processes); their peaks add up, since
+                # both run for the whole run.
+                p = {n: parse_time_file(f) for n, f in parts.items()}
+                r["parts"] = p
+                if all(x["cpu"] is not None for x in p.values()):
+                    r["outer_cpu"] = r["cpu"]
+                    for f in ("user", "sys", "cpu", "rss_mib", "vcsw", "icsw"):
+                        r[f] = sum(x[f] for x in p.values())
+            if "error" not in r:
+                self.check_kafka(r, key, slot, mock, expect, rep, what)
+                if key == "ps_kafka_eo":
+                    # One position record per committed Kafka transaction:
+                    # none means pgslotd ran no transactions.
+                    r["position_records"] = mock.high_watermarks(self.POSITION_TOPIC)[0]
+            self.record_run(r, slot, what)
+            return r
+        finally:
+            mock.stop()
+
+    def check_kafka(self, r, key, topic, mock, expect, rep, what):
+        """The topic must hold one record per test_decoding line (the sum of
+        its high watermarks); pgslotd's all in partition 0. What the mock
+        still holds of it (its last 5 MiB or so per partition) must be, for
+        pgslotd, the end of pg_recvlogical's file of this repetition byte for
+        byte and in order; for the pipeline, lines of that file."""
+        want = expect["td_lines"]
+        marks = mock.high_watermarks(topic)
+        total = sum(marks.values())
+        r.update(lines=total, records=total, partitions=marks)
+        if total != want:
+            self.problems.append(
+                "%s: topic %s holds %d records (high watermarks %s), expected %d%s"
+                % (what, topic, total, marks, want,
+                   " (duplicates)" if total > want else ""))
+        ordered = key != "rl_kcat"
+        if ordered and any(n for part, n in marks.items() if part != 0):
+            self.problems.append("%s: records outside partition 0: high watermarks %s"
+                                 % (what, marks))
+        held = mock.retained(topic)
+        n_held = sum(len(v) for v in held.values())
+        r["retained"] = n_held
+        for part, recs in held.items():
+            offs = [o for o, _ in recs]
+            if offs != list(range(offs[0], offs[0] + len(offs))) or offs[-1] != marks[part] - 1:
+                self.problems.append("%s: partition %d holds offsets %d..%d with gaps, high "
+                                     "watermark %d" % (what, part, offs[0], offs[-1], marks[part]))
+        if total and not n_held:
+            self.problems.append("%s: kcat -C read nothing back from topic %s" % (what, topic))
+        ref = self.outfile("rl_td_%d" % rep)
+        if not os.path.exists(ref):
+            r["content_check"] = "not checked (no pg_recvlogical file in this repetition)"
+            return
+        if ordered:
+            expected_tail = b"".join(v + b"\n" for _, v in held.get(0, []))
+            with open(ref, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                start = size - len(expected_tail)
+                f.seek(max(0, start - 1))
+                got = f.read()
+            whole = start == 0 or (start > 0 and got[:1] == b"\n")
+            if start < 0 or not whole or got[-len(expected_tail):] != expected_tail:
+                self.problems.append("%s: the %d records the mock still holds are not the last "
+                                     "%d lines of %s" % (what, n_held, n_held, ref))
+            r["content_check"] = "last %d records = last %d lines of the file, in order" % (
+                n_held, n_held)
+        else:
+            lines = self.reference_lines(ref)
+            foreign = sum(1 for recs in held.values() for _, v in recs if hash(v) not in lines)
+            if foreign:
+                self.problems.append("%s: %d of the %d records the mock still holds are no line "
+                                     "of %s" % (what, foreign, n_held, ref))
+            r["content_check"] = "last %d records each a line of the file" % n_held
+
+    def reference_lines(self, path):
+        """The hashes of path's lines (kept for the last path asked)."""
+        if self._ref_lines[0] != path:
+            with open(path, "rb") as f:
+                self._ref_lines = (path, {hash(x) for x in f.read().split(b"\n")})
+        return self._ref_lines[1]
 
     def record_run(self, r, slot, what):
         """Adds the walsender's figures and the output's size to a timed run
@@ -709,14 +1030,21 @@ class Bench:
         r["ws_cpu"] = ws["cpu"]
         r["ws_sessions"] = ws["sessions"]
         r["ws_waits"] = ws["waits"]
-        self.measure_output(r, slot)
+        if not r.get("kafka"):
+            self.measure_output(r, slot)
+        else:
+            r.setdefault("lines", None)
+            r["bytes"] = None
         if "error" in r:
             self.problems.append("%s: %s" % (what, r["error"]))
             log("  FAILED: " + r["error"])
         else:
-            log("  wall %.2fs, client CPU %.2fs, RSS %.1f MiB, walsender CPU %s, %s lines"
+            log("  wall %.2fs, client CPU %.2fs, RSS %.1f MiB, walsender CPU %s, %s %s%s"
                 % (r["wall"], r["cpu"], r["rss_mib"],
-                   "%.2fs" % r["ws_cpu"] if r["ws_cpu"] is not None else "n/a", r["lines"]))
+                   "%.2fs" % r["ws_cpu"] if r["ws_cpu"] is not None else "n/a", r["lines"],
+                   "records" if r.get("kafka") else "lines",
+                   ", broker CPU %.2fs" % r["broker_cpu"] if r.get("broker_cpu") is not None
+                   else ""))
         if ws["sessions"] > 1:
             self.problems.append("%s: the client connected %d times (a reconnect?)"
                                  % (what, ws["sessions"]))
@@ -1259,6 +1587,92 @@ class Bench:
         w("")
         return o
 
+    def kafka_report(self, res):
+        """The Kafka section: best run of each case, what each guarantees,
+        every run, and what the topics held."""
+        runs = res["runs"]
+        cases = [c for c in self.KAFKA_CONTENDERS if c[0] in runs]
+        o = []
+        w = o.append
+        if not cases:
+            return o
+
+        def f(v, fmt="%.2f"):
+            return fmt % v if v is not None else "n/a"
+
+        w("## Kafka: the same WAL into librdkafka's mock cluster (best of %d by wall time)\n"
+          % self.a.reps)
+        w("Each run has a mock cluster of its own (pgslotd-mock-kafka: %d brokers on 127.0.0.1, "
+          "the slot's topic with %d partitions, partition p led by broker p %% %d + 1). Client "
+          "CPU and peak RSS of the pipeline are those of pg_recvlogical and kcat added up; "
+          "broker CPU is the mock's over the run (it shares the 2 cores, and is not client "
+          "CPU). The topic is checked afterwards: the sum of its high watermarks must be one "
+          "record per test_decoding line, and what the mock still holds of it (its last 5 MiB "
+          "or so per partition) must match pg_recvlogical's file of the same repetition.\n"
+          % (MockKafka.BROKERS, MockKafka.PARTITIONS, MockKafka.BROKERS))
+        w("| client | wall s | client CPU s (user+sys) | client CPU µs/record | peak RSS MiB "
+          "| walsender CPU s | walsender waiting for the client | broker CPU s | records |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key, label, _, _ in cases:
+            r = self.best_run(runs[key])
+            if r is None:
+                w("| %s | %s | | | | | | | |"
+                  % (label, "skipped" if key == "ps_kafka_eo" and self.kafka_eo_skipped
+                     else "FAILED"))
+                continue
+            waits = dict(wait_shares(r.get("ws_waits"))[1])
+            rss = f(r["rss_mib"], "%.1f")
+            if r.get("parts"):
+                rss += " (%s)" % " + ".join(f(x["rss_mib"], "%.1f") for x in r["parts"].values())
+            w("| %s%s | %.2f | %.2f | %s | %s | %s | %.0f%% | %s | %s |"
+              % (label, " (disturbed)" if r.get("disturbed") else "", r["wall"], r["cpu"],
+                 f(1e6 * r["cpu"] / r["records"] if r.get("records") else None),
+                 rss, f(r["ws_cpu"]), waits.get("WalSenderWriteData", 0), f(r.get("broker_cpu")),
+                 r.get("records", "n/a")))
+        w("")
+        w("What each side guarantees:\n")
+        for key, label, _, _ in cases:
+            if runs[key]:
+                w("- %s: %s." % (label, self.GUARANTEES[key]))
+        w("")
+        if self.kafka_eo_skipped:
+            w("The exactly_once case was skipped: %s\n"
+              % " ".join(x.strip() for x in self.kafka_eo_skipped.splitlines()))
+        eo = [r for r in runs.get("ps_kafka_eo", []) if "error" not in r]
+        if eo:
+            counts = [r.get("position_records") for r in eo]
+            w("Kafka transactions committed in the exactly_once runs (position records in %s; "
+              "the mock writes no transaction markers, so these are what shows that pgslotd "
+              "used transactions): %s.%s\n"
+              % (self.POSITION_TOPIC, ", ".join(str(c) for c in counts),
+                 " **None: this build ran exactly_once: true without transactions.**"
+                 if not any(counts) else ""))
+        w("Every Kafka run (pipeline: client CPU and RSS of pg_recvlogical + kcat):\n")
+        w("| client | run | wall s | user s | sys s | client CPU s | peak RSS MiB "
+          "| context switches (vol. + invol.) | walsender CPU s | broker CPU s | records "
+          "(per partition) | content check | other CPU s | exit |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+        for key, label, _, _ in cases:
+            for r in runs[key]:
+                cpu, rss = f(r["cpu"]), f(r["rss_mib"], "%.1f")
+                if r.get("parts"):
+                    cpu += " (%s)" % " + ".join(f(x["cpu"]) for x in r["parts"].values())
+                    rss += " (%s)" % " + ".join(f(x["rss_mib"], "%.1f")
+                                                for x in r["parts"].values())
+                parts = r.get("partitions") or {}
+                w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                  % (label, r["rep"], f(r["wall"]), f(r["user"]), f(r["sys"]), cpu, rss,
+                     "%d + %d" % (r["vcsw"], r["icsw"]) if r.get("vcsw") is not None else "n/a",
+                     f(r["ws_cpu"]), f(r.get("broker_cpu")),
+                     "%s (%s)" % (r.get("records"), " / ".join(str(parts[p])
+                                                              for p in sorted(parts)))
+                     if parts else "n/a",
+                     r.get("content_check", "n/a"),
+                     f(r.get("other_cpu")) + (" (disturbed)" if r.get("disturbed") else ""),
+                     r["rc"]))
+        w("")
+        return o
+
     def report(self, res):
         a = self.a
         o = []
@@ -1344,6 +1758,8 @@ class Bench:
                                                          d.get("WalSenderWriteData", 0), other))
             w("")
 
+            o.extend(self.kafka_report(res))
+
             # Targets
             targets = []
 
@@ -1366,6 +1782,24 @@ class Bench:
                    if r.get("rss_mib") is not None and "error" not in r]
             targets.append(("3", "pgslotd peak RSS over the %d-row transaction (MiB, worst run)"
                             % a.rows, max(rss) if rss else None, "<=", 64.0, "%.1f"))
+            for key, suffix in (("ps_kafka", ""), ("ps_kafka_eo", " (exactly_once)")):
+                if not runs.get(key):  # not run, or the exactly_once case skipped
+                    continue
+                k = self.best_run(runs[key])
+                kg = lambda f_: k[f_] if k else None
+                tid = lambda n: n + ("-eo" if suffix else "")
+                targets.append((tid("5a"), "pgslotd -> Kafka%s wall / pgslotd -> file wall "
+                                "(test_decoding)" % suffix,
+                                ratio(kg("wall"), g("ps_td", "wall")), "<=", 1.15, "%.3f"))
+                pipe = self.best_run(runs.get("rl_kcat", []))
+                targets.append((tid("5b"), "pgslotd -> Kafka%s client CPU / pg_recvlogical + kcat "
+                                "client CPU" % suffix,
+                                ratio(kg("cpu"), pipe["cpu"] if pipe else None), "<=", 0.5,
+                                "%.3f"))
+                krss = [r["rss_mib"] for r in runs[key]
+                        if r.get("rss_mib") is not None and "error" not in r]
+                targets.append((tid("5c"), "pgslotd -> Kafka%s peak RSS (MiB, worst run)" % suffix,
+                                max(krss) if krss else None, "<=", 128.0, "%.1f"))
             idle = res.get("idle")
             if idle:
                 targets.append(("4a", "%d idle slots: CPU, %% of one core" % idle["slots"],
@@ -1529,6 +1963,16 @@ def parse_args(argv):
     p.add_argument("--latency-only", action="store_true",
                    help="only the latency runs (fsync_interval 0 and 1s): no workload, no "
                         "draining, busy or idle runs, no targets")
+    p.add_argument("--skip-kafka", action="store_true",
+                   help="leave out the Kafka cases (pgslotd into librdkafka's mock cluster "
+                        "against pg_recvlogical | kcat -P)")
+    p.add_argument("--kafka-exactly-once", action="store_true",
+                   help="also run pgslotd into Kafka with exactly_once: true (skipped, with the "
+                        "reason, when pgslotd refuses that config)")
+    p.add_argument("--mock-kafka", default=None, metavar="PATH",
+                   help="pgslotd-mock-kafka (default: tests/pgslotd-mock-kafka next to "
+                        "--pgslotd, else build/tests/pgslotd-mock-kafka)")
+    p.add_argument("--kcat", default="kcat", metavar="PATH", help="kcat (default: kcat in PATH)")
     p.add_argument("--profile", action="store_true",
                    help="also run pgslotd under perf and strace -c (not timed)")
     p.add_argument("--results", default=None, metavar="DIR",
@@ -1555,6 +1999,11 @@ def parse_args(argv):
         a.tx_per_client = a.tx_per_client or 20000
         a.timeout = 1800
         a.wait_quiet = 600 if a.wait_quiet is None else a.wait_quiet
+    if a.kafka_exactly_once and (a.skip_kafka or a.compare or a.latency_only):
+        p.error("--kafka-exactly-once goes with neither --skip-kafka, --compare nor "
+                "--latency-only")
+    if a.compare or a.latency_only:
+        a.skip_kafka = True
     if a.compare:
         a.skip_idle = a.skip_latency = a.skip_busy = True
     return a
@@ -1572,6 +2021,13 @@ def main(argv):
     a = parse_args(argv)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     a.pgslotd = os.path.abspath(a.pgslotd or os.path.join(root, "build", "pgslotd"))
+    if not a.mock_kafka:
+        # Next to the pgslotd under test (its build directory), else build/.
+        a.mock_kafka = os.path.join(os.path.dirname(a.pgslotd), "tests", "pgslotd-mock-kafka")
+        if not os.access(a.mock_kafka, os.X_OK):
+            a.mock_kafka = os.path.join(root, "build", "tests", "pgslotd-mock-kafka")
+    a.mock_kafka = os.path.abspath(a.mock_kafka)
+    a.kcat = shutil.which(a.kcat)
     a.compare = os.path.abspath(a.compare) if a.compare else None
     bench = Bench(a)
 
@@ -1589,6 +2045,16 @@ def main(argv):
         for tool in (TIME, os.path.join(a.pgbin, "pg_recvlogical"), os.path.join(a.pgbin, "pgbench")):
             if not os.access(tool, os.X_OK):
                 raise Broken("%s is missing" % tool)
+        if not a.skip_kafka:
+            if not a.kcat:
+                raise Broken("kcat is missing (apt-get install kcat), or run with --skip-kafka")
+            if not os.access(a.mock_kafka, os.X_OK):
+                raise Broken("%s is missing (make pgslotd-mock-kafka in the build directory), or "
+                             "run with --skip-kafka" % a.mock_kafka)
+            # Like pgslotd: a copy, in case the build directory is rebuilt.
+            mock = os.path.join(bench.work, "pgslotd-mock-kafka")
+            shutil.copy2(a.mock_kafka, mock)
+            a.mock_kafka = mock
         if not os.access(a.pgslotd, os.X_OK):
             raise Broken("%s is missing (build it first)" % a.pgslotd)
         # The build directory may be rebuilt while we run: use a copy.
@@ -1647,9 +2113,13 @@ def main(argv):
                                     for build in Bench.BUILDS])
             res["compare"]["runs"] = bench.run_compare(end, expect)
         else:
+            if a.kafka_exactly_once and not a.skip_kafka:
+                bench.check_kafka_eo_config()
+            kafka = [c for c in bench.kafka_contenders()
+                     if c[0] != "ps_kafka_eo" or not bench.kafka_eo_skipped]
             slots = []
             for rep in range(1, a.reps + 1):
-                for _, _, prefix, plugin in Bench.CONTENDERS:
+                for _, _, prefix, plugin in Bench.CONTENDERS + kafka:
                     slots.append(("%s_%d" % (prefix, rep), plugin))
             if not a.skip_busy:
                 slots += [("busy_%d" % i, "test_decoding") for i in range(1, a.busy_slots + 1)]

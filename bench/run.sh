@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# pgslotd benchmark: pgslotd against PostgreSQL's own pg_recvlogical, on the
+# pgslotd benchmark: pgslotd against PostgreSQL's own pg_recvlogical (and, into
+# librdkafka's mock Kafka cluster, against pg_recvlogical | kcat -P), on the
 # same WAL, in one run. Prints a table and the ratios of the performance
 # targets (PASS/FAIL). See docs/performance.md for what is measured.
 #
 #   bash bench/run.sh                 # the full benchmark (about 4 minutes on 2 quiet cores)
 #   bash bench/run.sh --quick         # a smoke run for CI (well under a minute)
 #   bash bench/run.sh --latency-only  # only the latency runs (about a minute)
+#   bash bench/run.sh --kafka-exactly-once  # also pgslotd into Kafka with exactly_once: true
 #   bash bench/run.sh --compare OLD   # this build against the pgslotd binary OLD, interleaved
 #                                     # (bench/build-rev.sh builds OLD from a git revision)
 #   bash bench/run.sh --help          # every option
@@ -26,11 +28,21 @@ for arg in "$@"; do
   fi
 done
 
+# The Kafka cases run unless --skip-kafka (and never with --compare or
+# --latency-only).
+kafka=1
+for arg in "$@"; do
+  case $arg in --skip-kafka | --compare | --compare=* | --latency-only) kafka= ;; esac
+done
+
 # Tools: GNU time for the clients' CPU and peak RSS; strace for the latency
-# part and --profile; perf only for --profile.
+# part and --profile; perf only for --profile; kcat for the Kafka cases.
 missing=()
 [[ -x /usr/bin/time ]] || missing+=(time)
 command -v strace >/dev/null || missing+=(strace)
+if [[ -n $kafka && " $* " != *" --kcat "* && " $* " != *" --kcat="* ]]; then
+  command -v kcat >/dev/null || missing+=(kcat)
+fi
 if [[ " $* " == *" --profile "* ]]; then
   command -v perf >/dev/null || missing+=(linux-perf)
 fi
@@ -66,6 +78,20 @@ if [[ ! -x $pgslotd && $pgslotd == "$root/build/pgslotd" ]]; then
   echo "bench: building pgslotd" >&2
   cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   make -C "$root/build" -j"$(nproc)" pgslotd >/dev/null
+fi
+# The Kafka mock (tests/kafka/): --mock-kafka PATH, else next to pgslotd in
+# its build directory, else build/tests/, built there if it is not there yet.
+# bench.py finds it the same way.
+mock=
+for ((i = 1; i <= $#; i++)); do
+  [[ ${!i} == --mock-kafka ]] && { j=$((i + 1)); mock=${!j:-}; }
+  [[ ${!i} == --mock-kafka=* ]] && mock=${!i#--mock-kafka=}
+done
+if [[ -n $kafka && -z $mock && ! -x $(dirname "$pgslotd")/tests/pgslotd-mock-kafka &&
+      ! -x $root/build/tests/pgslotd-mock-kafka ]]; then
+  echo "bench: building pgslotd-mock-kafka" >&2
+  cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  make -C "$root/build" -j"$(nproc)" pgslotd-mock-kafka >/dev/null
 fi
 
 work=$(mktemp -d /tmp/pgslotd-bench-XXXXXX)

@@ -66,6 +66,17 @@ class KafkaSinkTest : public ::testing::Test {
 
   void BrokersDown(bool exactly_once);
 
+  // Table `name` (`columns`) published by <name>_pub, a new pgoutput slot
+  // <name>_json, and a json slot config for them.
+  SlotConfig FreshTableAndSlot(const std::string& name, const std::string& columns) {
+    pg_->Exec("DROP PUBLICATION IF EXISTS " + name + "_pub; DROP TABLE IF EXISTS " + name +
+              "; CREATE TABLE " + name + "(" + columns + "); CREATE PUBLICATION " + name +
+              "_pub FOR TABLE " + name);
+    pg_->DropSlotIfExists(name + "_json");
+    pg_->CreateLogicalSlot(name + "_json", "pgoutput");
+    return JsonSlot(name + "_json", name + "_pub");
+  }
+
   PgCluster* pg_ = nullptr;
   MockKafka kafka_;
 };
@@ -124,12 +135,7 @@ TEST_F(KafkaSinkTest, ChangesGoToTheirTablesTopicKeyedByPrimaryKeyWithTheirPosit
 // The brokers go down: the worker keeps receiving, and tells the server so,
 // but acknowledges nothing more until they are back and have the records.
 void KafkaSinkTest::BrokersDown(bool exactly_once) {
-  pg_->Exec(
-      "DROP PUBLICATION IF EXISTS kd_pub; DROP TABLE IF EXISTS kd;"
-      "CREATE TABLE kd(id int PRIMARY KEY); CREATE PUBLICATION kd_pub FOR TABLE kd");
-  pg_->DropSlotIfExists("kd_json");
-  pg_->CreateLogicalSlot("kd_json", "pgoutput");
-  SlotConfig c = JsonSlot("kd_json", "kd_pub");
+  SlotConfig c = FreshTableAndSlot("kd", "id int PRIMARY KEY");
   c.sink.exactly_once = exactly_once;
   auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
   w->Start();
@@ -171,12 +177,7 @@ TEST_F(KafkaSinkTest, ExactlyOnceNothingIsAcknowledgedWhileTheBrokersAreDown) { 
 // what to raise, naming the table and the size; nothing is acknowledged
 // past it.
 TEST_F(KafkaSinkTest, ARecordTooLargeStopsTheSlotNamingTheTableTheSizeAndTheSetting) {
-  pg_->Exec(
-      "DROP PUBLICATION IF EXISTS kb_pub; DROP TABLE IF EXISTS kb;"
-      "CREATE TABLE kb(id int PRIMARY KEY, v text); CREATE PUBLICATION kb_pub FOR TABLE kb");
-  pg_->DropSlotIfExists("kb_json");
-  pg_->CreateLogicalSlot("kb_json", "pgoutput");
-  SlotConfig c = JsonSlot("kb_json", "kb_pub");
+  SlotConfig c = FreshTableAndSlot("kb", "id int PRIMARY KEY, v text");
   c.sink.properties = {{"message.max.bytes", "2000"}};
   auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
   w->Start();
@@ -194,12 +195,7 @@ TEST_F(KafkaSinkTest, ARecordTooLargeStopsTheSlotNamingTheTableTheSizeAndTheSett
 // The credentials may not write the topic: the slot stops with the broker's
 // reason rather than retrying for ever.
 TEST_F(KafkaSinkTest, ATopicTheCredentialsMayNotWriteStopsTheSlot) {
-  pg_->Exec(
-      "DROP PUBLICATION IF EXISTS ka_pub; DROP TABLE IF EXISTS ka;"
-      "CREATE TABLE ka(id int PRIMARY KEY); CREATE PUBLICATION ka_pub FOR TABLE ka");
-  pg_->DropSlotIfExists("ka_json");
-  pg_->CreateLogicalSlot("ka_json", "pgoutput");
-  SlotConfig c = JsonSlot("ka_json", "ka_pub");
+  SlotConfig c = FreshTableAndSlot("ka", "id int PRIMARY KEY");
   c.sink.exactly_once = true;
   auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
   w->Start();

@@ -93,6 +93,7 @@ class KafkaSink : public Sink, public ExactlyOnceSink {
   bool RotationDue(uint64_t) const override { return false; }
   Status Rotate() override { return Status::Ok(); }
   bool CheckpointUrgent() const override { return CommitUrgent(); }
+  bool RecoverTouchesShared() const override { return true; }
 
   // Records produced and not yet reported, for metrics and STATUS.
   size_t in_flight() const { return in_flight_.size() - reported_in_flight_; }

@@ -79,6 +79,10 @@ class ExactlyOnceSink {
     Lsn wal_end = kInvalidLsn;
   };
   virtual Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) = 0;
+  // Whether Recover acts on what another consumer of the slot may be using
+  // (Kafka: it fences the other's producer): the worker then calls it only
+  // while no other walsender streams the slot. A file is this host's own.
+  virtual bool RecoverTouchesShared() const { return false; }
 
   // Records, durably, that the content up to stream offset `offset` (a
   // transaction boundary, <= durable()) stands for `lsn`. Only after it

@@ -298,7 +298,9 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
     // Another consumer streams the slot (a standby's pgslotd waits here):
     // the sink's record is not this process's to apply while it does (a
     // Kafka sink would fence the other's producer).
-    if (slot.active_pid) return SlotInUse(*slot.active_pid);
+    if (slot.active_pid && sink()->exactly_once()->RecoverTouchesShared()) {
+      return SlotInUse(*slot.active_pid);
+    }
     if (Status s = e->Recover(slot); !s.ok()) return s;
   } else {
     if (slot.confirmed) pipeline_.policy().RaiseFloor(*slot.confirmed);

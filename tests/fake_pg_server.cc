@@ -227,8 +227,8 @@ class Conn {
     } else if (Starts(q, "SHOW wal_sender_timeout")) {
       Row({"wal_sender_timeout"}, {"60s"});
     } else if (Starts(q, "SELECT slot_type, plugin")) {
-      Row({"slot_type", "plugin", "database", "wal_status", "confirmed_flush_lsn"},
-          {"logical", "test_decoding", "postgres", "reserved", session_lsn});
+      Row({"slot_type", "plugin", "database", "wal_status", "confirmed_flush_lsn", "active_pid"},
+          {"logical", "test_decoding", "postgres", "reserved", session_lsn, nullptr});
     } else if (Starts(q, "SELECT wal_status")) {
       Row({"wal_status"}, {"reserved"});
     } else if (Starts(q, "SELECT slot_name, active")) {  // the monitor

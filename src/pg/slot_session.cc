@@ -89,7 +89,7 @@ Status CheckSlotRow(const std::vector<std::string>& row, const SlotConfig& confi
                                    " has been invalidated by the server (wal_status lost): the "
                                    "changes it held are gone and an operator must recreate it");
   }
-  if (!row[5].empty()) session->active_pid = std::atoi(row[5].c_str());
+  if (row.size() > 5 && !row[5].empty()) session->active_pid = std::atoi(row[5].c_str());
   if (row[4].empty()) return Status::Ok();
   session->confirmed = ParseLsn(row[4]);
   if (!session->confirmed) return Status::Retryable("unreadable confirmed_flush_lsn " + row[4]);

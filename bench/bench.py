@@ -786,6 +786,13 @@ class Bench:
         ("ps_json", "pgslotd json + pgoutput", "ps_json", "pgoutput"),
     ]
 
+    def file_contenders(self):
+        """The file clients this run makes: all, or with --kafka-only only
+        pgslotd raw + test_decoding (the file side of target 5a)."""
+        if self.a.kafka_only:
+            return [c for c in self.CONTENDERS if c[0] == "ps_td"]
+        return self.CONTENDERS
+
     def contender_argv(self, key, slot, end):
         out = self.outfile(slot)
         rl = [os.path.join(self.pgbin, "pg_recvlogical"), "-d", self.conninfo, "-S", slot,
@@ -814,10 +821,11 @@ class Bench:
         """Each repetition runs every client once, in the order of
         CONTENDERS and then of the Kafka cases, each on its own slot."""
         kafka = self.kafka_contenders()
-        runs = {k: [] for k, *_ in self.CONTENDERS + kafka}
+        files = self.file_contenders()
+        runs = {k: [] for k, *_ in files + kafka}
         timeout = self.a.timeout
         for rep in range(1, self.a.reps + 1):
-            for key, label, prefix, _ in self.CONTENDERS:
+            for key, label, prefix, _ in files:
                 slot = "%s_%d" % (prefix, rep)
                 log("run %d/%d: %s (slot %s)" % (rep, self.a.reps, label, slot))
                 r = self.timed_run(slot, self.contender_argv(key, slot, end), [slot], timeout)
@@ -834,7 +842,7 @@ class Bench:
                 if r is not None:
                     runs[key].append(r)
             if not self.a.keep:
-                for _, _, prefix, _ in self.CONTENDERS:
+                for _, _, prefix, _ in files:
                     try:
                         os.unlink(self.outfile("%s_%d" % (prefix, rep)))
                     except FileNotFoundError:
@@ -991,8 +999,10 @@ class Bench:
         if total and not n_held:
             self.problems.append("%s: kcat -C read nothing back from topic %s" % (what, topic))
         ref = self.outfile("rl_td_%d" % rep)
+        if not os.path.exists(ref):  # --kafka-only: pgslotd's file, the same bytes
+            ref = self.outfile("ps_td_%d" % rep)
         if not os.path.exists(ref):
-            r["content_check"] = "not checked (no pg_recvlogical file in this repetition)"
+            r["content_check"] = "not checked (no test_decoding file in this repetition)"
             return
         if ordered:
             expected_tail = b"".join(v + b"\n" for _, v in held.get(0, []))
@@ -1061,6 +1071,9 @@ class Bench:
             elif count_lines(a) != expect["td_lines"]:
                 self.problems.append("run %d: test_decoding output has %d lines, expected %d"
                                      % (rep, count_lines(a), expect["td_lines"]))
+        elif os.path.exists(b) and count_lines(b) != expect["td_lines"]:  # --kafka-only
+            self.problems.append("run %d: pgslotd raw output has %d lines, expected %d"
+                                 % (rep, count_lines(b), expect["td_lines"]))
         j = self.outfile("ps_json_%d" % rep)
         if os.path.exists(j):
             n = count_lines(j)
@@ -1704,6 +1717,7 @@ class Bench:
             w(self.workload_text(res["workload"]))
             w("")
             runs = res["runs"]
+            files = [c for c in self.CONTENDERS if c[0] in runs]
             best = {key: self.best_run(runs.get(key, [])) for key, *_ in self.CONTENDERS}
 
             def f(v, fmt="%.2f"):
@@ -1715,7 +1729,7 @@ class Bench:
             w("| client | wall s | client CPU s (user+sys) | client CPU µs/line | peak RSS MiB "
               "| walsender CPU s | output MiB | lines |")
             w("|---|---:|---:|---:|---:|---:|---:|---:|")
-            for key, label, _, _ in self.CONTENDERS:
+            for key, label, _, _ in files:
                 r = best[key]
                 if r is None:
                     err = [x for x in runs.get(key, []) if "error" in x]
@@ -1730,7 +1744,7 @@ class Bench:
               "(voluntary + involuntary) | walsender CPU s | walsender seen after s "
               "| machine busy % | other CPU s | steal % | exit |")
             w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-            for key, label, _, _ in self.CONTENDERS:
+            for key, label, _, _ in files:
                 for r in runs.get(key, []):
                     mc = r.get("machine", {})
                     w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
@@ -1746,7 +1760,7 @@ class Bench:
               "client to read:\n")
             w("| client | samples | CPU | WalSenderWriteData (waiting for the client) | other |")
             w("|---|---:|---:|---:|---|")
-            for key, label, _, _ in self.CONTENDERS:
+            for key, label, _, _ in files:
                 r = best[key]
                 if r is None:
                     continue
@@ -1806,6 +1820,8 @@ class Bench:
                                 idle["cpu_pct"], "<", 1.0, "%.2f"))
                 targets.append(("4b", "%d idle slots: RSS (MiB)" % idle["slots"], idle["rss_mib"],
                                 "<", 64.0, "%.1f"))
+            if a.kafka_only:  # only 5a.. can be measured
+                targets = [t for t in targets if t[0].startswith("5")]
             w("## Targets\n")
             w("| # | measure | value | target | result |")
             w("|---|---|---:|---:|---|")
@@ -1969,6 +1985,9 @@ def parse_args(argv):
     p.add_argument("--kafka-exactly-once", action="store_true",
                    help="also run pgslotd into Kafka with exactly_once: true (skipped, with the "
                         "reason, when pgslotd refuses that config)")
+    p.add_argument("--kafka-only", action="store_true",
+                   help="of the file clients only pgslotd raw + test_decoding (for target 5a), "
+                        "then the Kafka cases; no busy, idle or latency runs")
     p.add_argument("--mock-kafka", default=None, metavar="PATH",
                    help="pgslotd-mock-kafka (default: tests/pgslotd-mock-kafka next to "
                         "--pgslotd, else build/tests/pgslotd-mock-kafka)")
@@ -2002,6 +2021,11 @@ def parse_args(argv):
     if a.kafka_exactly_once and (a.skip_kafka or a.compare or a.latency_only):
         p.error("--kafka-exactly-once goes with neither --skip-kafka, --compare nor "
                 "--latency-only")
+    if a.kafka_only and (a.skip_kafka or a.compare or a.latency_only or a.profile):
+        p.error("--kafka-only goes with neither --skip-kafka, --compare, --latency-only nor "
+                "--profile")
+    if a.kafka_only:
+        a.skip_idle = a.skip_latency = a.skip_busy = True
     if a.compare or a.latency_only:
         a.skip_kafka = True
     if a.compare:
@@ -2072,11 +2096,15 @@ def main(argv):
                     "the old and the new binary are the same (same md5): the ratios show only "
                     "noise")
             a.compare = old
-        a.pgslotd = binary
+        a.pgslotd_given, a.pgslotd = a.pgslotd, binary
         version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
         git = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
                              capture_output=True, text=True).stdout.strip()
-        res["pgslotd_version"] = version + (" (git %s)" % git if git else "")
+        # The tree's revision, unless the binary says which it is built from
+        # (bench/build-rev.sh writes PATH.rev): then that.
+        built = read_file(a.pgslotd_given + ".rev").strip()
+        res["pgslotd_version"] = version + (" (%s; bench at git %s)" % (built, git) if built else
+                                            " (git %s)" % git if git else "")
         if a.compare:
             res["pgslotd_version"] += ", md5 %s" % md5_file(binary)[:12]
         res["machine"] = machine_info(a.pgbin)
@@ -2119,7 +2147,7 @@ def main(argv):
                      if c[0] != "ps_kafka_eo" or not bench.kafka_eo_skipped]
             slots = []
             for rep in range(1, a.reps + 1):
-                for _, _, prefix, plugin in Bench.CONTENDERS + kafka:
+                for _, _, prefix, plugin in bench.file_contenders() + kafka:
                     slots.append(("%s_%d" % (prefix, rep), plugin))
             if not a.skip_busy:
                 slots += [("busy_%d" % i, "test_decoding") for i in range(1, a.busy_slots + 1)]

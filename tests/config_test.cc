@@ -175,7 +175,7 @@ TEST_F(ConfigTest, Defaults) {
   Config config = Load(R"(
 slots:
   - name: s
-    plugin: pgoutput
+    plugin: test_decoding
     sink: {type: stdout}
 )");
   EXPECT_EQ(config.log_level, "info");
@@ -484,6 +484,29 @@ slots:
                  4, "slots[0].format", {"\"xml\"", "raw", "json"});
 }
 
+// pgoutput starts no stream without publications: --check says so first,
+// at the options (or at the slot when it has none), for both formats.
+TEST_F(ConfigTest, PgoutputNeedsPublicationNames) {
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    sink: {type: stdout}
+)",
+                 2, "slots[0].options",
+                 {"plugin pgoutput needs publication_names", "CREATE PUBLICATION"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: raw
+    options: {proto_version: 1, messages: "true"}
+    sink: {type: stdout}
+)",
+                 5, "slots[0].options", {"plugin pgoutput needs publication_names"});
+}
+
 TEST_F(ConfigTest, JsonNeedsPgoutput) {
   ExpectOneError(R"(
 slots:
@@ -497,6 +520,7 @@ slots:
 slots:
   - name: a
     plugin: pgoutput
+    options: {publication_names: p}
     format: json
     include_transactions: true
     sink: {type: stdout}
@@ -637,6 +661,7 @@ TEST_F(ConfigTest, AKafkaSinkTakesItsKeysWithTheirDefaults) {
 slots:
   - name: a
     plugin: pgoutput
+    options: {publication_names: p}
     format: json
     sink:
       type: kafka
@@ -684,10 +709,11 @@ slots:
 slots:
   - name: a
     plugin: pgoutput
+    options: {publication_names: p}
     format: json
     sink: {type: kafka, brokers: "k:9092", topic: "{schema}.{table}"}
 )",
-                 5, "slots[0].sink.topic", {"records without a table", "add {slot}"});
+                 6, "slots[0].sink.topic", {"records without a table", "add {slot}"});
   ExpectOneError(R"(
 slots:
   - name: a
@@ -2127,7 +2153,7 @@ slots:
     connection: "port=5432"
     plugin: pgoutput
     create: false
-    options: {proto_version: 1}
+    options: {proto_version: 1, publication_names: p}
     format: raw
     sink: {type: file, path: /out/a, mode: "0600", rotate: {size: 1GiB, keep: 10, age: 1d}}
 )";

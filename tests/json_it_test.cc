@@ -1,8 +1,12 @@
 // format json (pgoutput decoded by pgslotd) against a real server: every
 // value of a type-rich row compared with the server's own text for it, and
 // every op, identity and streaming case the format documents.
+#include <libpq-fe.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "daemon_fixture.h"
@@ -410,6 +414,131 @@ TEST_F(JsonFormatTest, TheDocumentNullIsToldApartFromSqlNullAsTheServerDoes) {
       EXPECT_FALSE(c.op == "insert" && line.Has("old_json_null"));
     }
   }
+}
+
+// A json slot whose options name only its publication: pgslotd asks the
+// server for protocol 2 with streaming (PostgreSQL 15 here), so a transaction
+// larger than logical_decoding_work_mem is streamed while in progress rather
+// than spilled to disk by the walsender, and the lines written are the same
+// as those of a slot that asks for protocol 1 (the server spills instead).
+TEST_F(JsonFormatTest, ByDefaultLargeTransactionsAreStreamedNotSpilledWithTheSameLines) {
+  pg_->Exec(R"(
+    DROP TABLE IF EXISTS dflt;
+    DROP PUBLICATION IF EXISTS dflt_pub;
+    CREATE TABLE dflt(id serial PRIMARY KEY, v text);
+    CREATE PUBLICATION dflt_pub FOR TABLE dflt;
+  )");
+  pg_->Exec("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'");
+  pg_->Exec("SELECT pg_reload_conf()");
+  for (const char* slot : {"dflt_default", "dflt_v1"}) {
+    pg_->DropSlotIfExists(slot);
+    pg_->CreateLogicalSlot(slot, "pgoutput");
+  }
+  pg_->Exec("INSERT INTO dflt(v) SELECT 'large ' || g FROM generate_series(1, 20000) g");
+  pg_->Exec("INSERT INTO dflt(v) VALUES ('small')");
+  std::string end = pg_->CurrentWalLsn();
+
+  std::string cfg = WriteConfig(
+      Header() +
+      SlotYaml("dflt_default", "{type: file, path: " + dir_->File("default.jsonl") + "}",
+               "    format: json\n    options: {publication_names: dflt_pub}\n", "pgoutput") +
+      SlotYaml("dflt_v1", "{type: file, path: " + dir_->File("v1.jsonl") + "}",
+               "    format: json\n    options: {proto_version: 1, publication_names: dflt_pub}\n",
+               "pgoutput"));
+  Subprocess p;
+  ASSERT_EQ(RunUntil(cfg, end, &p), 0) << p.Stderr();
+  pg_->Exec("ALTER SYSTEM RESET logical_decoding_work_mem");
+  pg_->Exec("SELECT pg_reload_conf()");
+
+  auto stat = [&](const char* column, const char* slot) {
+    return pg_->Scalar(std::string("SELECT ") + column +
+                       " FROM pg_stat_replication_slots WHERE slot_name = '" + slot + "'");
+  };
+  EXPECT_NE(stat("stream_txns", "dflt_default"), "0");
+  EXPECT_EQ(stat("spill_txns", "dflt_default"), "0");
+  EXPECT_EQ(stat("stream_txns", "dflt_v1"), "0");
+  EXPECT_NE(stat("spill_txns", "dflt_v1"), "0");
+  EXPECT_NE(p.Stderr().find("slot dflt_default: streaming from"), std::string::npos);
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    std::string log = p.Stderr();
+    for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("(plugin pgoutput protocol 2, streaming in-progress transactions; "
+                  "connection "),
+            1u)
+      << p.Stderr();
+  EXPECT_EQ(count("(plugin pgoutput protocol 1; connection "), 1u) << p.Stderr();
+
+  std::string streamed = ReadFile(dir_->File("default.jsonl"));
+  EXPECT_EQ(SplitLines(streamed).size(), 20001u);
+  EXPECT_EQ(streamed, ReadFile(dir_->File("v1.jsonl")));
+  EXPECT_EQ(pg_->ConfirmedFlushLsn("dflt_default"), end);
+}
+
+// A streamed transaction still open on the server: its changes wait in the
+// spool, past the spool's memory into a file, and the metrics say how many
+// bytes are on disk; once it commits they reach the sink and the spool is
+// empty again.
+TEST_F(JsonFormatTest, TheMetricsShowTheSpoolOfAnOpenStreamedTransaction) {
+  pg_->Exec(R"(
+    DROP TABLE IF EXISTS spooled;
+    DROP PUBLICATION IF EXISTS spooled_pub;
+    CREATE TABLE spooled(id serial PRIMARY KEY, v text);
+    CREATE PUBLICATION spooled_pub FOR TABLE spooled;
+  )");
+  pg_->DropSlotIfExists("spooled_slot");
+  pg_->CreateLogicalSlot("spooled_slot", "pgoutput");
+  std::string metrics = dir_->File("metrics.prom");
+  std::string out = dir_->File("spooled.jsonl");
+  std::string cfg =
+      WriteConfig(Header("postgres", "monitor_interval: 100ms\nmetrics_file: " + metrics + "\n") +
+                  SlotYaml("spooled_slot", "{type: file, path: " + out + "}",
+                           "    format: json\n    options: {publication_names: spooled_pub}\n"
+                           "    connection: \"options='-c logical_decoding_work_mem=64kB'\"\n",
+                           "pgoutput"));
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  auto gauge = [&](const std::string& family) -> long long {
+    std::string text = FileExists(metrics) ? ReadFile(metrics) : "";
+    std::string key = family + "{slot=\"spooled_slot\"} ";
+    size_t at = text.find(key);
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + key.size());
+  };
+  ASSERT_TRUE(WaitFor([&] { return gauge("pgslotd_spool_disk_bytes") == 0; }, seconds(30)))
+      << p.Stderr();
+
+  // About 8 MB of JSON, twice what the spool keeps in memory.
+  PGconn* open_txn = PQconnectdb(pg_->Conninfo().c_str());
+  ASSERT_EQ(PQstatus(open_txn), CONNECTION_OK) << PQerrorMessage(open_txn);
+  auto exec = [&](const char* sql) {
+    PGresult* r = PQexec(open_txn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    PQclear(r);
+    return st == PGRES_COMMAND_OK;
+  };
+  ASSERT_TRUE(exec("BEGIN"));
+  ASSERT_TRUE(exec("INSERT INTO spooled(v) SELECT 'open ' || g FROM generate_series(1, 100000) g"));
+  // Streamed to pgslotd while still open, and spooled past memory to disk.
+  EXPECT_TRUE(WaitFor([&] { return gauge("pgslotd_spool_disk_bytes") > 0; }, seconds(60)))
+      << p.Stderr();
+  EXPECT_FALSE(FileExists(out) && !ReadFile(out).empty()) << "nothing is written before the commit";
+  ASSERT_TRUE(exec("COMMIT"));
+  PQfinish(open_txn);
+  std::string end = pg_->CurrentWalLsn();
+
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return pg_->Scalar("SELECT confirmed_flush_lsn >= '" + end +
+                           "' FROM pg_replication_slots WHERE slot_name = 'spooled_slot'") == "t";
+      },
+      seconds(60)));
+  EXPECT_TRUE(WaitFor([&] { return gauge("pgslotd_spool_disk_bytes") == 0; }, seconds(30)));
+  EXPECT_EQ(gauge("pgslotd_spool_memory_bytes"), 0);
+  EXPECT_EQ(SplitLines(ReadFile(out)).size(), 100000u);
+  p.Signal(SIGTERM);
+  EXPECT_EQ(p.Wait(seconds(30)), 0) << p.Stderr();
 }
 
 }  // namespace

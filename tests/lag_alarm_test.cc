@@ -215,6 +215,33 @@ TEST(MetricsTest, SinkFiguresAreListedForTheSlotsThatHaveThem) {
   EXPECT_EQ(RenderMetrics(1764000000, {file}).find("pgslotd_sink_"), std::string::npos);
 }
 
+// The spool of streamed transactions (json slots): memory and disk bytes,
+// listed for the slots that have a spool.
+TEST(MetricsTest, SpoolBytesAreListedForTheSlotsThatHaveASpool) {
+  SlotMetrics raw;
+  raw.slot = "raw";
+  SlotMetrics json;
+  json.slot = "json";
+  json.has_spool = true;
+  json.spool_memory_bytes = 4194304;
+  json.spool_disk_bytes = 123456789;
+  std::string text = RenderMetrics(1764000000, {raw, json});
+  std::vector<test::PromSample> samples;
+  std::map<std::string, std::string> types;
+  std::string err;
+  ASSERT_TRUE(test::ParsePrometheusText(text, &samples, &types, &err)) << err << "\n" << text;
+  std::map<std::string, double> spool;
+  for (const auto& s : samples) {
+    if (s.name.rfind("pgslotd_spool_", 0) != 0) continue;
+    EXPECT_EQ(s.labels.at("slot"), "json") << s.name;
+    spool[s.name] = s.value;
+  }
+  EXPECT_EQ(spool["pgslotd_spool_memory_bytes"], 4194304);
+  EXPECT_EQ(spool["pgslotd_spool_disk_bytes"], 123456789);
+  EXPECT_EQ(types["pgslotd_spool_disk_bytes"], "gauge");
+  EXPECT_EQ(RenderMetrics(1764000000, {raw}).find("pgslotd_spool_"), std::string::npos);
+}
+
 TEST(MetricsTest, TheStrictParserRefusesMalformedText) {
   std::vector<test::PromSample> s;
   std::map<std::string, std::string> t;

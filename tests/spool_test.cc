@@ -60,6 +60,12 @@ class SpoolTest : public ::testing::Test {
     std::sort(names.begin(), names.end());
     return names;
   }
+  // What the spool's files hold together.
+  uint64_t FileBytes() const {
+    uint64_t total = 0;
+    for (const std::string& name : Files()) total += std::filesystem::file_size(dir_ + "/" + name);
+    return total;
+  }
   std::vector<Record> Replay(Spool* spool, uint32_t xid) {
     Collect c;
     Status s = spool->Replay(xid, &c);
@@ -103,11 +109,15 @@ TEST_F(SpoolTest, MemoryStaysBoundedAndOrderIsKeptAcrossDiskAndMemory) {
     ASSERT_LE(spool.memory_used(), 100u);
   }
   EXPECT_EQ(spool.files_open(), 2u);
+  EXPECT_EQ(spool.disk_used(), FileBytes());
   EXPECT_EQ(Files(),
             (std::vector<std::string>{"pgslotd-s-" + std::to_string(::getpid()) + "-20.spool",
                                       "pgslotd-s-" + std::to_string(::getpid()) + "-21.spool"}));
   EXPECT_EQ(Replay(&spool, 21), b);
+  EXPECT_EQ(spool.disk_used(), FileBytes());
+  EXPECT_GT(spool.disk_used(), 0u);
   EXPECT_EQ(Replay(&spool, 20), a);
+  EXPECT_EQ(spool.disk_used(), 0u);
   EXPECT_TRUE(Files().empty());
   EXPECT_EQ(spool.files_open(), 0u);
 }
@@ -148,7 +158,9 @@ TEST_F(SpoolTest, TopLevelAbortDropsEverythingAndItsFile) {
   Spool spool(dir_, "s", 30);
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool.Append(50, 50 + i % 2, 0, Line(i)).ok());
   ASSERT_EQ(Files().size(), 1u);
+  EXPECT_EQ(spool.disk_used(), FileBytes());
   spool.Abort(50, 50);
+  EXPECT_EQ(spool.disk_used(), 0u);
   EXPECT_FALSE(spool.Contains(50));
   EXPECT_TRUE(Files().empty());
   EXPECT_EQ(spool.memory_used(), 0u);
@@ -161,6 +173,7 @@ TEST_F(SpoolTest, ClearAndDestructionRemoveFiles) {
     for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool.Append(60 + i % 2, 60, 0, Line(i)).ok());
     ASSERT_EQ(Files().size(), 2u);
     spool.Clear();
+    EXPECT_EQ(spool.disk_used(), 0u);
     EXPECT_TRUE(Files().empty());
     EXPECT_EQ(spool.memory_used(), 0u);
     for (int i = 0; i < 10; ++i) ASSERT_TRUE(spool.Append(62, 62, 0, Line(i)).ok());

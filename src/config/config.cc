@@ -884,6 +884,7 @@ class Loader {
   void ReadSlot(const YAML::Node& node, const SlotConfig& inherited,
                 const std::string* base_conninfo, SlotDraft* draft);
   void CheckFormat(const Section& s, SlotDraft* draft);
+  void CheckPluginOptions(const Section& s, SlotDraft* draft);
   // The sink map, checked against the row of its kind in kSinkKinds.
   void ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft);
   // The path of a kind that takes one: required, absolute.
@@ -1250,6 +1251,7 @@ void Loader::ReadSlot(const YAML::Node& node, const SlotConfig& inherited,
   Fill(s, Scope::kSlot, &slot);
   if (s.Get<std::string>("name") != nullptr) draft->name_line = s.At("name").line;
   CheckFormat(s, draft);
+  CheckPluginOptions(s, draft);
   ReadLagAlarm(s.At("lag_alarm"), Join(draft->path, "lag_alarm"), &slot.lag_alarm);
 
   const Field& connection = s.At("connection");
@@ -1280,6 +1282,22 @@ void Loader::CheckFormat(const Section& s, SlotDraft* draft) {
     Error(it.line, Join(draft->path, "include_transactions"),
           "include_transactions applies to format json only");
   }
+}
+
+// What the plugin refuses to start without, said before the server does.
+// pgoutput sends the changes of the publications it is given and starts no
+// stream without one.
+void Loader::CheckPluginOptions(const Section& s, SlotDraft* draft) {
+  const SlotConfig& slot = draft->slot;
+  if (slot.plugin != "pgoutput") return;
+  for (const auto& option : slot.options) {
+    if (option.first == "publication_names") return;
+  }
+  const Field& options = s.At("options");
+  Error(options.present ? options.line : slot.line, Join(draft->path, "options"),
+        "plugin pgoutput needs publication_names, the publications whose tables it "
+        "decodes: e.g. options: {publication_names: \"cdc_pub\"} after CREATE "
+        "PUBLICATION cdc_pub FOR TABLE ... (or FOR ALL TABLES)");
 }
 
 // The names of the kinds whose sink map may hold `key`: "file", "file or

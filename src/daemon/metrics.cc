@@ -18,8 +18,13 @@ struct Family {
   const char* type;
   const char* help;
   double (*get)(const SlotMetrics&);
-  bool sink_figure = false;  // only for slots whose sink has figures
+  // Which slots the family lists: all, or only those that have what it
+  // counts (a family no slot has is left out).
+  bool (*listed)(const SlotMetrics&) = nullptr;  // nullptr: every slot
 };
+
+bool HasSinkFigures(const SlotMetrics& m) { return m.has_sink_figures; }
+bool HasSpool(const SlotMetrics& m) { return m.has_spool; }
 
 const Family kFamilies[] = {
     {"pgslotd_slot_lag_bytes", "gauge",
@@ -52,18 +57,28 @@ const Family kFamilies[] = {
      [](const SlotMetrics& m) { return m.heartbeat_age_seconds; }},
     {"pgslotd_sink_in_flight_records", "gauge",
      "Records sent to the Kafka brokers whose delivery is not yet reported.",
-     [](const SlotMetrics& m) { return static_cast<double>(m.sink_in_flight); }, true},
+     [](const SlotMetrics& m) { return static_cast<double>(m.sink_in_flight); }, HasSinkFigures},
     {"pgslotd_sink_delivery_errors_total", "counter",
      "Records the Kafka brokers did not take (each is sent again, or stops the slot).",
-     [](const SlotMetrics& m) { return static_cast<double>(m.sink_delivery_errors); }, true},
+     [](const SlotMetrics& m) { return static_cast<double>(m.sink_delivery_errors); },
+     HasSinkFigures},
     {"pgslotd_sink_transactions_committed_total", "counter",
      "Kafka transactions committed (exactly_once).",
-     [](const SlotMetrics& m) { return static_cast<double>(m.sink_transactions_committed); }, true},
+     [](const SlotMetrics& m) { return static_cast<double>(m.sink_transactions_committed); },
+     HasSinkFigures},
     {"pgslotd_sink_transactions_aborted_total", "counter",
      "Kafka transactions aborted (exactly_once): after a failure, or open at a stop.",
-     [](const SlotMetrics& m) { return static_cast<double>(m.sink_transactions_aborted); }, true},
+     [](const SlotMetrics& m) { return static_cast<double>(m.sink_transactions_aborted); },
+     HasSinkFigures},
     {"pgslotd_sink_brokers_down", "gauge", "1 while none of the slot's Kafka brokers answers.",
-     [](const SlotMetrics& m) { return m.sink_brokers_down ? 1.0 : 0.0; }, true},
+     [](const SlotMetrics& m) { return m.sink_brokers_down ? 1.0 : 0.0; }, HasSinkFigures},
+    {"pgslotd_spool_memory_bytes", "gauge",
+     "Bytes of streamed, not yet committed transactions held in memory (format json).",
+     [](const SlotMetrics& m) { return static_cast<double>(m.spool_memory_bytes); }, HasSpool},
+    {"pgslotd_spool_disk_bytes", "gauge",
+     "Bytes of streamed, not yet committed transactions in spool files under "
+     "<state_directory>/spool (format json).",
+     [](const SlotMetrics& m) { return static_cast<double>(m.spool_disk_bytes); }, HasSpool},
 };
 
 std::string Number(double v) {
@@ -84,14 +99,14 @@ std::string RenderMetrics(double start_time_seconds, const std::vector<SlotMetri
   out += "# HELP pgslotd_start_time_seconds Start time of the process, in Unix seconds.\n";
   out += "# TYPE pgslotd_start_time_seconds gauge\n";
   out += "pgslotd_start_time_seconds " + Number(start_time_seconds) + "\n";
-  bool any_figures = false;
-  for (const SlotMetrics& m : slots) any_figures = any_figures || m.has_sink_figures;
   for (const Family& f : kFamilies) {
-    if (f.sink_figure && !any_figures) continue;
+    bool any = f.listed == nullptr;
+    for (const SlotMetrics& m : slots) any = any || f.listed(m);
+    if (!any) continue;
     out += std::string("# HELP ") + f.name + " " + f.help + "\n";
     out += std::string("# TYPE ") + f.name + " " + f.type + "\n";
     for (const SlotMetrics& m : slots) {
-      if (f.sink_figure && !m.has_sink_figures) continue;
+      if (f.listed != nullptr && !f.listed(m)) continue;
       // Slot names are [a-z0-9_]: nothing to escape in the label.
       out += std::string(f.name) + "{slot=\"" + m.slot + "\"} " + Number(f.get(m)) + "\n";
     }

@@ -49,6 +49,11 @@ struct SlotMetrics {
   uint64_t sink_transactions_committed = 0;
   uint64_t sink_transactions_aborted = 0;
   bool sink_brokers_down = false;
+  // The spool of streamed transactions (format json); the pgslotd_spool_*
+  // families list only the slots that have one.
+  bool has_spool = false;
+  uint64_t spool_memory_bytes = 0;
+  uint64_t spool_disk_bytes = 0;
 };
 
 // The exposition text.

@@ -230,6 +230,9 @@ void Supervisor::WriteMetrics() {
     m.sink_transactions_committed = st.sink_transactions_committed.load(std::memory_order_relaxed);
     m.sink_transactions_aborted = st.sink_transactions_aborted.load(std::memory_order_relaxed);
     m.sink_brokers_down = st.sink_brokers_down.load(std::memory_order_relaxed);
+    m.has_spool = st.has_spool.load(std::memory_order_relaxed);
+    m.spool_memory_bytes = st.spool_memory_bytes.load(std::memory_order_relaxed);
+    m.spool_disk_bytes = st.spool_disk_bytes.load(std::memory_order_relaxed);
     metrics.push_back(std::move(m));
   }
   Status s = WriteMetricsFile(config_.metrics_file, start_time_, metrics);

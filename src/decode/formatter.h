@@ -62,6 +62,17 @@ class Formatter {
     return Status::Ok();
   }
 
+  // The spool of streamed transactions, for the metrics: bytes held in
+  // memory and in files. False for a formatter without one.
+  struct SpoolFigures {
+    uint64_t memory_bytes = 0;
+    uint64_t disk_bytes = 0;
+  };
+  virtual bool GetSpoolFigures(SpoolFigures* figures) const {
+    (void)figures;
+    return false;
+  }
+
   // Transaction framing, for sinks that keep whole transactions (a file):
   // whether the output so far ends inside a transaction (begun, not yet
   // committed). The worker acknowledges and cuts back only where this is

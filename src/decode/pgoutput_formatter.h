@@ -105,6 +105,11 @@ class PgoutputFormatter : public Formatter {
 
   // For tests: the spool of streamed transactions.
   const Spool& spool() const { return spool_; }
+  bool GetSpoolFigures(SpoolFigures* figures) const override {
+    figures->memory_bytes = spool_.memory_used();
+    figures->disk_bytes = spool_.disk_used();
+    return true;
+  }
 
  private:
   // How a column's text value becomes JSON, from its type OID.

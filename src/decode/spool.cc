@@ -142,6 +142,8 @@ Status Spool::WriteToFile(uint32_t xid, Txn* txn, const char* data, size_t len) 
     }
     data += n;
     len -= static_cast<size_t>(n);
+    txn->file_bytes += static_cast<uint64_t>(n);
+    disk_used_ += static_cast<uint64_t>(n);
   }
   return Status::Ok();
 }
@@ -270,6 +272,7 @@ void Spool::Forget(uint32_t xid) {
   if (txn.fd >= 0) ::close(txn.fd);
   if (txn.file_written) ::unlink(PathFor(xid).c_str());
   memory_used_ -= txn.memory.size();
+  disk_used_ -= txn.file_bytes;
   txns_.erase(it);
 }
 

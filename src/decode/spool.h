@@ -95,6 +95,8 @@ class Spool {
 
   bool Contains(uint32_t xid) const { return txns_.count(xid) != 0; }
   uint64_t memory_used() const { return memory_used_; }
+  // Bytes in this spool's files (what they take on disk, near enough).
+  uint64_t disk_used() const { return disk_used_; }
   // Transactions that currently have a file.
   size_t files_open() const;
   // The file a transaction would use.
@@ -105,6 +107,7 @@ class Spool {
     std::string memory;  // records not yet moved to the file
     int fd = -1;
     bool file_written = false;
+    uint64_t file_bytes = 0;        // written to the file
     std::vector<uint32_t> aborted;  // subtransactions whose records are dropped
   };
 
@@ -121,6 +124,7 @@ class Spool {
   std::string prefix_;  // "pgslotd-<slot>-" or "pgslotd-"
   uint64_t memory_limit_;
   uint64_t memory_used_ = 0;
+  uint64_t disk_used_ = 0;
   pid_t pid_;
   std::unordered_map<uint32_t, Txn> txns_;
   std::vector<char> read_buffer_;

@@ -285,6 +285,12 @@ void ReadLoop::PublishStats(Clock::time_point now) {
 }
 
 void ReadLoop::PublishSinkFigures() {
+  Formatter::SpoolFigures spool;
+  if (pipeline_.formatter().GetSpoolFigures(&spool)) {
+    stats_.spool_memory_bytes.store(spool.memory_bytes, std::memory_order_relaxed);
+    stats_.spool_disk_bytes.store(spool.disk_bytes, std::memory_order_relaxed);
+    stats_.has_spool.store(true, std::memory_order_relaxed);
+  }
   Sink::Figures f;
   if (!writer_.sink()->GetFigures(&f)) return;
   stats_.sink_in_flight.store(f.in_flight, std::memory_order_relaxed);

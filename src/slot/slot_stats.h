@@ -48,6 +48,10 @@ struct SlotStats {
   std::atomic<uint64_t> sink_transactions_committed{0};
   std::atomic<uint64_t> sink_transactions_aborted{0};
   std::atomic<bool> sink_brokers_down{false};
+  // The formatter's spool of streamed transactions (json), when has_spool.
+  std::atomic<bool> has_spool{false};
+  std::atomic<uint64_t> spool_memory_bytes{0};
+  std::atomic<uint64_t> spool_disk_bytes{0};
 };
 
 }  // namespace pgslotd

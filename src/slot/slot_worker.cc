@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "pg/conninfo.h"
+#include "pg/plugin_options.h"
 #include "pg/quote.h"
 #include "pg/replication_conn.h"
 #include "pg/slot_session.h"
@@ -250,19 +251,20 @@ Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
   pipeline_.policy().NewStream();
   if (ExactlyOnce* e = pipeline_.exactly_once()) e->NewSession();
   conn->set_error_context(ErrorContext{config_.name, config_.plugin, "", created_here_});
-  s = conn->StartCopy(BuildStartReplication(config_.name, start, config_.options),
+  SessionOptions plugin = EffectiveOptions(config_, conn->server_version());
+  s = conn->StartCopy(BuildStartReplication(config_.name, start, plugin.options),
                       Clock::now() + kConnectTimeout);
   if (!s.ok()) return conn->WithSlotCondition(s, config_.name).Prefixed("START_REPLICATION");
   created_here_ = false;  // it streams: from here on it is an ordinary slot
   if (!announced_) {
     pipeline_.Event(spdlog::level::info, msgid::kConnected, start,
                     "streaming from " + FormatLsn(start) + " into " + sink()->Describe() +
-                        " (plugin " + config_.plugin + ", connection " +
+                        " (plugin " + plugin.protocol + "; connection " +
                         RedactConninfo(config_.connection) + ")");
     announced_ = true;
   } else {
     pipeline_.Event(spdlog::level::info, msgid::kConnected, start,
-                    "streaming again from " + FormatLsn(start));
+                    "streaming again from " + FormatLsn(start) + " (" + plugin.protocol + ")");
   }
   stats_.state.store(SlotState::kStreaming);
   ReadLoop loop(&pipeline_, &claims_,

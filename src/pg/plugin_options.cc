@@ -1,0 +1,52 @@
+#include "pg/plugin_options.h"
+
+#include <cstdlib>
+
+namespace pgslotd {
+
+namespace {
+
+constexpr int kFirstStreamingServer = 140000;  // proto_version 2, streaming
+
+using Options = std::vector<std::pair<std::string, std::string>>;
+
+const std::string* Find(const Options& options, const std::string& name) {
+  for (const auto& [key, value] : options) {
+    if (key == name) return &value;
+  }
+  return nullptr;
+}
+
+// The protocol number of a proto_version value; 0 when it is not a number
+// (the server refuses it, with its own words).
+long ProtocolNumber(const std::string& value) {
+  char* end = nullptr;
+  long n = std::strtol(value.c_str(), &end, 10);
+  return end != value.c_str() && *end == '\0' ? n : 0;
+}
+
+// pgoutput's streaming option as the server reads it (a boolean, or
+// "parallel" from PostgreSQL 16).
+bool StreamingOn(const std::string& value) {
+  return value == "on" || value == "true" || value == "1" || value == "yes" || value == "parallel";
+}
+
+}  // namespace
+
+SessionOptions EffectiveOptions(const SlotConfig& slot, int server_version) {
+  SessionOptions out{slot.options, slot.plugin};
+  if (slot.plugin != "pgoutput" || slot.format != OutputFormat::kJson) return out;
+  bool modern = server_version >= kFirstStreamingServer;
+  const std::string* given = Find(slot.options, "proto_version");
+  std::string version = given != nullptr ? *given : (modern ? "2" : "1");
+  if (given == nullptr) out.options.emplace_back("proto_version", version);
+  const std::string* streaming = Find(slot.options, "streaming");
+  bool stream =
+      streaming != nullptr ? StreamingOn(*streaming) : modern && ProtocolNumber(version) >= 2;
+  if (streaming == nullptr && stream) out.options.emplace_back("streaming", "on");
+  out.protocol = "pgoutput protocol " + version;
+  if (stream) out.protocol += ", streaming in-progress transactions";
+  return out;
+}
+
+}  // namespace pgslotd

@@ -765,6 +765,21 @@ slots:
 slots:
   - name: a
     plugin: p
+    sink: {type: kafka, brokers: "k:9092", transactional_id: shared}
+  - name: b
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092", transactional_id: own}
+  - name: c
+    plugin: p
+    sink: {type: kafka, brokers: "k:9092", transactional_id: shared}
+)",
+                 10, "slots[2].sink.transactional_id",
+                 {"transactional_id \"shared\" is also that of slot \"a\" (line 2)",
+                  "fence each other"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: p
     sink: {type: kafka, brokers: "k:9092", properties: {transactional.id: t}}
 )",
                  4, "slots[0].sink.properties",

@@ -787,6 +787,7 @@ struct SlotDraft {
   int name_line = 0;       // 0 when the name is missing or invalid
   int type_line = 0;       // 0 when the sink type is missing or invalid
   int sink_path_line = 0;  // 0 when there is no valid absolute sink path
+  int transactional_id_line = 0;  // 0 when the sink gives none
 };
 
 // Removes "//", "/./" and a trailing "/" from an absolute path; ".." stays,
@@ -1350,6 +1351,10 @@ void Loader::ReadSink(const YAML::Node& node, const std::string& path, SlotDraft
   }
   // The kind's own check needs every key of the map readable.
   if (errors_->size() == errors_before) CheckSinkKind(s, kind, path, draft);
+  const Field& transactional_id = s.At("transactional_id");
+  if (errors_->size() == errors_before && transactional_id.present) {
+    draft->transactional_id_line = transactional_id.line;
+  }
 }
 
 void Loader::CheckSinkKind(const Section& s, const SinkKind& kind, const std::string& path,
@@ -1496,6 +1501,18 @@ void Loader::CheckDirectory(std::string dir, int line, const std::string& key, s
 }
 
 void Loader::CheckAcrossSlots(const std::vector<SlotDraft>& drafts) {
+  std::map<std::string, const SlotDraft*> by_transactional_id;
+  for (const SlotDraft& d : drafts) {
+    if (d.transactional_id_line == 0) continue;
+    auto [it, inserted] = by_transactional_id.emplace(d.slot.sink.transactional_id, &d);
+    if (inserted) continue;
+    Error(d.transactional_id_line, Join(d.path, "sink.transactional_id"),
+          "transactional_id " + Quote(d.slot.sink.transactional_id) + " is also that of " +
+              DescribeSlot(*it->second) +
+              ": two producers with one id fence each other, each aborting the other's "
+              "transactions; give each slot its own (or leave it out: the default is made "
+              "from the server and the slot)");
+  }
   std::map<std::string, const SlotDraft*> by_name;
   std::array<const SlotDraft*, kSinkTypeCount> first_of_kind{};  // of a one_slot kind
   for (const SlotDraft& d : drafts) {

@@ -783,10 +783,10 @@ std::optional<Reload> Difference(const Owner& a, const Owner& b) {
 // A slot being read, with what the checks across slots need to know.
 struct SlotDraft {
   SlotConfig slot;
-  std::string path;        // "slots[1]"
-  int name_line = 0;       // 0 when the name is missing or invalid
-  int type_line = 0;       // 0 when the sink type is missing or invalid
-  int sink_path_line = 0;  // 0 when there is no valid absolute sink path
+  std::string path;               // "slots[1]"
+  int name_line = 0;              // 0 when the name is missing or invalid
+  int type_line = 0;              // 0 when the sink type is missing or invalid
+  int sink_path_line = 0;         // 0 when there is no valid absolute sink path
   int transactional_id_line = 0;  // 0 when the sink gives none
 };
 

@@ -123,5 +123,34 @@ TEST(StatusLineTest, SummarisesEverySlot) {
   EXPECT_EQ(StatusLine({}), "no slots");
 }
 
+// A json slot's spool: in --status only while it holds an open streamed
+// transaction, always in --status json.
+TEST(StatusLineTest, TheSpoolOfOpenStreamedTransactionsIsShownWhileItHoldsSome) {
+  SlotView v;
+  v.name = "orders";
+  v.state = SlotState::kStreaming;
+  v.sink = "file /x";
+  v.sink_state = "idle";
+  v.finished = true;
+  v.has_spool = true;
+  std::string quiet = StatusReport({v}, 0, false);
+  EXPECT_EQ(quiet.find("spool"), std::string::npos) << quiet;
+  std::string json = StatusReport({v}, 0, true);
+  EXPECT_NE(json.find("\"spool_memory_bytes\":0,\"spool_disk_bytes\":0}"), std::string::npos)
+      << json;
+
+  v.spool_memory = 4 << 20;
+  v.spool_disk = 3u << 29;
+  std::string busy = StatusReport({v}, 0, false);
+  EXPECT_NE(busy.find("(idle); spool of open streamed transactions 4.0 MiB in memory, 1.5 GiB "
+                      "on disk\n"),
+            std::string::npos)
+      << busy;
+  json = StatusReport({v}, 0, true);
+  EXPECT_NE(json.find("\"spool_memory_bytes\":4194304,\"spool_disk_bytes\":1610612736}"),
+            std::string::npos)
+      << json;
+}
+
 }  // namespace
 }  // namespace pgslotd

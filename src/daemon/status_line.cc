@@ -25,6 +25,9 @@ SlotView ViewOf(const SlotWorker& w) {
   v.in_flight = s.sink_in_flight.load(std::memory_order_relaxed);
   v.transactions_committed = s.sink_transactions_committed.load(std::memory_order_relaxed);
   v.brokers_down = s.sink_brokers_down.load(std::memory_order_relaxed);
+  v.has_spool = s.has_spool.load(std::memory_order_relaxed);
+  v.spool_memory = s.spool_memory_bytes.load(std::memory_order_relaxed);
+  v.spool_disk = s.spool_disk_bytes.load(std::memory_order_relaxed);
   if (v.state == SlotState::kReconnecting || v.state == SlotState::kFailed ||
       v.state == SlotState::kInvalidated) {
     v.error = w.last_error();
@@ -110,7 +113,13 @@ std::string TextLine(const SlotView& v, int64_t now_ns) {
             std::to_string(v.in_flight) + " in flight, " +
             std::to_string(v.transactions_committed) + " transactions committed";
   }
-  return line + ")\n";
+  line += ")";
+  // Only while it holds something: a transaction still open on the server.
+  if (v.spool_memory + v.spool_disk > 0) {
+    line += "; spool of open streamed transactions " + FormatBytes(v.spool_memory) +
+            " in memory, " + FormatBytes(v.spool_disk) + " on disk";
+  }
+  return line + "\n";
 }
 
 std::string JsonSlot(const SlotView& v, int64_t now_ns) {
@@ -139,6 +148,10 @@ std::string JsonSlot(const SlotView& v, int64_t now_ns) {
     AppendJsonField("sink_in_flight", std::to_string(v.in_flight), false, &out);
     AppendJsonField("sink_transactions_committed", std::to_string(v.transactions_committed), false,
                     &out);
+  }
+  if (v.has_spool) {
+    AppendJsonField("spool_memory_bytes", std::to_string(v.spool_memory), false, &out);
+    AppendJsonField("spool_disk_bytes", std::to_string(v.spool_disk), false, &out);
   }
   return out + "}";
 }

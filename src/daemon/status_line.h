@@ -36,6 +36,10 @@ struct SlotView {
   uint64_t in_flight = 0;
   uint64_t transactions_committed = 0;
   bool brokers_down = false;
+  // The spool of streamed transactions (format json), when has_spool.
+  bool has_spool = false;
+  uint64_t spool_memory = 0;
+  uint64_t spool_disk = 0;
 };
 
 SlotView ViewOf(const SlotWorker& w);

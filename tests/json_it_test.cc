@@ -47,6 +47,14 @@ bool SameJson(const Json& a, const Json& b) {
 
 class JsonFormatTest : public DaemonTest {
  protected:
+  // A new table `name` (id serial primary key, v text) in a new publication
+  // `name`_pub of its own.
+  void FreshPublishedTable(const std::string& name) {
+    pg_->Exec("DROP TABLE IF EXISTS " + name + "; DROP PUBLICATION IF EXISTS " + name +
+              "_pub; CREATE TABLE " + name + "(id serial PRIMARY KEY, v text); " +
+              "CREATE PUBLICATION " + name + "_pub FOR TABLE " + name);
+  }
+
   // The columns of `kinds` and how the format maps each one.
   enum class As { kNumber, kFloat, kString, kBool, kJson };
   const std::vector<std::pair<std::string, As>> kColumns = {
@@ -422,12 +430,7 @@ TEST_F(JsonFormatTest, TheDocumentNullIsToldApartFromSqlNullAsTheServerDoes) {
 // than spilled to disk by the walsender, and the lines written are the same
 // as those of a slot that asks for protocol 1 (the server spills instead).
 TEST_F(JsonFormatTest, ByDefaultLargeTransactionsAreStreamedNotSpilledWithTheSameLines) {
-  pg_->Exec(R"(
-    DROP TABLE IF EXISTS dflt;
-    DROP PUBLICATION IF EXISTS dflt_pub;
-    CREATE TABLE dflt(id serial PRIMARY KEY, v text);
-    CREATE PUBLICATION dflt_pub FOR TABLE dflt;
-  )");
+  FreshPublishedTable("dflt");
   pg_->Exec("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'");
   pg_->Exec("SELECT pg_reload_conf()");
   for (const char* slot : {"dflt_default", "dflt_v1"}) {
@@ -482,12 +485,7 @@ TEST_F(JsonFormatTest, ByDefaultLargeTransactionsAreStreamedNotSpilledWithTheSam
 // bytes are on disk; once it commits they reach the sink and the spool is
 // empty again.
 TEST_F(JsonFormatTest, TheMetricsShowTheSpoolOfAnOpenStreamedTransaction) {
-  pg_->Exec(R"(
-    DROP TABLE IF EXISTS spooled;
-    DROP PUBLICATION IF EXISTS spooled_pub;
-    CREATE TABLE spooled(id serial PRIMARY KEY, v text);
-    CREATE PUBLICATION spooled_pub FOR TABLE spooled;
-  )");
+  FreshPublishedTable("spooled");
   pg_->DropSlotIfExists("spooled_slot");
   pg_->CreateLogicalSlot("spooled_slot", "pgoutput");
   std::string metrics = dir_->File("metrics.prom");

@@ -4,7 +4,8 @@
 # same WAL, in one run. Prints a table and the ratios of the performance
 # targets (PASS/FAIL). See docs/performance.md for what is measured.
 #
-#   bash bench/run.sh                 # the full benchmark (about 4 minutes on 2 quiet cores)
+#   bash bench/run.sh                 # the full benchmark over the Unix socket (about 7 minutes on 2 quiet cores)
+#   bash bench/run.sh --tcp           # the same over TCP on 127.0.0.1 (each transport has its targets)
 #   bash bench/run.sh --quick         # a smoke run for CI (well under a minute)
 #   bash bench/run.sh --latency-only  # only the latency runs (about a minute)
 #   bash bench/run.sh --kafka-exactly-once  # also pgslotd into Kafka with exactly_once: true

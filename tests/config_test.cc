@@ -485,7 +485,8 @@ slots:
 }
 
 // pgoutput starts no stream without publications: --check says so first,
-// at the options (or at the slot when it has none), for both formats.
+// at the options (or at the slot when it has none), for both formats; and
+// format raw passes its messages on, so it must say their version.
 TEST_F(ConfigTest, PgoutputNeedsPublicationNames) {
   ExpectOneError(R"(
 slots:
@@ -505,6 +506,15 @@ slots:
     sink: {type: stdout}
 )",
                  5, "slots[0].options", {"plugin pgoutput needs publication_names"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: raw
+    options: {publication_names: p}
+    sink: {type: stdout}
+)",
+                 5, "slots[0].options", {"format raw needs proto_version", "or use format json"});
 }
 
 TEST_F(ConfigTest, JsonNeedsPgoutput) {
@@ -761,7 +771,8 @@ slots:
     sink: {type: kafka, brokers: "k:9092", exactly_once: false, transactional_id: t}
 )",
                  4, "slots[0].sink.transactional_id", {"for exactly_once: true"});
-  ExpectOneError(R"(
+  ExpectOneError(
+      R"(
 slots:
   - name: a
     plugin: p
@@ -773,9 +784,8 @@ slots:
     plugin: p
     sink: {type: kafka, brokers: "k:9092", transactional_id: shared}
 )",
-                 10, "slots[2].sink.transactional_id",
-                 {"transactional_id \"shared\" is also that of slot \"a\" (line 2)",
-                  "fence each other"});
+      10, "slots[2].sink.transactional_id",
+      {"transactional_id \"shared\" is also that of slot \"a\" (line 2)", "fence each other"});
   ExpectOneError(R"(
 slots:
   - name: a

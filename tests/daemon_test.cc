@@ -80,7 +80,7 @@ TEST_F(DaemonTest, AFailingSlotNeverStopsTheOthers) {
   std::string cfg = WriteConfig(
       Header() + SlotYaml("it_absent", "{type: file, path: " + dir_->File("a.log") + "}") +
       SlotYaml("it_wrongplugin", "{type: file, path: " + dir_->File("w.log") + "}",
-               "    options: {publication_names: others_pub}\n", "pgoutput") +
+               "    options: {proto_version: 1, publication_names: others_pub}\n", "pgoutput") +
       SlotYaml("it_healthy", "{type: file, path: " + log + "}"));
   Subprocess p;
   p.Start({PgslotdBinary(), "--config", cfg});

@@ -1291,14 +1291,28 @@ void Loader::CheckFormat(const Section& s, SlotDraft* draft) {
 void Loader::CheckPluginOptions(const Section& s, SlotDraft* draft) {
   const SlotConfig& slot = draft->slot;
   if (slot.plugin != "pgoutput") return;
+  bool publications = false;
+  bool version = false;
   for (const auto& option : slot.options) {
-    if (option.first == "publication_names") return;
+    publications = publications || option.first == "publication_names";
+    version = version || option.first == "proto_version";
   }
   const Field& options = s.At("options");
-  Error(options.present ? options.line : slot.line, Join(draft->path, "options"),
-        "plugin pgoutput needs publication_names, the publications whose tables it "
-        "decodes: e.g. options: {publication_names: \"cdc_pub\"} after CREATE "
-        "PUBLICATION cdc_pub FOR TABLE ... (or FOR ALL TABLES)");
+  int line = options.present ? options.line : slot.line;
+  if (!publications) {
+    Error(line, Join(draft->path, "options"),
+          "plugin pgoutput needs publication_names, the publications whose tables it "
+          "decodes: e.g. options: {publication_names: \"cdc_pub\"} after CREATE "
+          "PUBLICATION cdc_pub FOR TABLE ... (or FOR ALL TABLES)");
+  }
+  // json chooses the protocol itself (pg/plugin_options.h); raw passes the
+  // messages on, and their reader must know which version they are in.
+  if (!version && slot.format == OutputFormat::kRaw) {
+    Error(line, Join(draft->path, "options"),
+          "plugin pgoutput with format raw needs proto_version, the version of the "
+          "messages written (e.g. proto_version: \"1\"); or use format json, which "
+          "chooses it");
+  }
 }
 
 // The names of the kinds whose sink map may hold `key`: "file", "file or

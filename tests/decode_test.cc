@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -1371,6 +1372,149 @@ TEST_F(DecodeKeysTest, NothingIsLookedUpWhenTheSinkTakesBytes) {
   Feed(Insert(27, {T("1")}));
   EXPECT_EQ(keys_.lookups, 0);
   EXPECT_EQ(Keys(), (std::vector<std::string>{""}));
+}
+
+// ---- what a snapshot pass learns, and its read lines -------------------------
+
+// Records what the formatter tells, as "<watch> <xid> <key>[ toast]" or
+// "<watch> <xid> truncate".
+class RecordingObserver : public ChangeObserver {
+ public:
+  uint64_t generation() const override { return generation_; }
+  const Watch* WatchOf(std::string_view schema, std::string_view table) override {
+    ++asked;
+    auto it = watches_.find(std::string(schema) + "." + std::string(table));
+    return it == watches_.end() ? nullptr : &it->second;
+  }
+  void OnChange(uint32_t watch_id, std::string_view key, uint32_t xid, bool lacks_toast) override {
+    told.push_back(std::to_string(watch_id) + " " + std::to_string(xid) + " " + std::string(key) +
+                   (lacks_toast ? " toast" : ""));
+  }
+  void OnTruncate(uint32_t watch_id, uint32_t xid) override {
+    told.push_back(std::to_string(watch_id) + " " + std::to_string(xid) + " truncate");
+  }
+  void Watch(const std::string& name, uint32_t id, std::vector<std::string> key) {
+    watches_[name] = ChangeObserver::Watch{id, std::move(key)};
+    ++generation_;
+  }
+  void Unwatch(const std::string& name) {
+    watches_.erase(name);
+    ++generation_;
+  }
+
+  std::vector<std::string> told;
+  int asked = 0;
+
+ private:
+  uint64_t generation_ = 1;
+  std::map<std::string, ChangeObserver::Watch> watches_;
+};
+
+class ObserverTest : public DecodeTest {
+ protected:
+  void SetUp() override {
+    DecodeTest::SetUp();
+    options_.observer = &observer_;
+  }
+  std::vector<std::string> Told() {
+    std::vector<std::string> told = std::move(observer_.told);
+    observer_.told.clear();
+    return told;
+  }
+  RecordingObserver observer_;
+  // public.orders: id int4 (replica identity), code text, note text.
+  const std::vector<ColDef> kCols = {{"id", 23, true}, {"code", 25}, {"note", 25}};
+};
+
+TEST_F(ObserverTest, AnOrdinaryTransactionsKeysAreToldAtOnceByTheWatchedKey) {
+  observer_.Watch("public.orders", 7, {"code", "id"});
+  Feed(Relation(kOrders, "public", "orders", kCols));
+  Feed(Relation(kOrders + 1, "public", "other", kCols));
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(kOrders, {T("1"), T("a\"b"), T("x")}));
+  Feed(Insert(kOrders + 1, {T("1"), T("z"), T("x")}));  // not watched
+  Feed(Update(kOrders, 0, {}, {T("1"), T("a\"b"), Toast()}));
+  // A key change tells the old key and the new one.
+  Feed(Update(kOrders, 'O', {T("1"), T("a\"b"), T("x")}, {T("2"), T("c"), T("y")}));
+  Feed(Delete(kOrders, 'K', {T("2"), Null(), Null()}));  // the old tuple lacks `code`
+  Feed(Truncate({kOrders, kOrders + 1}, 0));
+  EXPECT_EQ(Told(), (std::vector<std::string>{
+                        "7 758 {\"code\":\"a\\\"b\",\"id\":1}",
+                        "7 758 {\"code\":\"a\\\"b\",\"id\":1} toast",
+                        "7 758 {\"code\":\"a\\\"b\",\"id\":1}",
+                        "7 758 {\"code\":\"c\",\"id\":2}",
+                        "7 758 ",
+                        "7 758 truncate",
+                    }));
+  Feed(Commit(kFinal, kFinal, kTs));
+  EXPECT_EQ(Take().size() > 0, true);
+}
+
+TEST_F(ObserverTest, AWatchThatChangesIsAskedForAgain) {
+  Feed(Relation(kOrders, "public", "orders", kCols));
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(kOrders, {T("1"), T("a"), T("x")}));
+  Feed(Insert(kOrders, {T("2"), T("a"), T("x")}));
+  EXPECT_EQ(observer_.asked, 1) << "asked once per generation, not per change";
+  observer_.Watch("public.orders", 3, {"id"});
+  Feed(Insert(kOrders, {T("3"), T("a"), T("x")}));
+  observer_.Unwatch("public.orders");
+  Feed(Insert(kOrders, {T("4"), T("a"), T("x")}));
+  Feed(Commit(kFinal, kFinal, kTs));
+  EXPECT_EQ(Told(), (std::vector<std::string>{"3 758 {\"id\":3}"}));
+}
+
+TEST_F(ObserverTest, AStreamedTransactionsKeysAreToldAtItsCommitWithoutAbortedSubtransactions) {
+  observer_.Watch("public.orders", 7, {"id"});
+  Feed(StreamStart(900, true), 0x1000000);
+  Feed(Relation(kOrders, "public", "orders", kCols, 900));
+  Feed(Insert(kOrders, {T("1"), T("a"), T("x")}, 900), 0x1000010);
+  Feed(Insert(kOrders, {T("2"), T("a"), T("x")}, 901), 0x1000020);
+  Feed(Update(kOrders, 0, {}, {T("3"), T("a"), Toast()}, 902), 0x1000030);
+  Feed(StreamStop());
+  Feed(StreamStart(1000, true), 0x1000100);
+  Feed(Insert(kOrders, {T("100"), T("a"), T("x")}, 1000), 0x1000110);
+  Feed(StreamStop());
+  EXPECT_EQ(Told(), std::vector<std::string>{}) << "nothing before the commit";
+  Feed(StreamAbort(900, 901), 0x1000200);
+  Feed(StreamAbort(1000, 1000), 0x1000210);
+  Feed(StreamStart(900, false), 0x1000300);
+  Feed(Truncate({kOrders}, 0, 900), 0x1000310);
+  Feed(StreamStop());
+  Feed(StreamCommit(900, 0x2000000, 0x2000030, kTs), 0x2000000);
+  EXPECT_EQ(Told(), (std::vector<std::string>{"7 900 {\"id\":1}", "7 900 {\"id\":3} toast",
+                                              "7 900 truncate"}));
+  Feed(StreamStart(1000, false), 0x2000100);
+  Feed(StreamStop());
+  Feed(StreamCommit(1000, 0x2000200, 0x2000230, kTs), 0x2000200);
+  EXPECT_EQ(Told(), std::vector<std::string>{}) << "an aborted transaction tells nothing";
+}
+
+TEST_F(ObserverTest, AReadRowIsWrittenAsAnInsertOfItAndItsKeyMatchesTheStreams) {
+  out_.set_wants_keys(true);
+  observer_.Watch("public.orders", 7, {"code", "id"});
+  uint32_t table = F().DescribeReadTable(
+      "public", "orders", {{"id", 23}, {"code", 25}, {"ok", 16}, {"doc", 3802}, {"n", 1700}},
+      {"code", "id"});
+  std::vector<PgoutputFormatter::ReadValue> row = {
+      {false, "1"}, {false, "a\"b"}, {false, "t"}, {false, "null"}, {true, ""}};
+  EXPECT_EQ(F().ReadKey(table, row), "{\"code\":\"a\\\"b\",\"id\":1}");
+  F().FormatRead(table, row, 0x3000000, &out_);
+  ASSERT_EQ(out_.record_count(), 1u);
+  EXPECT_EQ(out_.record(0).key, "{\"code\":\"a\\\"b\",\"id\":1}");
+  EXPECT_EQ(out_.record(0).info->kind, RecordKind::kChange);
+  EXPECT_EQ(out_.record(0).info->lsn, Lsn{0x3000000});
+  ASSERT_NE(out_.record(0).table, nullptr);
+  EXPECT_EQ(out_.record(0).table->table, "orders");
+  EXPECT_EQ(Take(),
+            "{\"op\":\"read\",\"lsn\":\"0/3000000\",\"schema\":\"public\",\"table\":\"orders\","
+            "\"new\":{\"id\":1,\"code\":\"a\\\"b\",\"ok\":true,\"doc\":null,\"n\":null},"
+            "\"json_null\":[\"doc\"]}\n");
+  // The stream's key of the same row is the same bytes.
+  Feed(Relation(kOrders, "public", "orders", kCols));
+  Feed(Begin(kFinal, kTs, kXid));
+  Feed(Insert(kOrders, {T("1"), T("a\"b"), T("x")}));
+  EXPECT_EQ(Told(), (std::vector<std::string>{"7 758 {\"code\":\"a\\\"b\",\"id\":1}"}));
 }
 
 }  // namespace

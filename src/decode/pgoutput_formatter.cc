@@ -85,6 +85,15 @@ std::string Hex2(uint8_t v) {
   return buf;
 }
 
+// Whether a tuple leaves out an unchanged TOASTed value.
+template <typename Tuple>
+bool HasUnchangedValue(const Tuple& tuple) {
+  for (const auto& d : tuple) {
+    if (d.kind == 'u') return true;
+  }
+  return false;
+}
+
 Status Truncated(const char* what) {
   return Status::Retryable(std::string("pgoutput: truncated ") + what + " message");
 }
@@ -200,6 +209,8 @@ void PgoutputFormatter::ClearState() {
   stream_xid_ = 0;
   stream_txn_ = nullptr;
   streams_.clear();
+  pending_changes_.clear();
+  read_tables_.clear();
   spool_.Clear();
   line_.Clear();
   replaying_ = false;
@@ -406,6 +417,7 @@ Status PgoutputFormatter::HandleRelation(Reader* r, const RecordBuffer& out) {
   }
   Relation& rel = relations_[id];
   NameRelation(nspname, relname, &rel);
+  rel.watch_generation = 0;
   rel.columns.resize(ncols);
   rel.json_columns.clear();
   rel.key_columns.clear();
@@ -536,18 +548,19 @@ OutBuffer* PgoutputFormatter::KeyTarget(RecordBuffer* out) {
   return &line_key_;
 }
 
-void PgoutputFormatter::WriteKey(const Relation& rel, const std::vector<Datum>& tuple,
+void PgoutputFormatter::WriteKey(const Relation& rel, const std::vector<uint16_t>& key,
+                                 const std::vector<Datum>& tuple,
                                  const std::vector<Datum>* fallback, OutBuffer* k) {
-  // A primary key column is never NULL: one the tuple lacks (an old tuple
-  // of another replica identity sends it as null) leaves the record
-  // without a key rather than with a wrong one.
-  for (uint16_t i : rel.key_columns) {
+  // A key column is never NULL: one the tuple lacks (an old tuple of
+  // another replica identity sends it as null) leaves the record without a
+  // key rather than with a wrong one.
+  for (uint16_t i : key) {
     const Datum* d = &tuple[i];
     if (d->kind == 'u' && fallback) d = &(*fallback)[i];
     if (d->kind == 'u' || d->kind == 'n') return;
   }
   bool first = true;
-  for (uint16_t i : rel.key_columns) {
+  for (uint16_t i : key) {
     const Datum* d = &tuple[i];
     if (d->kind == 'u' && fallback) d = &(*fallback)[i];
     k->Append(first ? '{' : ',');
@@ -708,7 +721,8 @@ Status PgoutputFormatter::HandleInsert(Reader* r, Lsn lsn, RecordBuffer* out) {
   WriteTuple(*rel, new_tuple_, false, o);
   WriteUnchangedToast(*rel, new_tuple_, o);
   WriteJsonNulls(*rel, new_tuple_, kJsonNullField, o);
-  if (OutBuffer* k = KeyTarget(out)) WriteKey(*rel, new_tuple_, nullptr, k);
+  if (OutBuffer* k = KeyTarget(out)) WriteKey(*rel, rel->key_columns, new_tuple_, nullptr, k);
+  if (Watched(*rel)) Observe(*rel, subxid, new_tuple_, nullptr, false);
   return FinishLine(subxid, LineInfo(RecordKind::kChange, lsn, rel, out), o, out);
 }
 
@@ -752,7 +766,14 @@ Status PgoutputFormatter::HandleUpdate(Reader* r, Lsn lsn, RecordBuffer* out) {
     WriteTuple(*rel, old_tuple_, old_key_only, o);
     WriteJsonNulls(*rel, old_tuple_, kOldJsonNullField, o);
   }
-  if (OutBuffer* k = KeyTarget(out)) WriteKey(*rel, new_tuple_, has_old ? &old_tuple_ : nullptr, k);
+  const std::vector<Datum>* fallback = has_old ? &old_tuple_ : nullptr;
+  if (OutBuffer* k = KeyTarget(out)) WriteKey(*rel, rel->key_columns, new_tuple_, fallback, k);
+  if (Watched(*rel)) {
+    bool lacks_toast = HasUnchangedValue(new_tuple_);
+    // The row's key before (when the old tuple tells it) and after.
+    if (has_old) Observe(*rel, subxid, old_tuple_, nullptr, lacks_toast);
+    Observe(*rel, subxid, new_tuple_, fallback, lacks_toast);
+  }
   return FinishLine(subxid, LineInfo(RecordKind::kChange, lsn, rel, out), o, out);
 }
 
@@ -781,7 +802,8 @@ Status PgoutputFormatter::HandleDelete(Reader* r, Lsn lsn, RecordBuffer* out) {
   Put(o, ",\"old\":");
   WriteTuple(*rel, old_tuple_, marker == 'K', o);
   WriteJsonNulls(*rel, old_tuple_, kOldJsonNullField, o);
-  if (OutBuffer* k = KeyTarget(out)) WriteKey(*rel, old_tuple_, nullptr, k);
+  if (OutBuffer* k = KeyTarget(out)) WriteKey(*rel, rel->key_columns, old_tuple_, nullptr, k);
+  if (Watched(*rel)) Observe(*rel, subxid, old_tuple_, nullptr, false);
   return FinishLine(subxid, LineInfo(RecordKind::kChange, lsn, rel, out), o, out);
 }
 
@@ -812,6 +834,7 @@ Status PgoutputFormatter::HandleTruncate(Reader* r, Lsn lsn, RecordBuffer* out) 
     if (!r->U32(&id) || !FindRelation(id, "Truncate", &rel).ok()) break;  // checked above
     if (i > 0) o->Append(',');
     Put(o, rel->qualified);
+    if (Watched(*rel)) ObserveTruncate(*rel, subxid);
   }
   Put(o, "],\"cascade\":");
   Put(o, (options & kTruncateCascade) ? "true" : "false");
@@ -904,6 +927,7 @@ Status PgoutputFormatter::HandleStreamCommit(Reader* r, Lsn lsn, RecordBuffer* o
     return Truncated("Stream Commit");
   }
   FormatCommitFields(commit_lsn, static_cast<int64_t>(commit_time), &stream_commit_fields_);
+  TellPending(xid);
   Lsn first_lsn = lsn;
   auto it = streams_.find(xid);
   if (it != streams_.end()) {
@@ -953,8 +977,165 @@ Status PgoutputFormatter::HandleStreamAbort(Reader* r) {
   uint32_t subxid;
   if (!r->U32(&xid) || !r->U32(&subxid)) return Truncated("Stream Abort");
   spool_.Abort(xid, subxid);
-  if (xid == subxid) streams_.erase(xid);
+  if (xid == subxid) {
+    streams_.erase(xid);
+    pending_changes_.erase(xid);
+  } else if (auto it = pending_changes_.find(xid); it != pending_changes_.end()) {
+    std::vector<PendingChange>& changes = it->second.changes;
+    changes.erase(std::remove_if(changes.begin(), changes.end(),
+                                 [subxid](const PendingChange& c) { return c.subxid == subxid; }),
+                  changes.end());
+  }
   return Status::Ok();
+}
+
+// --- The observer ---------------------------------------------------------
+
+bool PgoutputFormatter::Watched(const Relation& rel) {
+  ChangeObserver* observer = options_.observer;
+  if (observer == nullptr) return false;
+  if (rel.watch_generation == observer->generation()) return rel.watched;
+  rel.watch_generation = observer->generation();
+  rel.watch_key.clear();
+  const ChangeObserver::Watch* watch = observer->WatchOf(rel.schema, rel.table);
+  rel.watched = watch != nullptr;
+  if (!rel.watched) return false;
+  rel.watch_id = watch->id;
+  for (const std::string& name : watch->key_columns) {
+    auto col = std::find_if(rel.columns.begin(), rel.columns.end(),
+                            [&name](const Column& c) { return c.name == name; });
+    if (col == rel.columns.end()) {  // the publication leaves it out
+      rel.watch_key.clear();
+      break;
+    }
+    rel.watch_key.push_back(static_cast<uint16_t>(col - rel.columns.begin()));
+  }
+  return true;
+}
+
+void PgoutputFormatter::Observe(const Relation& rel, uint32_t subxid,
+                                const std::vector<Datum>& tuple, const std::vector<Datum>* fallback,
+                                bool lacks_toast) {
+  observed_key_.Clear();
+  WriteKey(rel, rel.watch_key, tuple, fallback, &observed_key_);
+  std::string_view key(observed_key_.data(), observed_key_.size());
+  if (!in_stream_) {
+    options_.observer->OnChange(rel.watch_id, key, txn_xid_, lacks_toast);
+    return;
+  }
+  PendingChanges& pending = pending_changes_[stream_xid_];
+  PendingChange change;
+  change.subxid = subxid;
+  change.watch_id = rel.watch_id;
+  change.key_offset = static_cast<uint32_t>(pending.keys.size());
+  change.key_length = static_cast<uint32_t>(key.size());
+  change.lacks_toast = lacks_toast;
+  pending.keys.append(key.data(), key.size());
+  pending.changes.push_back(change);
+}
+
+void PgoutputFormatter::ObserveTruncate(const Relation& rel, uint32_t subxid) {
+  if (!in_stream_) {
+    options_.observer->OnTruncate(rel.watch_id, txn_xid_);
+    return;
+  }
+  PendingChange change;
+  change.subxid = subxid;
+  change.watch_id = rel.watch_id;
+  change.truncate = true;
+  pending_changes_[stream_xid_].changes.push_back(change);
+}
+
+void PgoutputFormatter::TellPending(uint32_t xid) {
+  auto it = pending_changes_.find(xid);
+  if (it == pending_changes_.end()) return;
+  PendingChanges pending = std::move(it->second);
+  pending_changes_.erase(it);
+  if (options_.observer == nullptr) return;
+  for (const PendingChange& c : pending.changes) {
+    if (c.truncate) {
+      options_.observer->OnTruncate(c.watch_id, xid);
+    } else {
+      std::string_view key(pending.keys.data() + c.key_offset, c.key_length);
+      options_.observer->OnChange(c.watch_id, key, xid, c.lacks_toast);
+    }
+  }
+}
+
+// --- Snapshots' read lines ------------------------------------------------
+
+uint32_t PgoutputFormatter::DescribeReadTable(std::string_view schema, std::string_view table,
+                                              const std::vector<ReadColumn>& columns,
+                                              const std::vector<std::string>& key_columns) {
+  Relation rel;
+  NameRelation(schema, table, &rel);
+  rel.columns.resize(columns.size());
+  for (size_t i = 0; i < columns.size(); ++i) {
+    Column& col = rel.columns[i];
+    col.name = columns[i].name;
+    col.key.clear();
+    json::StringOut key{&col.key};
+    json::AppendString(col.name, &key);
+    col.key.push_back(':');
+    col.type_oid = columns[i].type_oid;
+    col.kind = KindOf(col.type_oid);
+    if (col.kind == ValueKind::kJson) rel.json_columns.push_back(static_cast<uint16_t>(i));
+  }
+  for (const std::string& name : key_columns) {
+    for (size_t i = 0; i < columns.size(); ++i) {
+      if (columns[i].name == name) rel.key_columns.push_back(static_cast<uint16_t>(i));
+    }
+  }
+  rel.watch_key = rel.key_columns;
+  read_tables_.push_back(std::move(rel));
+  return static_cast<uint32_t>(read_tables_.size() - 1);
+}
+
+namespace {
+
+// A read row's values as the tuple of an insert.
+template <typename Datum, typename Value>
+void ReadValuesToTuple(const std::vector<Value>& values, std::vector<Datum>* tuple) {
+  tuple->resize(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    (*tuple)[i].kind = values[i].null ? 'n' : 't';
+    (*tuple)[i].data = values[i].text;
+  }
+}
+
+}  // namespace
+
+void PgoutputFormatter::FormatRead(uint32_t table, const std::vector<ReadValue>& values, Lsn lsn,
+                                   RecordBuffer* out) {
+  const Relation& rel = read_tables_.at(table);
+  ReadValuesToTuple(values, &new_tuple_);
+  OutBuffer* o = out->bytes();
+  Put(o, "{\"op\":\"read\",\"lsn\":\"");
+  PutLsn(o, lsn);
+  Put(o, "\",");
+  Put(o, rel.fields);
+  Put(o, ",\"new\":");
+  WriteTuple(rel, new_tuple_, false, o);
+  WriteJsonNulls(rel, new_tuple_, kJsonNullField, o);
+  Put(o, "}\n");
+  if (out->wants_keys()) WriteKey(rel, rel.key_columns, new_tuple_, nullptr, out->key_bytes());
+  RecordInfo info;
+  info.kind = RecordKind::kChange;
+  info.lsn = lsn;
+  if (rel.named_in != out) {
+    rel.table_id = out->InternTable(rel.schema, rel.table);
+    rel.named_in = out;
+  }
+  info.table = rel.table_id;
+  out->EndRecord(info);
+}
+
+std::string_view PgoutputFormatter::ReadKey(uint32_t table, const std::vector<ReadValue>& values) {
+  const Relation& rel = read_tables_.at(table);
+  ReadValuesToTuple(values, &new_tuple_);
+  observed_key_.Clear();
+  WriteKey(rel, rel.key_columns, new_tuple_, nullptr, &observed_key_);
+  return std::string_view(observed_key_.data(), observed_key_.size());
 }
 
 }  // namespace pgslotd

@@ -52,6 +52,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "decode/change_observer.h"
 #include "decode/formatter.h"
 #include "decode/primary_keys.h"
 #include "decode/record_buffer.h"
@@ -78,6 +79,9 @@ struct JsonOptions {
   // default are read (decode/primary_keys.h), when records want keys; not
   // owned. Null: only tables with the default replica identity get keys.
   PrimaryKeys* primary_keys = nullptr;
+  // Told the keys of the watched tables' committed changes (a snapshot
+  // pass, decode/change_observer.h); not owned. Null: none.
+  ChangeObserver* observer = nullptr;
 };
 
 // Defined in formatter.cc.
@@ -102,6 +106,36 @@ class PgoutputFormatter : public Formatter {
   // that no running formatter holds (left by a process that ended, or by
   // this one); see Spool::ClearStale.
   void ClearStaleSpools();
+
+  // --- Snapshots' read lines -------------------------------------------
+  // A table as a snapshot reads it: its columns (names and type OIDs, as
+  // pg_attribute has them, which is what pgoutput announces) in the order
+  // the values of its rows come, and the names of its key's columns (each
+  // among `columns`). Returns the id FormatRead and ReadKey take; ids stay
+  // valid until Reset() or ForgetReadTables().
+  struct ReadColumn {
+    std::string name;
+    uint32_t type_oid = 0;
+  };
+  uint32_t DescribeReadTable(std::string_view schema, std::string_view table,
+                             const std::vector<ReadColumn>& columns,
+                             const std::vector<std::string>& key_columns);
+  void ForgetReadTables() { read_tables_.clear(); }
+  // One value of a row read by a snapshot: its type's output text, as
+  // libpq's text format gives it.
+  struct ReadValue {
+    bool null = false;
+    std::string_view text;
+  };
+  // Appends `{"op":"read","lsn":..,"schema":..,"table":..,"new":{..}}` for
+  // the row `values` (one per column) of read table `table`, encoded as an
+  // insert of the same row would be, as one record (a kChange, with the
+  // table and, when `out` wants keys, the key). `lsn` is the position the
+  // line is written at (the chunk's watermark).
+  void FormatRead(uint32_t table, const std::vector<ReadValue>& values, Lsn lsn, RecordBuffer* out);
+  // The row's key as the observer's keys are written; empty if a key value
+  // is NULL.
+  std::string_view ReadKey(uint32_t table, const std::vector<ReadValue>& values);
 
   // For tests: the spool of streamed transactions.
   const Spool& spool() const { return spool_; }
@@ -140,6 +174,28 @@ class PgoutputFormatter : public Formatter {
     // Its name's id in the record buffer it was last written to.
     mutable const RecordBuffer* named_in = nullptr;
     mutable uint32_t table_id = 0;
+    // Its watch by the observer, as of the observer's generation
+    // watch_generation (0: not asked yet): watched or not, the watch's id
+    // and its key's column indexes (empty: a key column is missing).
+    mutable uint64_t watch_generation = 0;
+    mutable bool watched = false;
+    mutable uint32_t watch_id = 0;
+    mutable std::vector<uint16_t> watch_key;
+  };
+
+  // A change of a watched table in a streamed transaction, told to the
+  // observer at its Stream Commit.
+  struct PendingChange {
+    uint32_t subxid = 0;
+    uint32_t watch_id = 0;
+    uint32_t key_offset = 0;  // in PendingChanges::keys
+    uint32_t key_length = 0;
+    bool lacks_toast = false;
+    bool truncate = false;
+  };
+  struct PendingChanges {
+    std::vector<PendingChange> changes;
+    std::string keys;
   };
 
   // One column of a TupleData part: kind 'n', 'u', 't' or 'b' and its bytes.
@@ -193,12 +249,24 @@ class PgoutputFormatter : public Formatter {
   RecordInfo LineInfo(RecordKind kind, Lsn lsn, const Relation* rel, RecordBuffer* out);
   // Where the current change's key goes, or null when no key is wanted.
   OutBuffer* KeyTarget(RecordBuffer* out);
-  // Writes the primary key columns of `tuple` (those of `fallback`, an old
-  // tuple, where the new one leaves a value out) as a JSON object, in
-  // column order; nothing when the relation has no key or the tuple lacks
-  // a key value.
-  void WriteKey(const Relation& rel, const std::vector<Datum>& tuple,
-                const std::vector<Datum>* fallback, OutBuffer* k);
+  // Writes the columns `key` of `tuple` (those of `fallback`, an old
+  // tuple, where the new one leaves a value out) as a JSON object, in the
+  // order of `key`; nothing when `key` is empty or the tuple lacks a key
+  // value.
+  void WriteKey(const Relation& rel, const std::vector<uint16_t>& key,
+                const std::vector<Datum>& tuple, const std::vector<Datum>* fallback, OutBuffer* k);
+  // Whether the observer watches `rel` (asking it again when its watches
+  // changed).
+  bool Watched(const Relation& rel);
+  // Tells the observer (or, streamed, keeps for Stream Commit) that the
+  // current transaction changed the row of `tuple` (`fallback` as for
+  // WriteKey).
+  void Observe(const Relation& rel, uint32_t subxid, const std::vector<Datum>& tuple,
+               const std::vector<Datum>* fallback, bool lacks_toast);
+  void ObserveTruncate(const Relation& rel, uint32_t subxid);
+  // Tells the observer the changes kept for streamed transaction `xid`.
+  void TellPending(uint32_t xid);
+
   // Writes `{"op":"<op>","lsn":..,"xid":..` and the commit and origin
   // fields (or, streamed, remembers where the commit fields go).
   void WriteChangeHead(std::string_view op, Lsn lsn, OutBuffer* o);
@@ -253,6 +321,9 @@ class PgoutputFormatter : public Formatter {
   OutBuffer line_{4096};
   OutBuffer line_key_{256};           // the key of a streamed change
   uint32_t split_ = Spool::kNoSplit;  // of the streamed line being written
+  std::unordered_map<uint32_t, PendingChanges> pending_changes_;  // by streamed xid
+  std::vector<Relation> read_tables_;                             // DescribeReadTable's
+  OutBuffer observed_key_{256};
   std::vector<Datum> old_tuple_;
   std::vector<Datum> new_tuple_;
   std::string json_stack_;

@@ -83,6 +83,16 @@ bool BuildMonitorParams(const std::string& conninfo,
       conninfo, {{"application_name", "pgslotd_monitor"}, {"connect_timeout", "10"}}, params, err);
 }
 
+bool BuildSnapshotParams(const std::string& conninfo, const std::string& slot,
+                         std::vector<std::pair<std::string, std::string>>* params,
+                         std::string* err) {
+  return ParamsWithDefaults(conninfo,
+                            {{"application_name", "pgslotd_" + slot + "_snapshot"},
+                             {"client_encoding", "UTF8"},
+                             {"connect_timeout", "10"}},
+                            params, err);
+}
+
 std::string RedactConninfo(const std::string& conninfo) {
   ParsedOptions parsed;
   if (!Parse(conninfo, &parsed, nullptr)) return "(unparseable connection string)";

@@ -23,6 +23,14 @@ bool BuildReplicationParams(const std::string& conninfo, const std::string& slot
 bool BuildMonitorParams(const std::string& conninfo,
                         std::vector<std::pair<std::string, std::string>>* params, std::string* err);
 
+// Keyword/value pairs for a slot's snapshot reads, a plain connection with
+// the slot's own conninfo (so its session settings, and thus how values are
+// written, match the walsender's): application_name=pgslotd_<slot>_snapshot,
+// client_encoding=UTF8 and a connect_timeout of 10 s unless set.
+bool BuildSnapshotParams(const std::string& conninfo, const std::string& slot,
+                         std::vector<std::pair<std::string, std::string>>* params,
+                         std::string* err);
+
 // The conninfo as "key=value ..." with any password replaced by "********".
 // Unparseable input is shown as "(unparseable connection string)".
 std::string RedactConninfo(const std::string& conninfo);

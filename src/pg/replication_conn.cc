@@ -199,6 +199,52 @@ Result<Rows> ReplicationConn::Query(const std::string& sql, Clock::time_point de
   return rows;
 }
 
+Status ReplicationConn::SendQueued(Clock::time_point deadline) {
+  bool pending = true;
+  while (pending) {
+    Status s = Flush(&pending);
+    if (!s.ok()) return s;
+    if (pending) {
+      s = Wait(POLLOUT, deadline);
+      if (!s.ok()) return s;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<PgResultPtr> ReplicationConn::QueryParams(const std::string& sql,
+                                                 const std::vector<std::string>& params,
+                                                 Clock::time_point deadline, SessionStep step) {
+  if (!conn_) return Status::Retryable("not connected");
+  last_error_ = ServerError();
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const std::string& p : params) values.push_back(p.c_str());
+  if (!PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                         values.data(), nullptr, nullptr, 0)) {
+    return Lost(step);
+  }
+  Status s = SendQueued(deadline);
+  if (!s.ok()) return s;
+  PGresult* res = nullptr;
+  s = DrainResults(deadline, PGRES_TUPLES_OK, &res, step);
+  PgResultPtr kept(res);
+  if (!s.ok()) return s;
+  if (!kept) kept.reset(PQmakeEmptyPGresult(conn_, PGRES_TUPLES_OK));
+  return kept;
+}
+
+void ReplicationConn::CancelAndClose() {
+  if (conn_ && PQtransactionStatus(conn_) == PQTRANS_ACTIVE) {
+    if (PGcancel* cancel = PQgetCancel(conn_)) {
+      char err[256];
+      (void)PQcancel(cancel, err, sizeof err);  // best effort: closing follows
+      PQfreeCancel(cancel);
+    }
+  }
+  Close();
+}
+
 Status ReplicationConn::StartCopy(const std::string& command, Clock::time_point deadline) {
   if (!conn_) return Status::Retryable("not connected");
   last_error_ = ServerError();

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,6 +26,11 @@
 namespace pgslotd {
 
 using Rows = std::vector<std::vector<std::string>>;  // NULL becomes ""
+
+struct PgResultDeleter {
+  void operator()(PGresult* res) const { PQclear(res); }
+};
+using PgResultPtr = std::unique_ptr<PGresult, PgResultDeleter>;
 
 class ReplicationConn {
  public:
@@ -47,6 +53,14 @@ class ReplicationConn {
   // says what the command is, for the classification of its errors.
   Result<Rows> Query(const std::string& sql, Clock::time_point deadline,
                      SessionStep step = SessionStep::kQuery);
+  // Runs one statement with text parameters ($1...) over the extended
+  // protocol (plain connections only: a replication connection takes simple
+  // queries alone) and returns its result as libpq holds it, values in text
+  // format, NULLs told apart (PQgetisnull). A statement that returns no rows
+  // gives a result with none.
+  Result<PgResultPtr> QueryParams(const std::string& sql, const std::vector<std::string>& params,
+                                  Clock::time_point deadline,
+                                  SessionStep step = SessionStep::kQuery);
   // Sends START_REPLICATION and waits for CopyBoth.
   Status StartCopy(const std::string& command, Clock::time_point deadline);
 
@@ -64,6 +78,10 @@ class ReplicationConn {
   Status EndCopy(Clock::time_point deadline);
 
   void Close();
+  // Asks the server to cancel the command in progress, then closes. Closing
+  // alone does not end a command that waits (for a lock, say): the backend
+  // notices a closed client only when it next writes to it.
+  void CancelAndClose();
   int socket() const { return conn_ ? PQsocket(conn_) : -1; }
   bool connected() const { return conn_ != nullptr; }
   // What the messages of errors name (slot, plugin, whether pgslotd
@@ -99,6 +117,8 @@ class ReplicationConn {
   Status ResultError(PGresult* res, SessionStep step);
   Status DrainResults(Clock::time_point deadline, ExecStatusType want, PGresult** kept,
                       SessionStep step);
+  // Sends what PQsend* queued, waiting while the socket is full.
+  Status SendQueued(Clock::time_point deadline);
 
   int wakeup_fd_;
   const std::atomic<bool>* stop_;

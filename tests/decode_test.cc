@@ -1393,6 +1393,10 @@ class RecordingObserver : public ChangeObserver {
   void OnTruncate(uint32_t watch_id, uint32_t xid) override {
     told.push_back(std::to_string(watch_id) + " " + std::to_string(xid) + " truncate");
   }
+  void OnCommit(uint32_t xid) override { told.push_back("commit " + std::to_string(xid)); }
+  void OnWatermark(std::string_view content, uint64_t lsn) override {
+    told.push_back("watermark " + std::string(content) + " at " + std::to_string(lsn));
+  }
   void Watch(const std::string& name, uint32_t id, std::vector<std::string> key) {
     watches_[name] = ChangeObserver::Watch{id, std::move(key)};
     ++generation_;
@@ -1447,7 +1451,30 @@ TEST_F(ObserverTest, AnOrdinaryTransactionsKeysAreToldAtOnceByTheWatchedKey) {
                         "7 758 truncate",
                     }));
   Feed(Commit(kFinal, kFinal, kTs));
-  EXPECT_EQ(Take().size() > 0, true);
+  EXPECT_EQ(Told(), std::vector<std::string>{"commit 758"});
+}
+
+TEST_F(ObserverTest, WatermarksGoToTheObserverAndNeverToTheSink) {
+  Feed(Message(false, "pgslotd.snapshot", "s1 00ff"), 0x4000000);
+  EXPECT_EQ(Take(), "");
+  EXPECT_EQ(Told(), std::vector<std::string>{"watermark s1 00ff at " + std::to_string(0x4000000)});
+  // Another prefix, or a transactional message with this one, is the
+  // user's: written as always, not told.
+  Feed(Message(false, "pgslotd.snapshotx", "a"), 0x4000010);
+  BeginOrders();
+  Feed(Message(true, "pgslotd.snapshot", "b"), 0x4000020);
+  std::vector<std::string> lines = Lines();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("\"prefix\":\"pgslotd.snapshotx\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("\"transactional\":true,\"prefix\":\"pgslotd.snapshot\""),
+            std::string::npos)
+      << lines[1];
+  EXPECT_EQ(Told(), std::vector<std::string>{});
+  // Without an observer it is dropped too.
+  options_.observer = nullptr;
+  formatter_.reset();
+  Feed(Message(false, "pgslotd.snapshot", "s1 00ff"), 0x4000000);
+  EXPECT_EQ(Take(), "");
 }
 
 TEST_F(ObserverTest, AWatchThatChangesIsAskedForAgain) {
@@ -1461,7 +1488,7 @@ TEST_F(ObserverTest, AWatchThatChangesIsAskedForAgain) {
   observer_.Unwatch("public.orders");
   Feed(Insert(kOrders, {T("4"), T("a"), T("x")}));
   Feed(Commit(kFinal, kFinal, kTs));
-  EXPECT_EQ(Told(), (std::vector<std::string>{"3 758 {\"id\":3}"}));
+  EXPECT_EQ(Told(), (std::vector<std::string>{"3 758 {\"id\":3}", "commit 758"}));
 }
 
 TEST_F(ObserverTest, AStreamedTransactionsKeysAreToldAtItsCommitWithoutAbortedSubtransactions) {
@@ -1483,11 +1510,12 @@ TEST_F(ObserverTest, AStreamedTransactionsKeysAreToldAtItsCommitWithoutAbortedSu
   Feed(StreamStop());
   Feed(StreamCommit(900, 0x2000000, 0x2000030, kTs), 0x2000000);
   EXPECT_EQ(Told(), (std::vector<std::string>{"7 900 {\"id\":1}", "7 900 {\"id\":3} toast",
-                                              "7 900 truncate"}));
+                                              "7 900 truncate", "commit 900"}));
   Feed(StreamStart(1000, false), 0x2000100);
   Feed(StreamStop());
   Feed(StreamCommit(1000, 0x2000200, 0x2000230, kTs), 0x2000200);
-  EXPECT_EQ(Told(), std::vector<std::string>{}) << "an aborted transaction tells nothing";
+  EXPECT_EQ(Told(), std::vector<std::string>{"commit 1000"})
+      << "an aborted transaction tells no change";
 }
 
 TEST_F(ObserverTest, AReadRowIsWrittenAsAnInsertOfItAndItsKeyMatchesTheStreams) {

@@ -21,6 +21,11 @@
 
 namespace pgslotd {
 
+// The prefix of pgslotd's own logical decoding messages (a snapshot chunk's
+// watermark). The json formatter never writes a non-transactional message
+// with it to a sink; it hands it to the observer.
+inline constexpr char kWatermarkPrefix[] = "pgslotd.snapshot";
+
 class ChangeObserver {
  public:
   struct Watch {
@@ -46,6 +51,10 @@ class ChangeObserver {
                         bool lacks_toast) = 0;
   // Transaction `xid` truncated the watched table `watch_id`.
   virtual void OnTruncate(uint32_t watch_id, uint32_t xid) = 0;
+  // Transaction `xid` committed (every transaction, watched or not).
+  virtual void OnCommit(uint32_t xid) = 0;
+  // A non-transactional message with kWatermarkPrefix at `lsn`.
+  virtual void OnWatermark(std::string_view content, uint64_t lsn) = 0;
 };
 
 }  // namespace pgslotd

@@ -323,6 +323,7 @@ Status PgoutputFormatter::HandleCommit(Reader* r, Lsn lsn, RecordBuffer* out) {
   in_txn_ = false;
   ended_txn_ = true;
   origin_field_.clear();
+  if (options_.observer) options_.observer->OnCommit(txn_xid_);
   return Status::Ok();
 }
 
@@ -858,6 +859,10 @@ Status PgoutputFormatter::HandleMessage(Reader* r, Lsn lsn, RecordBuffer* out) {
   if (transactional && !in_stream_ && !in_txn_) {
     return Status::Retryable("pgoutput: transactional Message outside a transaction");
   }
+  if (!transactional && prefix == kWatermarkPrefix) {  // pgslotd's own: never in a sink
+    if (options_.observer) options_.observer->OnWatermark(content, lsn);
+    return Status::Ok();
+  }
   if (!in_stream_) subxid = txn_xid_;
 
   // A non-transactional message is never spooled: it is not part of the
@@ -928,6 +933,7 @@ Status PgoutputFormatter::HandleStreamCommit(Reader* r, Lsn lsn, RecordBuffer* o
   }
   FormatCommitFields(commit_lsn, static_cast<int64_t>(commit_time), &stream_commit_fields_);
   TellPending(xid);
+  if (options_.observer) options_.observer->OnCommit(xid);
   Lsn first_lsn = lsn;
   auto it = streams_.find(xid);
   if (it != streams_.end()) {

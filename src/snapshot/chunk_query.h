@@ -1,10 +1,12 @@
 // The SQL a snapshot pass runs: how a table's key is found, and the query
 // that reads its next chunk in key order.
 //
-// The key is the primary key, else the unique index over NOT NULL columns
-// with the fewest columns (then the lowest OID), skipping partial and
-// expression indexes and those not yet valid. A table with neither has no
-// key: it can only be read whole (docs/design-snapshots.md).
+// The key is the replica identity index when the table's replica identity
+// is an index (so that deletes carry the key), else the primary key, else
+// the unique index over NOT NULL columns with the fewest key columns (then
+// the lowest OID), skipping partial and expression indexes, those not valid
+// and the columns an index only INCLUDEs. A table with none has no key: it
+// can only be read whole (docs/design-snapshots.md).
 //
 // A chunk continues after the last key of the one before with a row
 // comparison, `WHERE (k1, k2) > ($1, $2) ORDER BY k1, k2 LIMIT n`, which
@@ -51,7 +53,9 @@ struct ChunkQuery {
   // whole table, no ORDER BY, no LIMIT.
   std::string Sql(bool after_key) const;
   // The same, for the rows whose key is one of `count` keys ($1..$n per
-  // key, in the key's order): the keys read again (ChangedKeys).
+  // key, in the key's order): the keys read again (ChangedKeys). In key
+  // order, no LIMIT. `count` 0: no rows (WHERE false). Without key columns:
+  // as Sql.
   std::string SqlForKeys(size_t count) const;
 };
 

@@ -27,16 +27,21 @@ class PgSnapshot {
   static Result<PgSnapshot> Parse(std::string_view text);
 
   // Whether the snapshot sees the committed transaction `xid`, a 32-bit id
-  // from the stream. Its epoch is taken as the one that puts it at or
-  // below xmax (a transaction the stream has seen commit was assigned
-  // before any later snapshot's xmax, and never 2^31 ids before xmin: the
-  // server's wraparound protection forbids it).
+  // from the stream. Its epoch is taken as the one that puts it nearest
+  // xmax: less than 2^31 ids after xmax, or at most 2^31 before it, as the
+  // server compares xids (the wraparound protection keeps every live xid
+  // within 2^31 of the next one). Not "at or below xmax": a transaction
+  // that started after the snapshot and committed before the chunk's
+  // watermark has an xid at or above xmax (the low half of xmax itself is
+  // the first such one), and the chunk must leave its keys out. The
+  // special ids 0, 1 and 2 (invalid, bootstrap, frozen) are always seen.
   bool Sees(uint32_t xid) const;
 
   // The same for a full 64-bit id.
   bool SeesFull(uint64_t full_xid) const;
 
-  // The full id of a stream xid, by the rule Sees uses.
+  // The full id of a stream xid, by the rule Sees uses (0, 1 and 2 stay
+  // as they are; in epoch 0 no id comes before them).
   uint64_t Widen(uint32_t xid) const;
 
   uint64_t xmin() const { return xmin_; }

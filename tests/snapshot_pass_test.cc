@@ -63,7 +63,7 @@ std::string ReadLine(int id, const std::string& note, const std::string& lsn) {
 
 class SnapshotPassTest : public ::testing::Test {
  protected:
-  SnapshotPassTest() : formatter_(JsonOptions()), pass_("s1", &formatter_, 3) {}
+  SnapshotPassTest() : formatter_(JsonOptions()), pass_("s1", 3) {}
 
   ChunkRequest Next() {
     Result<ChunkRequest> r = pass_.NextRequest();
@@ -82,7 +82,7 @@ class SnapshotPassTest : public ::testing::Test {
 };
 
 TEST_F(SnapshotPassTest, AChunkIsWrittenAtItsWatermarkWithoutTheKeysItsSnapshotDidNotSeeChange) {
-  pass_.StartTable(Items(), {});
+  pass_.StartTable(Items(), {}, &formatter_);
   const ChangeObserver::Watch* watch = pass_.WatchOf("public", "items");
   ASSERT_NE(watch, nullptr);
   EXPECT_EQ(watch->key_columns, std::vector<std::string>{"id"});
@@ -128,7 +128,7 @@ TEST_F(SnapshotPassTest, AChunkIsWrittenAtItsWatermarkWithoutTheKeysItsSnapshotD
 }
 
 TEST_F(SnapshotPassTest, AKeyChangedAgainBySomethingTheSnapshotSawIsWritten) {
-  pass_.StartTable(Items(), {});
+  pass_.StartTable(Items(), {}, &formatter_);
   uint32_t id = pass_.WatchOf("public", "items")->id;
   ChunkRequest request = Next();
   pass_.OnChange(id, "{\"id\":1}", 99, false);  // below xmin: seen
@@ -141,7 +141,7 @@ TEST_F(SnapshotPassTest, AKeyChangedAgainBySomethingTheSnapshotSawIsWritten) {
 }
 
 TEST_F(SnapshotPassTest, ATruncateTheSnapshotDidNotSeeMakesTheChunkReadAgain) {
-  pass_.StartTable(Items(), {"7"});
+  pass_.StartTable(Items(), {"7"}, &formatter_);
   uint32_t id = pass_.WatchOf("public", "items")->id;
   ChunkRequest request = Next();
   EXPECT_EQ(request.after_key, std::vector<std::string>{"7"}) << "resumed after the recorded key";
@@ -162,7 +162,7 @@ TEST_F(SnapshotPassTest, ATruncateTheSnapshotDidNotSeeMakesTheChunkReadAgain) {
 }
 
 TEST_F(SnapshotPassTest, AChangeOfAKeyTheStreamDidNotTellMakesTheChunkReadAgain) {
-  pass_.StartTable(Items(), {});
+  pass_.StartTable(Items(), {}, &formatter_);
   uint32_t id = pass_.WatchOf("public", "items")->id;
   ChunkRequest request = Next();
   pass_.OnChange(id, "", 120, false);
@@ -173,7 +173,7 @@ TEST_F(SnapshotPassTest, AChangeOfAKeyTheStreamDidNotTellMakesTheChunkReadAgain)
 }
 
 TEST_F(SnapshotPassTest, AKeyLeftOutWhoseChangeLackedAToastedValueIsReadAgainByKey) {
-  pass_.StartTable(Items(), {});
+  pass_.StartTable(Items(), {}, &formatter_);
   uint32_t id = pass_.WatchOf("public", "items")->id;
   ChunkRequest request = Next();
   pass_.OnChange(id, "{\"id\":2}", 120, true);
@@ -193,7 +193,7 @@ TEST_F(SnapshotPassTest, AKeyLeftOutWhoseChangeLackedAToastedValueIsReadAgainByK
 }
 
 TEST_F(SnapshotPassTest, AFailedReadIsAskedForAgainAndItsLateWatermarkIgnored) {
-  pass_.StartTable(Items(), {});
+  pass_.StartTable(Items(), {}, &formatter_);
   ChunkRequest request = Next();
   pass_.Failed();
   EXPECT_FALSE(pass_.outstanding());

@@ -123,8 +123,8 @@ bool KeyTextValues(std::string_view key, std::vector<std::string>* values) {
   return !values->empty();
 }
 
-SnapshotPass::SnapshotPass(std::string slot, PgoutputFormatter* formatter, uint32_t chunk_rows)
-    : slot_(std::move(slot)), formatter_(formatter), chunk_rows_(chunk_rows) {}
+SnapshotPass::SnapshotPass(std::string slot, uint32_t chunk_rows)
+    : slot_(std::move(slot)), chunk_rows_(chunk_rows) {}
 
 const ChangeObserver::Watch* SnapshotPass::WatchOf(std::string_view schema,
                                                    std::string_view table) {
@@ -156,8 +156,10 @@ void SnapshotPass::OnWatermark(std::string_view content, uint64_t lsn) {
 }
 
 void SnapshotPass::StartTable(const TableDescription& table,
-                              std::vector<std::string> resume_after) {
+                              std::vector<std::string> resume_after,
+                              PgoutputFormatter* formatter) {
   EndTable();
+  formatter_ = formatter;
   table_ = table;
   active_ = true;
   ++generation_;

@@ -4,8 +4,8 @@
 // keys the stream already gave newer states of.
 //
 // The worker drives it:
-//   StartTable(table, resume_after)  begin watching (then the reader's
-//                                    BeginPass, with RecentlyCommitted());
+//   StartTable(table, resume_after,  begin watching (then the reader's
+//              formatter)            BeginPass, with RecentlyCommitted());
 //   NextRequest()                    what to read (the reader reads it and
 //                                    writes its watermark);
 //   Answered(chunk) / Failed()       the reader's answer;
@@ -52,8 +52,8 @@ struct ChunkRequest {
 
 class SnapshotPass : public ChangeObserver {
  public:
-  // `formatter` writes the read lines; not owned.
-  SnapshotPass(std::string slot, PgoutputFormatter* formatter, uint32_t chunk_rows);
+  // `slot` names the watermarks; a chunk has up to `chunk_rows` rows.
+  SnapshotPass(std::string slot, uint32_t chunk_rows);
 
   // --- ChangeObserver (the formatter, within Format) ----------------------
   uint64_t generation() const override { return generation_; }
@@ -65,8 +65,11 @@ class SnapshotPass : public ChangeObserver {
 
   // --- The worker ----------------------------------------------------------
   // Starts watching `table` and reading it after `resume_after` (a key
-  // recorded with the sink's position; empty: from the start).
-  void StartTable(const TableDescription& table, std::vector<std::string> resume_after);
+  // recorded with the sink's position; empty: from the start). `formatter`
+  // (not owned; the one that tells this pass the stream) writes its read
+  // lines until EndTable.
+  void StartTable(const TableDescription& table, std::vector<std::string> resume_after,
+                  PgoutputFormatter* formatter);
   // The transactions the stream committed last, newest last: what
   // TableReader::BeginPass must not find invisible.
   std::vector<uint32_t> RecentlyCommitted() const;
@@ -103,8 +106,8 @@ class SnapshotPass : public ChangeObserver {
   void NoteReadAgain(const PgSnapshot& snapshot);
 
   const std::string slot_;
-  PgoutputFormatter* formatter_;
   const uint32_t chunk_rows_;
+  PgoutputFormatter* formatter_ = nullptr;
 
   uint64_t generation_ = 1;
   bool active_ = false;

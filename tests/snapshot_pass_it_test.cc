@@ -6,6 +6,7 @@
 // checks what a consumer checks: applying every line in order gives exactly
 // the table's rows.
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,6 +19,8 @@
 #include "json_parse.h"
 #include "pg/conninfo.h"
 #include "pg_cluster.h"
+#include "snapshot/reader_thread.h"
+#include "snapshot/snapshot_driver.h"
 #include "snapshot/snapshot_pass.h"
 #include "snapshot/table_reader.h"
 #include "util/fd.h"
@@ -113,6 +116,7 @@ class SnapshotPassItTest : public ::testing::Test {
       Json line = JsonParser::Parse(all.substr(start, nl - start));
       lines_.push_back(line["op"].text);
       const std::string& op = line["op"].text;
+      if (op == "snapshot") continue;
       if (op == "delete") {
         rows.erase(line["old"]["id"].text);
         continue;
@@ -196,6 +200,90 @@ TEST_F(SnapshotPassItTest, LinesAppliedInOrderGiveTheTablesRowsWhileItChanges) {
   for (const std::string& op : lines_) reads += op == "read";
   EXPECT_GT(reads, 0);
   EXPECT_EQ(applied["2"]["big"], TableRows()["2"]["big"]);
+}
+
+// The whole snapshot of a slot's publications: the driver, the reader
+// thread and its connection, the stream through the formatter, while the
+// tables change between turns.
+class SnapshotDriverItTest : public SnapshotPassItTest {
+ protected:
+  // Feeds the slot's messages so far, giving the driver a turn before each
+  // one (as the read loop does), and one more at the end.
+  void StreamWithTurns(SnapshotDriver* driver, PgoutputFormatter* formatter) {
+    auto rows =
+        pg_->Rows("SELECT lsn::text, data FROM pg_logical_slot_get_binary_changes('" + slot_ +
+                      "', NULL, NULL, 'proto_version', '1', 'publication_names', "
+                      "'snap_pub', 'messages', 'true')",
+                  kDb);
+    for (const auto& row : rows) {
+      driver->Turn(formatter, &out_, !formatter->InTransaction(), SnapshotDriver::Clock::now());
+      Status s = formatter->Format(Unhex(row[1]), ParseLsnText(row[0]), &out_);
+      ASSERT_TRUE(s.ok()) << s.message();
+    }
+    driver->Turn(formatter, &out_, !formatter->InTransaction(), SnapshotDriver::Clock::now());
+  }
+};
+
+TEST_F(SnapshotDriverItTest, EveryTableIsReadFramedByStartAndEndWhileTheyChange) {
+  Sql("DROP TABLE IF EXISTS snap_items, snap_nokey; DROP PUBLICATION IF EXISTS snap_pub");
+  Sql("CREATE TABLE snap_items (id int PRIMARY KEY, note text NOT NULL, big text NOT NULL)");
+  Sql("CREATE TABLE snap_nokey (v int)");
+  Sql("INSERT INTO snap_items SELECT i, 'n' || i, 'b' || i FROM generate_series(1, 50) i");
+  Sql("INSERT INTO snap_nokey VALUES (1)");
+  Sql("CREATE PUBLICATION snap_pub FOR TABLE snap_items, snap_nokey");
+  pg_->CreateLogicalSlot(slot_, "pgoutput", kDb);
+
+  WakeupFd worker;
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string err;
+  ASSERT_TRUE(BuildSnapshotParams(pg_->Conninfo(kDb), "s1", &params, &err)) << err;
+  SnapshotReaderThread reads(params, &worker);
+  SnapshotDriver driver("s1", {"snap_pub"}, 7, &reads);
+  JsonOptions options;
+  options.observer = driver.observer();
+  PgoutputFormatter formatter(options);
+  driver.Request({});
+  auto deadline = SnapshotDriver::Clock::now() + std::chrono::seconds(120);
+  for (int turn = 0; driver.active(); ++turn) {
+    ASSERT_LT(SnapshotDriver::Clock::now(), deadline) << "the snapshot did not end";
+    struct pollfd p = {worker.fd(), POLLIN, 0};
+    (void)::poll(&p, 1, 200);  // woken by an answer; the timeout only lets the test end
+    worker.Drain();
+    // Changes between turns: updates across the table, a delete, an insert.
+    int id = 1 + (turn * 7) % 50;
+    Sql("UPDATE snap_items SET note = note || '+' WHERE id = " + std::to_string(id));
+    if (turn % 5 == 0) Sql("DELETE FROM snap_items WHERE id = " + std::to_string(50 - turn));
+    if (turn % 3 == 0)
+      Sql("INSERT INTO snap_items VALUES (" + std::to_string(1000 + turn) + ", 'new', 'x')");
+    StreamWithTurns(&driver, &formatter);
+  }
+  reads.Stop();
+
+  auto applied = Apply();
+  EXPECT_EQ(applied, TableRows());
+  // The frames, in order: items is read whole, the table without a key
+  // fails with the reason.
+  std::vector<std::string> frames;
+  std::string all(out_.data(), out_.size());
+  size_t start = 0;
+  for (size_t nl; (nl = all.find('\n', start)) != std::string::npos; start = nl + 1) {
+    std::string line = all.substr(start, nl - start);
+    if (line.rfind("{\"op\":\"snapshot\"", 0) == 0) frames.push_back(line);
+  }
+  ASSERT_EQ(frames.size(), 3u);
+  EXPECT_EQ(
+      frames[0],
+      "{\"op\":\"snapshot\",\"event\":\"start\",\"schema\":\"public\",\"table\":\"snap_items\"}");
+  EXPECT_EQ(
+      frames[1].substr(0, frames[1].find("\"rows\":")),
+      "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"snap_items\",");
+  EXPECT_EQ(frames[2].rfind(
+                "{\"op\":\"snapshot\",\"event\":\"failed\",\"schema\":\"public\",\"table\":\"snap_"
+                "nokey\",\"rows\":0,\"error\":\"table public.snap_nokey has no primary key",
+                0),
+            0u)
+      << frames[2];
+  EXPECT_EQ(frames.size(), 3u);
 }
 
 }  // namespace

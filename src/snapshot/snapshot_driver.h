@@ -1,0 +1,100 @@
+// A slot's snapshot from start to end: which tables, in which order, each
+// read by a pass (snapshot/snapshot_pass.h) through the reader
+// (snapshot/reader_thread.h), framed by start and end lines in the output.
+//
+// The worker calls Turn() once per loop turn and before each message;
+// Turn takes the reader's answer, asks for what comes next and, when the
+// worker says the output stands between transactions, writes what is due:
+//   {"op":"snapshot","event":"start","schema":..,"table":..}
+//   the chunks' read lines
+//   {"op":"snapshot","event":"end","schema":..,"table":..,"rows":N}
+// A table that cannot be read (no key, dropped, no SELECT privilege) ends
+// with {"op":"snapshot","event":"failed",...,"rows":N,"error":"..."}
+// instead, and the snapshot goes on with the next table.
+//
+// Not thread-safe: owned by one slot worker.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "decode/pgoutput_formatter.h"
+#include "decode/record_buffer.h"
+#include "snapshot/reader_thread.h"
+#include "snapshot/snapshot_pass.h"
+#include "util/status.h"
+
+namespace pgslotd {
+
+class SnapshotDriver {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using TableName = std::pair<std::string, std::string>;  // schema, table
+
+  // `reads` (not owned) serves the requests.
+  SnapshotDriver(std::string slot, std::vector<std::string> publications, uint32_t chunk_rows,
+                 SnapshotReads* reads);
+
+  // What the formatter tells (JsonOptions::observer).
+  ChangeObserver* observer() { return &pass_; }
+
+  // Reads `tables` (empty: every table of the publications) after what is
+  // queued.
+  void Request(std::vector<TableName> tables);
+  // Something is queued or being read.
+  bool active() const { return state_ != State::kIdle || !requests_.empty(); }
+
+  // Takes the reader's answer and asks for what comes next; when
+  // `can_write` (the output stands between transactions), writes what is
+  // due to `out` through `formatter`. Returns whether it wrote anything.
+  // Log lines say when a table starts and ends.
+  bool Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool can_write, Clock::time_point now);
+
+  // For --status and the metrics.
+  struct Figures {
+    std::string table;        // schema.table being read; empty: none
+    uint64_t rows = 0;        // of that table so far
+    uint64_t rows_total = 0;  // of every table, this run
+    uint64_t tables_done = 0;
+    uint64_t tables_left = 0;  // queued, after the current one
+  };
+  Figures figures() const;
+
+ private:
+  enum class State { kIdle, kListing, kDescribing, kBeginning, kReading, kFinishing };
+
+  void TakeAnswer(Clock::time_point now);
+  void AskNext(PgoutputFormatter* formatter, Clock::time_point now);
+  void Answered(SnapshotAnswer answer, Clock::time_point now);
+  // The current table cannot be read: its failed line is due.
+  void Fail(const std::string& error);
+  void WriteLine(const char* event, RecordBuffer* out);
+  void NextTable();
+
+  const std::string slot_;
+  const std::vector<std::string> publications_;
+  const uint32_t chunk_rows_;
+  SnapshotReads* reads_;
+  SnapshotPass pass_;
+
+  State state_ = State::kIdle;
+  std::deque<std::vector<TableName>> requests_;  // each: tables, or empty for all
+  std::deque<TableName> tables_;                 // of the request being served
+  TableName current_;
+  TableDescription described_;
+  bool start_due_ = false;
+  std::string failed_;  // the current table's error, its failed line due
+  uint64_t rows_ = 0;
+  uint64_t rows_total_ = 0;
+  uint64_t tables_done_ = 0;
+  Clock::time_point started_;
+  Clock::time_point retry_at_;  // after a failed read
+  int failures_ = 0;
+  std::string last_error_;
+};
+
+}  // namespace pgslotd

@@ -184,6 +184,12 @@ constexpr Choice kFormats[] = {
     {nullptr, 0},
 };
 
+constexpr Choice kSnapshotModes[] = {
+    {"never", static_cast<int>(SnapshotMode::kNever)},
+    {"initial", static_cast<int>(SnapshotMode::kInitial)},
+    {nullptr, 0},
+};
+
 // A kind of sink as the loader sees it. Every check that depends on the
 // kind is derived from these fields; none names a kind.
 struct SinkKind {
@@ -407,6 +413,12 @@ constexpr KeySpec kSchema[] = {
   {Scope::kSlot, "format",          Kind::kChoice,   Need::kOptional,  "raw",   kFormats,
    nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::format>(),
    "how changes are written to the sink"},
+  {Scope::kSlot, "snapshot",        Kind::kChoice,   Need::kOptional,  "never", kSnapshotModes,
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::snapshot>(),
+   "format json: initial reads every table of the publications when pgslotd creates the slot"},
+  {Scope::kSlot, "snapshot_chunk_rows", Kind::kCount, Need::kOptional, "10000", nullptr,
+   CheckPositiveSize, Reload::kRestartsSlot, Bind<&SlotConfig::snapshot_chunk_rows>(),
+   "rows a snapshot reads in one chunk (one short transaction)"},
   {Scope::kSlot, "sink",            Kind::kMap,      Need::kRequired,  nullptr, nullptr,
    nullptr, Reload::kRestartsSlot, kNoField,
    "where changes go"},
@@ -885,6 +897,7 @@ class Loader {
   void ReadSlot(const YAML::Node& node, const SlotConfig& inherited,
                 const std::string* base_conninfo, SlotDraft* draft);
   void CheckFormat(const Section& s, SlotDraft* draft);
+  void CheckSnapshot(const Section& s, SlotDraft* draft);
   void CheckPluginOptions(const Section& s, SlotDraft* draft);
   // The sink map, checked against the row of its kind in kSinkKinds.
   void ReadSink(const YAML::Node& node, const std::string& path, SlotDraft* draft);
@@ -1266,6 +1279,36 @@ void Loader::ReadSlot(const YAML::Node& node, const SlotConfig& inherited,
 
   const Field& sink = s.At("sink");
   if (sink.present && sink.node.IsMap()) ReadSink(sink.node, Join(draft->path, "sink"), draft);
+  CheckSnapshot(s, draft);
+}
+
+// snapshot: what it needs of the other keys.
+void Loader::CheckSnapshot(const Section& s, SlotDraft* draft) {
+  const SlotConfig& slot = draft->slot;
+  const Field& snapshot = s.At("snapshot");
+  if (!snapshot.present || slot.snapshot == SnapshotMode::kNever) return;
+  const std::string key = Join(draft->path, "snapshot");
+  if (slot.format != OutputFormat::kJson) {
+    Error(snapshot.line, key, "snapshot applies to format json only (plugin pgoutput)");
+    return;
+  }
+  if (!slot.create) {
+    Error(snapshot.line, key,
+          "snapshot: initial runs when pgslotd creates the slot; set create: true (a slot "
+          "created otherwise is never read from the start)");
+  }
+  if (slot.sink.type == SinkType::kFile || slot.sink.type == SinkType::kKafka) {
+    Error(snapshot.line, key,
+          "snapshot is not supported with a file or kafka sink yet (they keep their position, "
+          "and a snapshot's progress is not kept with it yet); use a stdout or pipe sink");
+  }
+  for (const auto& [name, value] : slot.options) {
+    if (name == "messages" && value != "true" && value != "on" && value != "1") {
+      Error(s.At("options").line, Join(draft->path, "options"),
+            "snapshot needs pgoutput's messages (its chunks' watermarks travel as logical "
+            "decoding messages); remove messages: " + Quote(value) + ", pgslotd asks for them");
+    }
+  }
 }
 
 // format and include_transactions, as far as they depend on other keys.

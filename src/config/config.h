@@ -32,6 +32,8 @@ using Duration = std::chrono::milliseconds;
 enum class SinkType { kStdout, kFile, kPipe, kKafka, kCount };
 constexpr size_t kSinkTypeCount = static_cast<size_t>(SinkType::kCount);
 enum class OutputFormat { kRaw, kJson };
+// When a slot reads the rows that exist already (docs/design-snapshots.md).
+enum class SnapshotMode { kNever, kInitial };
 // What a kafka sink's records are keyed by.
 enum class KafkaKey { kPrimaryKey, kNone };
 
@@ -68,7 +70,7 @@ struct SinkConfig {
   KafkaKey key{};
   bool exactly_once = false;
   std::vector<std::pair<std::string, std::string>> properties;  // librdkafka's, in file order
-  std::string properties_file;   // absolute; empty: none
+  std::string properties_file;                                  // absolute; empty: none
   std::string transactional_id;  // empty: derived from the server and slot
   std::string position_topic;    // exactly_once: where committed positions go
   // exactly_once: a Kafka transaction ends at the first PostgreSQL
@@ -108,6 +110,10 @@ struct SlotConfig {
   std::vector<std::pair<std::string, std::string>> options;
   OutputFormat format{};
   bool include_transactions = false;  // json: begin/commit lines too
+  // json: read every table of the publications when pgslotd creates the
+  // slot, in chunks of snapshot_chunk_rows rows.
+  SnapshotMode snapshot{};
+  uint64_t snapshot_chunk_rows = 0;
   SinkConfig sink;
   Duration status_interval{0};
   Duration fsync_interval{0};

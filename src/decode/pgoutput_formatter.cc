@@ -997,6 +997,11 @@ Status PgoutputFormatter::HandleStreamAbort(Reader* r) {
 
 // --- The observer ---------------------------------------------------------
 
+void PgoutputFormatter::set_observer(ChangeObserver* observer) {
+  options_.observer = observer;
+  for (auto& [id, rel] : relations_) rel.watch_generation = 0;  // ask the new one
+}
+
 bool PgoutputFormatter::Watched(const Relation& rel) {
   ChangeObserver* observer = options_.observer;
   if (observer == nullptr) return false;

@@ -107,6 +107,10 @@ class PgoutputFormatter : public Formatter {
   // this one); see Spool::ClearStale.
   void ClearStaleSpools();
 
+  // Tells `observer` (not owned; null: none) the watched tables' changes
+  // from the next message on (JsonOptions::observer).
+  void set_observer(ChangeObserver* observer);
+
   // --- Snapshots' read lines -------------------------------------------
   // A table as a snapshot reads it: its columns (names and type OIDs, as
   // pg_attribute has them, which is what pgoutput announces) in the order

@@ -44,9 +44,50 @@ SessionOptions EffectiveOptions(const SlotConfig& slot, int server_version) {
   bool stream =
       streaming != nullptr ? StreamingOn(*streaming) : modern && ProtocolNumber(version) >= 2;
   if (streaming == nullptr && stream) out.options.emplace_back("streaming", "on");
+  // A snapshot's watermarks travel as logical decoding messages.
+  if (slot.snapshot != SnapshotMode::kNever && Find(slot.options, "messages") == nullptr) {
+    out.options.emplace_back("messages", "true");
+  }
   out.protocol = "pgoutput protocol " + version;
   if (stream) out.protocol += ", streaming in-progress transactions";
   return out;
+}
+
+std::vector<std::string> PublicationNames(const SlotConfig& slot) {
+  std::vector<std::string> names;
+  const std::string* list = Find(slot.options, "publication_names");
+  if (list == nullptr) return names;
+  // As the server splits it (SplitIdentifierString): commas between names,
+  // blanks around them, "quoted" names kept as written ("" for a quote),
+  // others folded to lower case.
+  size_t i = 0;
+  const std::string& s = *list;
+  while (i < s.size()) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n')) ++i;
+    std::string name;
+    if (i < s.size() && s[i] == '"') {
+      for (++i; i < s.size(); ++i) {
+        if (s[i] == '"' && i + 1 < s.size() && s[i + 1] == '"') {
+          name.push_back('"');
+          ++i;
+        } else if (s[i] == '"') {
+          ++i;
+          break;
+        } else {
+          name.push_back(s[i]);
+        }
+      }
+    } else {
+      while (i < s.size() && s[i] != ',' && s[i] != ' ' && s[i] != '\t' && s[i] != '\n') {
+        char c = s[i++];
+        name.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+      }
+    }
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n')) ++i;
+    if (i < s.size() && s[i] == ',') ++i;
+    if (!name.empty()) names.push_back(std::move(name));
+  }
+  return names;
 }
 
 }  // namespace pgslotd

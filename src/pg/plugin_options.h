@@ -8,6 +8,8 @@
 //   streaming      on when the effective proto_version is 2 or more and the
 //                  server is 14 or later (never next to proto_version 1,
 //                  which the server refuses).
+//   messages       true when the slot takes a snapshot (its watermarks are
+//                  logical decoding messages, never written to the sink).
 // Streaming in-progress transactions spares the walsender its spill files
 // (docs/performance.md); pgslotd keeps the streamed changes in its own spool
 // until the commit. What the slot gives always wins, and other plugins and
@@ -31,5 +33,9 @@ struct SessionOptions {
 
 // `server_version` as PQserverVersion reports it (150004 for 15.4).
 SessionOptions EffectiveOptions(const SlotConfig& slot, int server_version);
+
+// The publications of a pgoutput slot's publication_names, split and folded
+// as the server does ("a, \"B c\"" gives a and B c).
+std::vector<std::string> PublicationNames(const SlotConfig& slot);
 
 }  // namespace pgslotd

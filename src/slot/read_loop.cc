@@ -109,7 +109,19 @@ Status ReadLoop::BeginTurn(Clock::time_point now) {
   // An exactly-once file is rotated or reopened between transactions:
   // stop reading at a boundary, write and record everything, then switch.
   if (exactly_once_ && exactly_once_->SwitchDue(now)) switch_now_ = true;
+  SnapshotTurn();
   return Status::Ok();
+}
+
+void ReadLoop::SnapshotTurn() {
+  SnapshotDriver* snapshot = session_.snapshot;
+  if (snapshot == nullptr) return;
+  bool between = !formatter_.InTransaction() && !formatter_.HasMoreOutput() &&
+                 !policy_.in_pieces() && pipeline_.received != kInvalidLsn;
+  if (!snapshot->Turn(session_.json, writer_.buffer(), between, turn_now_)) return;
+  writer_.buffer()->MarkUnitEnd();
+  policy_.Data(pipeline_.received, writer_.appended(), AckPolicy::TxnState{false, false},
+               turn_now_);
 }
 
 Status ReadLoop::ContinueOutput(Clock::time_point now) {
@@ -183,6 +195,7 @@ Status ReadLoop::HandleData(const ServerMessage& m) {
   if (policy_.server().NeedsReading(m.data_start)) {
     if (Status s = claims_.CheckClaim(m.data_start, "a change"); !s.ok()) return s;
   }
+  SnapshotTurn();
   uint64_t before = writer_.appended();
   bool was_in = formatter_.InTransaction();
   Status fs;

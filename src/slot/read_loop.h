@@ -22,6 +22,7 @@
 #include <optional>
 
 #include "config/config.h"
+#include "decode/pgoutput_formatter.h"
 #include "pg/lsn.h"
 #include "pg/protocol.h"
 #include "pg/replication_conn.h"
@@ -29,6 +30,7 @@
 #include "slot/pipeline.h"
 #include "slot/read_pacer.h"
 #include "slot/server_position.h"
+#include "snapshot/snapshot_driver.h"
 #include "util/fd.h"
 #include "util/status.h"
 
@@ -58,6 +60,10 @@ class ReadLoop {
     Clock::time_point began;          // readings before this count for nothing
     std::optional<Lsn> end_lsn;       // --end-lsn
     Duration receive_timeout;         // raised to the server's wal_sender_timeout
+    // A snapshot being taken, and the json formatter it writes with; null:
+    // none.
+    SnapshotDriver* snapshot = nullptr;
+    PgoutputFormatter* json = nullptr;
   };
 
   ReadLoop(SlotPipeline* pipeline, ClaimCheck* claims, Session session);
@@ -84,6 +90,10 @@ class ReadLoop {
   Status HandleMessage(const char* buf, int len);
   Status HandleData(const ServerMessage& m);
   Status HandleKeepalive(const ServerMessage& m);
+  // The snapshot's turn: its start and end lines and due chunks are written
+  // between transactions, as a unit at the position received so far (their
+  // acknowledgement waits for them).
+  void SnapshotTurn();
   // The output of the message at `lsn` is whole: counted, or dropped when
   // an exactly-once sink holds it already.
   Status OutputComplete(Lsn lsn);

@@ -267,10 +267,15 @@ Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
                     "streaming again from " + FormatLsn(start) + " (" + plugin.protocol + ")");
   }
   stats_.state.store(SlotState::kStreaming);
-  ReadLoop loop(&pipeline_, &claims_,
-                ReadLoop::Session{conn, &wakeup_, &stop_, &reopen_, &reading_, session_began_,
-                                  options_.end_lsn, receive_timeout_});
+  ReadLoop::Session session{conn,      &wakeup_,       &stop_,           &reopen_,
+                            &reading_, session_began_, options_.end_lsn, receive_timeout_};
+  if (snapshot_) {
+    session.snapshot = snapshot_.get();
+    session.json = dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter());
+  }
+  ReadLoop loop(&pipeline_, &claims_, session);
   Result<StreamEnd> end = loop.Run();
+  EndSnapshotIfDone();
   largest_message_ = loop.largest_message();
   if (!end.ok()) end = conn->WithSlotCondition(end.status(), config_.name);
   if (LogEnabled(spdlog::level::debug)) {
@@ -293,6 +298,7 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   if (!session.ok()) return session.status();
   const SlotSession& slot = session.value();
   if (slot.created) created_here_ = true;
+  if (slot.created && config_.snapshot == SnapshotMode::kInitial) StartSnapshot();
   receive_timeout_ = slot.receive_timeout;
   pipeline_.policy().server().Reset(slot.wal_end);
   pipeline_.policy().server().Note(reading_.TakenSince(session_began_));
@@ -313,6 +319,33 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   pipeline_.received = std::max(pipeline_.received, *start);
   stats_.flushed_lsn.store(Acked());
   return Status::Ok();
+}
+
+void SlotWorker::StartSnapshot() {
+  auto* json = dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter());
+  std::vector<std::pair<std::string, std::string>> params;
+  std::string err;
+  if (json == nullptr || !BuildSnapshotParams(config_.connection, config_.name, &params, &err)) {
+    pipeline_.Event(spdlog::level::err, nullptr, kInvalidLsn, "snapshot not taken: " + err);
+    return;
+  }
+  snapshot_reads_ = std::make_unique<SnapshotReaderThread>(std::move(params), &wakeup_);
+  snapshot_ = std::make_unique<SnapshotDriver>(config_.name, PublicationNames(config_),
+                                               static_cast<uint32_t>(config_.snapshot_chunk_rows),
+                                               snapshot_reads_.get());
+  json->set_observer(snapshot_->observer());
+  snapshot_->Request({});
+  pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
+                  "snapshot: reading every table of the slot's publications (the slot is new)");
+}
+
+void SlotWorker::EndSnapshotIfDone() {
+  if (!snapshot_ || snapshot_->active()) return;
+  if (auto* json = dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter())) {
+    json->set_observer(nullptr);
+  }
+  snapshot_.reset();
+  snapshot_reads_.reset();
 }
 
 Status SlotWorker::SlotInUse(int pid) const {

@@ -46,6 +46,8 @@
 #include "slot/read_loop.h"
 #include "slot/server_position.h"
 #include "slot/slot_stats.h"
+#include "snapshot/reader_thread.h"
+#include "snapshot/snapshot_driver.h"
 #include "util/fd.h"
 #include "util/mutex.h"
 #include "util/status.h"
@@ -137,6 +139,12 @@ class SlotWorker {
   // After a large message: the slot's buffer back to its usual size, and a
   // note of the new session.
   void GiveMemoryBack();
+  // snapshot: initial, for a slot pgslotd has just created: every table of
+  // its publications is read, interleaved with the stream.
+  void StartSnapshot();
+  // After a session: a snapshot that is done gives back its thread and
+  // connection.
+  void EndSnapshotIfDone();
   bool SleepInterruptibly(std::chrono::milliseconds d);
   void SetLastError(const std::string& message);
   Sink* sink() { return pipeline_.sink(); }
@@ -168,7 +176,10 @@ class SlotWorker {
   bool announced_ = false;           // logged the first successful start
   // pgslotd created the slot in this run and has not streamed from it yet.
   bool created_here_ = false;
-  Duration receive_timeout_{0};   // the config's, raised to the server's wal_sender_timeout
+  Duration receive_timeout_{0};  // the config's, raised to the server's wal_sender_timeout
+  // The snapshot being taken (and the thread reading it); null: none.
+  std::unique_ptr<SnapshotReaderThread> snapshot_reads_;
+  std::unique_ptr<SnapshotDriver> snapshot_;
   uint64_t largest_message_ = 0;  // of the last session
 };
 

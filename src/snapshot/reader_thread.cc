@@ -58,6 +58,12 @@ void SnapshotReaderThread::Run() {
       wakeup_.Drain();
       continue;
     }
+    if (ask->kind == SnapshotAsk::Kind::kClose) {
+      reader_.Close();
+      MutexLock lock(&mu_);
+      answer_ = SnapshotAnswer{SnapshotAsk::Kind::kClose, Status::Ok(), {}, {}, {}};
+      continue;  // nobody waits for it
+    }
     SnapshotAnswer answer = Serve(*ask);
     {
       MutexLock lock(&mu_);
@@ -92,6 +98,8 @@ SnapshotAnswer SnapshotReaderThread::Serve(const SnapshotAsk& ask) {
     }
     case SnapshotAsk::Kind::kBeginPass:
       answer.status = reader_.BeginPass(ask.recently_committed, deadline);
+      break;
+    case SnapshotAsk::Kind::kClose:
       break;
     case SnapshotAsk::Kind::kRead: {
       const ChunkRequest& c = ask.chunk;

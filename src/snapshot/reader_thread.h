@@ -25,7 +25,9 @@
 namespace pgslotd {
 
 struct SnapshotAsk {
-  enum class Kind { kListTables, kDescribe, kBeginPass, kRead };
+  // kClose: the snapshot is done; the connection is closed (the answer
+  // says nothing).
+  enum class Kind { kListTables, kDescribe, kBeginPass, kRead, kClose };
   Kind kind = Kind::kListTables;
   std::vector<std::string> publications;     // kListTables, kDescribe
   std::string schema, table;                 // kDescribe

@@ -80,7 +80,7 @@ bool SnapshotDriver::Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool 
 void SnapshotDriver::TakeAnswer(Clock::time_point now) {
   if (!reads_->busy()) return;
   std::optional<SnapshotAnswer> answer = reads_->TakeAnswer();
-  if (answer) Answered(std::move(*answer), now);
+  if (answer && answer->kind != SnapshotAsk::Kind::kClose) Answered(std::move(*answer), now);
 }
 
 void SnapshotDriver::Answered(SnapshotAnswer answer, Clock::time_point now) {
@@ -160,7 +160,18 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, Clock::time_point now
   if (reads_->busy() || now < retry_at_) return;
   if (state_ == State::kIdle) {
     if (!tables_.empty()) NextTable();
+    if (state_ == State::kIdle && requests_.empty() && working_) {
+      working_ = false;
+      Log(Level::info, LogEvent{slot_, kInvalidLsn, nullptr, {}},
+          "snapshot done: " + std::to_string(rows_total_) + " rows of " +
+              std::to_string(tables_done_) + " tables");
+      SnapshotAsk close;
+      close.kind = SnapshotAsk::Kind::kClose;
+      reads_->Ask(std::move(close));
+      return;
+    }
     if (state_ == State::kIdle && !requests_.empty()) {
+      working_ = true;
       std::vector<TableName> tables = std::move(requests_.front());
       requests_.pop_front();
       if (!tables.empty()) {

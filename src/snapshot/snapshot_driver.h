@@ -46,7 +46,7 @@ class SnapshotDriver {
   // queued.
   void Request(std::vector<TableName> tables);
   // Something is queued or being read.
-  bool active() const { return state_ != State::kIdle || !requests_.empty(); }
+  bool active() const { return working_ || !requests_.empty(); }
 
   // Takes the reader's answer and asks for what comes next; when
   // `can_write` (the output stands between transactions), writes what is
@@ -82,6 +82,7 @@ class SnapshotDriver {
   SnapshotPass pass_;
 
   State state_ = State::kIdle;
+  bool working_ = false;                         // from a request taken until "snapshot done"
   std::deque<std::vector<TableName>> requests_;  // each: tables, or empty for all
   std::deque<TableName> tables_;                 // of the request being served
   TableName current_;

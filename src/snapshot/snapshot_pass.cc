@@ -155,8 +155,7 @@ void SnapshotPass::OnWatermark(std::string_view content, uint64_t lsn) {
   }
 }
 
-void SnapshotPass::StartTable(const TableDescription& table,
-                              std::vector<std::string> resume_after,
+void SnapshotPass::StartTable(const TableDescription& table, std::vector<std::string> resume_after,
                               PgoutputFormatter* formatter) {
   EndTable();
   formatter_ = formatter;

@@ -1,0 +1,125 @@
+// snapshot: initial in the real daemon: a slot pgslotd creates reads every
+// table of its publications while a workload changes them, and a consumer
+// that applies the lines in order ends up with exactly the tables' rows.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "daemon_fixture.h"
+#include "json_parse.h"
+#include "test_util.h"
+
+namespace pgslotd::test {
+namespace {
+
+constexpr char kDb[] = "snapshot_daemon_it";
+
+class SnapshotDaemonTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    DaemonTest::SetUp();
+    pg_->CreateDatabase(kDb);
+    pg_->DropSlotIfExists("snapd");
+  }
+  void TearDown() override { pg_->DropSlotIfExists("snapd"); }
+  void Sql(const std::string& sql) { pg_->Exec(sql, kDb); }
+};
+
+// Applies every line of `out` in order: table -> key text -> value text of
+// `column`.
+using Tables = std::map<std::string, std::map<std::string, std::string>>;
+Tables Apply(const std::string& out,
+             const std::map<std::string, std::pair<std::string, std::string>>& columns) {
+  Tables tables;
+  for (const std::string& text : SplitLines(out)) {
+    Json line = JsonParser::Parse(text);
+    const std::string& op = line["op"].text;
+    if (op != "insert" && op != "update" && op != "delete" && op != "read") continue;
+    const std::string& table = line["table"].text;
+    const auto& [key, column] = columns.at(table);
+    auto& rows = tables[table];
+    if (line.Has("old")) rows.erase(line["old"][key].text);
+    if (op == "delete") continue;
+    rows[line["new"][key].text] = line["new"][column].text;
+  }
+  return tables;
+}
+
+TEST_F(SnapshotDaemonTest, InitialSnapshotUnderAWorkloadGivesExactlyTheTablesRows) {
+  Sql("DROP TABLE IF EXISTS snd_a, snd_b; DROP PUBLICATION IF EXISTS snd_pub");
+  Sql("CREATE TABLE snd_a (id int PRIMARY KEY, v text NOT NULL)");
+  Sql("CREATE TABLE snd_b (k text PRIMARY KEY, n numeric, flag bool)");
+  Sql("INSERT INTO snd_a SELECT i, 'a' || i FROM generate_series(1, 3000) i");
+  Sql("INSERT INTO snd_b SELECT 'k' || i, i / 4.0, i % 2 = 0 FROM generate_series(1, 2000) i");
+  Sql("CREATE PUBLICATION snd_pub FOR TABLE snd_a, snd_b");
+
+  std::string cfg = WriteConfig(
+      Header(kDb) + SlotYaml("snapd", "{type: stdout}",
+                             "    create: true\n    format: json\n    snapshot: initial\n"
+                             "    snapshot_chunk_rows: 500\n"
+                             "    options: {publication_names: snd_pub}\n",
+                             "pgoutput"));
+  // Two clients update rows at random all along, so that transactions
+  // commit while chunks are read (pgbench, from the server's binaries).
+  std::string script = dir_->File("workload.sql");
+  WriteFile(script,
+            "\\set id random(1, 3000)\n"
+            "UPDATE snd_a SET v = v || '+' WHERE id = :id;\n"
+            "\\set k random(1, 2000)\n"
+            "UPDATE snd_b SET n = n + 1 WHERE k = 'k' || :k;\n");
+  Subprocess workload;
+  workload.Start({"/usr/lib/postgresql/15/bin/pgbench", "-n", "-c", "2", "-T", "600", "-f", script,
+                  pg_->Conninfo(kDb)});
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg});
+  // The workload runs until both tables' end lines are out.
+  auto both_ended = [&] {
+    std::string out = p.Stdout();
+    return out.find("\"event\":\"end\",\"schema\":\"public\",\"table\":\"snd_a\"") !=
+               std::string::npos &&
+           out.find("\"event\":\"end\",\"schema\":\"public\",\"table\":\"snd_b\"") !=
+               std::string::npos;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  for (int i = 0; !both_ended(); ++i) {
+    ASSERT_TRUE(p.Running()) << p.Stderr();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << p.Stderr();
+    int id = 1 + (i * 37) % 3000;
+    Sql("UPDATE snd_a SET v = v || '+' WHERE id = " + std::to_string(id));
+    Sql("UPDATE snd_b SET n = n + 1 WHERE k = 'k" + std::to_string(1 + (i * 53) % 2000) + "'");
+    if (i % 4 == 0) Sql("DELETE FROM snd_a WHERE id = " + std::to_string(3000 - i));
+    if (i % 3 == 0) Sql("INSERT INTO snd_a VALUES (" + std::to_string(10000 + i) + ", 'new')");
+    if (i % 5 == 0) Sql("UPDATE snd_a SET id = id + 100000 WHERE id = " + std::to_string(i + 1));
+  }
+  workload.Signal(SIGTERM);
+  workload.Wait(std::chrono::seconds(60));
+  // A last change: once it is out, everything before it is.
+  Sql("INSERT INTO snd_a VALUES (-1, 'marker')");
+  ASSERT_TRUE(WaitFor([&] { return p.Stdout().find("\"v\":\"marker\"") != std::string::npos; },
+                      std::chrono::seconds(60)))
+      << p.Stderr();
+  p.Signal(SIGTERM);
+  ASSERT_EQ(p.Wait(std::chrono::seconds(60)), 0) << p.Stderr();
+
+  Tables applied = Apply(p.Stdout(), {{"snd_a", {"id", "v"}}, {"snd_b", {"k", "n"}}});
+  Tables expected;
+  for (const auto& r : pg_->Rows("SELECT id::text, v FROM snd_a", kDb))
+    expected["snd_a"][r[0]] = r[1];
+  for (const auto& r : pg_->Rows("SELECT k, n::text FROM snd_b", kDb))
+    expected["snd_b"][r[0]] = r[1];
+  EXPECT_EQ(applied["snd_a"].size(), expected["snd_a"].size());
+  EXPECT_TRUE(applied == expected) << "the lines applied in order differ from the tables";
+  // pgslotd asked pgoutput for messages itself, and wrote none of its own.
+  EXPECT_EQ(p.Stdout().find("pgslotd.snapshot"), std::string::npos);
+  std::string log = p.Stderr();
+  EXPECT_NE(log.find("snapshot of table public.snd_a starts"), std::string::npos) << log;
+  EXPECT_NE(log.find("snapshot of table public.snd_b done: "), std::string::npos) << log;
+  EXPECT_NE(log.find("snapshot done: "), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace pgslotd::test

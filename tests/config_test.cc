@@ -517,6 +517,87 @@ slots:
                  5, "slots[0].options", {"format raw needs proto_version", "or use format json"});
 }
 
+TEST_F(ConfigTest, SnapshotTakesAJsonSlotThatPgslotdCreatesWithAStreamSink) {
+  Config ok = Load(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    create: true
+    snapshot: initial
+    snapshot_chunk_rows: 500
+    options: {publication_names: p}
+    sink: {type: pipe, path: /run/x.fifo}
+)");
+  ASSERT_EQ(ok.slots.size(), 1u);
+  EXPECT_EQ(ok.slots[0].snapshot, SnapshotMode::kInitial);
+  EXPECT_EQ(ok.slots[0].snapshot_chunk_rows, 500u);
+  Config defaults = Load(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    options: {publication_names: p}
+    sink: {type: stdout}
+)");
+  EXPECT_EQ(defaults.slots[0].snapshot, SnapshotMode::kNever);
+  EXPECT_EQ(defaults.slots[0].snapshot_chunk_rows, 10000u);
+
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: test_decoding
+    create: true
+    snapshot: initial
+    sink: {type: stdout}
+)",
+                 5, "slots[0].snapshot", {"snapshot applies to format json only"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    snapshot: initial
+    options: {publication_names: p}
+    sink: {type: stdout}
+)",
+                 5, "slots[0].snapshot", {"runs when pgslotd creates the slot", "create: true"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    create: true
+    snapshot: initial
+    options: {publication_names: p}
+    sink: {type: file, path: /var/lib/x.jsonl}
+)",
+                 6, "slots[0].snapshot", {"not supported with a file or kafka sink yet"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    create: true
+    snapshot: initial
+    options: {publication_names: p, messages: "false"}
+    sink: {type: stdout}
+)",
+                 7, "slots[0].options", {"snapshot needs pgoutput's messages", "\"false\""});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    create: true
+    snapshot: initial
+    snapshot_chunk_rows: 0
+    options: {publication_names: p}
+    sink: {type: stdout}
+)",
+                 7, "slots[0].snapshot_chunk_rows", {"must be greater than 0"});
+}
+
 TEST_F(ConfigTest, JsonNeedsPgoutput) {
   ExpectOneError(R"(
 slots:

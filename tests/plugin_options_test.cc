@@ -64,5 +64,25 @@ TEST(PluginOptionsTest, OtherPluginsAndRawFormatGetExactlyTheSlotsOptions) {
   EXPECT_EQ(s.protocol, "pgoutput");
 }
 
+TEST(PluginOptionsTest, ASnapshotAsksForMessagesUnlessTheSlotDoes) {
+  SlotConfig slot = Slot("pgoutput", OutputFormat::kJson, kPublication);
+  slot.snapshot = SnapshotMode::kInitial;
+  EXPECT_EQ(EffectiveOptions(slot, 150000).options,
+            (Options{{"publication_names", "pub"},
+                     {"proto_version", "2"},
+                     {"streaming", "on"},
+                     {"messages", "true"}}));
+  slot.options.emplace_back("messages", "on");
+  EXPECT_EQ(EffectiveOptions(slot, 150000).options.size(), 4u) << "the slot's own, not twice";
+}
+
+TEST(PluginOptionsTest, PublicationNamesAreSplitAndFoldedAsTheServerDoes) {
+  SlotConfig slot = Slot("pgoutput", OutputFormat::kJson,
+                         {{"publication_names", " Orders ,\"Mixed Case\", \"a\"\"b\",x"}});
+  EXPECT_EQ(PublicationNames(slot),
+            (std::vector<std::string>{"orders", "Mixed Case", "a\"b", "x"}));
+  EXPECT_TRUE(PublicationNames(Slot("pgoutput", OutputFormat::kJson, {})).empty());
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -2264,6 +2264,28 @@ slots:
     sink: {type: file, path: /out/a, mode: "0600", rotate: {size: 1GiB, keep: 10, age: 1d}}
 )";
 
+// The slot's keys from create on, and the same as a json slot that pgslotd
+// creates with a stdout sink (what a snapshot needs), with and without one.
+constexpr char kStreamSinkAnchor[] = R"(create: false
+    options: {proto_version: 1, publication_names: p}
+    format: raw
+    sink: {type: file, path: /out/a, mode: "0600", rotate: {size: 1GiB, keep: 10, age: 1d}})";
+constexpr char kJsonStdoutCreated[] = R"(create: true
+    options: {proto_version: 1, publication_names: p}
+    format: json
+    sink: {type: stdout})";
+constexpr char kJsonStdoutCreatedSnapshot[] = R"(create: true
+    options: {proto_version: 1, publication_names: p}
+    format: json
+    snapshot: initial
+    sink: {type: stdout})";
+constexpr char kJsonStdoutCreatedSnapshotChunks[] = R"(create: true
+    options: {proto_version: 1, publication_names: p}
+    format: json
+    snapshot: initial
+    snapshot_chunk_rows: 5
+    sink: {type: stdout})";
+
 // A change of one key: kEveryKey with `anchor` replaced by `before` (nullptr:
 // left as it is), then by `after`.
 struct KeyChange {
@@ -2298,6 +2320,10 @@ const KeyChange kKeyChanges[] = {
     {"slots[].include_transactions", Reload::kRestartsSlot, "format: raw", "format: json",
      "format: json\n    include_transactions: true"},
     {"slots[].format", Reload::kRestartsSlot, "format: raw", nullptr, "format: json"},
+    {"slots[].snapshot", Reload::kRestartsSlot, kStreamSinkAnchor, kJsonStdoutCreated,
+     kJsonStdoutCreatedSnapshot},
+    {"slots[].snapshot_chunk_rows", Reload::kRestartsSlot, kStreamSinkAnchor,
+     kJsonStdoutCreatedSnapshot, kJsonStdoutCreatedSnapshotChunks},
     {"slots[].status_interval", Reload::kRestartsSlot, "format: raw", nullptr,
      "format: raw\n    status_interval: 11s"},
     {"slots[].fsync_interval", Reload::kRestartsSlot, "format: raw", nullptr,

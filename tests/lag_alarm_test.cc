@@ -273,5 +273,31 @@ TEST(MetricsTest, TheTemporaryFileIsNeverFollowed) {
   (void)rc;
 }
 
+TEST(MetricsTest, SnapshotFamiliesAreListedForTheSlotsThatTakeOne) {
+  SlotMetrics plain;
+  plain.slot = "plain";
+  SlotMetrics snap;
+  snap.slot = "snap";
+  snap.has_snapshot = true;
+  snap.snapshot_rows = 1000000;
+  snap.snapshot_tables_left = 4;
+  std::string text = RenderMetrics(1764000000, {plain, snap});
+  std::vector<test::PromSample> samples;
+  std::map<std::string, std::string> types;
+  std::string err;
+  ASSERT_TRUE(test::ParsePrometheusText(text, &samples, &types, &err)) << err << "\n" << text;
+  std::map<std::string, double> values;
+  for (const auto& s : samples) {
+    if (s.name.rfind("pgslotd_snapshot_", 0) != 0) continue;
+    EXPECT_EQ(s.labels.at("slot"), "snap") << s.name;
+    values[s.name] = s.value;
+  }
+  EXPECT_EQ(values["pgslotd_snapshot_rows_total"], 1000000);
+  EXPECT_EQ(values["pgslotd_snapshot_tables_left"], 4);
+  EXPECT_EQ(types["pgslotd_snapshot_rows_total"], "counter");
+  EXPECT_EQ(types["pgslotd_snapshot_tables_left"], "gauge");
+  EXPECT_EQ(RenderMetrics(1764000000, {plain}).find("pgslotd_snapshot_"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -152,5 +152,40 @@ TEST(StatusLineTest, TheSpoolOfOpenStreamedTransactionsIsShownWhileItHoldsSome) 
       << json;
 }
 
+TEST(StatusLineTest, ASnapshotShowsTheTableItReadsAndItsProgress) {
+  SlotView v;
+  v.name = "orders";
+  v.state = SlotState::kStreaming;
+  v.sink = "stdout";
+  v.sink_state = "idle";
+  v.finished = true;
+  std::string none = StatusReport({v}, 0, true);
+  EXPECT_EQ(none.find("snapshot"), std::string::npos) << none;
+
+  v.has_snapshot = true;
+  v.snapshot_table = "public.items";
+  v.snapshot_rows = 25000;
+  v.snapshot_tables_done = 2;
+  v.snapshot_tables_left = 3;
+  std::string line = StatusReport({v}, 0, false);
+  EXPECT_NE(line.find("(idle); snapshot reading public.items, 25000 rows written, 2 tables done, "
+                      "3 to go\n"),
+            std::string::npos)
+      << line;
+  std::string json = StatusReport({v}, 0, true);
+  EXPECT_NE(json.find("\"snapshot_table\":\"public.items\",\"snapshot_rows\":25000,"
+                      "\"snapshot_tables_done\":2,\"snapshot_tables_left\":3}"),
+            std::string::npos)
+      << json;
+
+  v.snapshot_table.clear();  // done
+  v.snapshot_tables_left = 0;
+  line = StatusReport({v}, 0, false);
+  EXPECT_EQ(line.find("snapshot"), std::string::npos) << line;
+  json = StatusReport({v}, 0, true);
+  EXPECT_NE(json.find("\"snapshot_table\":\"\",\"snapshot_rows\":25000,"), std::string::npos)
+      << json;
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -57,12 +57,14 @@ TEST_F(SnapshotDaemonTest, InitialSnapshotUnderAWorkloadGivesExactlyTheTablesRow
   Sql("INSERT INTO snd_b SELECT 'k' || i, i / 4.0, i % 2 = 0 FROM generate_series(1, 2000) i");
   Sql("CREATE PUBLICATION snd_pub FOR TABLE snd_a, snd_b");
 
-  std::string cfg = WriteConfig(
-      Header(kDb) + SlotYaml("snapd", "{type: stdout}",
-                             "    create: true\n    format: json\n    snapshot: initial\n"
-                             "    snapshot_chunk_rows: 500\n"
-                             "    options: {publication_names: snd_pub}\n",
-                             "pgoutput"));
+  std::string metrics = dir_->File("metrics.prom");
+  std::string cfg =
+      WriteConfig(Header(kDb, "monitor_interval: 100ms\nmetrics_file: " + metrics + "\n") +
+                  SlotYaml("snapd", "{type: stdout}",
+                           "    create: true\n    format: json\n    snapshot: initial\n"
+                           "    snapshot_chunk_rows: 500\n"
+                           "    options: {publication_names: snd_pub}\n",
+                           "pgoutput"));
   // Two clients update rows at random all along, so that transactions
   // commit while chunks are read (pgbench, from the server's binaries).
   std::string script = dir_->File("workload.sql");
@@ -102,6 +104,17 @@ TEST_F(SnapshotDaemonTest, InitialSnapshotUnderAWorkloadGivesExactlyTheTablesRow
   ASSERT_TRUE(WaitFor([&] { return p.Stdout().find("\"v\":\"marker\"") != std::string::npos; },
                       std::chrono::seconds(60)))
       << p.Stderr();
+  // The metrics count every read line written.
+  size_t reads = 0;
+  for (const std::string& line : SplitLines(p.Stdout())) {
+    reads += line.rfind("{\"op\":\"read\"", 0) == 0;
+  }
+  std::string wanted = "pgslotd_snapshot_rows_total{slot=\"snapd\"} " + std::to_string(reads);
+  EXPECT_TRUE(WaitFor(
+      [&] { return FileExists(metrics) && ReadFile(metrics).find(wanted) != std::string::npos; },
+      std::chrono::seconds(30)))
+      << wanted << "\n"
+      << (FileExists(metrics) ? ReadFile(metrics) : "");
   p.Signal(SIGTERM);
   ASSERT_EQ(p.Wait(std::chrono::seconds(60)), 0) << p.Stderr();
 

@@ -25,6 +25,7 @@ struct Family {
 
 bool HasSinkFigures(const SlotMetrics& m) { return m.has_sink_figures; }
 bool HasSpool(const SlotMetrics& m) { return m.has_spool; }
+bool HasSnapshot(const SlotMetrics& m) { return m.has_snapshot; }
 
 const Family kFamilies[] = {
     {"pgslotd_slot_lag_bytes", "gauge",
@@ -79,6 +80,12 @@ const Family kFamilies[] = {
      "Bytes of streamed, not yet committed transactions in spool files under "
      "<state_directory>/spool (format json).",
      [](const SlotMetrics& m) { return static_cast<double>(m.spool_disk_bytes); }, HasSpool},
+    {"pgslotd_snapshot_rows_total", "counter",
+     "Rows written as read lines by this run's snapshot (snapshot: initial).",
+     [](const SlotMetrics& m) { return static_cast<double>(m.snapshot_rows); }, HasSnapshot},
+    {"pgslotd_snapshot_tables_left", "gauge",
+     "Tables this run's snapshot has still to read, the one being read included.",
+     [](const SlotMetrics& m) { return static_cast<double>(m.snapshot_tables_left); }, HasSnapshot},
 };
 
 std::string Number(double v) {

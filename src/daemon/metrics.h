@@ -54,6 +54,11 @@ struct SlotMetrics {
   bool has_spool = false;
   uint64_t spool_memory_bytes = 0;
   uint64_t spool_disk_bytes = 0;
+  // The snapshot of this run; the pgslotd_snapshot_* families list only
+  // the slots that take one.
+  bool has_snapshot = false;
+  uint64_t snapshot_rows = 0;
+  uint64_t snapshot_tables_left = 0;
 };
 
 // The exposition text.

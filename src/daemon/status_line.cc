@@ -28,6 +28,14 @@ SlotView ViewOf(const SlotWorker& w) {
   v.has_spool = s.has_spool.load(std::memory_order_relaxed);
   v.spool_memory = s.spool_memory_bytes.load(std::memory_order_relaxed);
   v.spool_disk = s.spool_disk_bytes.load(std::memory_order_relaxed);
+  v.has_snapshot = s.has_snapshot.load(std::memory_order_relaxed);
+  if (v.has_snapshot) {
+    v.snapshot_rows = s.snapshot_rows.load(std::memory_order_relaxed);
+    v.snapshot_tables_done = s.snapshot_tables_done.load(std::memory_order_relaxed);
+    v.snapshot_tables_left = s.snapshot_tables_left.load(std::memory_order_relaxed);
+    MutexLock lock(&s.snapshot_mu);
+    v.snapshot_table = s.snapshot_table;
+  }
   if (v.state == SlotState::kReconnecting || v.state == SlotState::kFailed ||
       v.state == SlotState::kInvalidated) {
     v.error = w.last_error();
@@ -119,6 +127,12 @@ std::string TextLine(const SlotView& v, int64_t now_ns) {
     line += "; spool of open streamed transactions " + FormatBytes(v.spool_memory) +
             " in memory, " + FormatBytes(v.spool_disk) + " on disk";
   }
+  // Only while it reads a table.
+  if (!v.snapshot_table.empty()) {
+    line += "; snapshot reading " + v.snapshot_table + ", " + std::to_string(v.snapshot_rows) +
+            " rows written, " + std::to_string(v.snapshot_tables_done) + " tables done, " +
+            std::to_string(v.snapshot_tables_left) + " to go";
+  }
   return line + "\n";
 }
 
@@ -152,6 +166,12 @@ std::string JsonSlot(const SlotView& v, int64_t now_ns) {
   if (v.has_spool) {
     AppendJsonField("spool_memory_bytes", std::to_string(v.spool_memory), false, &out);
     AppendJsonField("spool_disk_bytes", std::to_string(v.spool_disk), false, &out);
+  }
+  if (v.has_snapshot) {
+    AppendJsonField("snapshot_table", v.snapshot_table, true, &out);
+    AppendJsonField("snapshot_rows", std::to_string(v.snapshot_rows), false, &out);
+    AppendJsonField("snapshot_tables_done", std::to_string(v.snapshot_tables_done), false, &out);
+    AppendJsonField("snapshot_tables_left", std::to_string(v.snapshot_tables_left), false, &out);
   }
   return out + "}";
 }

@@ -40,6 +40,13 @@ struct SlotView {
   bool has_spool = false;
   uint64_t spool_memory = 0;
   uint64_t spool_disk = 0;
+  // The snapshot of this run, when has_snapshot: the table being read
+  // (empty: done), rows written, tables done and left.
+  bool has_snapshot = false;
+  std::string snapshot_table;
+  uint64_t snapshot_rows = 0;
+  uint64_t snapshot_tables_done = 0;
+  uint64_t snapshot_tables_left = 0;
 };
 
 SlotView ViewOf(const SlotWorker& w);

@@ -233,6 +233,9 @@ void Supervisor::WriteMetrics() {
     m.has_spool = st.has_spool.load(std::memory_order_relaxed);
     m.spool_memory_bytes = st.spool_memory_bytes.load(std::memory_order_relaxed);
     m.spool_disk_bytes = st.spool_disk_bytes.load(std::memory_order_relaxed);
+    m.has_snapshot = st.has_snapshot.load(std::memory_order_relaxed);
+    m.snapshot_rows = st.snapshot_rows.load(std::memory_order_relaxed);
+    m.snapshot_tables_left = st.snapshot_tables_left.load(std::memory_order_relaxed);
     metrics.push_back(std::move(m));
   }
   Status s = WriteMetricsFile(config_.metrics_file, start_time_, metrics);

@@ -298,6 +298,17 @@ void ReadLoop::PublishStats(Clock::time_point now) {
 }
 
 void ReadLoop::PublishSinkFigures() {
+  if (session_.snapshot) {
+    SnapshotDriver::Figures f = session_.snapshot->figures();
+    stats_.snapshot_rows.store(f.rows_total, std::memory_order_relaxed);
+    stats_.snapshot_tables_done.store(f.tables_done, std::memory_order_relaxed);
+    stats_.snapshot_tables_left.store(f.tables_left, std::memory_order_relaxed);
+    {
+      MutexLock lock(&stats_.snapshot_mu);
+      stats_.snapshot_table = f.table;
+    }
+    stats_.has_snapshot.store(true, std::memory_order_relaxed);
+  }
   Formatter::SpoolFigures spool;
   if (pipeline_.formatter().GetSpoolFigures(&spool)) {
     stats_.spool_memory_bytes.store(spool.memory_bytes, std::memory_order_relaxed);

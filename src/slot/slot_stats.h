@@ -4,6 +4,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
+
+#include "util/mutex.h"
 
 namespace pgslotd {
 
@@ -52,6 +55,15 @@ struct SlotStats {
   std::atomic<bool> has_spool{false};
   std::atomic<uint64_t> spool_memory_bytes{0};
   std::atomic<uint64_t> spool_disk_bytes{0};
+  // The snapshot this run takes (snapshot: initial), when has_snapshot:
+  // read lines written, tables done and left, and the table being read
+  // (empty: none, the snapshot is done).
+  std::atomic<bool> has_snapshot{false};
+  std::atomic<uint64_t> snapshot_rows{0};
+  std::atomic<uint64_t> snapshot_tables_done{0};
+  std::atomic<uint64_t> snapshot_tables_left{0};
+  mutable Mutex snapshot_mu;
+  std::string snapshot_table GUARDED_BY(snapshot_mu);
 };
 
 }  // namespace pgslotd

@@ -255,7 +255,7 @@ SnapshotDriver::Figures SnapshotDriver::figures() const {
   f.rows = rows_;
   f.rows_total = rows_total_;
   f.tables_done = tables_done_;
-  f.tables_left = tables_.size();
+  f.tables_left = tables_.size() + (state_ != State::kIdle ? 1 : 0);
   return f;
 }
 

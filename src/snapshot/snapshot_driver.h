@@ -60,7 +60,7 @@ class SnapshotDriver {
     uint64_t rows = 0;        // of that table so far
     uint64_t rows_total = 0;  // of every table, this run
     uint64_t tables_done = 0;
-    uint64_t tables_left = 0;  // queued, after the current one
+    uint64_t tables_left = 0;  // the current one and those queued after it
   };
   Figures figures() const;
 

@@ -27,6 +27,7 @@ class SnapshotDaemonTest : public DaemonTest {
   }
   void TearDown() override { pg_->DropSlotIfExists("snapd"); }
   void Sql(const std::string& sql) { pg_->Exec(sql, kDb); }
+  void RunUnderWorkload(bool lose_session);
 };
 
 // Applies every line of `out` in order: table -> key text -> value text of
@@ -49,7 +50,9 @@ Tables Apply(const std::string& out,
   return tables;
 }
 
-TEST_F(SnapshotDaemonTest, InitialSnapshotUnderAWorkloadGivesExactlyTheTablesRows) {
+// Runs the snapshot of two tables under a workload; `lose_session`: the
+// slot's walsender is ended once, in the middle of the first table.
+void SnapshotDaemonTest::RunUnderWorkload(bool lose_session) {
   Sql("DROP TABLE IF EXISTS snd_a, snd_b; DROP PUBLICATION IF EXISTS snd_pub");
   Sql("CREATE TABLE snd_a (id int PRIMARY KEY, v text NOT NULL)");
   Sql("CREATE TABLE snd_b (k text PRIMARY KEY, n numeric, flag bool)");
@@ -87,8 +90,15 @@ TEST_F(SnapshotDaemonTest, InitialSnapshotUnderAWorkloadGivesExactlyTheTablesRow
                std::string::npos;
   };
   auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  bool lost = false;
   for (int i = 0; !both_ended(); ++i) {
     ASSERT_TRUE(p.Running()) << p.Stderr();
+    if (lose_session && !lost && p.Stdout().find("{\"id\":1000,\"v\"") != std::string::npos) {
+      lost = pg_->Scalar(
+                 "SELECT count(pg_terminate_backend(active_pid)) FROM "
+                 "pg_replication_slots WHERE slot_name = 'snapd'",
+                 kDb) == "1";
+    }
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << p.Stderr();
     int id = 1 + (i * 37) % 3000;
     Sql("UPDATE snd_a SET v = v || '+' WHERE id = " + std::to_string(id));
@@ -132,6 +142,21 @@ TEST_F(SnapshotDaemonTest, InitialSnapshotUnderAWorkloadGivesExactlyTheTablesRow
   EXPECT_NE(log.find("snapshot of table public.snd_a starts"), std::string::npos) << log;
   EXPECT_NE(log.find("snapshot of table public.snd_b done: "), std::string::npos) << log;
   EXPECT_NE(log.find("snapshot done: "), std::string::npos) << log;
+  if (lose_session) {
+    EXPECT_TRUE(lost) << "the walsender was never ended";
+    EXPECT_NE(log.find("streaming again from"), std::string::npos) << log;
+  }
+}
+
+TEST_F(SnapshotDaemonTest, InitialSnapshotUnderAWorkloadGivesExactlyTheTablesRows) {
+  RunUnderWorkload(false);
+}
+
+// The session ends in the middle of the snapshot (the walsender is
+// terminated); the slot streams again from its acknowledged position, and
+// what the failed session dropped is read again.
+TEST_F(SnapshotDaemonTest, ASessionLostMidSnapshotStillGivesExactlyTheTablesRows) {
+  RunUnderWorkload(true);
 }
 
 }  // namespace

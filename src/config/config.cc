@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -1282,6 +1283,16 @@ void Loader::ReadSlot(const YAML::Node& node, const SlotConfig& inherited,
   CheckSnapshot(s, draft);
 }
 
+// Whether the server reads `value` as a boolean true (parse_bool: a prefix
+// of "true" or "yes", "on", "1", in any case).
+bool ServerBoolTrue(const std::string& value) {
+  std::string v;
+  for (char c : value) v.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  if (v.empty()) return false;
+  return std::string("true").compare(0, v.size(), v) == 0 ||
+         std::string("yes").compare(0, v.size(), v) == 0 || v == "on" || v == "1";
+}
+
 // snapshot: what it needs of the other keys.
 void Loader::CheckSnapshot(const Section& s, SlotDraft* draft) {
   const SlotConfig& slot = draft->slot;
@@ -1303,10 +1314,11 @@ void Loader::CheckSnapshot(const Section& s, SlotDraft* draft) {
           "and a snapshot's progress is not kept with it yet); use a stdout or pipe sink");
   }
   for (const auto& [name, value] : slot.options) {
-    if (name == "messages" && value != "true" && value != "on" && value != "1") {
+    if (name == "messages" && !ServerBoolTrue(value)) {
       Error(s.At("options").line, Join(draft->path, "options"),
             "snapshot needs pgoutput's messages (its chunks' watermarks travel as logical "
-            "decoding messages); remove messages: " + Quote(value) + ", pgslotd asks for them");
+            "decoding messages); remove messages: " +
+                Quote(value) + ", pgslotd asks for them");
     }
   }
 }

@@ -210,7 +210,6 @@ void PgoutputFormatter::ClearState() {
   stream_txn_ = nullptr;
   streams_.clear();
   pending_changes_.clear();
-  read_tables_.clear();
   spool_.Clear();
   line_.Clear();
   replaying_ = false;

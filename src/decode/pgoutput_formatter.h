@@ -116,7 +116,8 @@ class PgoutputFormatter : public Formatter {
   // pg_attribute has them, which is what pgoutput announces) in the order
   // the values of its rows come, and the names of its key's columns (each
   // among `columns`). Returns the id FormatRead and ReadKey take; ids stay
-  // valid until Reset() or ForgetReadTables().
+  // valid until ForgetReadTables() (Reset keeps them: a snapshot goes on
+  // across sessions).
   struct ReadColumn {
     std::string name;
     uint32_t type_oid = 0;

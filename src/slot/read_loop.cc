@@ -119,6 +119,7 @@ void ReadLoop::SnapshotTurn() {
   bool between = !formatter_.InTransaction() && !formatter_.HasMoreOutput() &&
                  !policy_.in_pieces() && pipeline_.received != kInvalidLsn;
   if (!snapshot->Turn(session_.json, writer_.buffer(), between, turn_now_)) return;
+  snapshot->Wrote(writer_.appended());
   writer_.buffer()->MarkUnitEnd();
   policy_.Data(pipeline_.received, writer_.appended(), AckPolicy::TxnState{false, false},
                turn_now_);

@@ -298,7 +298,15 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   if (!session.ok()) return session.status();
   const SlotSession& slot = session.value();
   if (slot.created) created_here_ = true;
-  if (slot.created && config_.snapshot == SnapshotMode::kInitial) StartSnapshot();
+  if (config_.snapshot == SnapshotMode::kInitial && !announced_) {
+    if (slot.created) {
+      StartSnapshot();
+    } else {
+      pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
+                      "snapshot: initial: the slot existed already, so no snapshot is taken (it "
+                      "is taken when pgslotd creates the slot)");
+    }
+  }
   receive_timeout_ = slot.receive_timeout;
   pipeline_.policy().server().Reset(slot.wal_end);
   pipeline_.policy().server().Note(reading_.TakenSince(session_began_));
@@ -396,6 +404,8 @@ Status SlotWorker::CutBackAfterFailure(Clock::time_point until) {
     if (!recorded.ok()) return recorded.status();
     keep = recorded.value();
   }
+  // A snapshot's lines past `keep` are not sent again by the server.
+  if (snapshot_) snapshot_->Rewind(keep);
   if (Status ds = pipeline_.writer().CutBack(keep); !ds.ok()) {
     return Status::SlotFatal("cannot cut " + sink()->Describe() +
                              " back to its last acknowledged position (" + ds.message() +

@@ -44,6 +44,7 @@ bool SnapshotDriver::Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool 
                           Clock::time_point now) {
   TakeAnswer(now);
   bool wrote = false;
+  TableName table = current_;
   if (can_write) {
     if (start_due_) {
       WriteLine("start", out);
@@ -74,13 +75,54 @@ bool SnapshotDriver::Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool 
     }
   }
   AskNext(formatter, now);
+  if (wrote) {
+    wrote_ = true;
+    wrote_table_ = table;
+  }
   return wrote;
+}
+
+void SnapshotDriver::Wrote(uint64_t offset) {
+  if (!wrote_) return;
+  wrote_ = false;
+  if (!written_.empty() && written_.back().second == wrote_table_) {
+    written_.back().first = offset;
+  } else {
+    written_.emplace_back(offset, wrote_table_);
+  }
+}
+
+void SnapshotDriver::Rewind(uint64_t offset) {
+  wrote_ = false;
+  size_t kept = 0;
+  while (kept < written_.size() && written_[kept].first <= offset) ++kept;
+  std::vector<TableName> again;
+  for (size_t i = kept; i < written_.size(); ++i) again.push_back(written_[i].second);
+  written_.clear();
+  if (again.empty()) return;
+  working_ = true;
+  if (state_ != State::kIdle && again.back() != current_) again.push_back(current_);
+  Log(Level::warn, LogEvent{slot_, kInvalidLsn, nullptr, {}},
+      "snapshot: lines of table " + Qualified(again.front()) +
+          " were lost with the failed session; reading it again from its start");
+  pass_.EndTable();
+  discard_answer_ = reads_->busy();
+  state_ = State::kIdle;
+  start_due_ = false;
+  failed_.clear();
+  rows_ = 0;
+  tables_.insert(tables_.begin(), again.begin(), again.end());
 }
 
 void SnapshotDriver::TakeAnswer(Clock::time_point now) {
   if (!reads_->busy()) return;
   std::optional<SnapshotAnswer> answer = reads_->TakeAnswer();
-  if (answer && answer->kind != SnapshotAsk::Kind::kClose) Answered(std::move(*answer), now);
+  if (!answer) return;
+  if (discard_answer_) {
+    discard_answer_ = false;
+    return;
+  }
+  if (answer->kind != SnapshotAsk::Kind::kClose) Answered(std::move(*answer), now);
 }
 
 void SnapshotDriver::Answered(SnapshotAnswer answer, Clock::time_point now) {
@@ -98,6 +140,7 @@ void SnapshotDriver::Answered(SnapshotAnswer answer, Clock::time_point now) {
       Log(Level::err, LogEvent{slot_, kInvalidLsn, nullptr, {}},
           "snapshot given up: " + answer.status.message());
       state_ = State::kIdle;
+      given_up_ = true;
       return;
     }
     Fail(answer.status.message());
@@ -149,6 +192,7 @@ void SnapshotDriver::NextTable() {
   }
   failed_.clear();
   rows_ = 0;
+  failures_ = 0;  // each table has its own tries
   if (state_ != State::kIdle) return;
   if (tables_.empty()) return;
   current_ = tables_.front();
@@ -162,9 +206,12 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, Clock::time_point now
     if (!tables_.empty()) NextTable();
     if (state_ == State::kIdle && requests_.empty() && working_) {
       working_ = false;
-      Log(Level::info, LogEvent{slot_, kInvalidLsn, nullptr, {}},
-          "snapshot done: " + std::to_string(rows_total_) + " rows of " +
-              std::to_string(tables_done_) + " tables");
+      if (!given_up_) {
+        Log(Level::info, LogEvent{slot_, kInvalidLsn, nullptr, {}},
+            "snapshot done: " + std::to_string(rows_total_) + " rows of " +
+                std::to_string(tables_done_) + " tables");
+      }
+      given_up_ = false;
       SnapshotAsk close;
       close.kind = SnapshotAsk::Kind::kClose;
       reads_->Ask(std::move(close));

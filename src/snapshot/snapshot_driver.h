@@ -54,6 +54,16 @@ class SnapshotDriver {
   // Log lines say when a table starts and ends.
   bool Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool can_write, Clock::time_point now);
 
+  // What the last Turn wrote ends at `offset` of the slot's output (the
+  // sink writer's count of bytes appended). Call after a Turn that wrote.
+  void Wrote(uint64_t offset);
+  // After a failure, the output is kept up to `offset` only (what a stream
+  // sink took; the rest of the buffer is dropped, and the server sends its
+  // changes again): a table whose lines were dropped in part is read again
+  // from its start, then the current one (a consumer sees its start line
+  // again; applying the lines in order still gives the tables' rows).
+  void Rewind(uint64_t offset);
+
   // For --status and the metrics.
   struct Figures {
     std::string table;        // schema.table being read; empty: none
@@ -81,6 +91,13 @@ class SnapshotDriver {
   SnapshotReads* reads_;
   SnapshotPass pass_;
 
+  // Tables with lines written, each with where its last line ends, in
+  // order, back to the last offset Rewind kept.
+  std::vector<std::pair<uint64_t, TableName>> written_;
+  bool wrote_ = false;  // the last Turn wrote lines of wrote_table_
+  TableName wrote_table_;
+  bool discard_answer_ = false;  // the answer in flight is from before a Rewind
+
   State state_ = State::kIdle;
   bool working_ = false;                         // from a request taken until "snapshot done"
   std::deque<std::vector<TableName>> requests_;  // each: tables, or empty for all
@@ -94,7 +111,8 @@ class SnapshotDriver {
   uint64_t tables_done_ = 0;
   Clock::time_point started_;
   Clock::time_point retry_at_;  // after a failed read
-  int failures_ = 0;
+  int failures_ = 0;            // of the current request, running
+  bool given_up_ = false;       // the tables could not be listed
   std::string last_error_;
 };
 

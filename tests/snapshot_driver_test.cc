@@ -1,0 +1,231 @@
+// The snapshot driver with a recording fake in place of the reader thread:
+// what it asks for, in which order, and the exact lines it writes.
+#include "snapshot/snapshot_driver.h"
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "decode/pgoutput_formatter.h"
+#include "decode/record_buffer.h"
+
+namespace pgslotd {
+namespace {
+
+using Kind = SnapshotAsk::Kind;
+
+class FakeReads : public SnapshotReads {
+ public:
+  void Ask(SnapshotAsk ask) override {
+    asks.push_back(ask);
+    busy_ = true;
+  }
+  bool busy() const override { return busy_; }
+  std::optional<SnapshotAnswer> TakeAnswer() override {
+    if (!answer_) return std::nullopt;
+    std::optional<SnapshotAnswer> a = std::move(answer_);
+    answer_.reset();
+    busy_ = false;
+    return a;
+  }
+  void Answer(SnapshotAnswer a) {
+    a.kind = asks.back().kind;
+    answer_ = std::move(a);
+  }
+  const SnapshotAsk& last() const { return asks.back(); }
+
+  std::vector<SnapshotAsk> asks;
+
+ private:
+  bool busy_ = false;
+  std::optional<SnapshotAnswer> answer_;
+};
+
+TableDescription Items(bool keyed = true) {
+  TableDescription t;
+  t.schema = "public";
+  t.table = "items";
+  t.columns = {{"id", 23}};
+  if (keyed) {
+    t.key_columns = {"id"};
+    t.key_types = {"integer"};
+  }
+  return t;
+}
+
+// A chunk of rows with ids `ids` (the id column, then the key again).
+Chunk RowsChunk(const std::vector<int>& ids, const std::string& watermark) {
+  Chunk chunk;
+  chunk.snapshot = PgSnapshot::Parse("100:100:").value();
+  chunk.watermark = watermark;
+  PGresult* res = PQmakeEmptyPGresult(nullptr, PGRES_TUPLES_OK);
+  PGresAttDesc attrs[2] = {};
+  char id[] = "id", key[] = "id";
+  attrs[0].name = id;
+  attrs[1].name = key;
+  EXPECT_TRUE(PQsetResultAttrs(res, 2, attrs));
+  for (size_t r = 0; r < ids.size(); ++r) {
+    std::string v = std::to_string(ids[r]);
+    EXPECT_TRUE(PQsetvalue(res, static_cast<int>(r), 0, v.data(), static_cast<int>(v.size())));
+    EXPECT_TRUE(PQsetvalue(res, static_cast<int>(r), 1, v.data(), static_cast<int>(v.size())));
+  }
+  chunk.rows.reset(res);
+  if (!ids.empty()) chunk.last_key = {std::to_string(ids.back())};
+  return chunk;
+}
+
+class SnapshotDriverTest : public ::testing::Test {
+ protected:
+  SnapshotDriverTest() : formatter_(JsonOptions()), driver_("s1", {"pub"}, 3, &reads_) {}
+
+  bool Turn(bool can_write = true) { return driver_.Turn(&formatter_, &out_, can_write, now_); }
+  std::string Take() {
+    std::string s(out_.data(), out_.size());
+    out_.Clear();
+    return s;
+  }
+  // Answers what was asked, up to the table's first chunk request.
+  void UpToFirstRead(const TableDescription& table) {
+    ASSERT_EQ(reads_.last().kind, Kind::kDescribe);
+    SnapshotAnswer described;
+    described.described = table;
+    reads_.Answer(std::move(described));
+    Turn();
+    ASSERT_EQ(reads_.last().kind, Kind::kBeginPass);
+    reads_.Answer(SnapshotAnswer());
+    Turn();
+    ASSERT_EQ(reads_.last().kind, Kind::kRead);
+  }
+  // Answers the outstanding read with `ids` and its watermark.
+  void AnswerRead(const std::vector<int>& ids) {
+    SnapshotAnswer a;
+    a.chunk = RowsChunk(ids, reads_.last().chunk.watermark);
+    reads_.Answer(std::move(a));
+    driver_.observer()->OnWatermark(reads_.last().chunk.watermark, 0x100);
+  }
+
+  FakeReads reads_;
+  PgoutputFormatter formatter_;
+  SnapshotDriver driver_;
+  RecordBuffer out_{256};
+  SnapshotDriver::Clock::time_point now_ = SnapshotDriver::Clock::now();
+};
+
+const char kStart[] =
+    "{\"op\":\"snapshot\",\"event\":\"start\",\"schema\":\"public\",\"table\":\"items\"}\n";
+
+std::string Read(int id) {
+  return "{\"op\":\"read\",\"lsn\":\"0/"
+         "100\",\"schema\":\"public\",\"table\":\"items\",\"new\":{\"id\":" +
+         std::to_string(id) + "}}\n";
+}
+
+TEST_F(SnapshotDriverTest, ListsDescribesWaitsThenReadsInChunksFramedByStartAndEnd) {
+  driver_.Request({});
+  EXPECT_TRUE(driver_.active());
+  Turn();
+  ASSERT_EQ(reads_.asks.size(), 1u);
+  EXPECT_EQ(reads_.last().kind, Kind::kListTables);
+  EXPECT_EQ(reads_.last().publications, std::vector<std::string>{"pub"});
+  SnapshotAnswer listed;
+  listed.tables = {{"public", "items"}};
+  reads_.Answer(std::move(listed));
+  Turn();
+  EXPECT_EQ(reads_.last().schema, "public");
+  EXPECT_EQ(reads_.last().table, "items");
+  UpToFirstRead(Items());
+  EXPECT_EQ(Take(), kStart) << "the start line once the pass has begun";
+  EXPECT_TRUE(reads_.last().chunk.after_key.empty());
+  EXPECT_EQ(reads_.last().chunk_rows, 3u);
+
+  AnswerRead({1, 2, 3});
+  EXPECT_FALSE(Turn(false)) << "nothing is written inside a transaction";
+  EXPECT_TRUE(Turn());
+  EXPECT_EQ(Take(), Read(1) + Read(2) + Read(3));
+  EXPECT_EQ(reads_.last().chunk.after_key, std::vector<std::string>{"3"});
+  EXPECT_EQ(driver_.figures().table, "public.items");
+  EXPECT_EQ(driver_.figures().rows, 3u);
+
+  AnswerRead({4});
+  Turn();
+  EXPECT_EQ(Take(), Read(4));
+  Turn();
+  EXPECT_EQ(Take(),
+            "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"items\","
+            "\"rows\":4}\n");
+  Turn();
+  EXPECT_EQ(reads_.last().kind, Kind::kClose) << "the connection is given back";
+  EXPECT_FALSE(driver_.active());
+  EXPECT_EQ(driver_.figures().rows_total, 4u);
+  EXPECT_EQ(driver_.figures().tables_done, 1u);
+  EXPECT_EQ(driver_.figures().tables_left, 0u);
+}
+
+TEST_F(SnapshotDriverTest, ATableWithoutAKeyEndsWithAFailedLineAndTheNextGoesOn) {
+  driver_.Request({{"public", "items"}, {"public", "other"}});
+  Turn();
+  SnapshotAnswer described;
+  described.described = Items(false);
+  reads_.Answer(std::move(described));
+  Turn();
+  EXPECT_EQ(Take(),
+            "{\"op\":\"snapshot\",\"event\":\"failed\",\"schema\":\"public\",\"table\":\"items\","
+            "\"rows\":0,\"error\":\"table public.items has no primary key and no unique index over "
+            "NOT NULL columns: its rows cannot be read in chunks; give it a primary key\"}\n");
+  EXPECT_EQ(reads_.last().kind, Kind::kDescribe);
+  EXPECT_EQ(reads_.last().table, "other");
+}
+
+TEST_F(SnapshotDriverTest, ARetryableFailureIsAskedAgainASecondLaterAPermanentOneFailsTheTable) {
+  driver_.Request({{"public", "items"}});
+  Turn();
+  SnapshotAnswer failed;
+  failed.status = Status::Retryable("connection lost");
+  reads_.Answer(std::move(failed));
+  Turn();
+  EXPECT_EQ(reads_.asks.size(), 1u) << "not at once";
+  now_ += std::chrono::seconds(1);
+  Turn();
+  ASSERT_EQ(reads_.asks.size(), 2u);
+  EXPECT_EQ(reads_.last().kind, Kind::kDescribe);
+  SnapshotAnswer denied;
+  denied.status = Status::SlotFatal("permission denied for table items");
+  reads_.Answer(std::move(denied));
+  Turn();
+  std::string out = Take();
+  EXPECT_NE(out.find("\"event\":\"failed\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"error\":\"permission denied for table items\""), std::string::npos) << out;
+}
+
+TEST_F(SnapshotDriverTest, LinesLostWithAFailedSessionMakeTheTableReadAgainFromItsStart) {
+  driver_.Request({{"public", "items"}});
+  Turn();
+  UpToFirstRead(Items());
+  driver_.Wrote(100);  // the start line ends at 100
+  Take();
+  AnswerRead({1, 2, 3});
+  Turn();
+  driver_.Wrote(200);  // the chunk ends at 200
+  Take();
+
+  driver_.Rewind(150);  // the chunk was dropped
+  AnswerRead({4});      // the read in flight: from before, not written
+  Turn();
+  EXPECT_EQ(Take(), "");
+  EXPECT_EQ(reads_.last().kind, Kind::kDescribe) << "the table again, from its start";
+  UpToFirstRead(Items());
+  EXPECT_EQ(Take(), kStart);
+  EXPECT_TRUE(reads_.last().chunk.after_key.empty());
+  driver_.Wrote(300);
+
+  driver_.Rewind(300);  // all kept: nothing to do
+  AnswerRead({1});
+  Turn();
+  EXPECT_EQ(Take(), Read(1));
+}
+
+}  // namespace
+}  // namespace pgslotd

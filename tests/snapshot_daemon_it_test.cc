@@ -2,10 +2,12 @@
 // table of its publications while a workload changes them, and a consumer
 // that applies the lines in order ends up with exactly the tables' rows.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <signal.h>
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,7 +58,7 @@ void SnapshotDaemonTest::RunUnderWorkload(bool lose_session) {
   Sql("DROP TABLE IF EXISTS snd_a, snd_b; DROP PUBLICATION IF EXISTS snd_pub");
   Sql("CREATE TABLE snd_a (id int PRIMARY KEY, v text NOT NULL)");
   Sql("CREATE TABLE snd_b (k text PRIMARY KEY, n numeric, flag bool)");
-  Sql("INSERT INTO snd_a SELECT i, 'a' || i FROM generate_series(1, 3000) i");
+  Sql("INSERT INTO snd_a SELECT i, 'a' || i FROM generate_series(1, 20000) i");
   Sql("INSERT INTO snd_b SELECT 'k' || i, i / 4.0, i % 2 = 0 FROM generate_series(1, 2000) i");
   Sql("CREATE PUBLICATION snd_pub FOR TABLE snd_a, snd_b");
 
@@ -72,7 +74,7 @@ void SnapshotDaemonTest::RunUnderWorkload(bool lose_session) {
   // commit while chunks are read (pgbench, from the server's binaries).
   std::string script = dir_->File("workload.sql");
   WriteFile(script,
-            "\\set id random(1, 3000)\n"
+            "\\set id random(1, 20000)\n"
             "UPDATE snd_a SET v = v || '+' WHERE id = :id;\n"
             "\\set k random(1, 2000)\n"
             "UPDATE snd_b SET n = n + 1 WHERE k = 'k' || :k;\n");
@@ -90,22 +92,59 @@ void SnapshotDaemonTest::RunUnderWorkload(bool lose_session) {
                std::string::npos;
   };
   auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  // To lose the session in the middle of the snapshot, snd_b is locked
+  // once the slot exists (not before: creating a slot waits for every
+  // transaction that holds an xid, and a lock like this takes one) and
+  // while snd_a, ten times its size, is still being read: snd_b's first
+  // chunk then waits for the lock while the walsender is ended, and goes on
+  // once the slot streams again.
+  std::unique_ptr<PGconn, decltype(&PQfinish)> holder(nullptr, PQfinish);
+  if (lose_session) {
+    holder.reset(PQconnectdb(pg_->Conninfo(kDb).c_str()));
+    ASSERT_EQ(PQstatus(holder.get()), CONNECTION_OK) << PQerrorMessage(holder.get());
+    ASSERT_TRUE(WaitFor(
+        [&] { return p.Stderr().find("created logical replication slot") != std::string::npos; },
+        std::chrono::seconds(60), std::chrono::milliseconds(1)))
+        << p.Stderr();
+    PQclear(PQexec(holder.get(), "BEGIN"));
+    PGresult* r = PQexec(holder.get(), "LOCK TABLE snd_b IN ACCESS EXCLUSIVE MODE");
+    ASSERT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQerrorMessage(holder.get());
+    PQclear(r);
+    ASSERT_EQ(p.Stdout().find("\"event\":\"start\",\"schema\":\"public\",\"table\":\"snd_b\""),
+              std::string::npos)
+        << "snd_b was read before it could be locked";
+  }
+  auto chunk_waits_for_lock = [&] {
+    return pg_->Scalar(
+               "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+               "'pgslotd_snapd_snapshot' AND wait_event_type = 'Lock'",
+               kDb) == "1";
+  };
   bool lost = false;
   for (int i = 0; !both_ended(); ++i) {
     ASSERT_TRUE(p.Running()) << p.Stderr();
-    if (lose_session && !lost && p.Stdout().find("{\"id\":1000,\"v\"") != std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << p.Stderr();
+    if (holder && chunk_waits_for_lock()) {
       lost = pg_->Scalar(
                  "SELECT count(pg_terminate_backend(active_pid)) FROM "
                  "pg_replication_slots WHERE slot_name = 'snapd'",
                  kDb) == "1";
+      ASSERT_TRUE(lost);
+      ASSERT_TRUE(
+          WaitFor([&] { return p.Stderr().find("streaming again from") != std::string::npos; },
+                  std::chrono::seconds(60)))
+          << p.Stderr();
+      PQclear(PQexec(holder.get(), "COMMIT"));
+      holder.reset();
     }
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << p.Stderr();
-    int id = 1 + (i * 37) % 3000;
+    int id = 1 + (i * 37) % 20000;
     Sql("UPDATE snd_a SET v = v || '+' WHERE id = " + std::to_string(id));
-    Sql("UPDATE snd_b SET n = n + 1 WHERE k = 'k" + std::to_string(1 + (i * 53) % 2000) + "'");
-    if (i % 4 == 0) Sql("DELETE FROM snd_a WHERE id = " + std::to_string(3000 - i));
-    if (i % 3 == 0) Sql("INSERT INTO snd_a VALUES (" + std::to_string(10000 + i) + ", 'new')");
-    if (i % 5 == 0) Sql("UPDATE snd_a SET id = id + 100000 WHERE id = " + std::to_string(i + 1));
+    if (!holder) {
+      Sql("UPDATE snd_b SET n = n + 1 WHERE k = 'k" + std::to_string(1 + (i * 53) % 2000) + "'");
+    }
+    if (i % 4 == 0) Sql("DELETE FROM snd_a WHERE id = " + std::to_string(20000 - i));
+    if (i % 3 == 0) Sql("INSERT INTO snd_a VALUES (" + std::to_string(100000 + i) + ", 'new')");
+    if (i % 5 == 0) Sql("UPDATE snd_a SET id = id + 1000000 WHERE id = " + std::to_string(i + 1));
   }
   workload.Signal(SIGTERM);
   workload.Wait(std::chrono::seconds(60));
@@ -153,8 +192,8 @@ TEST_F(SnapshotDaemonTest, InitialSnapshotUnderAWorkloadGivesExactlyTheTablesRow
 }
 
 // The session ends in the middle of the snapshot (the walsender is
-// terminated); the slot streams again from its acknowledged position, and
-// what the failed session dropped is read again.
+// terminated while a chunk waits for a lock); the slot streams again from
+// its acknowledged position and the snapshot goes on.
 TEST_F(SnapshotDaemonTest, ASessionLostMidSnapshotStillGivesExactlyTheTablesRows) {
   RunUnderWorkload(true);
 }

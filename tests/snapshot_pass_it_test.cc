@@ -72,6 +72,14 @@ class SnapshotPassItTest : public ::testing::Test {
     Status s = reader_.Connect(params, Deadline());
     ASSERT_TRUE(s.ok()) << s.message();
   }
+  // The slot's pgoutput messages since the last call (position, bytes as
+  // bytea text), consumed.
+  std::vector<std::vector<std::string>> Changes() {
+    return pg_->Rows("SELECT lsn::text, data FROM pg_logical_slot_get_binary_changes('" + slot_ +
+                         "', NULL, NULL, 'proto_version', '1', 'publication_names', "
+                         "'snap_pub', 'messages', 'true')",
+                     kDb);
+  }
   static TableReader::Clock::time_point Deadline() {
     return TableReader::Clock::now() + std::chrono::seconds(60);
   }
@@ -81,12 +89,7 @@ class SnapshotPassItTest : public ::testing::Test {
   // made since it was read (a chunk may be written anywhere after its
   // watermark; written later, it must leave out what they changed).
   void Stream() {
-    auto rows =
-        pg_->Rows("SELECT lsn::text, data FROM pg_logical_slot_get_binary_changes('" + slot_ +
-                      "', NULL, NULL, 'proto_version', '1', 'publication_names', "
-                      "'snap_pub', 'messages', 'true')",
-                  kDb);
-    for (const auto& row : rows) {
+    for (const auto& row : Changes()) {
       Status s = formatter_->Format(Unhex(row[1]), ParseLsnText(row[0]), &out_);
       ASSERT_TRUE(s.ok()) << s.message();
     }
@@ -210,12 +213,7 @@ class SnapshotDriverItTest : public SnapshotPassItTest {
   // Feeds the slot's messages so far, giving the driver a turn before each
   // one (as the read loop does), and one more at the end.
   void StreamWithTurns(SnapshotDriver* driver, PgoutputFormatter* formatter) {
-    auto rows =
-        pg_->Rows("SELECT lsn::text, data FROM pg_logical_slot_get_binary_changes('" + slot_ +
-                      "', NULL, NULL, 'proto_version', '1', 'publication_names', "
-                      "'snap_pub', 'messages', 'true')",
-                  kDb);
-    for (const auto& row : rows) {
+    for (const auto& row : Changes()) {
       driver->Turn(formatter, &out_, !formatter->InTransaction(), SnapshotDriver::Clock::now());
       Status s = formatter->Format(Unhex(row[1]), ParseLsnText(row[0]), &out_);
       ASSERT_TRUE(s.ok()) << s.message();

@@ -175,17 +175,10 @@ Result<Rows> ReplicationConn::Query(const std::string& sql, Clock::time_point de
   if (!conn_) return Status::Retryable("not connected");
   last_error_ = ServerError();
   if (!PQsendQuery(conn_, sql.c_str())) return Lost(step);
-  bool pending = true;
-  while (pending) {
-    Status s = Flush(&pending);
-    if (!s.ok()) return s;
-    if (pending) {
-      s = Wait(POLLOUT, deadline);
-      if (!s.ok()) return s;
-    }
-  }
+  Status s = SendQueued(deadline);
+  if (!s.ok()) return s;
   PGresult* res = nullptr;
-  Status s = DrainResults(deadline, PGRES_TUPLES_OK, &res, step);
+  s = DrainResults(deadline, PGRES_TUPLES_OK, &res, step);
   Rows rows;
   if (res) {
     for (int r = 0; r < PQntuples(res); ++r) {
@@ -249,17 +242,10 @@ Status ReplicationConn::StartCopy(const std::string& command, Clock::time_point 
   if (!conn_) return Status::Retryable("not connected");
   last_error_ = ServerError();
   if (!PQsendQuery(conn_, command.c_str())) return Lost(SessionStep::kStartReplication);
-  bool pending = true;
-  while (pending) {
-    Status s = Flush(&pending);
-    if (!s.ok()) return s;
-    if (pending) {
-      s = Wait(POLLOUT, deadline);
-      if (!s.ok()) return s;
-    }
-  }
+  Status s = SendQueued(deadline);
+  if (!s.ok()) return s;
   PGresult* res = nullptr;
-  Status s = DrainResults(deadline, PGRES_COPY_BOTH, &res, SessionStep::kStartReplication);
+  s = DrainResults(deadline, PGRES_COPY_BOTH, &res, SessionStep::kStartReplication);
   if (res) PQclear(res);
   if (!s.ok()) return s;
   if (!res) return Status::Retryable("the server did not start streaming: " + LibpqError());

@@ -200,9 +200,10 @@ Status TableReader::BeginPass(const std::vector<uint32_t>& recently_committed,
   }
 }
 
-Result<Chunk> TableReader::Read(const TableDescription& table,
-                                const std::vector<std::string>& after_key, uint32_t limit,
-                                const std::string& watermark, Clock::time_point deadline) {
+namespace {
+
+// The chunk query of `table` as described.
+ChunkQuery QueryOf(const TableDescription& table) {
   ChunkQuery q;
   q.schema = table.schema;
   q.table = table.table;
@@ -210,6 +211,15 @@ Result<Chunk> TableReader::Read(const TableDescription& table,
   q.key_columns = table.key_columns;
   q.key_types = table.key_types;
   q.row_filters = table.row_filters;
+  return q;
+}
+
+}  // namespace
+
+Result<Chunk> TableReader::Read(const TableDescription& table,
+                                const std::vector<std::string>& after_key, uint32_t limit,
+                                const std::string& watermark, Clock::time_point deadline) {
+  ChunkQuery q = QueryOf(table);
   q.limit = limit;
   return ReadChunk(table, q.Sql(!after_key.empty()), after_key, watermark, deadline);
 }
@@ -217,18 +227,11 @@ Result<Chunk> TableReader::Read(const TableDescription& table,
 Result<Chunk> TableReader::ReadKeys(const TableDescription& table,
                                     const std::vector<std::vector<std::string>>& keys,
                                     const std::string& watermark, Clock::time_point deadline) {
-  ChunkQuery q;
-  q.schema = table.schema;
-  q.table = table.table;
-  for (const TableColumn& c : table.columns) q.columns.push_back(c.name);
-  q.key_columns = table.key_columns;
-  q.key_types = table.key_types;
-  q.row_filters = table.row_filters;
   std::vector<std::string> params;
   for (const std::vector<std::string>& key : keys) {
     params.insert(params.end(), key.begin(), key.end());
   }
-  return ReadChunk(table, q.SqlForKeys(keys.size()), params, watermark, deadline);
+  return ReadChunk(table, QueryOf(table).SqlForKeys(keys.size()), params, watermark, deadline);
 }
 
 Result<Chunk> TableReader::ReadChunk(const TableDescription& table, const std::string& sql,

@@ -67,11 +67,12 @@ TEST(PluginOptionsTest, OtherPluginsAndRawFormatGetExactlyTheSlotsOptions) {
 TEST(PluginOptionsTest, ASnapshotAsksForMessagesUnlessTheSlotDoes) {
   SlotConfig slot = Slot("pgoutput", OutputFormat::kJson, kPublication);
   slot.snapshot = SnapshotMode::kInitial;
-  EXPECT_EQ(EffectiveOptions(slot, 150000).options,
-            (Options{{"publication_names", "pub"},
-                     {"proto_version", "2"},
-                     {"streaming", "on"},
-                     {"messages", "true"}}));
+  EXPECT_EQ(EffectiveOptions(slot, 150000).options, (Options{{"publication_names", "pub"},
+                                                             {"proto_version", "2"},
+                                                             {"streaming", "on"},
+                                                             {"messages", "true"}}));
+  EXPECT_EQ(EffectiveOptions(slot, 140000).options.size(), 3u)
+      << "no snapshot below PostgreSQL 15, so no messages either";
   slot.options.emplace_back("messages", "on");
   EXPECT_EQ(EffectiveOptions(slot, 150000).options.size(), 4u) << "the slot's own, not twice";
 }

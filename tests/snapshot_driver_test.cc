@@ -227,5 +227,20 @@ TEST_F(SnapshotDriverTest, LinesLostWithAFailedSessionMakeTheTableReadAgainFromI
   EXPECT_EQ(Take(), Read(1));
 }
 
+TEST_F(SnapshotDriverTest, ATableIsWatchedFromAPointBetweenTransactionsOnly) {
+  driver_.Request({{"public", "items"}});
+  Turn();
+  SnapshotAnswer described;
+  described.described = Items();
+  reads_.Answer(std::move(described));
+  Turn(false);  // inside a transaction: half of it would go unseen
+  EXPECT_EQ(reads_.asks.size(), 1u);
+  EXPECT_EQ(driver_.observer()->WatchOf("public", "items"), nullptr);
+  Turn(true);
+  ASSERT_EQ(reads_.asks.size(), 2u);
+  EXPECT_EQ(reads_.last().kind, Kind::kBeginPass);
+  EXPECT_NE(driver_.observer()->WatchOf("public", "items"), nullptr);
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -229,5 +229,27 @@ TEST(KeyTextValuesTest, TheObserversKeysGiveBackTheTextOfEachValue) {
   EXPECT_FALSE(KeyTextValues("[1]", &v));
 }
 
+TEST_F(SnapshotPassTest, AStreamedTransactionOpenWhenThePassBeganCountsAsUnknownKeys) {
+  // Stream Start of xid 130 (its first block): open when the pass begins.
+  std::string start = {'S', 0, 0, 0, static_cast<char>(130), 1};
+  std::string stop = {'E'};
+  ASSERT_TRUE(formatter_.Format(start, 0x10, &out_).ok());
+  ASSERT_TRUE(formatter_.Format(stop, 0x11, &out_).ok());
+  pass_.StartTable(Items(), {}, &formatter_);
+  ChunkRequest request = Next();
+  pass_.OnCommit(130);  // its Stream Commit: the keys of its first block are not known
+  pass_.OnWatermark(request.watermark, 0x20);
+  pass_.Answered(MakeChunk("120:131:130", {{1, "a"}}, request.watermark));
+  EXPECT_EQ(pass_.WriteDue(&out_), 0u) << "a chunk that does not see it is read again";
+  ChunkRequest again = Next();
+  EXPECT_TRUE(again.after_key.empty());
+  pass_.OnWatermark(again.watermark, 0x30);
+  pass_.Answered(MakeChunk("131:131:", {{1, "a"}}, again.watermark));
+  EXPECT_EQ(pass_.WriteDue(&out_), 1u);
+  // A transaction that was not open at the start is an ordinary commit.
+  pass_.OnCommit(140);
+  EXPECT_TRUE(pass_.TableDone());
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -323,5 +323,23 @@ TEST(ChunkQueryTest, SqlForKeysReadsTheNamedKeys) {
             R"(WHERE false ORDER BY "region", "n")");
 }
 
+TEST(ChangedKeysTest, AChangeOfUnknownKeysReadsTheChunkAgainAndKeepsTheKnownKeys) {
+  ChangedKeys keys;
+  keys.Note("{\"id\":1}", 105, false);
+  keys.NoteUnknown(106);
+  // 105 unseen, 106 seen: row 1 is still left out, nothing is read again.
+  PgSnapshot sees_106 = Snap("105:107:105");
+  EXPECT_FALSE(keys.MustReadAgain(sees_106));
+  EXPECT_TRUE(keys.Changed("{\"id\":1}", sees_106)) << "an unknown change does not clear keys";
+  EXPECT_FALSE(keys.TruncatedSince(sees_106));
+  // 106 unseen: read again.
+  EXPECT_TRUE(keys.MustReadAgain(Snap("105:107:106")));
+  EXPECT_FALSE(keys.Changed("{\"id\":2}", Snap("105:107:106")));
+  // Below the floor it is forgotten.
+  keys.RaiseFloor(Snap("107:107:"));
+  EXPECT_FALSE(keys.MustReadAgain(Snap("100:107:106")));
+  EXPECT_EQ(keys.size(), 0u);
+}
+
 }  // namespace
 }  // namespace pgslotd

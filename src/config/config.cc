@@ -1283,14 +1283,12 @@ void Loader::ReadSlot(const YAML::Node& node, const SlotConfig& inherited,
   CheckSnapshot(s, draft);
 }
 
-// Whether the server reads `value` as a boolean true (parse_bool: a prefix
-// of "true" or "yes", "on", "1", in any case).
+// Whether pgoutput reads `value` as true (defGetBoolean: "true", "on" in
+// any case, or 1).
 bool ServerBoolTrue(const std::string& value) {
   std::string v;
   for (char c : value) v.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  if (v.empty()) return false;
-  return std::string("true").compare(0, v.size(), v) == 0 ||
-         std::string("yes").compare(0, v.size(), v) == 0 || v == "on" || v == "1";
+  return v == "true" || v == "on" || v == "1";
 }
 
 // snapshot: what it needs of the other keys.

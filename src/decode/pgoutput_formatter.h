@@ -107,6 +107,12 @@ class PgoutputFormatter : public Formatter {
   // this one); see Spool::ClearStale.
   void ClearStaleSpools();
 
+  // The streamed transactions begun and not yet committed or aborted.
+  std::vector<uint32_t> OpenStreams() const {
+    std::vector<uint32_t> xids;
+    for (const auto& [xid, txn] : streams_) xids.push_back(xid);
+    return xids;
+  }
   // Tells `observer` (not owned; null: none) the watched tables' changes
   // from the next message on (JsonOptions::observer).
   void set_observer(ChangeObserver* observer);

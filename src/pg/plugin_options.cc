@@ -7,6 +7,7 @@ namespace pgslotd {
 namespace {
 
 constexpr int kFirstStreamingServer = 140000;  // proto_version 2, streaming
+constexpr int kFirstSnapshotServer = 150000;   // pg_publication_tables' columns, filters
 
 using Options = std::vector<std::pair<std::string, std::string>>;
 
@@ -45,7 +46,8 @@ SessionOptions EffectiveOptions(const SlotConfig& slot, int server_version) {
       streaming != nullptr ? StreamingOn(*streaming) : modern && ProtocolNumber(version) >= 2;
   if (streaming == nullptr && stream) out.options.emplace_back("streaming", "on");
   // A snapshot's watermarks travel as logical decoding messages.
-  if (slot.snapshot != SnapshotMode::kNever && Find(slot.options, "messages") == nullptr) {
+  if (slot.snapshot != SnapshotMode::kNever && server_version >= kFirstSnapshotServer &&
+      Find(slot.options, "messages") == nullptr) {
     out.options.emplace_back("messages", "true");
   }
   out.protocol = "pgoutput protocol " + version;

@@ -8,8 +8,9 @@
 //   streaming      on when the effective proto_version is 2 or more and the
 //                  server is 14 or later (never next to proto_version 1,
 //                  which the server refuses).
-//   messages       true when the slot takes a snapshot (its watermarks are
-//                  logical decoding messages, never written to the sink).
+//   messages       true when the slot takes a snapshot and the server is
+//                  PostgreSQL 15 or later (its watermarks are logical
+//                  decoding messages, never written to the sink).
 // Streaming in-progress transactions spares the walsender its spill files
 // (docs/performance.md); pgslotd keeps the streamed changes in its own spool
 // until the commit. What the slot gives always wins, and other plugins and

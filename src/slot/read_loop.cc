@@ -120,9 +120,10 @@ void ReadLoop::SnapshotTurn() {
                  !policy_.in_pieces() && pipeline_.received != kInvalidLsn;
   if (!snapshot->Turn(session_.json, writer_.buffer(), between, turn_now_)) return;
   snapshot->Wrote(writer_.appended());
+  // No position of their own: the next message or keepalive the policy is
+  // told of covers them, so nothing is acknowledged before they are durable
+  // (and nothing beyond what the stream has proven).
   writer_.buffer()->MarkUnitEnd();
-  policy_.Data(pipeline_.received, writer_.appended(), AckPolicy::TxnState{false, false},
-               turn_now_);
 }
 
 Status ReadLoop::ContinueOutput(Clock::time_point now) {

@@ -91,8 +91,8 @@ class ReadLoop {
   Status HandleData(const ServerMessage& m);
   Status HandleKeepalive(const ServerMessage& m);
   // The snapshot's turn: its start and end lines and due chunks are written
-  // between transactions, as a unit at the position received so far (their
-  // acknowledgement waits for them).
+  // between transactions, as a unit; the next position the ack policy is
+  // told of covers them.
   void SnapshotTurn();
   // The output of the message at `lsn` is whole: counted, or dropped when
   // an exactly-once sink holds it already.

@@ -241,6 +241,9 @@ void SlotWorker::Conclude(Status result) {
 // --- A session: set-up ---------------------------------------------------
 
 Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
+  // A snapshot that is done gives back its thread, now that the session
+  // before (and any cut-back after it) can no longer drop its lines.
+  EndSnapshotIfDone();
   stats_.state.store(SlotState::kConnecting);
   conn->set_error_context(ErrorContext{config_.name, config_.plugin, "", created_here_});
   Lsn start = kInvalidLsn;
@@ -275,7 +278,6 @@ Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
   }
   ReadLoop loop(&pipeline_, &claims_, session);
   Result<StreamEnd> end = loop.Run();
-  EndSnapshotIfDone();
   largest_message_ = loop.largest_message();
   if (!end.ok()) end = conn->WithSlotCondition(end.status(), config_.name);
   if (LogEnabled(spdlog::level::debug)) {
@@ -298,14 +300,12 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   if (!session.ok()) return session.status();
   const SlotSession& slot = session.value();
   if (slot.created) created_here_ = true;
-  if (config_.snapshot == SnapshotMode::kInitial && !announced_) {
-    if (slot.created) {
-      StartSnapshot();
-    } else {
-      pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
-                      "snapshot: initial: the slot existed already, so no snapshot is taken (it "
-                      "is taken when pgslotd creates the slot)");
-    }
+  if (config_.snapshot == SnapshotMode::kInitial && slot.created) {
+    StartSnapshot(conn->server_version());
+  } else if (config_.snapshot == SnapshotMode::kInitial && !created_here_ && !announced_) {
+    pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
+                    "snapshot: initial: the slot existed already, so no snapshot is taken (it "
+                    "is taken when pgslotd creates the slot)");
   }
   receive_timeout_ = slot.receive_timeout;
   pipeline_.policy().server().Reset(slot.wal_end);
@@ -329,7 +329,14 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   return Status::Ok();
 }
 
-void SlotWorker::StartSnapshot() {
+void SlotWorker::StartSnapshot(int server_version) {
+  if (server_version < 150000) {
+    pipeline_.Event(spdlog::level::err, nullptr, kInvalidLsn,
+                    "snapshot not taken: it needs PostgreSQL 15 or later (column lists and row "
+                    "filters in pg_publication_tables), and the server is " +
+                        std::to_string(server_version / 10000));
+    return;
+  }
   auto* json = dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter());
   std::vector<std::pair<std::string, std::string>> params;
   std::string err;
@@ -441,6 +448,8 @@ void SlotWorker::KeepOnlyHalfTaken() {
   }
   pipeline_.writer().KeepBuffered(keep);
   pipeline_.policy().Unwritten(taken + keep);
+  // The server sends its changes again; a snapshot's lines it must redo.
+  if (snapshot_) snapshot_->Rewind(taken + keep);
 }
 
 Result<bool> SlotWorker::WaitForSink() {

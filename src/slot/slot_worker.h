@@ -141,7 +141,7 @@ class SlotWorker {
   void GiveMemoryBack();
   // snapshot: initial, for a slot pgslotd has just created: every table of
   // its publications is read, interleaved with the stream.
-  void StartSnapshot();
+  void StartSnapshot(int server_version);
   // After a session: a snapshot that is done gives back its thread and
   // connection.
   void EndSnapshotIfDone();

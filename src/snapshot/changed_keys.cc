@@ -25,6 +25,16 @@ bool ChangedKeys::TruncatedSince(const PgSnapshot& snapshot) const {
   return truncated_ && !snapshot.Sees(truncate_xid_);
 }
 
+void ChangedKeys::NoteUnknown(uint32_t xid) { unknown_.push_back(xid); }
+
+bool ChangedKeys::MustReadAgain(const PgSnapshot& snapshot) const {
+  if (TruncatedSince(snapshot)) return true;
+  for (uint32_t xid : unknown_) {
+    if (!snapshot.Sees(xid)) return true;
+  }
+  return false;
+}
+
 std::vector<std::string> ChangedKeys::LackingToastUnseenBy(const PgSnapshot& snapshot) const {
   std::vector<std::string> keys;
   for (const auto& [key, entry] : keys_) {
@@ -39,6 +49,7 @@ void ChangedKeys::RaiseFloor(const PgSnapshot& snapshot) {
   for (auto it = keys_.begin(); it != keys_.end();) {
     it = below(it->second.xid) ? keys_.erase(it) : std::next(it);
   }
+  unknown_.erase(std::remove_if(unknown_.begin(), unknown_.end(), below), unknown_.end());
   if (truncated_ && below(truncate_xid_)) {
     truncated_ = false;
     truncate_xid_ = 0;
@@ -47,6 +58,7 @@ void ChangedKeys::RaiseFloor(const PgSnapshot& snapshot) {
 
 void ChangedKeys::Clear() {
   keys_.clear();
+  unknown_.clear();
   truncated_ = false;
   truncate_xid_ = 0;
 }

@@ -48,6 +48,14 @@ class ChangedKeys {
   // Whether a truncate the snapshot does not see came before: the chunk's
   // rows are all older than the stream, and none is written.
   bool TruncatedSince(const PgSnapshot& snapshot) const;
+  // A transaction changed rows whose keys the stream does not tell (a key
+  // column the old tuple lacks; a streamed transaction that was open when
+  // the pass began). Unlike a truncate it takes no lock that orders it, so
+  // the keys noted stay.
+  void NoteUnknown(uint32_t xid);
+  // Whether a chunk read under `snapshot` must be read again: a truncate
+  // or a change of unknown keys it does not see.
+  bool MustReadAgain(const PgSnapshot& snapshot) const;
 
   // The keys whose newest change `snapshot` does not see and lacked a
   // TOASTed value: a consumer may have no line with that value, so the pass
@@ -70,6 +78,7 @@ class ChangedKeys {
     bool lacks_toast = false;
   };
   std::unordered_map<std::string, Entry> keys_;
+  std::vector<uint32_t> unknown_;  // NoteUnknown's, above the floor
   bool truncated_ = false;
   uint32_t truncate_xid_ = 0;
 };

@@ -74,7 +74,7 @@ bool SnapshotDriver::Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool 
       NextTable();
     }
   }
-  AskNext(formatter, now);
+  AskNext(formatter, can_write, now);
   if (wrote) {
     wrote_ = true;
     wrote_table_ = table;
@@ -200,7 +200,7 @@ void SnapshotDriver::NextTable() {
   state_ = State::kDescribing;
 }
 
-void SnapshotDriver::AskNext(PgoutputFormatter* formatter, Clock::time_point now) {
+void SnapshotDriver::AskNext(PgoutputFormatter* formatter, bool between, Clock::time_point now) {
   if (reads_->busy() || now < retry_at_) return;
   if (state_ == State::kIdle) {
     if (!tables_.empty()) NextTable();
@@ -243,6 +243,7 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, Clock::time_point now
     case State::kBeginning:
       // Watch the table from here on, then wait for what committed before.
       if (!pass_.active()) {
+        if (!between) return;  // no transaction may be half seen
         pass_.StartTable(described_, {}, formatter);
         started_ = now;
         Log(Level::info, LogEvent{slot_, kInvalidLsn, nullptr, {}},

@@ -78,7 +78,7 @@ class SnapshotDriver {
   enum class State { kIdle, kListing, kDescribing, kBeginning, kReading, kFinishing };
 
   void TakeAnswer(Clock::time_point now);
-  void AskNext(PgoutputFormatter* formatter, Clock::time_point now);
+  void AskNext(PgoutputFormatter* formatter, bool between, Clock::time_point now);
   void Answered(SnapshotAnswer answer, Clock::time_point now);
   // The current table cannot be read: its failed line is due.
   void Fail(const std::string& error);

@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -136,7 +137,7 @@ void SnapshotPass::OnChange(uint32_t watch_id, std::string_view key, uint32_t xi
                             bool lacks_toast) {
   if (!active_ || watch_id != watch_.id) return;
   if (key.empty()) {
-    changed_.NoteTruncate(xid);  // a change of a key the stream did not tell
+    changed_.NoteUnknown(xid);  // a change of a key the stream did not tell
     return;
   }
   changed_.Note(key, xid, lacks_toast);
@@ -146,7 +147,18 @@ void SnapshotPass::OnTruncate(uint32_t watch_id, uint32_t xid) {
   if (active_ && watch_id == watch_.id) changed_.NoteTruncate(xid);
 }
 
-void SnapshotPass::OnCommit(uint32_t xid) { recent_[recent_count_++ % kRecent] = xid; }
+void SnapshotPass::OnCommit(uint32_t xid) {
+  recent_[recent_count_++ % kRecent] = xid;
+  // A streamed transaction open when the pass began may have changed the
+  // table in blocks that came before: its keys are not all known.
+  if (!open_at_start_.empty()) {
+    auto it = std::find(open_at_start_.begin(), open_at_start_.end(), xid);
+    if (it != open_at_start_.end()) {
+      open_at_start_.erase(it);
+      if (active_) changed_.NoteUnknown(xid);
+    }
+  }
+}
 
 void SnapshotPass::OnWatermark(std::string_view content, uint64_t lsn) {
   // Anything else (an old chunk's, a forged one) is ignored.
@@ -159,6 +171,7 @@ void SnapshotPass::StartTable(const TableDescription& table, std::vector<std::st
                               PgoutputFormatter* formatter) {
   EndTable();
   formatter_ = formatter;
+  open_at_start_ = formatter->OpenStreams();
   table_ = table;
   active_ = true;
   ++generation_;
@@ -189,8 +202,10 @@ Result<ChunkRequest> SnapshotPass::NextRequest() {
     request.after_key = last_key_;
   } else {
     std::vector<std::string> values;
-    for (auto it = read_again_.begin();
-         it != read_again_.end() && request.keys.size() < chunk_rows_;) {
+    // Each key value is a parameter, and a statement takes 65535 at most.
+    size_t most =
+        std::min<size_t>(chunk_rows_, 65535 / std::max<size_t>(1, table_.key_columns.size()));
+    for (auto it = read_again_.begin(); it != read_again_.end() && request.keys.size() < most;) {
       if (KeyTextValues(*it, &values)) request.keys.push_back(values);
       it = read_again_.erase(it);  // taken; a change unseen again puts it back
     }
@@ -214,7 +229,7 @@ void SnapshotPass::Failed() {
 }
 
 bool SnapshotPass::MustReadAgain(const PgSnapshot& snapshot) const {
-  return changed_.TruncatedSince(snapshot);
+  return changed_.MustReadAgain(snapshot);
 }
 
 void SnapshotPass::NoteReadAgain(const PgSnapshot& snapshot) {
@@ -269,6 +284,7 @@ void SnapshotPass::EndTable() {
   if (active_) ++generation_;
   active_ = false;
   changed_.Clear();
+  open_at_start_.clear();
   read_again_.clear();
   last_key_.clear();
   ranges_done_ = false;

@@ -67,7 +67,9 @@ class SnapshotPass : public ChangeObserver {
   // Starts watching `table` and reading it after `resume_after` (a key
   // recorded with the sink's position; empty: from the start). `formatter`
   // (not owned; the one that tells this pass the stream) writes its read
-  // lines until EndTable.
+  // lines until EndTable. Call it between transactions: a streamed
+  // transaction open then counts, at its commit, as a change of unknown
+  // keys.
   void StartTable(const TableDescription& table, std::vector<std::string> resume_after,
                   PgoutputFormatter* formatter);
   // The transactions the stream committed last, newest last: what
@@ -115,6 +117,7 @@ class SnapshotPass : public ChangeObserver {
   Watch watch_;
   uint32_t read_table_ = 0;  // the formatter's DescribeReadTable id
   ChangedKeys changed_;
+  std::vector<uint32_t> open_at_start_;  // streamed xids open at StartTable
 
   std::vector<std::string> last_key_;
   bool ranges_done_ = false;

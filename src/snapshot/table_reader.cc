@@ -171,24 +171,34 @@ Status TableReader::Pause(int ms) {
 
 Status TableReader::BeginPass(const std::vector<uint32_t>& recently_committed,
                               Clock::time_point deadline) {
+  // The transactions that have committed but are still invisible to new
+  // snapshots: in the snapshot's in-progress list when below xmax, and in
+  // no list at all from xmax up to the next xid (xmax is the last completed
+  // xid + 1). Taken once, so that the wait is for a fixed set, never for a
+  // stream of new commits.
+  Result<PgResultPtr> r =
+      Run("WITH s AS (SELECT pg_catalog.pg_current_snapshot() AS s, "
+          "pg_catalog.pg_current_xact_id() AS n) "
+          "SELECT x::text FROM s, LATERAL (SELECT x FROM pg_catalog.pg_snapshot_xip(s.s) x "
+          "UNION ALL SELECT g::text::xid8 FROM generate_series("
+          "pg_catalog.pg_snapshot_xmax(s.s)::text::bigint, s.n::text::bigint - 1) g) v "
+          "WHERE pg_catalog.pg_xact_status(x) = 'committed'",
+          {}, deadline);
+  if (!r.ok()) return r.status().Prefixed("waiting for committed transactions");
+  std::vector<uint64_t> committed;
+  for (int i = 0; i < PQntuples(r.value().get()); ++i) {
+    committed.push_back(std::strtoull(PQgetvalue(r.value().get(), i, 0), nullptr, 10));
+  }
   for (;;) {
-    // A transaction that committed but is still in the ProcArray is in the
-    // snapshot's in-progress list when its xid is below xmax, and not
-    // listed at all above it (xmax is the last completed xid + 1): the
-    // first kind is found by its status, the second among those the worker
-    // saw commit.
-    Result<PgResultPtr> r =
-        Run("SELECT s::text, EXISTS (SELECT FROM pg_catalog.pg_snapshot_xip(s) x "
-            "WHERE pg_catalog.pg_xact_status(x) = 'committed') "
-            "FROM pg_catalog.pg_current_snapshot() s",
-            {}, deadline);
+    r = Run("SELECT pg_catalog.pg_current_snapshot()::text", {}, deadline);
     if (!r.ok()) return r.status().Prefixed("waiting for committed transactions");
     Result<PgSnapshot> snapshot = PgSnapshot::Parse(PQgetvalue(r.value().get(), 0, 0));
     if (!snapshot.ok()) return snapshot.status().Prefixed("waiting for committed transactions");
-    bool waiting = IsTrue(PQgetvalue(r.value().get(), 0, 1));
-    for (size_t i = 0; i < recently_committed.size() && !waiting; ++i) {
-      waiting = !snapshot.value().Sees(recently_committed[i]);
-    }
+    const PgSnapshot& now = snapshot.value();
+    bool waiting = std::any_of(committed.begin(), committed.end(),
+                               [&](uint64_t x) { return !now.SeesFull(x); }) ||
+                   std::any_of(recently_committed.begin(), recently_committed.end(),
+                               [&](uint32_t x) { return !now.Sees(x); });
     if (!waiting) return Status::Ok();
     if (Clock::now() >= deadline) {
       return Status::Retryable(

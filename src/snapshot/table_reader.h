@@ -93,13 +93,15 @@ class TableReader {
                                     Clock::time_point deadline);
 
   // Waits until every transaction that has committed is visible to new
-  // snapshots: none in the snapshot's in-progress list has committed (in
-  // the commit log), and the snapshot sees each of `recently_committed`
-  // (the stream xids the worker saw commit last; one above xmax is in no
-  // list). Call it after the worker has begun noting the table's changes
-  // and before the pass's first Read: every transaction the worker
-  // processed before then is then seen by every chunk's snapshot. Waits for
-  // committed transactions only, never for an open one.
+  // snapshots: those the commit log says committed but which are still in
+  // progress for a snapshot (listed, below its xmax, or not listed, from
+  // xmax to the next xid), taken once at the start, and each of
+  // `recently_committed` (the stream xids the worker saw commit last).
+  // Call it after the worker has begun noting the table's changes and
+  // before the pass's first Read: every transaction the worker processed
+  // before then is then seen by every chunk's snapshot. Waits for those
+  // committed transactions only, never for an open one, and never for one
+  // that commits later.
   Status BeginPass(const std::vector<uint32_t>& recently_committed, Clock::time_point deadline);
 
   // Reads the next `limit` rows after `after_key` (text values in the key's

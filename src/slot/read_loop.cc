@@ -218,7 +218,11 @@ Status ReadLoop::HandleData(const ServerMessage& m) {
     unfinished_lsn_ = m.data_start;
     return Status::Ok();
   }
-  return OutputComplete(m.data_start);
+  Status s = OutputComplete(m.data_start);
+  // A chunk whose watermark this was goes out at once, and the next is
+  // asked for, rather than at the next message or turn.
+  if (s.ok()) SnapshotTurn();
+  return s;
 }
 
 Status ReadLoop::OutputComplete(Lsn lsn) {

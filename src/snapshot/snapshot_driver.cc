@@ -229,14 +229,15 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, bool between, Clock::
       }
     }
   }
-  SnapshotAsk ask;
-  ask.publications = publications_;
+  SnapshotAsk ask;  // empty until something is asked: this runs per message
   switch (state_) {
     case State::kListing:
       ask.kind = SnapshotAsk::Kind::kListTables;
+      ask.publications = publications_;
       break;
     case State::kDescribing:
       ask.kind = SnapshotAsk::Kind::kDescribe;
+      ask.publications = publications_;
       ask.schema = current_.first;
       ask.table = current_.second;
       break;

@@ -65,6 +65,17 @@ TEST_F(DaemonTest, AStuckSlotThreadIsNamedAndOnlyItHoldsBackTheWatchdog) {
       },
       seconds(20)))
       << p.Stderr();
+  // And both workers say so themselves (the server marks a slot active a
+  // moment before its worker records that it streams: a thread stopped in
+  // between would be stuck "connecting").
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::string text = FileExists(metrics) ? ReadFile(metrics) : "";
+        return text.find("pgslotd_slot_streaming{slot=\"it_wedge_a\"} 1\n") != std::string::npos &&
+               text.find("pgslotd_slot_streaming{slot=\"it_wedge_b\"} 1\n") != std::string::npos;
+      },
+      seconds(20)))
+      << p.Stderr();
 
   // Each slot's thread carries its slot's name.
   pid_t tid = ThreadNamed(p.pid(), "it_wedge_a");

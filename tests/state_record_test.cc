@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -13,12 +14,20 @@
 #include <vector>
 
 #include "sink/file_sink.h"
+#include "util/crc32c.h"
 
 namespace pgslotd {
 namespace {
 
 class StateRecordTest : public ::testing::Test {
  protected:
+  // `record` with its checksum line made right for what it holds.
+  static std::string Rechecksummed(const std::string& record) {
+    std::string body = record.substr(0, record.rfind("checksum "));
+    char hex[9];
+    std::snprintf(hex, sizeof hex, "%08x", Crc32c(body));
+    return body + "checksum " + hex + "\n";
+  }
   void SetUp() override {
     char tmpl[] = "/tmp/pgslotd-state-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
@@ -128,10 +137,39 @@ TEST_F(StateRecordTest, RefusesWhatIsNotAWholeRecord) {
   bad_size.replace(bad_size.find("size 4096"), 9, "size 4x96");
   EXPECT_FALSE(ParseStateRecord(bad_size, &out, &err));
   EXPECT_EQ(err, "a value is malformed");
-  std::string v3 = good;
-  v3.replace(v3.find("version 1"), 9, "version 3");
-  EXPECT_FALSE(ParseStateRecord(v3, &out, &err));
-  EXPECT_EQ(err, "version 3 is not one this pgslotd reads");
+  std::string v4 = good;
+  v4.replace(v4.find("version 1"), 9, "version 4");
+  EXPECT_FALSE(ParseStateRecord(v4, &out, &err));
+  EXPECT_EQ(err, "version 4 is not one this pgslotd reads");
+}
+
+TEST_F(StateRecordTest, ASnapshotUnderWayMakesItVersion3AndComesBackAsItWas) {
+  SinkStateRecord r = Sample();
+  const std::string v2 = SerializeStateRecord(r);
+  EXPECT_NE(v2.find("\nversion 2\n"), std::string::npos) << v2;
+  EXPECT_EQ(v2.find("snapshot"), std::string::npos) << "no snapshot, no line for it";
+  r.snapshot = "queue 1 t public items started 1 rows 3 after 1 3 again 0 done 0 total 3";
+  const std::string v3 = SerializeStateRecord(r);
+  EXPECT_NE(v3.find("\nversion 3\n"), std::string::npos) << v3;
+  EXPECT_NE(v3.find("\nsnapshot " + r.snapshot + "\nchecksum "), std::string::npos) << v3;
+  SinkStateRecord out;
+  std::string err;
+  ASSERT_TRUE(ParseStateRecord(v3, &out, &err)) << err;
+  EXPECT_EQ(out, r);
+
+  std::string edited = v3;
+  edited.replace(edited.find("rows 3"), 6, "rows 4");
+  EXPECT_FALSE(ParseStateRecord(edited, &out, &err));
+  EXPECT_EQ(err, "its checksum does not match its contents: it was edited or damaged");
+  // Version 2 has no snapshot, version 3 must have one (checksums right).
+  std::string v2_with = v3;
+  v2_with.replace(v2_with.find("version 3"), 9, "version 2");
+  EXPECT_FALSE(ParseStateRecord(Rechecksummed(v2_with), &out, &err));
+  EXPECT_EQ(err, "it has keys this version does not know");
+  std::string v3_without = v2;
+  v3_without.replace(v3_without.find("version 2"), 9, "version 3");
+  EXPECT_FALSE(ParseStateRecord(Rechecksummed(v3_without), &out, &err));
+  EXPECT_EQ(err, "key snapshot is missing");
 }
 
 TEST_F(StateRecordTest, TheChecksumRefusesEveryEdit) {
@@ -218,6 +256,39 @@ TEST_F(StateRecordTest, RecoverCutsATornTailAndResumesAtTheRecord) {
   EXPECT_EQ(rec.size, 34u);  // stream offset 17 of this sink is file byte 34
   EXPECT_EQ(rec.lsn, 0x200u);
   EXPECT_EQ(Read(path), "BEGIN 1\nCOMMIT 1\nBEGIN 2\nCOMMIT 2\n");
+}
+
+TEST_F(StateRecordTest, TheSnapshotProgressSetBeforeACheckpointIsWhatRecoverGivesBack) {
+  std::string path = dir_ + "/out.log";
+  const std::string progress = "queue 1 all started 0 rows 0 after 0 again 0 done 0 total 0";
+  {
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn;
+    ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
+    EXPECT_EQ(sink.RecoveredSnapshotProgress(), "") << "no record yet";
+    WriteDurably(&sink, "BEGIN 1\nCOMMIT 1\n");
+    sink.SetSnapshotProgress(progress);
+    ASSERT_TRUE(sink.Checkpoint(17, 0x100).ok());
+  }
+  {
+    FileSink sink(path, 0600);
+    std::string note;
+    bool warn;
+    ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
+    EXPECT_EQ(sink.RecoveredSnapshotProgress(), progress);
+    WriteDurably(&sink, "BEGIN 2\nCOMMIT 2\n");
+    ASSERT_TRUE(sink.Checkpoint(17, 0x200).ok()) << "the progress is kept until set again";
+    EXPECT_NE(Read(Key().file).find("snapshot " + progress + "\n"), std::string::npos);
+    sink.SetSnapshotProgress("");
+    ASSERT_TRUE(sink.Checkpoint(17, 0x300).ok());
+    EXPECT_NE(Read(Key().file).find("\nversion 2\n"), std::string::npos) << "snapshot over";
+  }
+  FileSink sink(path, 0600);
+  std::string note;
+  bool warn;
+  ASSERT_TRUE(sink.Recover(Key(), &note, &warn).ok());
+  EXPECT_EQ(sink.RecoveredSnapshotProgress(), "");
 }
 
 TEST_F(StateRecordTest, RecoverRefusesAFileShorterThanItsRecord) {

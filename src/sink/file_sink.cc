@@ -200,6 +200,7 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
   note->clear();
   *warn = false;
   key_ = key;
+  recovered_snapshot_.clear();
   SinkStateRecord rec;
   bool found = false;
   bool legacy = false;
@@ -244,6 +245,8 @@ Result<Lsn> FileSink::Recover(const StateKey& key, std::string* note, bool* warn
         FormatLsn(key.confirmed) + ")");
   }
   if (Status a = ApplyRecord(rec, note, warn); !a.ok()) return a;
+  recovered_snapshot_ = rec.snapshot;
+  snapshot_ = rec.snapshot;
   if (legacy) {
     // Checked against the file like any other: from now on it has a checksum.
     if (Status w = WriteStateRecord(key.file, rec); !w.ok()) return w;
@@ -349,6 +352,7 @@ Status FileSink::WriteRecord(uint64_t offset, Lsn lsn) {
   rec.size = FileSizeAt(offset);
   rec.lsn = lsn;
   rec.created = created_;
+  rec.snapshot = snapshot_;
   return WriteStateRecord(key_.file, rec);
 }
 

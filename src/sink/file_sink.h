@@ -34,6 +34,9 @@ class FileSink : public ByteSink, public ExactlyOnceSink {
   ExactlyOnceSink* exactly_once() override { return this; }
   Result<Lsn> Recover(const StateKey& key, std::string* note, bool* warn) override;
   Result<bool> Checkpoint(uint64_t offset, Lsn lsn) override;
+  bool KeepsSnapshotProgress() const override { return true; }
+  void SetSnapshotProgress(std::string progress) override { snapshot_ = std::move(progress); }
+  std::string RecoveredSnapshotProgress() const override { return recovered_snapshot_; }
   bool RotationDue(uint64_t offset) const override;
   Status Rotate() override;
 
@@ -60,8 +63,10 @@ class FileSink : public ByteSink, public ExactlyOnceSink {
   uint64_t open_accepted_ = 0;
   uint64_t device_ = 0;  // of the open file
   uint64_t inode_ = 0;
-  int64_t created_ = 0;  // when the current file was started (Unix seconds)
-  StateKey key_;         // set by Recover; no records are kept before
+  int64_t created_ = 0;             // when the current file was started (Unix seconds)
+  StateKey key_;                    // set by Recover; no records are kept before
+  std::string snapshot_;            // the progress the next record holds
+  std::string recovered_snapshot_;  // the applied record's
 };
 
 }  // namespace pgslotd

@@ -94,6 +94,15 @@ class ExactlyOnceSink {
   // briefly); the worker asks again on a later turn.
   virtual Result<bool> Checkpoint(uint64_t offset, Lsn lsn) = 0;
 
+  // A snapshot's progress (snapshot/snapshot_progress.h, opaque here) is
+  // recorded with the position by a sink that KeepsSnapshotProgress(): the
+  // worker sets the progress at the offset of each Checkpoint just before
+  // it (empty: no snapshot under way), and after Recover takes the progress
+  // the applied record held (empty: none, or no record applied).
+  virtual bool KeepsSnapshotProgress() const { return false; }
+  virtual void SetSnapshotProgress(std::string progress) { (void)progress; }
+  virtual std::string RecoveredSnapshotProgress() const { return {}; }
+
   // Whether the sink asks for a Checkpoint on this turn rather than on the
   // fsync_interval schedule (a Kafka transaction due to end, or a commit
   // under way).

@@ -16,6 +16,9 @@ namespace pgslotd {
 
 namespace {
 
+// A snapshot's keys to read again can make a record long; no more than this.
+constexpr size_t kMaxRecord = 64 << 20;
+
 constexpr char kHeader[] = "# pgslotd file sink state: written by pgslotd, do not edit";
 
 // Paths may hold any byte but NUL; newlines and backslashes are escaped so
@@ -123,8 +126,18 @@ bool ChecksumMatches(const std::string& text, const std::map<std::string, std::s
 }
 
 // Every field of a record, from `values` (no other keys allowed).
-bool ParseFields(const std::map<std::string, std::string>& values, SinkStateRecord* record,
+bool ParseFields(std::map<std::string, std::string> values, SinkStateRecord* record,
                  std::string* err) {
+  SinkStateRecord r;
+  if (values["version"] == "3") {
+    auto it = values.find("snapshot");
+    if (it == values.end() || it->second.empty()) {
+      *err = "key snapshot is missing";
+      return false;
+    }
+    r.snapshot = it->second;
+    values.erase(it);
+  }
   static const char* const kKeys[] = {"version", "system_id", "slot", "path",   "device",
                                       "inode",   "size",      "lsn",  "created"};
   for (const char* k : kKeys) {
@@ -137,7 +150,6 @@ bool ParseFields(const std::map<std::string, std::string>& values, SinkStateReco
     *err = "it has keys this version does not know";
     return false;
   }
-  SinkStateRecord r;
   r.system_id = values.at("system_id");
   r.slot = values.at("slot");
   uint64_t created = 0;
@@ -171,15 +183,19 @@ Status RefusedRecord(const std::string& file, int err) {
 
 bool SinkStateRecord::operator==(const SinkStateRecord& o) const {
   return system_id == o.system_id && slot == o.slot && path == o.path && device == o.device &&
-         inode == o.inode && size == o.size && lsn == o.lsn && created == o.created;
+         inode == o.inode && size == o.size && lsn == o.lsn && created == o.created &&
+         snapshot == o.snapshot;
 }
 
 std::string SerializeStateRecord(const SinkStateRecord& r) {
   std::string out = kHeader;
-  out += "\nversion 2\nsystem_id " + r.system_id + "\nslot " + r.slot + "\npath " + Escape(r.path) +
-         "\ndevice " + std::to_string(r.device) + "\ninode " + std::to_string(r.inode) + "\nsize " +
+  out += std::string("\nversion ") + (r.snapshot.empty() ? "2" : "3") + "\nsystem_id " +
+         r.system_id + "\nslot " + r.slot + "\npath " + Escape(r.path) + "\ndevice " +
+         std::to_string(r.device) + "\ninode " + std::to_string(r.inode) + "\nsize " +
          std::to_string(r.size) + "\nlsn " + FormatLsn(r.lsn) + "\ncreated " +
          std::to_string(r.created) + "\n";
+  // The progress is one line of escaped tokens (no newline in it).
+  if (!r.snapshot.empty()) out += "snapshot " + r.snapshot + "\n";
   return out + "checksum " + Hex32(Crc32c(out)) + "\n";
 }
 
@@ -192,12 +208,12 @@ bool ParseStateRecord(const std::string& text, SinkStateRecord* record, std::str
     return false;
   }
   const std::string version = values["version"];
-  if (version != "1" && version != "2") {
+  if (version != "1" && version != "2" && version != "3") {
     *err = "version " + version + " is not one this pgslotd reads";
     return false;
   }
   // Version 1, written before records had a checksum, is read as it is.
-  if (version == "2") {
+  if (version != "1") {
     if (!ChecksumMatches(text, values, err)) return false;
     values.erase("checksum");
   }
@@ -232,7 +248,7 @@ Status ReadStateRecord(const std::string& file, SinkStateRecord* record, bool* f
     }
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
-    if (text.size() > 64 * 1024) break;
+    if (text.size() > kMaxRecord) break;
   }
   ::close(fd);
   std::string err;

@@ -16,7 +16,9 @@
 // byte before it: a record edited or damaged in any field is refused, since
 // it could make the worker skip or cut committed transactions. Records of
 // version 1 (pgslotd before the checksum) are read without one; the worker
-// rewrites them with one at once.
+// rewrites them with one at once. Version 3 adds "snapshot": the progress of
+// a snapshot that the file holds part of (snapshot/snapshot_progress.h);
+// a record without a snapshot under way is written as version 2.
 #pragma once
 
 #include <cstdint>
@@ -36,11 +38,13 @@ struct SinkStateRecord {
   uint64_t size = 0;  // bytes of the file that hold whole transactions
   Lsn lsn = kInvalidLsn;
   int64_t created = 0;  // when the file was started (Unix seconds), for rotate.age
+  // The snapshot's progress at `size` (opaque here, one line); empty: none.
+  std::string snapshot;
 
   bool operator==(const SinkStateRecord& o) const;
 };
 
-// Version 2, with its checksum.
+// Version 2, with its checksum (3 with a snapshot).
 std::string SerializeStateRecord(const SinkStateRecord& record);
 // False with *err saying what is wrong when `text` is not a whole record,
 // or fails its checksum. *legacy, if given, says whether it is a version 1

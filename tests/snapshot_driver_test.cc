@@ -200,31 +200,132 @@ TEST_F(SnapshotDriverTest, ARetryableFailureIsAskedAgainASecondLaterAPermanentOn
   EXPECT_NE(out.find("\"error\":\"permission denied for table items\""), std::string::npos) << out;
 }
 
-TEST_F(SnapshotDriverTest, LinesLostWithAFailedSessionMakeTheTableReadAgainFromItsStart) {
+TEST_F(SnapshotDriverTest, LinesLostWithAFailedSessionAreReadAgainAfterWhatTheOutputKept) {
   driver_.Request({{"public", "items"}});
   Turn();
   UpToFirstRead(Items());
+  EXPECT_EQ(Take(), kStart);
   driver_.Wrote(100);  // the start line ends at 100
-  Take();
   AnswerRead({1, 2, 3});
   Turn();
+  EXPECT_EQ(Take(), Read(1) + Read(2) + Read(3));
   driver_.Wrote(200);  // the chunk ends at 200
-  Take();
 
-  driver_.Rewind(150);  // the chunk was dropped
+  driver_.Rewind(150);  // the chunk was dropped, the start line kept
   AnswerRead({4});      // the read in flight: from before, not written
   Turn();
   EXPECT_EQ(Take(), "");
-  EXPECT_EQ(reads_.last().kind, Kind::kDescribe) << "the table again, from its start";
+  EXPECT_EQ(reads_.last().kind, Kind::kDescribe) << "the table again, its pass anew";
   UpToFirstRead(Items());
-  EXPECT_EQ(Take(), kStart);
-  EXPECT_TRUE(reads_.last().chunk.after_key.empty());
-  driver_.Wrote(300);
+  EXPECT_EQ(Take(), "") << "its start line is in the output already";
+  EXPECT_TRUE(reads_.last().chunk.after_key.empty()) << "no chunk was kept";
+  AnswerRead({1, 2, 3});
+  Turn();
+  EXPECT_EQ(Take(), Read(1) + Read(2) + Read(3));
+  driver_.Wrote(250);
+  EXPECT_EQ(reads_.last().chunk.after_key, std::vector<std::string>{"3"});
 
-  driver_.Rewind(300);  // all kept: nothing to do
+  AnswerRead({4});
+  Turn();
+  EXPECT_EQ(Take(), Read(4));
+  driver_.Wrote(300);
+  driver_.Rewind(260);  // the second chunk was dropped
+  Turn();
+  UpToFirstRead(Items());
+  EXPECT_EQ(reads_.last().chunk.after_key, std::vector<std::string>{"3"})
+      << "on after the chunk kept";
+  AnswerRead({4});
+  Turn();
+  EXPECT_EQ(Take(), Read(4));
+  Turn();
+  EXPECT_EQ(Take(),
+            "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"items\","
+            "\"rows\":4}\n")
+      << "the rows the output holds";
+
+  driver_.Wrote(350);
+  driver_.Rewind(350);  // all kept: nothing to do
+  Turn();
+  EXPECT_EQ(reads_.last().kind, Kind::kClose);
+}
+
+TEST_F(SnapshotDriverTest, TheProgressAtAnOffsetIsWhatTheOutputHoldsUpToIt) {
+  EXPECT_EQ(driver_.ProgressAt(0), "") << "no snapshot";
+  driver_.Request({});
+  const std::string queued = "queue 1 all started 0 rows 0 after 0 again 0 done 0 total 0";
+  EXPECT_EQ(driver_.ProgressAt(0), queued) << "asked for, nothing written yet";
+  Turn();
+  SnapshotAnswer listed;
+  listed.tables = {{"public", "items"}, {"public", "more items"}};
+  reads_.Answer(std::move(listed));
+  Turn();
+  UpToFirstRead(Items());
+  driver_.Wrote(100);
+  AnswerRead({1, 2, 3});
+  Turn();
+  driver_.Wrote(200);
+  EXPECT_EQ(driver_.ProgressAt(99), queued);
+  EXPECT_EQ(driver_.ProgressAt(100),
+            "queue 2 t public items t public more\\sitems started 1 rows 0 after 0 again 0 done 0 "
+            "total 0");
+  EXPECT_EQ(driver_.ProgressAt(250),
+            "queue 2 t public items t public more\\sitems started 1 rows 3 after 1 3 again 0 done "
+            "0 total 3");
+
+  driver_.Settled(200);
+  EXPECT_EQ(driver_.ProgressAt(0), driver_.ProgressAt(200)) << "never cut back before 200";
+  EXPECT_FALSE(driver_.finished());
+}
+
+TEST_F(SnapshotDriverTest, AResumedPassGoesOnAfterItsKeyWithoutASecondStartLine) {
+  SnapshotProgress progress;
+  progress.queue = {{"public", "items"}, {"public", "later"}};
+  progress.started = true;
+  progress.rows = 3;
+  progress.after_key = {"3"};
+  progress.read_again = {{"2"}};
+  progress.rows_total = 3;
+  driver_.Resume(progress);
+  EXPECT_TRUE(driver_.active());
+  Turn();
+  ASSERT_EQ(reads_.last().kind, Kind::kDescribe);
+  EXPECT_EQ(reads_.last().table, "items");
+  UpToFirstRead(Items());
+  EXPECT_EQ(Take(), "");
+  EXPECT_EQ(reads_.last().chunk.after_key, std::vector<std::string>{"3"});
+  AnswerRead({4});  // fewer than a chunk: the ranges are read
+  Turn();
+  EXPECT_EQ(Take(), Read(4));
+  ASSERT_EQ(reads_.last().kind, Kind::kRead);
+  EXPECT_EQ(reads_.last().chunk.keys, std::vector<std::vector<std::string>>{{"2"}})
+      << "the key recorded to read again";
+  AnswerRead({2});
+  Turn();
+  EXPECT_EQ(Take(), Read(2));
+  Turn();
+  EXPECT_EQ(Take(),
+            "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"items\","
+            "\"rows\":5}\n");
+  EXPECT_EQ(reads_.last().kind, Kind::kDescribe);
+  EXPECT_EQ(reads_.last().table, "later") << "then the rest of the queue";
+}
+
+TEST_F(SnapshotDriverTest, ItIsFinishedOnlyOnceTheOutputCannotLoseItsLastLine) {
+  driver_.Request({{"public", "items"}});
+  Turn();
+  UpToFirstRead(Items());
   AnswerRead({1});
   Turn();
-  EXPECT_EQ(Take(), Read(1));
+  Turn();  // the end line
+  driver_.Wrote(100);
+  Turn();
+  EXPECT_EQ(reads_.last().kind, Kind::kClose);
+  EXPECT_FALSE(driver_.active());
+  EXPECT_FALSE(driver_.finished()) << "the lines may yet be cut back";
+  EXPECT_EQ(driver_.ProgressAt(100), "") << "a record there has no snapshot to go on with";
+  EXPECT_NE(driver_.ProgressAt(99), "") << "one before it has";
+  driver_.Settled(100);
+  EXPECT_TRUE(driver_.finished());
 }
 
 TEST_F(SnapshotDriverTest, ATableIsWatchedFromAPointBetweenTransactionsOnly) {

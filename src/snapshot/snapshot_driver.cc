@@ -37,18 +37,113 @@ SnapshotDriver::SnapshotDriver(std::string slot, std::vector<std::string> public
       pass_(std::move(slot), chunk_rows) {}
 
 void SnapshotDriver::Request(std::vector<TableName> tables) {
+  // Queued after everything: every remembered progress holds it too.
+  auto add = [&tables](SnapshotProgress* p) {
+    if (tables.empty()) p->queue.emplace_back();
+    p->queue.insert(p->queue.end(), tables.begin(), tables.end());
+  };
+  add(&base_);
+  for (auto& entry : history_) add(&entry.second);
   requests_.push_back(std::move(tables));
+}
+
+void SnapshotDriver::Resume(const SnapshotProgress& progress) {
+  Restore(progress);
+  base_ = progress;
+  history_.clear();
+}
+
+SnapshotProgress SnapshotDriver::Progress() const {
+  SnapshotProgress p;
+  if (state_ == State::kListing) {
+    p.queue.emplace_back();
+  } else if (state_ != State::kIdle) {
+    p.queue.push_back(current_);
+  }
+  p.queue.insert(p.queue.end(), tables_.begin(), tables_.end());
+  for (const std::vector<TableName>& r : requests_) {
+    if (r.empty()) p.queue.emplace_back();
+    p.queue.insert(p.queue.end(), r.begin(), r.end());
+  }
+  if (state_ != State::kIdle && state_ != State::kListing && start_written_) {
+    p.started = true;
+    p.rows = rows_;
+    p.after_key = pass_.active() ? pass_.last_key() : resume_after_;
+    p.read_again = pass_.active() ? pass_.PendingKeys() : resume_keys_;
+  }
+  p.tables_done = tables_done_;
+  p.rows_total = rows_total_;
+  return p;
+}
+
+const SnapshotProgress& SnapshotDriver::RememberedAt(uint64_t offset) const {
+  const SnapshotProgress* p = &base_;
+  for (const auto& entry : history_) {
+    if (entry.first > offset) break;
+    p = &entry.second;
+  }
+  return *p;
+}
+
+std::string SnapshotDriver::ProgressAt(uint64_t offset) const {
+  const SnapshotProgress& p = RememberedAt(offset);
+  return p.empty() ? std::string() : SerializeSnapshotProgress(p);
+}
+
+void SnapshotDriver::Settled(uint64_t offset) {
+  while (!history_.empty() && history_.front().first <= offset) {
+    base_ = std::move(history_.front().second);
+    history_.pop_front();
+  }
+}
+
+void SnapshotDriver::Restore(const SnapshotProgress& progress) {
+  pass_.EndTable();
+  discard_answer_ = reads_->busy();
+  state_ = State::kIdle;
+  tables_.clear();
+  requests_.clear();
+  start_due_ = false;
+  start_written_ = false;
+  failed_.clear();
+  failures_ = 0;
+  rows_ = 0;
+  resume_after_.clear();
+  resume_keys_.clear();
+  tables_done_ = progress.tables_done;
+  rows_total_ = progress.rows_total;
+  // Tables before the first "all" are the request being served; each
+  // "all", and the tables after it, a request of its own.
+  for (const SnapshotProgress::Item& item : progress.queue) {
+    if (item.first.empty()) {
+      requests_.emplace_back();
+    } else if (requests_.empty()) {
+      tables_.push_back(item);
+    } else {
+      requests_.push_back({item});
+    }
+  }
+  working_ = !progress.queue.empty();
+  if (progress.started && !tables_.empty()) {
+    current_ = tables_.front();
+    tables_.pop_front();
+    state_ = State::kDescribing;
+    start_written_ = true;
+    rows_ = progress.rows;
+    resume_after_ = progress.after_key;
+    resume_keys_ = progress.read_again;
+  }
 }
 
 bool SnapshotDriver::Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool can_write,
                           Clock::time_point now) {
   TakeAnswer(now);
   bool wrote = false;
-  TableName table = current_;
   if (can_write) {
     if (start_due_) {
       WriteLine("start", out);
       start_due_ = false;
+      start_written_ = true;
       wrote = true;
     }
     if (pass_.ChunkDue()) {
@@ -75,43 +170,35 @@ bool SnapshotDriver::Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool 
     }
   }
   AskNext(formatter, can_write, now);
-  if (wrote) {
-    wrote_ = true;
-    wrote_table_ = table;
-  }
+  wrote_ = wrote_ || wrote;
   return wrote;
 }
 
 void SnapshotDriver::Wrote(uint64_t offset) {
   if (!wrote_) return;
   wrote_ = false;
-  if (!written_.empty() && written_.back().second == wrote_table_) {
-    written_.back().first = offset;
-  } else {
-    written_.emplace_back(offset, wrote_table_);
-  }
+  if (!history_.empty() && history_.back().first == offset) history_.pop_back();
+  history_.emplace_back(offset, Progress());
 }
 
 void SnapshotDriver::Rewind(uint64_t offset) {
   wrote_ = false;
-  size_t kept = 0;
-  while (kept < written_.size() && written_[kept].first <= offset) ++kept;
-  std::vector<TableName> again;
-  for (size_t i = kept; i < written_.size(); ++i) again.push_back(written_[i].second);
-  written_.clear();
-  if (again.empty()) return;
-  working_ = true;
-  if (state_ != State::kIdle && again.back() != current_) again.push_back(current_);
-  Log(Level::warn, LogEvent{slot_, kInvalidLsn, nullptr, {}},
-      "snapshot: lines of table " + Qualified(again.front()) +
-          " were lost with the failed session; reading it again from its start");
-  pass_.EndTable();
-  discard_answer_ = reads_->busy();
-  state_ = State::kIdle;
-  start_due_ = false;
-  failed_.clear();
-  rows_ = 0;
-  tables_.insert(tables_.begin(), again.begin(), again.end());
+  if (history_.empty() || history_.back().first <= offset) return;  // nothing lost
+  SnapshotProgress kept = RememberedAt(offset);
+  while (!history_.empty() && history_.back().first > offset) history_.pop_back();
+  std::string where = "from its start";
+  if (kept.started) {
+    where = "after the " + std::to_string(kept.rows) + " rows the output kept";
+  }
+  Restore(kept);
+  if (!kept.empty()) {
+    const std::string table = kept.queue.front().first.empty()
+                                  ? std::string("listing the tables")
+                                  : "table " + Qualified(kept.queue.front());
+    Log(Level::warn, LogEvent{slot_, kInvalidLsn, nullptr, {}},
+        "snapshot: lines were lost with the failed session; going on with " + table + " " +
+            (kept.queue.front().first.empty() ? std::string() : where));
+  }
 }
 
 void SnapshotDriver::TakeAnswer(Clock::time_point now) {
@@ -164,7 +251,7 @@ void SnapshotDriver::Answered(SnapshotAnswer answer, Clock::time_point now) {
       state_ = State::kBeginning;
       break;
     case State::kBeginning:
-      start_due_ = true;
+      start_due_ = !start_written_;  // a resumed pass has its start line
       state_ = State::kReading;
       break;
     case State::kReading:
@@ -180,6 +267,10 @@ void SnapshotDriver::Fail(const std::string& error) {
   Log(Level::err, LogEvent{slot_, kInvalidLsn, nullptr, {}},
       "snapshot of table " + Qualified(current_) + " failed after " + std::to_string(rows_) +
           " rows: " + failed_);
+  if (pass_.active()) {  // its progress, until the failed line is written
+    resume_after_ = pass_.last_key();
+    resume_keys_ = pass_.PendingKeys();
+  }
   pass_.EndTable();
   state_ = State::kFinishing;
 }
@@ -192,6 +283,9 @@ void SnapshotDriver::NextTable() {
   }
   failed_.clear();
   rows_ = 0;
+  start_written_ = false;
+  resume_after_.clear();
+  resume_keys_.clear();
   failures_ = 0;  // each table has its own tries
   if (state_ != State::kIdle) return;
   if (tables_.empty()) return;
@@ -245,10 +339,13 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, bool between, Clock::
       // Watch the table from here on, then wait for what committed before.
       if (!pass_.active()) {
         if (!between) return;  // no transaction may be half seen
-        pass_.StartTable(described_, {}, formatter);
+        pass_.StartTable(described_, resume_after_, formatter);
+        pass_.ReadAgain(resume_keys_);
         started_ = now;
         Log(Level::info, LogEvent{slot_, kInvalidLsn, nullptr, {}},
-            "snapshot of table " + Qualified(current_) + " starts");
+            "snapshot of table " + Qualified(current_) +
+                (start_written_ ? " goes on after its first " + std::to_string(rows_) + " rows"
+                                : std::string(" starts")));
       }
       ask.kind = SnapshotAsk::Kind::kBeginPass;
       ask.recently_committed = pass_.RecentlyCommitted();

@@ -12,6 +12,10 @@
 // with {"op":"snapshot","event":"failed",...,"rows":N,"error":"..."}
 // instead, and the snapshot goes on with the next table.
 //
+// Progress: a sink that keeps its position records ProgressAt(offset) with
+// it (snapshot_progress.h); after a crash Resume goes on from there. After
+// a failed session Rewind goes back to the progress of the output kept.
+//
 // Not thread-safe: owned by one slot worker.
 #pragma once
 
@@ -26,6 +30,7 @@
 #include "decode/record_buffer.h"
 #include "snapshot/reader_thread.h"
 #include "snapshot/snapshot_pass.h"
+#include "snapshot/snapshot_progress.h"
 #include "util/status.h"
 
 namespace pgslotd {
@@ -45,6 +50,10 @@ class SnapshotDriver {
   // Reads `tables` (empty: every table of the publications) after what is
   // queued.
   void Request(std::vector<TableName> tables);
+  // Goes on from `progress` (recorded with the sink's position): its queue,
+  // and a table whose pass had started goes on after its recorded key,
+  // without a second start line. Call before the first Turn.
+  void Resume(const SnapshotProgress& progress);
   // Something is queued or being read.
   bool active() const { return working_ || !requests_.empty(); }
 
@@ -58,11 +67,23 @@ class SnapshotDriver {
   // sink writer's count of bytes appended). Call after a Turn that wrote.
   void Wrote(uint64_t offset);
   // After a failure, the output is kept up to `offset` only (what a stream
-  // sink took; the rest of the buffer is dropped, and the server sends its
-  // changes again): a table whose lines were dropped in part is read again
-  // from its start, then the current one (a consumer sees its start line
-  // again; applying the lines in order still gives the tables' rows).
+  // sink took, what a file's record holds; the rest is dropped, and the
+  // server sends its changes again): the snapshot goes back to its
+  // progress at `offset`, and a table whose pass had begun there goes on
+  // with a new pass after the last chunk kept (no second start line).
   void Rewind(uint64_t offset);
+
+  // Progress. Each Turn that wrote is remembered with where its lines end
+  // (Wrote), until Settled says the output will not be cut back before an
+  // offset past it.
+  // The progress the output holds up to `offset` (serialized; empty when
+  // no snapshot is under way there): what a sink records with its position.
+  std::string ProgressAt(uint64_t offset) const;
+  // The output is never cut back before `offset` (a file: its record's
+  // offset; a stream sink: what it took).
+  void Settled(uint64_t offset);
+  // Nothing left to do, and nothing of it that a cut-back could undo.
+  bool finished() const { return !active() && history_.empty() && base_.empty(); }
 
   // For --status and the metrics.
   struct Figures {
@@ -84,6 +105,12 @@ class SnapshotDriver {
   void Fail(const std::string& error);
   void WriteLine(const char* event, RecordBuffer* out);
   void NextTable();
+  // The progress at this moment (the output being what was written).
+  SnapshotProgress Progress() const;
+  // The progress at `offset`, by what was remembered.
+  const SnapshotProgress& RememberedAt(uint64_t offset) const;
+  // Makes `progress` the state: any table being read is dropped.
+  void Restore(const SnapshotProgress& progress);
 
   const std::string slot_;
   const std::vector<std::string> publications_;
@@ -91,11 +118,11 @@ class SnapshotDriver {
   SnapshotReads* reads_;
   SnapshotPass pass_;
 
-  // Tables with lines written, each with where its last line ends, in
-  // order, back to the last offset Rewind kept.
-  std::vector<std::pair<uint64_t, TableName>> written_;
-  bool wrote_ = false;  // the last Turn wrote lines of wrote_table_
-  TableName wrote_table_;
+  // The progress after each Turn that wrote, with where its lines end, in
+  // order; base_ is the progress before the first of them.
+  std::deque<std::pair<uint64_t, SnapshotProgress>> history_;
+  SnapshotProgress base_;
+  bool wrote_ = false;           // the last Turn wrote lines
   bool discard_answer_ = false;  // the answer in flight is from before a Rewind
 
   State state_ = State::kIdle;
@@ -105,6 +132,10 @@ class SnapshotDriver {
   TableName current_;
   TableDescription described_;
   bool start_due_ = false;
+  bool start_written_ = false;  // the current table's start line is in the output
+  // A resumed table: where its pass goes on.
+  std::vector<std::string> resume_after_;
+  std::vector<std::vector<std::string>> resume_keys_;
   std::string failed_;  // the current table's error, its failed line due
   uint64_t rows_ = 0;
   uint64_t rows_total_ = 0;

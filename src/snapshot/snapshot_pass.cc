@@ -205,6 +205,10 @@ Result<ChunkRequest> SnapshotPass::NextRequest() {
     // Each key value is a parameter, and a statement takes 65535 at most.
     size_t most =
         std::min<size_t>(chunk_rows_, 65535 / std::max<size_t>(1, table_.key_columns.size()));
+    while (!resumed_keys_.empty() && request.keys.size() < most) {
+      request.keys.push_back(std::move(resumed_keys_.back()));
+      resumed_keys_.pop_back();
+    }
     for (auto it = read_again_.begin(); it != read_again_.end() && request.keys.size() < most;) {
       if (KeyTextValues(*it, &values)) request.keys.push_back(values);
       it = read_again_.erase(it);  // taken; a change unseen again puts it back
@@ -277,7 +281,24 @@ uint64_t SnapshotPass::WriteDue(RecordBuffer* out) {
 }
 
 bool SnapshotPass::TableDone() const {
-  return active_ && ranges_done_ && read_again_.empty() && !outstanding_ && !repeat_;
+  return active_ && ranges_done_ && read_again_.empty() && resumed_keys_.empty() && !outstanding_ &&
+         !repeat_;
+}
+
+void SnapshotPass::ReadAgain(std::vector<std::vector<std::string>> keys) {
+  resumed_keys_ = std::move(keys);
+}
+
+std::vector<std::vector<std::string>> SnapshotPass::PendingKeys() const {
+  std::vector<std::vector<std::string>> keys = resumed_keys_;
+  std::vector<std::string> values;
+  for (const std::string& key : read_again_) {
+    if (KeyTextValues(key, &values)) keys.push_back(values);
+  }
+  // Taken into a request whose rows are not written yet.
+  const ChunkRequest* taken = outstanding_ ? &*outstanding_ : repeat_ ? &last_request_ : nullptr;
+  if (taken != nullptr) keys.insert(keys.end(), taken->keys.begin(), taken->keys.end());
+  return keys;
 }
 
 void SnapshotPass::EndTable() {
@@ -286,6 +307,7 @@ void SnapshotPass::EndTable() {
   changed_.Clear();
   open_at_start_.clear();
   read_again_.clear();
+  resumed_keys_.clear();
   last_key_.clear();
   ranges_done_ = false;
   outstanding_.reset();

@@ -72,6 +72,12 @@ class SnapshotPass : public ChangeObserver {
   // keys.
   void StartTable(const TableDescription& table, std::vector<std::string> resume_after,
                   PgoutputFormatter* formatter);
+  // Keys (their columns' text values) to read again once the ranges are
+  // read: those recorded with the progress when the pass was cut.
+  void ReadAgain(std::vector<std::vector<std::string>> keys);
+  // The keys still to read again, read or not yet written (for the
+  // progress to record).
+  std::vector<std::vector<std::string>> PendingKeys() const;
   // The transactions the stream committed last, newest last: what
   // TableReader::BeginPass must not find invisible.
   std::vector<uint32_t> RecentlyCommitted() const;
@@ -121,7 +127,8 @@ class SnapshotPass : public ChangeObserver {
 
   std::vector<std::string> last_key_;
   bool ranges_done_ = false;
-  std::set<std::string> read_again_;  // keys as the observer writes them
+  std::set<std::string> read_again_;                    // keys as the observer writes them
+  std::vector<std::vector<std::string>> resumed_keys_;  // ReadAgain's, not asked yet
 
   std::optional<ChunkRequest> outstanding_;
   bool repeat_ = false;  // the next request repeats the last one

@@ -561,7 +561,20 @@ slots:
     options: {publication_names: p}
     sink: {type: stdout}
 )",
-                 5, "slots[0].snapshot", {"runs when pgslotd creates the slot", "create: true"});
+                 5, "slots[0].snapshot",
+                 {"stdout or pipe sink", "runs when pgslotd creates the slot", "create: true"});
+  // A file records its position: its snapshot runs when it has none, on
+  // any slot.
+  Config file = Load(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    snapshot: initial
+    options: {publication_names: p}
+    sink: {type: file, path: /var/lib/x.jsonl}
+)");
+  EXPECT_EQ(file.slots[0].snapshot, SnapshotMode::kInitial);
   ExpectOneError(R"(
 slots:
   - name: a
@@ -570,9 +583,9 @@ slots:
     create: true
     snapshot: initial
     options: {publication_names: p}
-    sink: {type: file, path: /var/lib/x.jsonl}
+    sink: {type: kafka, brokers: "k:9092"}
 )",
-                 6, "slots[0].snapshot", {"not supported with a file or kafka sink yet"});
+                 6, "slots[0].snapshot", {"not supported with a kafka sink yet"});
   ExpectOneError(R"(
 slots:
   - name: a

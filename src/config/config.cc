@@ -1301,15 +1301,15 @@ void Loader::CheckSnapshot(const Section& s, SlotDraft* draft) {
     Error(snapshot.line, key, "snapshot applies to format json only (plugin pgoutput)");
     return;
   }
-  if (!slot.create) {
+  if (slot.sink.type == SinkType::kKafka) {
     Error(snapshot.line, key,
-          "snapshot: initial runs when pgslotd creates the slot; set create: true (a slot "
-          "created otherwise is never read from the start)");
-  }
-  if (slot.sink.type == SinkType::kFile || slot.sink.type == SinkType::kKafka) {
+          "snapshot is not supported with a kafka sink yet (a snapshot's progress is not kept "
+          "with its position yet); use a file, stdout or pipe sink");
+  } else if (!slot.create && slot.sink.type != SinkType::kFile) {
     Error(snapshot.line, key,
-          "snapshot is not supported with a file or kafka sink yet (they keep their position, "
-          "and a snapshot's progress is not kept with it yet); use a stdout or pipe sink");
+          "snapshot: initial with a stdout or pipe sink (which records no position) runs when "
+          "pgslotd creates the slot; set create: true (a slot created otherwise is never read "
+          "from the start)");
   }
   for (const auto& [name, value] : slot.options) {
     if (name == "messages" && !ServerBoolTrue(value)) {

@@ -9,7 +9,8 @@ void ExactlyOnce::Event(spdlog::level::level_enum level, Lsn lsn,
   Log(level, LogEvent{config_.name, lsn, nullptr, {}}, message);
 }
 
-Status ExactlyOnce::Recover(const SlotSession& session) {
+Status ExactlyOnce::Recover(const SlotSession& session, bool* applied) {
+  *applied = false;
   skip_floor_ = kInvalidLsn;
   std::string note;
   bool warn = false;
@@ -33,13 +34,12 @@ Status ExactlyOnce::Recover(const SlotSession& session) {
   if (recorded.value() != kInvalidLsn) {
     policy_->StartFromRecord(offset, recorded.value());
     skip_floor_ = recorded.value();
+    *applied = true;
     return Status::Ok();
   }
-  // No record to apply: a first record at once, so that from here on a
-  // crash finds the file's size and position.
   if (session.confirmed) policy_->RaiseFloor(*session.confirmed);
   policy_->StartFromRecord(offset, kInvalidLsn);
-  return Checkpoint(Clock::now(), true);
+  return Status::Ok();
 }
 
 Status ExactlyOnce::Checkpoint(Clock::time_point now, bool force) {
@@ -48,6 +48,9 @@ Status ExactlyOnce::Checkpoint(Clock::time_point now, bool force) {
   if (!force && !sink_->CheckpointUrgent() && config_.fsync_interval.count() > 0 &&
       now - last_checkpoint_ < config_.fsync_interval) {
     return Status::Ok();
+  }
+  if (sink_->KeepsSnapshotProgress()) {
+    sink_->SetSnapshotProgress(snapshot_ ? snapshot_->ProgressAt(wanted->offset) : std::string());
   }
   Result<bool> recorded = sink_->Checkpoint(wanted->offset, wanted->lsn);
   if (!recorded.ok()) return recorded.status().Prefixed(writer_->sink()->Describe());

@@ -28,6 +28,7 @@
 #include "pg/slot_session.h"
 #include "slot/ack_policy.h"
 #include "slot/sink_writer.h"
+#include "snapshot/snapshot_driver.h"
 #include "util/status.h"
 
 namespace pgslotd {
@@ -41,9 +42,14 @@ class ExactlyOnce {
       : config_(config), sink_(sink), writer_(writer), policy_(policy) {}
 
   // Applies the sink's state record for `session` (the server, the slot's
-  // confirmed position, the WAL end no record may be beyond), or, when
-  // there is none, records the slot's position at once.
-  Status Recover(const SlotSession& session);
+  // confirmed position, the WAL end no record may be beyond); *applied says
+  // whether there was one. Without one the caller calls RecordStart.
+  Status Recover(const SlotSession& session, bool* applied);
+  // With no record applied: records the slot's position at once, so that
+  // from here on a crash finds the file's size and position.
+  Status RecordStart() { return Checkpoint(Clock::now(), true); }
+  // The snapshot whose progress each record holds (null: none).
+  void set_snapshot(const SnapshotDriver* snapshot) { snapshot_ = snapshot; }
   // Records the durable position when it moved (at most once per
   // fsync_interval unless `force`).
   Status Checkpoint(Clock::time_point now, bool force);
@@ -79,6 +85,7 @@ class ExactlyOnce {
   ExactlyOnceSink* sink_;
   SinkWriter* writer_;
   AckPolicy* policy_;
+  const SnapshotDriver* snapshot_ = nullptr;
   Clock::time_point last_checkpoint_;
   Lsn skip_floor_ = kInvalidLsn;  // the record's position when the session began
   uint64_t skipped_ = 0;          // units dropped this session

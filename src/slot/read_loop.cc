@@ -116,6 +116,8 @@ Status ReadLoop::BeginTurn(Clock::time_point now) {
 void ReadLoop::SnapshotTurn() {
   SnapshotDriver* snapshot = session_.snapshot;
   if (snapshot == nullptr) return;
+  // What a cut-back keeps: a file its record; a stream sink what it took.
+  snapshot->Settled(exactly_once_ ? policy_.recorded().offset : writer_.sink()->accepted());
   bool between = !formatter_.InTransaction() && !formatter_.HasMoreOutput() &&
                  !policy_.in_pieces() && pipeline_.received != kInvalidLsn;
   if (!snapshot->Turn(session_.json, writer_.buffer(), between, turn_now_)) return;

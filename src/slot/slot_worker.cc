@@ -300,9 +300,13 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   if (!session.ok()) return session.status();
   const SlotSession& slot = session.value();
   if (slot.created) created_here_ = true;
-  if (config_.snapshot == SnapshotMode::kInitial && slot.created) {
-    StartSnapshot(conn->server_version());
-  } else if (config_.snapshot == SnapshotMode::kInitial && !created_here_ && !announced_) {
+  // A sink that keeps its position takes its snapshot when it has none
+  // recorded (below); a stream sink when pgslotd creates the slot.
+  const bool keeps_position = pipeline_.exactly_once() != nullptr;
+  if (config_.snapshot == SnapshotMode::kInitial && slot.created && !keeps_position) {
+    StartSnapshot(conn->server_version(), nullptr);
+  } else if (config_.snapshot == SnapshotMode::kInitial && !created_here_ && !announced_ &&
+             !keeps_position) {
     pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
                     "snapshot: initial: the slot existed already, so no snapshot is taken (it "
                     "is taken when pgslotd creates the slot)");
@@ -317,7 +321,7 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
     if (slot.active_pid && sink()->exactly_once()->RecoverTouchesShared()) {
       return SlotInUse(*slot.active_pid);
     }
-    if (Status s = e->Recover(slot); !s.ok()) return s;
+    if (Status s = RecoverWithSnapshot(e, slot, conn->server_version()); !s.ok()) return s;
   } else {
     if (slot.confirmed) pipeline_.policy().RaiseFloor(*slot.confirmed);
     if (pipeline_.policy().durable_lsn() > slot.wal_end)
@@ -329,7 +333,56 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   return Status::Ok();
 }
 
-void SlotWorker::StartSnapshot(int server_version) {
+namespace {
+
+// Where a resumed snapshot goes on, for the log.
+std::string ResumePoint(const SnapshotProgress& p) {
+  const SnapshotProgress::Item& next = p.queue.front();
+  if (next.first.empty()) return "listing the tables of the publications";
+  std::string where = "table " + next.first + "." + next.second;
+  if (p.started) where += " after its first " + std::to_string(p.rows) + " rows";
+  if (p.queue.size() > 1) where += ", then " + std::to_string(p.queue.size() - 1) + " more queued";
+  return where;
+}
+
+}  // namespace
+
+// A sink that keeps its position: its record says where the output stands,
+// and how far a snapshot it holds part of has come. Without a record the
+// output is new: snapshot: initial starts, and its request is in the first
+// record.
+Status SlotWorker::RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot,
+                                       int server_version) {
+  bool applied = false;
+  if (Status s = e->Recover(slot, &applied); !s.ok()) return s;
+  if (!applied) {
+    if (config_.snapshot == SnapshotMode::kInitial && !snapshot_) {
+      StartSnapshot(server_version, nullptr);
+    }
+    return e->RecordStart();
+  }
+  const std::string recorded = sink()->exactly_once()->RecoveredSnapshotProgress();
+  if (snapshot_ || recorded.empty()) return Status::Ok();  // in this run, the driver goes on
+  if (config_.snapshot != SnapshotMode::kInitial) {
+    // Its watermarks need messages, asked for with snapshot: initial only.
+    pipeline_.Event(spdlog::level::warn, nullptr, kInvalidLsn,
+                    "snapshot: " + sink()->Describe() +
+                        " holds part of a snapshot, which is abandoned (the slot has snapshot: "
+                        "never now): a table it had started stays without its end line");
+    return Status::Ok();
+  }
+  SnapshotProgress progress;
+  std::string err;
+  if (!ParseSnapshotProgress(recorded, &progress, &err)) {
+    return Status::SlotFatal("the state record " + config_.state_directory + "/" + config_.name +
+                             ".state: " + err +
+                             "; move the file and its record aside to start again");
+  }
+  StartSnapshot(server_version, &progress);
+  return Status::Ok();
+}
+
+void SlotWorker::StartSnapshot(int server_version, const SnapshotProgress* resume) {
   if (server_version < 150000) {
     pipeline_.Event(spdlog::level::err, nullptr, kInvalidLsn,
                     "snapshot not taken: it needs PostgreSQL 15 or later (column lists and row "
@@ -349,13 +402,28 @@ void SlotWorker::StartSnapshot(int server_version) {
                                                static_cast<uint32_t>(config_.snapshot_chunk_rows),
                                                snapshot_reads_.get());
   json->set_observer(snapshot_->observer());
+  if (ExactlyOnce* e = pipeline_.exactly_once()) e->set_snapshot(snapshot_.get());
+  if (resume != nullptr) {
+    snapshot_->Resume(*resume);
+    pipeline_.Event(
+        spdlog::level::info, nullptr, kInvalidLsn,
+        "snapshot: going on from where " + sink()->Describe() + " ends: " + ResumePoint(*resume));
+    return;
+  }
   snapshot_->Request({});
-  pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
-                  "snapshot: reading every table of the slot's publications (the slot is new)");
+  pipeline_.Event(
+      spdlog::level::info, nullptr, kInvalidLsn,
+      std::string("snapshot: reading every table of the slot's publications (") +
+          (pipeline_.exactly_once() ? "no position is recorded for " + sink()->Describe()
+                                    : std::string("the slot is new")) +
+          ")");
 }
 
 void SlotWorker::EndSnapshotIfDone() {
-  if (!snapshot_ || snapshot_->active()) return;
+  // Done, and every line of it recorded (a record must not lose the
+  // progress of output that a cut-back could still undo).
+  if (!snapshot_ || !snapshot_->finished()) return;
+  if (ExactlyOnce* e = pipeline_.exactly_once()) e->set_snapshot(nullptr);
   if (auto* json = dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter())) {
     json->set_observer(nullptr);
   }

@@ -139,9 +139,14 @@ class SlotWorker {
   // After a large message: the slot's buffer back to its usual size, and a
   // note of the new session.
   void GiveMemoryBack();
-  // snapshot: initial, for a slot pgslotd has just created: every table of
-  // its publications is read, interleaved with the stream.
-  void StartSnapshot(int server_version);
+  // snapshot: initial, for a slot pgslotd has just created (a stream
+  // sink) or a file with no record: every table of its publications is
+  // read, interleaved with the stream. `resume`: the progress a sink's record held (null: a new
+  // snapshot).
+  void StartSnapshot(int server_version, const SnapshotProgress* resume);
+  // ExactlyOnce::Recover, then the snapshot the record says is under way,
+  // or snapshot: initial when there is no record.
+  Status RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot, int server_version);
   // After a session: a snapshot that is done gives back its thread and
   // connection.
   void EndSnapshotIfDone();

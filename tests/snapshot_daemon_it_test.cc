@@ -13,6 +13,7 @@
 
 #include "daemon_fixture.h"
 #include "json_parse.h"
+#include "snapshot_apply.h"
 #include "test_util.h"
 
 namespace pgslotd::test {
@@ -31,26 +32,6 @@ class SnapshotDaemonTest : public DaemonTest {
   void Sql(const std::string& sql) { pg_->Exec(sql, kDb); }
   void RunUnderWorkload(bool lose_session);
 };
-
-// Applies every line of `out` in order: table -> key text -> value text of
-// `column`.
-using Tables = std::map<std::string, std::map<std::string, std::string>>;
-Tables Apply(const std::string& out,
-             const std::map<std::string, std::pair<std::string, std::string>>& columns) {
-  Tables tables;
-  for (const std::string& text : SplitLines(out)) {
-    Json line = JsonParser::Parse(text);
-    const std::string& op = line["op"].text;
-    if (op != "insert" && op != "update" && op != "delete" && op != "read") continue;
-    const std::string& table = line["table"].text;
-    const auto& [key, column] = columns.at(table);
-    auto& rows = tables[table];
-    if (line.Has("old")) rows.erase(line["old"][key].text);
-    if (op == "delete") continue;
-    rows[line["new"][key].text] = line["new"][column].text;
-  }
-  return tables;
-}
 
 // Runs the snapshot of two tables under a workload; `lose_session`: the
 // slot's walsender is ended once, in the middle of the first table.
@@ -167,8 +148,8 @@ void SnapshotDaemonTest::RunUnderWorkload(bool lose_session) {
   p.Signal(SIGTERM);
   ASSERT_EQ(p.Wait(std::chrono::seconds(60)), 0) << p.Stderr();
 
-  Tables applied = Apply(p.Stdout(), {{"snd_a", {"id", "v"}}, {"snd_b", {"k", "n"}}});
-  Tables expected;
+  AppliedTables applied = ApplyLines(p.Stdout(), {{"snd_a", {"id", "v"}}, {"snd_b", {"k", "n"}}});
+  AppliedTables expected;
   for (const auto& r : pg_->Rows("SELECT id::text, v FROM snd_a", kDb))
     expected["snd_a"][r[0]] = r[1];
   for (const auto& r : pg_->Rows("SELECT k, n::text FROM snd_b", kDb))

@@ -1,0 +1,267 @@
+// snapshot: initial into a file, with pgslotd killed with SIGKILL in the
+// middle of each table while a workload changes them: the snapshot goes on
+// where the file's state record says, and the file holds one start and one
+// end line per table, no key read twice within a table, every transaction
+// once, and, applied in order, exactly the tables' rows.
+#include <signal.h>
+
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "fault_util.h"
+#include "json_parse.h"
+#include "sink/state_record.h"
+#include "snapshot/snapshot_progress.h"
+#include "snapshot_apply.h"
+
+namespace pgslotd::test::fault {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr char kDb[] = "fault_snapshot";
+
+// The snapshot progress the slot's state record holds (empty: none, or no
+// record).
+SnapshotProgress Recorded(const std::string& record_file) {
+  SinkStateRecord record;
+  bool found = false;
+  SnapshotProgress progress;
+  std::string err;
+  if (ReadStateRecord(record_file, &record, &found).ok() && found && !record.snapshot.empty()) {
+    EXPECT_TRUE(ParseSnapshotProgress(record.snapshot, &progress, &err)) << err;
+  }
+  return progress;
+}
+
+class SnapshotCrashTest : public FaultTest {
+ protected:
+  void SetUp() override {
+    FaultTest::SetUp();
+    pg_->CreateDatabase(kDb);
+    pg_->DropSlotIfExists("snapcrash");
+  }
+  void TearDown() override { pg_->DropSlotIfExists("snapcrash"); }
+  void Sql(const std::string& sql) { pg_->Exec(sql, kDb); }
+
+  // Two tables in a publication: `a_rows` rows keyed by int, `b_rows` by
+  // text.
+  void MakeTables(int a_rows, int b_rows) {
+    Sql("DROP TABLE IF EXISTS snc_a, snc_b; DROP PUBLICATION IF EXISTS snc_pub");
+    Sql("CREATE TABLE snc_a (id int PRIMARY KEY, v text NOT NULL)");
+    Sql("CREATE TABLE snc_b (k text PRIMARY KEY, n numeric)");
+    Sql("INSERT INTO snc_a SELECT i, 'a' || i FROM generate_series(1, " + std::to_string(a_rows) +
+        ") i");
+    Sql("INSERT INTO snc_b SELECT 'k' || i, i / 4.0 FROM generate_series(1, " +
+        std::to_string(b_rows) + ") i");
+    Sql("CREATE PUBLICATION snc_pub FOR TABLE snc_a, snc_b");
+  }
+  std::string Config(const std::string& file) {
+    return WriteConfig(FaultConfig(
+        pg_->Conninfo(kDb), SlotYaml("snapcrash", FileSinkYaml(file),
+                                     "    create: true\n    format: json\n    snapshot: initial\n"
+                                     "    snapshot_chunk_rows: 1000\n    fsync_interval: 50ms\n"
+                                     "    options: {publication_names: snc_pub}\n",
+                                     "pgoutput")));
+  }
+  // The tables as the server has them.
+  AppliedTables Expected() {
+    AppliedTables expected;
+    for (const auto& r : pg_->Rows("SELECT id::text, v FROM snc_a", kDb))
+      expected["snc_a"][r[0]] = r[1];
+    for (const auto& r : pg_->Rows("SELECT k, n::text FROM snc_b", kDb))
+      expected["snc_b"][r[0]] = r[1];
+    return expected;
+  }
+  // Makes a last change and waits until the slot is acknowledged past it
+  // (so the file holds everything before it); then stops `p`.
+  void DrainAndStop(Subprocess* p) {
+    Sql("UPDATE snc_b SET n = -1 WHERE k = 'k1'");
+    const std::string end = pg_->CurrentWalLsn();
+    ASSERT_TRUE(CatchUpAndStop(p, "snapcrash", end, seconds(180)));
+  }
+};
+
+// What the file's snapshot lines say, per table.
+struct Frames {
+  std::map<std::string, int> starts, ends;
+  std::map<std::string, std::string> end_rows;  // the end line's count
+  std::map<std::string, uint64_t> reads;
+  std::map<std::string, int> keys_read_twice;
+  int out_of_frame = 0;  // read lines outside their table's start..end
+  int commits_back = 0;  // changes whose commit_lsn is below the one before
+};
+
+Frames Examine(const std::string& out, const std::map<std::string, std::string>& key_of) {
+  Frames f;
+  std::map<std::string, std::set<std::string>> seen;
+  std::map<std::string, bool> open;
+  std::string last_commit;
+  auto lsn_less = [](const std::string& a, const std::string& b) {
+    auto parse = [](const std::string& s) {
+      size_t slash = s.find('/');
+      return (std::stoull(s.substr(0, slash), nullptr, 16) << 32) |
+             std::stoull(s.substr(slash + 1), nullptr, 16);
+    };
+    return parse(a) < parse(b);
+  };
+  for (const std::string& text : SplitLines(out)) {
+    Json line = JsonParser::Parse(text);
+    const std::string& op = line["op"].text;
+    const std::string table = line.Has("table") ? line["table"].text : "";
+    if (op == "snapshot") {
+      const std::string& event = line["event"].text;
+      if (event == "start") {
+        ++f.starts[table];
+        open[table] = true;
+      } else {
+        ++f.ends[table];
+        f.end_rows[table] = line["rows"].text;
+        open[table] = false;
+      }
+    } else if (op == "read") {
+      ++f.reads[table];
+      if (!open[table]) ++f.out_of_frame;
+      if (!seen[table].insert(line["new"][key_of.at(table)].text).second) {
+        ++f.keys_read_twice[table];
+      }
+    } else if (line.Has("commit_lsn")) {
+      const std::string& c = line["commit_lsn"].text;
+      if (!last_commit.empty() && lsn_less(c, last_commit)) ++f.commits_back;
+      last_commit = c;
+    }
+  }
+  return f;
+}
+
+// Tables of 200000 and 300000 rows, read 1000 rows a chunk while pgbench
+// updates, deletes and inserts rows of both; pgslotd is killed once while
+// it reads each table, and started again each time.
+TEST_F(SnapshotCrashTest, KilledInEachTableItGoesOnWhereTheFileEndsAndHoldsEachRowOnce) {
+  MakeTables(200000, 300000);
+  const std::string file = dir_->File("snap.jsonl");
+  const std::string cfg = Config(file);
+  const std::string script = dir_->File("workload.sql");
+  WriteFile(script,
+            "\\set id random(1, 200000)\n"
+            "UPDATE snc_a SET v = v || '+' WHERE id = :id;\n"
+            "\\set k random(1, 300000)\n"
+            "UPDATE snc_b SET n = n + 1 WHERE k = 'k' || :k;\n"
+            "\\set gone random(1, 200000)\n"
+            "DELETE FROM snc_a WHERE id = :gone;\n"
+            "\\set born random(200001, 400000)\n"
+            "INSERT INTO snc_a VALUES (:born, 'new') ON CONFLICT (id) DO NOTHING;\n"
+            "\\set moved random(1, 200000)\n"
+            "UPDATE snc_a SET id = id + 1000000 WHERE id = :moved;\n");
+  Subprocess workload;
+  workload.Start({"/usr/lib/postgresql/15/bin/pgbench", "-n", "-c", "2", "-T", "900", "-f", script,
+                  pg_->Conninfo(kDb)});
+
+  // Each kill comes once the record says the file holds part of the table:
+  // pgslotd is frozen when the record says so, and killed if it still does
+  // (a record is replaced every fsync_interval; the tables take seconds).
+  const std::string record_file = dir_->File("snapcrash.state");
+  auto mid_table = [&](const std::string& table) {
+    SnapshotProgress now = Recorded(record_file);
+    return now.started && now.queue.front().second == table && now.rows >= 20000;
+  };
+  std::string logs;
+  for (const char* table : {"snc_a", "snc_b"}) {
+    Subprocess p;
+    StartDaemon(cfg, &p);
+    ASSERT_TRUE(
+        WaitFor([&] { return mid_table(table) || !p.Running(); }, seconds(300), milliseconds(1)))
+        << p.Stderr();
+    ASSERT_TRUE(p.Signal(SIGSTOP)) << p.Stderr();
+    ASSERT_TRUE(mid_table(table)) << "the record moved past " << table
+                                  << " before pgslotd was frozen: the test proves nothing";
+    ASSERT_TRUE(p.Signal(SIGKILL));
+    ASSERT_EQ(p.Wait(seconds(10)), 128 + SIGKILL);
+    logs += p.Stderr();
+  }
+
+  Subprocess p;
+  StartDaemon(cfg, &p);
+  ASSERT_TRUE(WaitFor(
+      [&] { return !p.Running() || p.Stderr().find("snapshot done: ") != std::string::npos; },
+      seconds(300)))
+      << p.Stderr();
+  workload.Signal(SIGTERM);
+  workload.Wait(seconds(60));
+  DrainAndStop(&p);
+  logs += p.Stderr();
+
+  const std::string out = ReadFile(file);
+  Frames f = Examine(out, {{"snc_a", "id"}, {"snc_b", "k"}});
+  for (const char* t : {"snc_a", "snc_b"}) {
+    EXPECT_EQ(f.starts[t], 1) << t;
+    EXPECT_EQ(f.ends[t], 1) << t;
+    EXPECT_EQ(f.end_rows[t], std::to_string(f.reads[t])) << t << ": the end line counts them all";
+    EXPECT_EQ(f.keys_read_twice[t], 0) << t;
+  }
+  EXPECT_EQ(f.out_of_frame, 0);
+  EXPECT_EQ(f.commits_back, 0) << "a transaction was written twice";
+  AppliedTables applied = ApplyLines(out, {{"snc_a", {"id", "v"}}, {"snc_b", {"k", "n"}}});
+  AppliedTables expected = Expected();
+  EXPECT_EQ(applied["snc_a"].size(), expected["snc_a"].size());
+  EXPECT_EQ(applied["snc_b"].size(), expected["snc_b"].size());
+  EXPECT_TRUE(applied == expected) << "the lines applied in order differ from the tables";
+
+  // Each restart went on from the record, in the table it was killed in.
+  EXPECT_NE(logs.find("snapshot: going on from where file " + file +
+                      " ends: table public.snc_a after its first "),
+            std::string::npos)
+      << LinesWith(logs, {"snapshot"});
+  EXPECT_NE(logs.find("snapshot: going on from where file " + file +
+                      " ends: table public.snc_b after its first "),
+            std::string::npos)
+      << LinesWith(logs, {"snapshot"});
+  // Done: the record holds no snapshot any more.
+  const std::string record = ReadFile(dir_->File("snapcrash.state"));
+  EXPECT_NE(record.find("\nversion 2\n"), std::string::npos) << record;
+  std::cout << "[ fault    ] " << f.reads["snc_a"] << " + " << f.reads["snc_b"] << " read lines, "
+            << out.size() << " bytes, 2 kills" << std::endl;
+}
+
+// A file whose record is moved aside (with the file) is a new output: the
+// next run takes a new snapshot of every table, on the slot that exists.
+TEST_F(SnapshotCrashTest, AFileWithoutARecordTakesANewSnapshot) {
+  MakeTables(3000, 500);
+  const std::string file = dir_->File("snap.jsonl");
+  const std::string cfg = Config(file);
+  for (int run = 1; run <= 2; ++run) {
+    Subprocess p;
+    StartDaemon(cfg, &p);
+    ASSERT_TRUE(WaitFor(
+        [&] { return !p.Running() || p.Stderr().find("snapshot done: ") != std::string::npos; },
+        seconds(120)))
+        << p.Stderr();
+    Sql("UPDATE snc_a SET v = 'run " + std::to_string(run) + "' WHERE id = 7");
+    DrainAndStop(&p);
+    const std::string out = ReadFile(file);
+    Frames f = Examine(out, {{"snc_a", "id"}, {"snc_b", "k"}});
+    EXPECT_EQ(f.starts["snc_a"], 1) << "run " << run;
+    EXPECT_EQ(f.reads["snc_b"], 500u) << "run " << run;
+    EXPECT_TRUE(ApplyLines(out, {{"snc_a", {"id", "v"}}, {"snc_b", {"k", "n"}}}) == Expected())
+        << "run " << run;
+    if (run == 2) {
+      EXPECT_NE(p.Stderr().find("snapshot: reading every table of the slot's publications (no "
+                                "position is recorded for file " +
+                                file + ")"),
+                std::string::npos)
+          << p.Stderr();
+    }
+    ASSERT_EQ(::rename(file.c_str(), (file + ".old").c_str()), 0);
+    ASSERT_EQ(
+        ::rename(dir_->File("snapcrash.state").c_str(), dir_->File("snapcrash.state.old").c_str()),
+        0);
+  }
+}
+
+}  // namespace
+}  // namespace pgslotd::test::fault

@@ -9,6 +9,7 @@
 #
 #   bash bench/snapshot.sh                 # 3 runs of 1,000,000 rows
 #   ROWS=100000 RUNS=1 CHUNK=20000 bash bench/snapshot.sh
+#   SINK=stdout bash bench/snapshot.sh     # stdout instead of a file sink
 #
 # It starts its own throwaway PostgreSQL 15 cluster in a temporary directory
 # (as postgres when run as root) and removes everything when it ends. Not
@@ -21,6 +22,7 @@ pgbin=${PGBIN:-/usr/lib/postgresql/15/bin}
 rows=${ROWS:-1000000}
 runs=${RUNS:-3}
 chunk=${CHUNK:-10000}  # snapshot_chunk_rows (its default)
+sink=${SINK:-file}     # file (exactly-once, fsynced, its record) or stdout
 pgslotd=${PGSLOTD:-$root/build/pgslotd}
 [ -x "$pgslotd" ] || { echo "no pgslotd at $pgslotd: build it first" >&2; exit 2; }
 
@@ -70,9 +72,14 @@ slots:
     snapshot: initial
     snapshot_chunk_rows: $chunk
     options: {publication_names: bench_pub}
-    sink: {type: stdout}
 YAML
-  "$pgslotd" --config "$work/pgslotd.yaml" >"$work/out.json" 2>"$work/pgslotd.log" &
+  if [ "$sink" = file ]; then
+    echo "    sink: {type: file, path: $work/out.json}" >>"$work/pgslotd.yaml"
+    "$pgslotd" --config "$work/pgslotd.yaml" >/dev/null 2>"$work/pgslotd.log" &
+  else
+    echo "    sink: {type: stdout}" >>"$work/pgslotd.yaml"
+    "$pgslotd" --config "$work/pgslotd.yaml" >"$work/out.json" 2>"$work/pgslotd.log" &
+  fi
   daemon=$!
   until grep -q "snapshot done" "$work/pgslotd.log"; do
     kill -0 "$daemon" 2>/dev/null || { cat "$work/pgslotd.log" >&2; exit 1; }

@@ -174,9 +174,17 @@ TEST(StatusLineTest, ASnapshotShowsTheTableItReadsAndItsProgress) {
       << line;
   std::string json = StatusReport({v}, 0, true);
   EXPECT_NE(json.find("\"snapshot_table\":\"public.items\",\"snapshot_rows\":25000,"
-                      "\"snapshot_tables_done\":2,\"snapshot_tables_left\":3}"),
+                      "\"snapshot_tables_done\":2,\"snapshot_tables_left\":3,"
+                      "\"snapshot_table_rows_estimate\":null}"),
             std::string::npos)
       << json;
+  v.snapshot_table_estimate = 1000000;  // the planner's count of the table
+  line = StatusReport({v}, 0, false);
+  EXPECT_NE(line.find("snapshot reading public.items (about 1000000 rows), 25000 rows written"),
+            std::string::npos)
+      << line;
+  json = StatusReport({v}, 0, true);
+  EXPECT_NE(json.find("\"snapshot_table_rows_estimate\":1000000}"), std::string::npos) << json;
 
   v.snapshot_table.clear();  // done
   v.snapshot_tables_left = 0;

@@ -192,6 +192,21 @@ TEST_F(TableReaderItTest, DescribeGivesTheColumnListsColumnsInAttnumOrder) {
   EXPECT_TRUE(d.value().row_filters.empty());
 }
 
+TEST_F(TableReaderItTest, DescribeGivesThePlannersEstimateOfTheRowsOnceItHasOne) {
+  Make("DROP TABLE IF EXISTS tr_count", "CREATE TABLE tr_count (id int PRIMARY KEY)");
+  Make("DROP PUBLICATION IF EXISTS tr_count_pub",
+       "CREATE PUBLICATION tr_count_pub FOR TABLE tr_count");
+  Sql("INSERT INTO tr_count SELECT generate_series(1, 1234)");
+  ConnectReader();
+  Result<TableDescription> d = Describe("tr_count", {"tr_count_pub"});
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ(d.value().estimated_rows, -1) << "never vacuumed or analyzed: unknown";
+  Sql("ANALYZE tr_count");
+  d = Describe("tr_count", {"tr_count_pub"});
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ(d.value().estimated_rows, 1234);
+}
+
 TEST_F(TableReaderItTest, DescribeWithoutAColumnListLeavesOutDroppedAndGeneratedColumns) {
   Make("DROP TABLE IF EXISTS tr_all",
        "CREATE TABLE tr_all (gone int, a bigint NOT NULL, id int PRIMARY KEY, b text, "

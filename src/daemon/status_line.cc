@@ -33,6 +33,7 @@ SlotView ViewOf(const SlotWorker& w) {
     v.snapshot_rows = s.snapshot_rows.load(std::memory_order_relaxed);
     v.snapshot_tables_done = s.snapshot_tables_done.load(std::memory_order_relaxed);
     v.snapshot_tables_left = s.snapshot_tables_left.load(std::memory_order_relaxed);
+    v.snapshot_table_estimate = s.snapshot_table_estimate.load(std::memory_order_relaxed);
     MutexLock lock(&s.snapshot_mu);
     v.snapshot_table = s.snapshot_table;
   }
@@ -129,8 +130,12 @@ std::string TextLine(const SlotView& v, int64_t now_ns) {
   }
   // Only while it reads a table.
   if (!v.snapshot_table.empty()) {
-    line += "; snapshot reading " + v.snapshot_table + ", " + std::to_string(v.snapshot_rows) +
-            " rows written, " + std::to_string(v.snapshot_tables_done) + " tables done, " +
+    line += "; snapshot reading " + v.snapshot_table;
+    if (v.snapshot_table_estimate >= 0) {
+      line += " (about " + std::to_string(v.snapshot_table_estimate) + " rows)";
+    }
+    line += ", " + std::to_string(v.snapshot_rows) + " rows written, " +
+            std::to_string(v.snapshot_tables_done) + " tables done, " +
             std::to_string(v.snapshot_tables_left) + " to go";
   }
   return line + "\n";
@@ -172,6 +177,10 @@ std::string JsonSlot(const SlotView& v, int64_t now_ns) {
     AppendJsonField("snapshot_rows", std::to_string(v.snapshot_rows), false, &out);
     AppendJsonField("snapshot_tables_done", std::to_string(v.snapshot_tables_done), false, &out);
     AppendJsonField("snapshot_tables_left", std::to_string(v.snapshot_tables_left), false, &out);
+    AppendJsonField(
+        "snapshot_table_rows_estimate",
+        v.snapshot_table_estimate >= 0 ? std::to_string(v.snapshot_table_estimate) : "null", false,
+        &out);
   }
   return out + "}";
 }

@@ -47,6 +47,7 @@ struct SlotView {
   uint64_t snapshot_rows = 0;
   uint64_t snapshot_tables_done = 0;
   uint64_t snapshot_tables_left = 0;
+  int64_t snapshot_table_estimate = -1;  // the table's rows, estimated; -1: unknown
 };
 
 SlotView ViewOf(const SlotWorker& w);

@@ -311,6 +311,7 @@ void ReadLoop::PublishSinkFigures() {
     stats_.snapshot_rows.store(f.rows_total, std::memory_order_relaxed);
     stats_.snapshot_tables_done.store(f.tables_done, std::memory_order_relaxed);
     stats_.snapshot_tables_left.store(f.tables_left, std::memory_order_relaxed);
+    stats_.snapshot_table_estimate.store(f.table_estimate, std::memory_order_relaxed);
     {
       MutexLock lock(&stats_.snapshot_mu);
       stats_.snapshot_table = f.table;

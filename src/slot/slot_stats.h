@@ -62,6 +62,7 @@ struct SlotStats {
   std::atomic<uint64_t> snapshot_rows{0};
   std::atomic<uint64_t> snapshot_tables_done{0};
   std::atomic<uint64_t> snapshot_tables_left{0};
+  std::atomic<int64_t> snapshot_table_estimate{-1};  // its rows, estimated; -1: unknown
   mutable Mutex snapshot_mu;
   std::string snapshot_table GUARDED_BY(snapshot_mu);
 };

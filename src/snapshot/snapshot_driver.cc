@@ -398,6 +398,10 @@ void SnapshotDriver::WriteLine(const char* event, RecordBuffer* out) {
 SnapshotDriver::Figures SnapshotDriver::figures() const {
   Figures f;
   if (state_ != State::kIdle) f.table = Qualified(current_);
+  // described_ is the current table's from its description on.
+  if (state_ == State::kBeginning || state_ == State::kReading || state_ == State::kFinishing) {
+    f.table_estimate = described_.estimated_rows;
+  }
   f.rows = rows_;
   f.rows_total = rows_total_;
   f.tables_done = tables_done_;

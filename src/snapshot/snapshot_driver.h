@@ -87,9 +87,10 @@ class SnapshotDriver {
 
   // For --status and the metrics.
   struct Figures {
-    std::string table;        // schema.table being read; empty: none
-    uint64_t rows = 0;        // of that table so far
-    uint64_t rows_total = 0;  // of every table, this run
+    std::string table;            // schema.table being read; empty: none
+    int64_t table_estimate = -1;  // its rows, as the planner estimates them; -1: unknown
+    uint64_t rows = 0;            // of that table so far
+    uint64_t rows_total = 0;      // of every table, this run
     uint64_t tables_done = 0;
     uint64_t tables_left = 0;  // the current one and those queued after it
   };

@@ -102,7 +102,7 @@ Result<TableDescription> TableReader::Describe(const std::string& schema, const 
   // publication without a row filter publishes every row.
   Result<PgResultPtr> r =
       Run("SELECT c.oid, c.relreplident, pt.attnames::text[]::text, pt.rowfilter, "
-          "pt.rowfilter IS NULL FROM pg_catalog.pg_publication_tables pt "
+          "pt.rowfilter IS NULL, c.reltuples::bigint FROM pg_catalog.pg_publication_tables pt "
           "JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname "
           "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename "
           "WHERE pt.pubname = ANY($1::text[]) AND pt.schemaname = $2 AND pt.tablename = $3",
@@ -118,6 +118,7 @@ Result<TableDescription> TableReader::Describe(const std::string& schema, const 
   d.table = table;
   d.oid = static_cast<uint32_t>(std::strtoul(PQgetvalue(res, 0, 0), nullptr, 10));
   d.replica_identity = PQgetvalue(res, 0, 1)[0];
+  d.estimated_rows = std::max<int64_t>(-1, std::strtoll(PQgetvalue(res, 0, 5), nullptr, 10));
   bool every_row = false;
   for (int i = 0; i < PQntuples(res); ++i) {
     if (IsTrue(PQgetvalue(res, i, 4))) {

@@ -48,6 +48,9 @@ struct TableDescription {
   std::vector<std::string> key_types;
   // The publications' row filters; empty: every row.
   std::vector<std::string> row_filters;
+  // The planner's estimate of its rows (pg_class.reltuples, as of the last
+  // VACUUM or ANALYZE), for --status; -1: unknown (never counted).
+  int64_t estimated_rows = -1;
   // "schema.table", for messages.
   std::string name() const { return schema + "." + table; }
 };

@@ -81,7 +81,7 @@ YAML
     "$pgslotd" --config "$work/pgslotd.yaml" >"$work/out.json" 2>"$work/pgslotd.log" &
   fi
   daemon=$!
-  until grep -q "snapshot done" "$work/pgslotd.log"; do
+  until grep -qs "snapshot done" "$work/pgslotd.log"; do
     kill -0 "$daemon" 2>/dev/null || { cat "$work/pgslotd.log" >&2; exit 1; }
     sleep 0.02
   done

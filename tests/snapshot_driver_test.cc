@@ -252,7 +252,7 @@ TEST_F(SnapshotDriverTest, LinesLostWithAFailedSessionAreReadAgainAfterWhatTheOu
 TEST_F(SnapshotDriverTest, TheProgressAtAnOffsetIsWhatTheOutputHoldsUpToIt) {
   EXPECT_EQ(driver_.ProgressAt(0), "") << "no snapshot";
   driver_.Request({});
-  const std::string queued = "queue 1 all started 0 rows 0 after 0 again 0 done 0 total 0";
+  const std::string queued = "queue 1 all started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0";
   EXPECT_EQ(driver_.ProgressAt(0), queued) << "asked for, nothing written yet";
   Turn();
   SnapshotAnswer listed;
@@ -266,10 +266,12 @@ TEST_F(SnapshotDriverTest, TheProgressAtAnOffsetIsWhatTheOutputHoldsUpToIt) {
   driver_.Wrote(200);
   EXPECT_EQ(driver_.ProgressAt(99), queued);
   EXPECT_EQ(driver_.ProgressAt(100),
-            "queue 2 t public items t public more\\sitems started 1 rows 0 after 0 again 0 done 0 "
+            "queue 2 t public items t public more\\sitems started 1 rows 0 after 0 ranges 0 again "
+            "0 done 0 "
             "total 0");
   EXPECT_EQ(driver_.ProgressAt(250),
-            "queue 2 t public items t public more\\sitems started 1 rows 3 after 1 3 again 0 done "
+            "queue 2 t public items t public more\\sitems started 1 rows 3 after 1 3 ranges 0 "
+            "again 0 done "
             "0 total 3");
 
   driver_.Settled(200);
@@ -308,6 +310,39 @@ TEST_F(SnapshotDriverTest, AResumedPassGoesOnAfterItsKeyWithoutASecondStartLine)
             "\"rows\":5}\n");
   EXPECT_EQ(reads_.last().kind, Kind::kDescribe);
   EXPECT_EQ(reads_.last().table, "later") << "then the rest of the queue";
+}
+
+TEST_F(SnapshotDriverTest, APassResumedWithItsRangesReadReadsOnlyItsKeysAgain) {
+  SnapshotProgress progress;
+  progress.queue = {{"public", "items"}};
+  progress.started = true;
+  progress.rows = 7;
+  progress.after_key = {"7"};
+  progress.ranges_done = true;
+  progress.read_again = {{"5"}};
+  driver_.Resume(progress);
+  Turn();
+  UpToFirstRead(Items());
+  EXPECT_EQ(reads_.last().chunk.keys, std::vector<std::vector<std::string>>{{"5"}})
+      << "no range again: a key read again since could be read twice";
+  AnswerRead({5});
+  Turn();
+  EXPECT_EQ(Take(), Read(5));
+  Turn();
+  EXPECT_EQ(Take(),
+            "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"items\","
+            "\"rows\":8}\n");
+}
+
+TEST_F(SnapshotDriverTest, ASnapshotOfNoTablesIsFinishedWithoutALine) {
+  driver_.Request({});
+  Turn();
+  reads_.Answer(SnapshotAnswer());  // the publications hold no table
+  Turn();
+  EXPECT_EQ(reads_.last().kind, Kind::kClose);
+  EXPECT_EQ(Take(), "");
+  EXPECT_TRUE(driver_.finished()) << "nothing is left for a record to hold";
+  EXPECT_EQ(driver_.ProgressAt(0), "");
 }
 
 TEST_F(SnapshotDriverTest, ItIsFinishedOnlyOnceTheOutputCannotLoseItsLastLine) {

@@ -15,6 +15,7 @@ SnapshotProgress Awkward() {
   p.started = true;
   p.rows = 1200;
   p.after_key = {"", "two words", "\\e"};
+  p.ranges_done = true;
   p.read_again = {{"1", ""}, {" ", "x"}};
   p.tables_done = 4;
   p.rows_total = 98765;
@@ -25,7 +26,7 @@ TEST(SnapshotProgressTest, EveryFieldComesBackAsItWasInOneLine) {
   const std::string text = SerializeSnapshotProgress(Awkward());
   EXPECT_EQ(text,
             "queue 3 t my\\sschema a\\\\b all t public t\\tab\\nle started 1 rows 1200 after 3 \\e "
-            "two\\swords \\\\e again 2 2 1 \\e 2 \\s x done 4 total 98765");
+            "two\\swords \\\\e ranges 1 again 2 2 1 \\e 2 \\s x done 4 total 98765");
   SnapshotProgress back;
   std::string err;
   ASSERT_TRUE(ParseSnapshotProgress(text, &back, &err)) << err;
@@ -36,7 +37,7 @@ TEST(SnapshotProgressTest, AQueueNotStartedHasNoKeys) {
   SnapshotProgress p;
   p.queue = {{}};
   const std::string text = SerializeSnapshotProgress(p);
-  EXPECT_EQ(text, "queue 1 all started 0 rows 0 after 0 again 0 done 0 total 0");
+  EXPECT_EQ(text, "queue 1 all started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0");
   SnapshotProgress back;
   std::string err;
   ASSERT_TRUE(ParseSnapshotProgress(text, &back, &err)) << err;
@@ -51,19 +52,23 @@ TEST(SnapshotProgressTest, WhatIsNotOneIsRefused) {
            std::string(""),
            good + " more",                       // trailing tokens
            good.substr(0, good.find(" total")),  // a field missing
-           std::string("queue 1 t public started 0 rows 0 after 0 again 0 done 0 total 0"),
-           std::string("queue 1 x a b started 0 rows 0 after 0 again 0 done 0 total 0"),
-           std::string("queue 1 all started 2 rows 0 after 0 again 0 done 0 total 0"),
+           std::string("queue 1 t public started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0"),
+           std::string("queue 1 x a b started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0"),
+           std::string("queue 1 all started 2 rows 0 after 0 ranges 0 again 0 done 0 total 0"),
+           std::string("queue 1 all started 0 rows 0 after 0 ranges 2 again 0 done 0 total 0"),
+           std::string("queue 1 all started 0 rows 0 after 0 again 0 done 0 total 0"),
            std::string(
-               "queue 1 all started 1 rows 0 after 0 again 0 done 0 total 0"),  // "all" started
-           std::string("queue 0 started 1 rows 0 after 0 again 0 done 0 total 0"),
-           std::string("queue 1 all started 0 rows -1 after 0 again 0 done 0 total 0"),
-           std::string("queue 1 all started 0 rows 0 after 2 a again 0 done 0 total 0"),
-           std::string("queue 1 all started 0 rows 0 after 1 a\\q again 0 done 0 total 0"),
-           std::string("queue 1 all started 0 rows 0 after 1 a\\ again 0 done 0 total 0"),
-           std::string("queue 1 all started 0 rows 0 after 1  again 0 done 0 total 0"),
-           std::string("queue 1 all started 0 rows 0 after 0 again 99999999999 done 0 total 0"),
-           std::string("queue 1 all  started 0 rows 0 after 0 again 0 done 0 total 0"),
+               "queue 1 all started 1 rows 0 after 0 ranges 0 again 0 done 0 total 0"),  // "all"
+                                                                                         // started
+           std::string("queue 0 started 1 rows 0 after 0 ranges 0 again 0 done 0 total 0"),
+           std::string("queue 1 all started 0 rows -1 after 0 ranges 0 again 0 done 0 total 0"),
+           std::string("queue 1 all started 0 rows 0 after 2 a ranges 0 again 0 done 0 total 0"),
+           std::string("queue 1 all started 0 rows 0 after 1 a\\q ranges 0 again 0 done 0 total 0"),
+           std::string("queue 1 all started 0 rows 0 after 1 a\\ ranges 0 again 0 done 0 total 0"),
+           std::string("queue 1 all started 0 rows 0 after 1  ranges 0 again 0 done 0 total 0"),
+           std::string(
+               "queue 1 all started 0 rows 0 after 0 ranges 0 again 99999999999 done 0 total 0"),
+           std::string("queue 1 all  started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0"),
        }) {
     SnapshotProgress p;
     std::string err;

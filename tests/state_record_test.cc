@@ -148,7 +148,7 @@ TEST_F(StateRecordTest, ASnapshotUnderWayMakesItVersion3AndComesBackAsItWas) {
   const std::string v2 = SerializeStateRecord(r);
   EXPECT_NE(v2.find("\nversion 2\n"), std::string::npos) << v2;
   EXPECT_EQ(v2.find("snapshot"), std::string::npos) << "no snapshot, no line for it";
-  r.snapshot = "queue 1 t public items started 1 rows 3 after 1 3 again 0 done 0 total 3";
+  r.snapshot = "queue 1 t public items started 1 rows 3 after 1 3 ranges 0 again 0 done 0 total 3";
   const std::string v3 = SerializeStateRecord(r);
   EXPECT_NE(v3.find("\nversion 3\n"), std::string::npos) << v3;
   EXPECT_NE(v3.find("\nsnapshot " + r.snapshot + "\nchecksum "), std::string::npos) << v3;
@@ -260,7 +260,8 @@ TEST_F(StateRecordTest, RecoverCutsATornTailAndResumesAtTheRecord) {
 
 TEST_F(StateRecordTest, TheSnapshotProgressSetBeforeACheckpointIsWhatRecoverGivesBack) {
   std::string path = dir_ + "/out.log";
-  const std::string progress = "queue 1 all started 0 rows 0 after 0 again 0 done 0 total 0";
+  const std::string progress =
+      "queue 1 all started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0";
   {
     FileSink sink(path, 0600);
     std::string note;

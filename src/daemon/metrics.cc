@@ -81,7 +81,7 @@ const Family kFamilies[] = {
      "<state_directory>/spool (format json).",
      [](const SlotMetrics& m) { return static_cast<double>(m.spool_disk_bytes); }, HasSpool},
     {"pgslotd_snapshot_rows_total", "counter",
-     "Rows written as read lines by this run's snapshot (snapshot: initial).",
+     "Rows written as read lines by the slot's snapshot (a resumed one: since its start).",
      [](const SlotMetrics& m) { return static_cast<double>(m.snapshot_rows); }, HasSnapshot},
     {"pgslotd_snapshot_tables_left", "gauge",
      "Tables this run's snapshot has still to read, the one being read included.",

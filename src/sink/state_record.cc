@@ -267,6 +267,15 @@ Status WriteStateRecord(const std::string& file, const SinkStateRecord& record) 
   const std::string dir = DirName(file);
   const std::string tmp = file + ".tmp";
   const std::string text = SerializeStateRecord(record);
+  if (text.size() > kMaxRecord) {
+    // Never one that could not be read back: the slot stops instead.
+    return Status::SlotFatal("the state record " + file + " would be " +
+                             std::to_string(text.size() >> 20) +
+                             " MiB, more than pgslotd reads back (a snapshot's keys to read "
+                             "again keep growing: a long transaction holds back the server's "
+                             "xmin); end that transaction and move the file and its record aside "
+                             "for a new snapshot");
+  }
   int fd = CreateFresh(tmp, 0600);
   if (fd < 0 && errno == ENOENT && ::mkdir(dir.c_str(), 0700) == 0) fd = CreateFresh(tmp, 0600);
   if (fd < 0) return Status::Retryable(ErrnoMessage("cannot write the state record " + tmp, errno));

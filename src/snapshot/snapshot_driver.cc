@@ -69,6 +69,7 @@ SnapshotProgress SnapshotDriver::Progress() const {
     p.started = true;
     p.rows = rows_;
     p.after_key = pass_.active() ? pass_.last_key() : resume_after_;
+    p.ranges_done = pass_.active() ? pass_.ranges_done() : resume_ranges_done_;
     p.read_again = pass_.active() ? pass_.PendingKeys() : resume_keys_;
   }
   p.tables_done = tables_done_;
@@ -109,6 +110,7 @@ void SnapshotDriver::Restore(const SnapshotProgress& progress) {
   failures_ = 0;
   rows_ = 0;
   resume_after_.clear();
+  resume_ranges_done_ = false;
   resume_keys_.clear();
   tables_done_ = progress.tables_done;
   rows_total_ = progress.rows_total;
@@ -131,6 +133,7 @@ void SnapshotDriver::Restore(const SnapshotProgress& progress) {
     start_written_ = true;
     rows_ = progress.rows;
     resume_after_ = progress.after_key;
+    resume_ranges_done_ = progress.ranges_done;
     resume_keys_ = progress.read_again;
   }
 }
@@ -181,6 +184,11 @@ void SnapshotDriver::Wrote(uint64_t offset) {
   history_.emplace_back(offset, Progress());
 }
 
+void SnapshotDriver::ProgressChangedSilently() {
+  if (wrote_) return;  // Wrote takes the progress with the lines
+  (history_.empty() ? base_ : history_.back().second) = Progress();
+}
+
 void SnapshotDriver::Rewind(uint64_t offset) {
   wrote_ = false;
   if (history_.empty() || history_.back().first <= offset) return;  // nothing lost
@@ -191,14 +199,12 @@ void SnapshotDriver::Rewind(uint64_t offset) {
     where = "after the " + std::to_string(kept.rows) + " rows the output kept";
   }
   Restore(kept);
-  if (!kept.empty()) {
-    const std::string table = kept.queue.front().first.empty()
-                                  ? std::string("listing the tables")
-                                  : "table " + Qualified(kept.queue.front());
-    Log(Level::warn, LogEvent{slot_, kInvalidLsn, nullptr, {}},
-        "snapshot: lines were lost with the failed session; going on with " + table + " " +
-            (kept.queue.front().first.empty() ? std::string() : where));
-  }
+  if (kept.empty()) return;
+  const std::string next = kept.queue.front().first.empty()
+                               ? std::string("listing the tables")
+                               : "table " + Qualified(kept.queue.front()) + " " + where;
+  Log(Level::warn, LogEvent{slot_, kInvalidLsn, nullptr, {}},
+      "snapshot: lines were lost with the failed session; going on with " + next);
 }
 
 void SnapshotDriver::TakeAnswer(Clock::time_point now) {
@@ -269,6 +275,7 @@ void SnapshotDriver::Fail(const std::string& error) {
           " rows: " + failed_);
   if (pass_.active()) {  // its progress, until the failed line is written
     resume_after_ = pass_.last_key();
+    resume_ranges_done_ = pass_.ranges_done();
     resume_keys_ = pass_.PendingKeys();
   }
   pass_.EndTable();
@@ -285,6 +292,7 @@ void SnapshotDriver::NextTable() {
   rows_ = 0;
   start_written_ = false;
   resume_after_.clear();
+  resume_ranges_done_ = false;
   resume_keys_.clear();
   failures_ = 0;  // each table has its own tries
   if (state_ != State::kIdle) return;
@@ -306,6 +314,7 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, bool between, Clock::
                 std::to_string(tables_done_) + " tables");
       }
       given_up_ = false;
+      ProgressChangedSilently();
       SnapshotAsk close;
       close.kind = SnapshotAsk::Kind::kClose;
       reads_->Ask(std::move(close));
@@ -340,7 +349,7 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, bool between, Clock::
       if (!pass_.active()) {
         if (!between) return;  // no transaction may be half seen
         pass_.StartTable(described_, resume_after_, formatter);
-        pass_.ReadAgain(resume_keys_);
+        pass_.ReadAgain(resume_keys_, resume_ranges_done_);
         started_ = now;
         Log(Level::info, LogEvent{slot_, kInvalidLsn, nullptr, {}},
             "snapshot of table " + Qualified(current_) +

@@ -112,6 +112,9 @@ class SnapshotDriver {
   const SnapshotProgress& RememberedAt(uint64_t offset) const;
   // Makes `progress` the state: any table being read is dropped.
   void Restore(const SnapshotProgress& progress);
+  // The progress changed without a line written (the snapshot ended with
+  // nothing to write): it holds wherever the last lines written end.
+  void ProgressChangedSilently();
 
   const std::string slot_;
   const std::vector<std::string> publications_;
@@ -136,6 +139,7 @@ class SnapshotDriver {
   bool start_written_ = false;  // the current table's start line is in the output
   // A resumed table: where its pass goes on.
   std::vector<std::string> resume_after_;
+  bool resume_ranges_done_ = false;
   std::vector<std::vector<std::string>> resume_keys_;
   std::string failed_;  // the current table's error, its failed line due
   uint64_t rows_ = 0;

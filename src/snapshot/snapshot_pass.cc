@@ -285,8 +285,9 @@ bool SnapshotPass::TableDone() const {
          !repeat_;
 }
 
-void SnapshotPass::ReadAgain(std::vector<std::vector<std::string>> keys) {
+void SnapshotPass::ReadAgain(std::vector<std::vector<std::string>> keys, bool ranges_done) {
   resumed_keys_ = std::move(keys);
+  ranges_done_ = ranges_done;
 }
 
 std::vector<std::vector<std::string>> SnapshotPass::PendingKeys() const {

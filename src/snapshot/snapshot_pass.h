@@ -73,8 +73,9 @@ class SnapshotPass : public ChangeObserver {
   void StartTable(const TableDescription& table, std::vector<std::string> resume_after,
                   PgoutputFormatter* formatter);
   // Keys (their columns' text values) to read again once the ranges are
-  // read: those recorded with the progress when the pass was cut.
-  void ReadAgain(std::vector<std::vector<std::string>> keys);
+  // read: those recorded with the progress when the pass was cut; and
+  // whether the ranges were all read then (none is read again).
+  void ReadAgain(std::vector<std::vector<std::string>> keys, bool ranges_done);
   // The keys still to read again, read or not yet written (for the
   // progress to record).
   std::vector<std::vector<std::string>> PendingKeys() const;
@@ -102,6 +103,8 @@ class SnapshotPass : public ChangeObserver {
   // The key of the last row of the last range chunk written (the progress
   // to record); empty before the first.
   const std::vector<std::string>& last_key() const { return last_key_; }
+  // Every range chunk is written.
+  bool ranges_done() const { return ranges_done_; }
   // Stops watching (the table is done, or the pass given up).
   void EndTable();
   bool active() const { return active_; }

@@ -1,5 +1,6 @@
 #include "snapshot/snapshot_progress.h"
 
+#include <algorithm>
 #include <cstddef>
 
 namespace pgslotd {
@@ -62,7 +63,7 @@ class Tokens {
   }
   bool Strings(std::vector<std::string>* out) {
     uint64_t n = 0;
-    if (!Count(&n) || n > text_.size()) return false;
+    if (!Count(&n) || n > text_.size() - std::min(pos_, text_.size())) return false;
     out->resize(n);
     for (std::string& s : *out) {
       if (!Next(&s)) return false;
@@ -136,7 +137,8 @@ bool ParseQueue(Tokens* in, std::vector<SnapshotProgress::Item>* queue) {
 
 bool SnapshotProgress::operator==(const SnapshotProgress& o) const {
   return queue == o.queue && started == o.started && rows == o.rows && after_key == o.after_key &&
-         read_again == o.read_again && tables_done == o.tables_done && rows_total == o.rows_total;
+         ranges_done == o.ranges_done && read_again == o.read_again &&
+         tables_done == o.tables_done && rows_total == o.rows_total;
 }
 
 std::string SerializeSnapshotProgress(const SnapshotProgress& p) {
@@ -158,6 +160,8 @@ std::string SerializeSnapshotProgress(const SnapshotProgress& p) {
   PutToken(std::to_string(p.rows), &out);
   PutToken("after", &out);
   PutStrings(p.after_key, &out);
+  PutToken("ranges", &out);
+  PutToken(p.ranges_done ? "1" : "0", &out);
   PutToken("again", &out);
   PutToken(std::to_string(p.read_again.size()), &out);
   for (const std::vector<std::string>& key : p.read_again) PutStrings(key, &out);
@@ -172,11 +176,12 @@ bool ParseSnapshotProgress(const std::string& text, SnapshotProgress* progress, 
   Tokens in(text);
   SnapshotProgress p;
   uint64_t started = 0;
+  uint64_t ranges = 0;
   uint64_t again = 0;
   bool ok = ParseQueue(&in, &p.queue) && in.Expect("started") && in.Count(&started) &&
             started <= 1 && in.Expect("rows") && in.Count(&p.rows) && in.Expect("after") &&
-            in.Strings(&p.after_key) && in.Expect("again") && in.Count(&again) &&
-            again <= text.size();
+            in.Strings(&p.after_key) && in.Expect("ranges") && in.Count(&ranges) && ranges <= 1 &&
+            in.Expect("again") && in.Count(&again) && again <= text.size();
   for (uint64_t i = 0; ok && i < again; ++i) {
     p.read_again.emplace_back();
     ok = in.Strings(&p.read_again.back());
@@ -188,6 +193,7 @@ bool ParseSnapshotProgress(const std::string& text, SnapshotProgress* progress, 
     return false;
   }
   p.started = started == 1;
+  p.ranges_done = ranges == 1;
   *progress = std::move(p);
   return true;
 }

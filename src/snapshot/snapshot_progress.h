@@ -13,6 +13,8 @@
 //                                        the output (its pass goes on)
 //   rows N  after N KEY...               its rows written, and the key of
 //                                        the last row of its last range chunk
+//   ranges 0|1                           every range chunk is written (only
+//                                        keys to read again are left)
 //   again N  (K KEY...)...               keys to read again (an update left
 //                                        an unchanged TOASTed value out)
 //   done N  total N                      tables done, rows written (figures)
@@ -34,6 +36,7 @@ struct SnapshotProgress {
   bool started = false;
   uint64_t rows = 0;
   std::vector<std::string> after_key;
+  bool ranges_done = false;
   std::vector<std::vector<std::string>> read_again;
   uint64_t tables_done = 0;
   uint64_t rows_total = 0;

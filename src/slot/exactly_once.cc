@@ -50,7 +50,7 @@ Status ExactlyOnce::Checkpoint(Clock::time_point now, bool force) {
     return Status::Ok();
   }
   if (sink_->KeepsSnapshotProgress()) {
-    sink_->SetSnapshotProgress(snapshot_ ? snapshot_->ProgressAt(wanted->offset) : std::string());
+    sink_->SetSnapshotProgress(snapshot_ ? snapshot_->ProgressAt(wanted->offset) : held_progress_);
   }
   Result<bool> recorded = sink_->Checkpoint(wanted->offset, wanted->lsn);
   if (!recorded.ok()) return recorded.status().Prefixed(writer_->sink()->Describe());

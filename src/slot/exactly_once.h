@@ -22,6 +22,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "config/config.h"
 #include "pg/lsn.h"
@@ -50,6 +51,9 @@ class ExactlyOnce {
   Status RecordStart() { return Checkpoint(Clock::now(), true); }
   // The snapshot whose progress each record holds (null: none).
   void set_snapshot(const SnapshotDriver* snapshot) { snapshot_ = snapshot; }
+  // Without a snapshot: the progress each record goes on holding (one the
+  // worker could not resume in this run; empty: none).
+  void HoldProgress(std::string progress) { held_progress_ = std::move(progress); }
   // Records the durable position when it moved (at most once per
   // fsync_interval unless `force`).
   Status Checkpoint(Clock::time_point now, bool force);
@@ -86,6 +90,7 @@ class ExactlyOnce {
   SinkWriter* writer_;
   AckPolicy* policy_;
   const SnapshotDriver* snapshot_ = nullptr;
+  std::string held_progress_;
   Clock::time_point last_checkpoint_;
   Lsn skip_floor_ = kInvalidLsn;  // the record's position when the session began
   uint64_t skipped_ = 0;          // units dropped this session

@@ -379,6 +379,8 @@ Status SlotWorker::RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot,
                              "; move the file and its record aside to start again");
   }
   StartSnapshot(server_version, &progress);
+  // One that cannot go on in this run (logged) stays recorded for a later.
+  if (!snapshot_) e->HoldProgress(recorded);
   return Status::Ok();
 }
 

@@ -1,0 +1,258 @@
+// snapshot: initial in the real daemon, into a file, at its edges: every
+// type the JSON encoder knows read as it would be inserted.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "daemon_fixture.h"
+#include "json_parse.h"
+#include "test_util.h"
+
+namespace pgslotd::test {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr char kDb[] = "snapshot_edge_it";
+
+// The line that frames a table's snapshot ("start"), or its beginning
+// ("end" and "failed" lines go on with "rows").
+std::string SnapshotLine(const std::string& event, const std::string& table) {
+  return "{\"op\":\"snapshot\",\"event\":\"" + event + "\",\"schema\":\"public\",\"table\":\"" +
+         table + (event == "start" ? "\"}" : "\",\"rows\":");
+}
+
+class SnapshotEdgeTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    DaemonTest::SetUp();
+    pg_->CreateDatabase(kDb);
+    file_ = dir_->File("out.jsonl");
+  }
+  void TearDown() override {
+    if (!slot_.empty()) pg_->DropSlotIfExists(slot_);
+  }
+  void Sql(const std::string& sql) { pg_->Exec(sql, kDb); }
+
+  // The test's slot (dropped first if a failed run left it).
+  void UseSlot(const std::string& slot) {
+    slot_ = slot;
+    pg_->DropSlotIfExists(slot_);
+  }
+  // A config with the slot writing `file_`, reading `pub`'s tables
+  // `chunk_rows` rows a chunk, connecting with `conninfo` (default: the
+  // test database's).
+  std::string Config(const std::string& pub, int chunk_rows, std::string conninfo = "") {
+    if (conninfo.empty()) conninfo = pg_->Conninfo(kDb);
+    return WriteConfig(HeaderWith(conninfo) +
+                       SlotYaml(slot_, "{type: file, path: " + file_ + "}",
+                                "    create: true\n    format: json\n    snapshot: initial\n"
+                                "    snapshot_chunk_rows: " +
+                                    std::to_string(chunk_rows) +
+                                    "\n    options: {publication_names: " + pub + "}\n",
+                                "pgoutput"));
+  }
+  std::string Out() const { return FileExists(file_) ? ReadFile(file_) : std::string(); }
+
+  // Waits up to two minutes for `pred` while `p` runs; the failure says
+  // `what` was awaited, with pgslotd's log and output.
+  ::testing::AssertionResult Await(const std::function<bool()>& pred, const std::string& what,
+                                   Subprocess* p) {
+    if (WaitFor([&] { return pred() || !p->Running(); }, seconds(120)) && p->Running()) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure()
+           << (p->Running() ? "timed out waiting for " : "pgslotd ended waiting for ") << what
+           << "\n--- log ---\n"
+           << p->Stderr() << "--- output ---\n"
+           << Out();
+  }
+  ::testing::AssertionResult AwaitOut(const std::string& text, Subprocess* p) {
+    return Await([&] { return Out().find(text) != std::string::npos; }, "output " + text, p);
+  }
+  // Stops `p` with SIGTERM and checks that it ended well.
+  void Stop(Subprocess* p) {
+    ASSERT_TRUE(p->Signal(SIGTERM));
+    ASSERT_EQ(p->Wait(seconds(60)), 0) << p->Stderr();
+  }
+
+  std::string slot_;
+  std::string file_;
+};
+
+// How docs/output-formats.md ("Values") promises a column's value.
+enum class As { kNumber, kString, kBool, kJson, kJsonNull, kNull };
+
+struct TypedColumn {
+  const char* name;
+  const char* type;
+  const char* value;  // SQL
+  As as;
+};
+
+// Every kind of value the encoder writes its own way, and strings that
+// need escaping. (Comparisons are with the server's text of each value.)
+const std::vector<TypedColumn> kTyped = {
+    {"i2", "int2", "-32768", As::kNumber},
+    {"i4", "int4", "2147483647", As::kNumber},
+    {"i8", "int8", "-9223372036854775808", As::kNumber},
+    {"o", "oid", "4294967295", As::kNumber},
+    {"n", "numeric", "12345.678901234567890", As::kString},
+    {"n_big", "numeric", "123456789012345678901234567890.123456789012345678901234567890",
+     As::kString},
+    {"n_nan", "numeric", "'NaN'", As::kString},
+    {"n_inf", "numeric", "'-Infinity'", As::kString},
+    {"f4", "float4", "1.5", As::kNumber},
+    {"f4_inf", "float4", "'Infinity'", As::kString},
+    {"f4_nan", "float4", "'NaN'", As::kString},
+    {"f8", "float8", "1e30", As::kNumber},
+    {"f8_small", "float8", "-0.000123456789012345", As::kNumber},
+    {"f8_ninf", "float8", "'-Infinity'", As::kString},
+    {"f8_nan", "float8", "'NaN'", As::kString},
+    {"yes", "bool", "true", As::kBool},
+    {"no", "bool", "false", As::kBool},
+    {"t", "text", R"(E'q"uote \\back\\slash é ☃ 😀 \n\t\r\b\f\x01\x1f\x7f end')", As::kString},
+    {"vc", "varchar(20)", "'varchar ✓'", As::kString},
+    {"ch", "char(5)", "'ab'", As::kString},
+    {"by", "bytea", R"('\x00ff10')", As::kString},
+    {"d", "date", "'2026-11-25'", As::kString},
+    {"tm", "time", "'07:35:10.123456'", As::kString},
+    {"tmz", "timetz", "'07:35:10+02'", As::kString},
+    {"ts", "timestamp", "'2026-11-25 07:35:10.123456'", As::kString},
+    {"tsz", "timestamptz", "'2026-11-25 07:35:10.123456+00'", As::kString},
+    {"iv", "interval", "'1 year 2 mons 3 days 04:05:06.789'", As::kString},
+    {"u", "uuid", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", As::kString},
+    {"j", "json", R"(E'{"k": [1,\n 2], "s": "x\\"y"}')", As::kJson},
+    {"jb", "jsonb", R"('{"k": [1, 2], "n": null}')", As::kJson},
+    {"j_null", "json", "'null'", As::kJsonNull},
+    {"jb_null", "jsonb", "'null'", As::kJsonNull},
+    {"jb_sql_null", "jsonb", "NULL", As::kNull},
+    {"ai", "int[]", "'{1,NULL,3}'", As::kString},
+    {"at", "text[]", R"('{"a b",NULL,"c\"d",""}')", As::kString},
+    {"ip", "inet", "'192.168.0.1/24'", As::kString},
+    {"net", "cidr", "'10.0.0.0/8'", As::kString},
+    {"mac", "macaddr", "'08:00:2b:01:02:03'", As::kString},
+    {"m", "money", "1234.56", As::kString},
+    {"price", "sne_price", "99.5", As::kString},
+    {"mood", "sne_mood", "'happy'", As::kString},
+    {"nothing", "text", "NULL", As::kNull},
+};
+
+// The table of kTyped, with the row of key 1.
+void MakeTypedTable(PgCluster* pg) {
+  std::string columns, values;
+  for (const TypedColumn& c : kTyped) {
+    columns += std::string(", ") + c.name + " " + c.type;
+    values += std::string(", ") + c.value;
+  }
+  pg->Exec(
+      "DROP PUBLICATION IF EXISTS sne_types_pub; DROP TABLE IF EXISTS sne_types; "
+      "DROP TYPE IF EXISTS sne_mood; DROP DOMAIN IF EXISTS sne_price; "
+      "CREATE TYPE sne_mood AS ENUM ('sad', 'ok', 'happy'); "
+      "CREATE DOMAIN sne_price AS numeric(12, 2) CHECK (VALUE >= 0); "
+      "CREATE TABLE sne_types (id int PRIMARY KEY" +
+          columns + "); INSERT INTO sne_types VALUES (1" + values +
+          "); CREATE PUBLICATION sne_types_pub FOR TABLE sne_types",
+      kDb);
+}
+
+// The line of `out` that starts with `head` and is of table sne_types.
+std::string RawLine(const std::string& out, const std::string& head) {
+  for (const std::string& line : SplitLines(out)) {
+    if (line.rfind(head, 0) == 0 && line.find("\"table\":\"sne_types\"") != std::string::npos) {
+      return line;
+    }
+  }
+  return "";
+}
+
+// Checks each value of `row` (a `new` object) as the docs promise it,
+// against `text`, the server's output text of each column (NULL: "").
+void ExpectTypedValues(const Json& row, const std::vector<std::string>& text,
+                       const std::string& raw_line) {
+  for (size_t i = 0; i < kTyped.size(); ++i) {
+    const TypedColumn& c = kTyped[i];
+    SCOPED_TRACE(std::string("column ") + c.name + " " + c.type + ", server text: " + text[i]);
+    const Json& v = row[c.name];
+    switch (c.as) {
+      case As::kNumber:
+        EXPECT_EQ(v.kind, Json::Kind::kNumber);
+        EXPECT_EQ(v.text, text[i]);
+        break;
+      case As::kString:
+        EXPECT_EQ(v.kind, Json::Kind::kString);
+        EXPECT_EQ(v.text, text[i]);
+        break;
+      case As::kBool:
+        EXPECT_EQ(v.kind, Json::Kind::kBool);
+        EXPECT_EQ(v.boolean, text[i] == "t");
+        break;
+      case As::kJson: {
+        // Embedded as it is, line breaks between tokens made spaces.
+        std::string doc = text[i];
+        for (char& ch : doc) ch = ch == '\n' ? ' ' : ch;
+        EXPECT_NE(raw_line.find(std::string("\"") + c.name + "\":" + doc), std::string::npos)
+            << raw_line;
+        break;
+      }
+      case As::kJsonNull:
+      case As::kNull:
+        EXPECT_EQ(v.kind, Json::Kind::kNull);
+        break;
+    }
+  }
+}
+
+// One row of every type comes as a read line, and the same row inserted
+// after the snapshot as an insert line: their `new` objects (and
+// json_null lists) are the same bytes but for the key, and each value is
+// written as docs/output-formats.md ("Values") says.
+TEST_F(SnapshotEdgeTest, AReadRowOfEveryTypeIsWrittenAsTheSameRowInserted) {
+  UseSlot("snapedge_types");
+  MakeTypedTable(pg_);
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", Config("sne_types_pub", 100)});
+  ASSERT_TRUE(AwaitOut(SnapshotLine("end", "sne_types") + "1}", &p));
+  std::string others;
+  for (const TypedColumn& c : kTyped) others += std::string(", ") + c.name;
+  Sql("INSERT INTO sne_types SELECT 2" + others + " FROM sne_types WHERE id = 1");
+  ASSERT_TRUE(AwaitOut("{\"op\":\"insert\"", &p));
+  ASSERT_NO_FATAL_FAILURE(Stop(&p));
+
+  const std::string out = Out();
+  const std::string read = RawLine(out, "{\"op\":\"read\"");
+  const std::string insert = RawLine(out, "{\"op\":\"insert\"");
+  ASSERT_FALSE(read.empty()) << out;
+  ASSERT_FALSE(insert.empty()) << out;
+  const std::string key1 = ",\"new\":{\"id\":1,", key2 = ",\"new\":{\"id\":2,";
+  ASSERT_NE(read.find(key1), std::string::npos) << read;
+  ASSERT_NE(insert.find(key2), std::string::npos) << insert;
+  const std::string read_row = read.substr(read.find(key1));
+  std::string insert_row = insert.substr(insert.find(key2));
+  insert_row.replace(0, key2.size(), key1);
+  EXPECT_EQ(read_row, insert_row) << "read:   " << read << "\ninsert: " << insert;
+
+  Json line = JsonParser::Parse(read);
+  EXPECT_EQ(line.Keys(),
+            (std::vector<std::string>{"op", "lsn", "schema", "table", "new", "json_null"}));
+  EXPECT_EQ(JsonParser::Parse(insert).Keys(),
+            (std::vector<std::string>{"op", "lsn", "xid", "commit_lsn", "commit_time", "schema",
+                                      "table", "new", "json_null"}));
+  ASSERT_EQ(line["json_null"].items.size(), 2u) << read;
+  EXPECT_EQ(line["json_null"].items[0].text, "j_null");
+  EXPECT_EQ(line["json_null"].items[1].text, "jb_null");
+  std::string select;  // in libpq's text format: the types' output text
+  for (const TypedColumn& c : kTyped) select += std::string(select.empty() ? "" : ", ") + c.name;
+  auto rows = pg_->Rows("SELECT " + select + " FROM sne_types WHERE id = 1", kDb);
+  ASSERT_EQ(rows.size(), 1u);
+  ExpectTypedValues(line["new"], rows[0], read);
+}
+
+}  // namespace
+}  // namespace pgslotd::test

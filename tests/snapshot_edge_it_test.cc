@@ -1,16 +1,23 @@
 // snapshot: initial in the real daemon, into a file, at its edges: every
-// type the JSON encoder knows read as it would be inserted.
+// type the JSON encoder knows read as it would be inserted, and a table
+// truncated while the snapshot reads it. Each race is made certain with a
+// lock the test holds: the snapshot's reading connection waits for it
+// (pg_stat_activity says so) while the test changes the table, never
+// with a sleep.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <signal.h>
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "daemon_fixture.h"
 #include "json_parse.h"
+#include "snapshot_apply.h"
 #include "test_util.h"
 
 namespace pgslotd::test {
@@ -21,11 +28,74 @@ using std::chrono::seconds;
 
 constexpr char kDb[] = "snapshot_edge_it";
 
+// A connection of the test's own, to hold a lock across statements.
+class Session {
+ public:
+  explicit Session(const std::string& conninfo) : conn_(PQconnectdb(conninfo.c_str()), PQfinish) {}
+  bool ok() const { return PQstatus(conn_.get()) == CONNECTION_OK; }
+  int pid() const { return PQbackendPID(conn_.get()); }
+
+  // Runs `sql` (statements separated by ';') and waits for it: "" on
+  // success, else the server's error.
+  std::string Exec(const std::string& sql) {
+    if (!Send(sql)) return PQerrorMessage(conn_.get());
+    std::string error;
+    if (!WaitFor([&] { return Done(&error); }, seconds(60), milliseconds(5))) {
+      return "timed out: " + sql;
+    }
+    return error;
+  }
+  // Sends `sql` without waiting for it; Done says when it is through.
+  bool Send(const std::string& sql) {
+    error_.clear();
+    return PQsendQuery(conn_.get(), sql.c_str()) == 1;
+  }
+  // Whether what Send sent is through, never blocking; then *error is ""
+  // on success, else the first error.
+  bool Done(std::string* error) {
+    if (PQconsumeInput(conn_.get()) == 0) {
+      *error = PQerrorMessage(conn_.get());
+      return true;
+    }
+    while (PQisBusy(conn_.get()) == 0) {
+      PGresult* r = PQgetResult(conn_.get());
+      if (r == nullptr) {
+        *error = error_;
+        return true;
+      }
+      if (PQresultStatus(r) == PGRES_FATAL_ERROR && error_.empty()) {
+        error_ = PQresultErrorMessage(r);
+      }
+      PQclear(r);
+    }
+    return false;
+  }
+
+ private:
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn_;
+  std::string error_;
+};
+
 // The line that frames a table's snapshot ("start"), or its beginning
 // ("end" and "failed" lines go on with "rows").
 std::string SnapshotLine(const std::string& event, const std::string& table) {
   return "{\"op\":\"snapshot\",\"event\":\"" + event + "\",\"schema\":\"public\",\"table\":\"" +
          table + (event == "start" ? "\"}" : "\",\"rows\":");
+}
+
+// The lines of `out` whose op is `op` and whose table (or, for a
+// truncate, first table) is public.`table`.
+std::vector<Json> LinesOf(const std::string& out, const std::string& op, const std::string& table) {
+  std::vector<Json> lines;
+  for (const std::string& text : SplitLines(out)) {
+    Json line = JsonParser::Parse(text);
+    if (line["op"].text != op) continue;
+    bool ours = line.Has("table") ? line["table"].text == table
+                                  : line.Has("tables") && !line["tables"].items.empty() &&
+                                        line["tables"].items[0].text == "public." + table;
+    if (ours) lines.push_back(std::move(line));
+  }
+  return lines;
 }
 
 class SnapshotEdgeTest : public DaemonTest {
@@ -76,6 +146,25 @@ class SnapshotEdgeTest : public DaemonTest {
   ::testing::AssertionResult AwaitOut(const std::string& text, Subprocess* p) {
     return Await([&] { return Out().find(text) != std::string::npos; }, "output " + text, p);
   }
+  // Whether the snapshot's reading connection waits for a lock on `table`.
+  bool SnapshotWaitsForLockOn(const std::string& table) {
+    return pg_->Scalar(
+               "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+               "WHERE a.application_name = 'pgslotd_" +
+                   slot_ +
+                   "_snapshot' AND a.wait_event_type = 'Lock' AND NOT l.granted "
+                   "AND l.relation = 'public." +
+                   table + "'::regclass",
+               kDb) == "1";
+  }
+  // Whether the backend `pid` waits for a lock.
+  bool WaitsForLock(int pid) {
+    return pg_->Scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(pid) +
+                           " AND wait_event_type = 'Lock'",
+                       kDb) == "1";
+  }
+  ::testing::AssertionResult StartBlockedOn(const std::string& table, const std::string& cfg,
+                                            Session* holder, Subprocess* p);
   // Stops `p` with SIGTERM and checks that it ended well.
   void Stop(Subprocess* p) {
     ASSERT_TRUE(p->Signal(SIGTERM));
@@ -252,6 +341,112 @@ TEST_F(SnapshotEdgeTest, AReadRowOfEveryTypeIsWrittenAsTheSameRowInserted) {
   auto rows = pg_->Rows("SELECT " + select + " FROM sne_types WHERE id = 1", kDb);
   ASSERT_EQ(rows.size(), 1u);
   ExpectTypedValues(line["new"], rows[0], read);
+}
+
+// How many times `text` occurs in `out`.
+size_t Count(const std::string& out, const std::string& text) {
+  size_t n = 0;
+  for (size_t at = out.find(text); at != std::string::npos; at = out.find(text, at + 1)) ++n;
+  return n;
+}
+
+// Tables of `rows` rows keyed 1..rows, in a new publication `pub`; their
+// snapshot must find them as they are: create the slot before locking.
+void MakeTables(PgCluster* pg, const std::string& pub,
+                const std::vector<std::pair<std::string, int>>& tables) {
+  std::string sql = "DROP PUBLICATION IF EXISTS " + pub + ";";
+  std::string names;
+  for (const auto& [table, rows] : tables) {
+    sql += "DROP TABLE IF EXISTS " + table + "; CREATE TABLE " + table +
+           " (id int PRIMARY KEY, v text NOT NULL); INSERT INTO " + table +
+           " SELECT i, 'old' || i FROM generate_series(1, " + std::to_string(rows) + ") i;";
+    names += (names.empty() ? "" : ", ") + table;
+  }
+  pg->Exec(sql + "CREATE PUBLICATION " + pub + " FOR TABLE " + names, kDb);
+}
+
+// The rows of `tables` as the server has them, as ApplyLines gives them.
+AppliedTables TablesNow(PgCluster* pg, const std::vector<std::string>& tables) {
+  AppliedTables now;
+  for (const std::string& t : tables) {
+    now[t];  // an empty table is there too
+    for (const auto& r : pg->Rows("SELECT id::text, v FROM " + t, kDb)) now[t][r[0]] = r[1];
+  }
+  return now;
+}
+
+// Creates the test's slot, then (creating a slot waits for every
+// transaction that holds an xid, which an ACCESS EXCLUSIVE lock takes)
+// locks `table` in `holder`, in a transaction left open, and starts `p` on
+// `cfg`: returns once the table's start line is out and its first chunk
+// waits for the lock.
+::testing::AssertionResult SnapshotEdgeTest::StartBlockedOn(const std::string& table,
+                                                            const std::string& cfg, Session* holder,
+                                                            Subprocess* p) {
+  pg_->CreateLogicalSlot(slot_, "pgoutput", kDb);
+  if (!holder->ok()) return ::testing::AssertionFailure() << "no connection to hold the lock";
+  std::string error = holder->Exec("BEGIN; LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
+  if (!error.empty()) return ::testing::AssertionFailure() << error;
+  p->Start({PgslotdBinary(), "--config", cfg});
+  return Await(
+      [&] {
+        return Out().find(SnapshotLine("start", table)) != std::string::npos &&
+               SnapshotWaitsForLockOn(table);
+      },
+      "the first chunk of " + table + " waiting for the lock", p);
+}
+
+// sne_trunc is truncated, and rows inserted, while its second chunk is
+// read: its first chunk is written, then the truncate (which empties the
+// table for a consumer), the new rows, and the second chunk read again.
+// Locks make it certain: a second session queues for the table behind the
+// first chunk's read and gets it when that chunk's transaction ends, so
+// that the second chunk waits for it.
+TEST_F(SnapshotEdgeTest, ATableTruncatedWhileAChunkIsReadAppliesToExactlyItsRows) {
+  UseSlot("snapedge_trunc");
+  MakeTables(pg_, "sne_trunc_pub", {{"sne_trunc", 3000}});
+  Session first(pg_->Conninfo(kDb)), second(pg_->Conninfo(kDb));
+  Subprocess p;
+  ASSERT_TRUE(StartBlockedOn("sne_trunc", Config("sne_trunc_pub", 1000), &first, &p));
+  ASSERT_TRUE(second.Send("BEGIN; LOCK TABLE sne_trunc IN ACCESS EXCLUSIVE MODE"));
+  ASSERT_TRUE(Await([&] { return WaitsForLock(second.pid()); }, "the second lock queued", &p));
+  ASSERT_EQ(first.Exec("COMMIT"), "");
+  std::string error = "not through";
+  ASSERT_TRUE(Await(
+      [&] {
+        return LinesOf(Out(), "read", "sne_trunc").size() == 1000 && second.Done(&error) &&
+               SnapshotWaitsForLockOn("sne_trunc");
+      },
+      "the first chunk written and the second waiting for the lock", &p));
+  ASSERT_EQ(error, "");
+  ASSERT_EQ(
+      second.Exec("TRUNCATE sne_trunc; "
+                  "INSERT INTO sne_trunc SELECT i, 'new' || i FROM generate_series(500, 1499) i;"
+                  "INSERT INTO sne_trunc SELECT i, 'new' || i FROM generate_series(4000, 4499) i;"
+                  "COMMIT"),
+      "");
+  ASSERT_TRUE(AwaitOut(SnapshotLine("end", "sne_trunc"), &p));
+  // A last change, so that the end line is not the file's last line.
+  Sql("INSERT INTO sne_trunc VALUES (-1, 'marker')");
+  ASSERT_TRUE(AwaitOut("\"v\":\"marker\"", &p));
+  ASSERT_NO_FATAL_FAILURE(Stop(&p));
+
+  const std::string out = Out();
+  EXPECT_EQ(Count(out, SnapshotLine("start", "sne_trunc")), 1u) << out;
+  EXPECT_EQ(Count(out, SnapshotLine("end", "sne_trunc")), 1u) << out;
+  const size_t reads = Count(out, "{\"op\":\"read\"");
+  EXPECT_NE(out.find(SnapshotLine("end", "sne_trunc") + std::to_string(reads) + "}"),
+            std::string::npos)
+      << "the end line counts every read line (" << reads << ")";
+  // The truncate came after the first chunk and before the end line.
+  const size_t truncate = out.find("{\"op\":\"truncate\"");
+  ASSERT_NE(truncate, std::string::npos) << out;
+  EXPECT_EQ(Count(out.substr(0, truncate), "{\"op\":\"read\""), 1000u);
+  EXPECT_LT(truncate, out.find(SnapshotLine("end", "sne_trunc")));
+  AppliedTables applied = ApplyLines(out, {{"sne_trunc", {"id", "v"}}});
+  AppliedTables expected = TablesNow(pg_, {"sne_trunc"});
+  EXPECT_EQ(applied["sne_trunc"].size(), expected["sne_trunc"].size());
+  EXPECT_TRUE(applied == expected) << "the lines applied in order differ from the table";
 }
 
 }  // namespace

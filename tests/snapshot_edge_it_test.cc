@@ -1,9 +1,9 @@
 // snapshot: initial in the real daemon, into a file, at its edges: every
 // type the JSON encoder knows read as it would be inserted, and a table
-// truncated while the snapshot reads it. Each race is made certain with a
-// lock the test holds: the snapshot's reading connection waits for it
-// (pg_stat_activity says so) while the test changes the table, never
-// with a sleep.
+// truncated, dropped or taken out of the publication while the snapshot
+// runs. Each race is made certain with a lock the test holds: the
+// snapshot's reading connection waits for it (pg_stat_activity says so)
+// while the test changes the table, never with a sleep.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -165,6 +165,7 @@ class SnapshotEdgeTest : public DaemonTest {
   }
   ::testing::AssertionResult StartBlockedOn(const std::string& table, const std::string& cfg,
                                             Session* holder, Subprocess* p);
+  void DropWhileRead(Subprocess* p);
   // Stops `p` with SIGTERM and checks that it ended well.
   void Stop(Subprocess* p) {
     ASSERT_TRUE(p->Signal(SIGTERM));
@@ -447,6 +448,124 @@ TEST_F(SnapshotEdgeTest, ATableTruncatedWhileAChunkIsReadAppliesToExactlyItsRows
   AppliedTables expected = TablesNow(pg_, {"sne_trunc"});
   EXPECT_EQ(applied["sne_trunc"].size(), expected["sne_trunc"].size());
   EXPECT_TRUE(applied == expected) << "the lines applied in order differ from the table";
+}
+
+// The snapshot's reading connection and the walsender get their server
+// messages in German (lc_messages, which the test's superuser may set):
+// what pgslotd writes and decides follows from SQLSTATEs, never from
+// these words.
+std::string GermanConninfo(PgCluster* pg) {
+  return pg->Conninfo(kDb) + " options='-c lc_messages=de_DE.UTF-8'";
+}
+
+// sne_drop_a is dropped while its first chunk waits for the test's lock;
+// returns once sne_drop_b is read and a later insert into it is out.
+void SnapshotEdgeTest::DropWhileRead(Subprocess* p) {
+  UseSlot("snapedge_drop");
+  Session german(GermanConninfo(pg_));
+  ASSERT_NE(german.Exec("SELECT 1/0").find("Division durch Null"), std::string::npos)
+      << "the server does not speak German (is the de_DE.UTF-8 locale installed?)";
+  MakeTables(pg_, "sne_drop_pub", {{"sne_drop_a", 2000}, {"sne_drop_b", 300}});
+  Session holder(pg_->Conninfo(kDb));
+  ASSERT_TRUE(
+      StartBlockedOn("sne_drop_a", Config("sne_drop_pub", 500, GermanConninfo(pg_)), &holder, p));
+  ASSERT_EQ(holder.Exec("DROP TABLE sne_drop_a; COMMIT"), "");
+  ASSERT_TRUE(AwaitOut(SnapshotLine("end", "sne_drop_b") + "300}", p));
+  Sql("INSERT INTO sne_drop_b VALUES (1000, 'after')");
+  ASSERT_TRUE(AwaitOut("\"new\":{\"id\":1000,\"v\":\"after\"}", p));
+  ASSERT_NO_FATAL_FAILURE(Stop(p));
+}
+
+// The dropped table ends with a failed line after its start line, whose
+// error is the chunk's, the server's words (German here) framed by
+// pgslotd's with the SQLSTATE; the snapshot goes on with the next table,
+// and the stream goes on.
+TEST_F(SnapshotEdgeTest, ATableDroppedWhileItIsReadFailsAndTheRestGoesOn) {
+  Subprocess p;
+  ASSERT_NO_FATAL_FAILURE(DropWhileRead(&p));
+  const std::string out = Out(), log = p.Stderr();
+  const std::string error =
+      "reading a chunk of table public.sne_drop_a: Relation »public.sne_drop_a« existiert nicht "
+      "(SQLSTATE 42P01)";
+  std::vector<Json> a = LinesOf(out, "snapshot", "sne_drop_a");
+  ASSERT_EQ(a.size(), 2u) << out;
+  EXPECT_EQ(a[0]["event"].text, "start");
+  EXPECT_EQ(a[1].Keys(),
+            (std::vector<std::string>{"op", "event", "schema", "table", "rows", "error"}));
+  EXPECT_EQ(a[1]["event"].text, "failed");
+  EXPECT_EQ(a[1]["rows"].text, "0");
+  EXPECT_EQ(a[1]["error"].text, error);
+  EXPECT_TRUE(LinesOf(out, "read", "sne_drop_a").empty());
+  EXPECT_LT(out.find(SnapshotLine("failed", "sne_drop_a")),
+            out.find(SnapshotLine("start", "sne_drop_b")));
+  EXPECT_EQ(LinesOf(out, "read", "sne_drop_b").size(), 300u);
+  EXPECT_EQ(LinesWithAll(log, {"snapshot of table public.sne_drop_a failed after 0 rows: " + error})
+                .size(),
+            1u)
+      << log;
+  EXPECT_NE(log.find("snapshot done: 300 rows of 2 tables"), std::string::npos) << log;
+}
+
+// BUG (pgslotd): a table dropped while it is read is tried again 9 times
+// (about 2 s apart here) before its failed line, with a warning each time,
+// although docs/operations.md ("Failures while reading") says a failure
+// that retrying cannot fix, such as a table no longer in the publications,
+// gives the failed line at once: the chunk's SQLSTATE 42P01 (undefined
+// table) matches no rule of src/pg/server_error.cc but the last, which
+// makes any other server error kRetryable, and SnapshotDriver::Answered
+// tries every kRetryable failure again. Enable once that is decided.
+TEST_F(SnapshotEdgeTest, ATableDroppedWhileItIsReadFailsAtOnce) {
+  GTEST_SKIP() << "BUG: a dropped table (SQLSTATE 42P01) is retried 9 times before its failed "
+                  "line; docs/operations.md says it fails at once";
+  Subprocess p;
+  ASSERT_NO_FATAL_FAILURE(DropWhileRead(&p));
+  EXPECT_TRUE(LinesWithAll(p.Stderr(), {"trying again"}).empty()) << p.Stderr();
+}
+
+// sne_unpub_b is taken out of the publication while sne_unpub_a, before
+// it, is read (its first chunk waits for the test's lock, let go with the
+// change). The docs say only that such a table gives the failed line at
+// once (operations.md, "Failures while reading"); what else is asserted
+// is what the code does and a user would expect: no start line (the table
+// is found unpublished before it is read, as a table without a key is),
+// the words of that, the next table read, and the table's later changes
+// no longer streamed.
+TEST_F(SnapshotEdgeTest, ATableTakenOutOfThePublicationBeforeItsTurnFailsAtOnce) {
+  UseSlot("snapedge_unpub");
+  MakeTables(pg_, "sne_unpub_pub",
+             {{"sne_unpub_a", 2000}, {"sne_unpub_b", 300}, {"sne_unpub_c", 300}});
+  Session holder(pg_->Conninfo(kDb));
+  Subprocess p;
+  ASSERT_TRUE(StartBlockedOn("sne_unpub_a", Config("sne_unpub_pub", 500), &holder, &p));
+  ASSERT_EQ(holder.Exec("ALTER PUBLICATION sne_unpub_pub DROP TABLE sne_unpub_b; COMMIT"), "");
+  ASSERT_TRUE(Await([&] { return p.Stderr().find("snapshot done: ") != std::string::npos; },
+                    "the end of the snapshot", &p));
+  Sql("INSERT INTO sne_unpub_b VALUES (1000, 'unpublished')");
+  Sql("INSERT INTO sne_unpub_c VALUES (1000, 'after')");
+  ASSERT_TRUE(AwaitOut("\"new\":{\"id\":1000,\"v\":\"after\"}", &p));
+  ASSERT_NO_FATAL_FAILURE(Stop(&p));
+
+  const std::string out = Out(), log = p.Stderr();
+  const std::string error = "table public.sne_unpub_b is in none of the slot's publications";
+  std::vector<Json> b = LinesOf(out, "snapshot", "sne_unpub_b");
+  ASSERT_EQ(b.size(), 1u) << out;
+  EXPECT_EQ(b[0]["event"].text, "failed");
+  EXPECT_EQ(b[0]["rows"].text, "0");
+  EXPECT_EQ(b[0]["error"].text, error);
+  EXPECT_TRUE(LinesOf(out, "read", "sne_unpub_b").empty());
+  EXPECT_EQ(out.find("unpublished"), std::string::npos) << "a change of the unpublished table";
+  const size_t a_end = out.find(SnapshotLine("end", "sne_unpub_a") + "2000}");
+  const size_t b_failed = out.find(SnapshotLine("failed", "sne_unpub_b"));
+  const size_t c_start = out.find(SnapshotLine("start", "sne_unpub_c"));
+  EXPECT_TRUE(a_end < b_failed && b_failed < c_start) << out;
+  EXPECT_NE(out.find(SnapshotLine("end", "sne_unpub_c") + "300}"), std::string::npos);
+  EXPECT_EQ(
+      LinesWithAll(log, {"snapshot of table public.sne_unpub_b failed after 0 rows: " + error})
+          .size(),
+      1u)
+      << log;
+  EXPECT_TRUE(LinesWithAll(log, {"trying again"}).empty()) << log;
+  EXPECT_NE(log.find("snapshot done: 2300 rows of 3 tables"), std::string::npos) << log;
 }
 
 }  // namespace

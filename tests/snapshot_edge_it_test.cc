@@ -427,7 +427,8 @@ TEST_F(SnapshotEdgeTest, ATableTruncatedWhileAChunkIsReadAppliesToExactlyItsRows
                   "COMMIT"),
       "");
   ASSERT_TRUE(AwaitOut(SnapshotLine("end", "sne_trunc"), &p));
-  // A last change, so that the end line is not the file's last line.
+  // A last change, so that the end line is not the file's last line: a
+  // stop cuts that off (see AStopRightAfterASnapshotsLastLineKeepsIt).
   Sql("INSERT INTO sne_trunc VALUES (-1, 'marker')");
   ASSERT_TRUE(AwaitOut("\"v\":\"marker\"", &p));
   ASSERT_NO_FATAL_FAILURE(Stop(&p));
@@ -566,6 +567,31 @@ TEST_F(SnapshotEdgeTest, ATableTakenOutOfThePublicationBeforeItsTurnFailsAtOnce)
       << log;
   EXPECT_TRUE(LinesWithAll(log, {"trying again"}).empty()) << log;
   EXPECT_NE(log.find("snapshot done: 2300 rows of 3 tables"), std::string::npos) << log;
+}
+
+// BUG (pgslotd): a clean stop (SIGTERM) soon after a snapshot's last lines
+// cuts them off the file. The end line is written between transactions
+// and has no position of its own: only the next message or keepalive
+// covers it (ReadLoop::SnapshotTurn, src/slot/read_loop.cc). When the stop
+// comes first, the last state record is at the offset before it (its
+// progress: the table still being read), and the stop cuts the file back
+// to that record (ExactlyOnce::DropUnrecorded, src/slot/exactly_once.cc),
+// although the log said "snapshot ... done". The next start reads the
+// table on and writes the end line again; a slot never started again
+// leaves a file without it. Timing-dependent: most runs under load.
+TEST_F(SnapshotEdgeTest, AStopRightAfterASnapshotsLastLineKeepsIt) {
+  GTEST_SKIP() << "BUG: a clean stop right after a snapshot's end line cuts it off the file "
+                  "(the state record does not cover lines written after the last message)";
+  UseSlot("snapedge_stop");
+  MakeTables(pg_, "sne_stop_pub", {{"sne_stop", 300}});
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", Config("sne_stop_pub", 100)});
+  ASSERT_TRUE(AwaitOut(SnapshotLine("end", "sne_stop") + "300}\n", &p));
+  const std::string written = Out();
+  ASSERT_NO_FATAL_FAILURE(Stop(&p));
+  EXPECT_TRUE(SameBytes(Out(), written)) << p.Stderr();
+  const std::string record = ReadFile(dir_->File(slot_ + ".state"));
+  EXPECT_EQ(record.find("\nsnapshot "), std::string::npos) << record;
 }
 
 }  // namespace

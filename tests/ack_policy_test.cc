@@ -190,6 +190,32 @@ TEST(AckPolicyTest, AMessageOutsideATransactionIsRecordedJustPastItsPosition) {
   EXPECT_EQ(p.durable_lsn(), 0x41u);
 }
 
+TEST(AckPolicyTest, PositionlessOutputIsRecordedWithThePositionBeforeIt) {
+  AckPolicy p = Stream(true);
+  auto now = Clock::now();
+  p.StartFromRecord(0, kInvalidLsn);
+  p.Positionless(20, now);  // nothing before it has a position: no mark
+  p.Durable(20);
+  EXPECT_FALSE(p.CheckpointWanted().has_value());
+  p.Data(0x10, 60, kCommitted, now);
+  p.Positionless(90, now);  // a snapshot's lines after the transaction
+  p.Durable(90);
+  ASSERT_TRUE(p.CheckpointWanted().has_value());
+  EXPECT_EQ(p.CheckpointWanted()->offset, 90u) << "the record holds them at once";
+  EXPECT_EQ(p.CheckpointWanted()->lsn, 0x10u) << "and claims nothing more";
+  p.Data(0x20, 120, kInside, now);
+  p.Positionless(130, now);  // inside a transaction: never a mark
+  p.Durable(130);
+  EXPECT_EQ(p.CheckpointWanted()->offset, 90u);
+
+  AckPolicy stream = Stream(false);  // a stream sink: the next message covers them
+  stream.Data(0x10, 60, kCommitted, now);
+  stream.EndOfBatch(60, now);
+  stream.Positionless(90, now);
+  stream.Durable(90);
+  EXPECT_EQ(stream.SafeOffset(), 60u);
+}
+
 TEST(AckPolicyTest, AResentTransactionIsDroppedAndTheStreamGoesOnWhereItBegan) {
   AckPolicy p = Stream(true);
   auto now = Clock::now();

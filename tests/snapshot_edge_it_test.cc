@@ -487,7 +487,7 @@ TEST_F(SnapshotEdgeTest, ATableDroppedWhileItIsReadFailsAndTheRestGoesOn) {
   const std::string out = Out(), log = p.Stderr();
   const std::string error =
       "reading a chunk of table public.sne_drop_a: Relation »public.sne_drop_a« existiert nicht "
-      "(SQLSTATE 42P01)";
+      "(SQLSTATE 42P01): the table does not exist any more (dropped or renamed)";
   std::vector<Json> a = LinesOf(out, "snapshot", "sne_drop_a");
   ASSERT_EQ(a.size(), 2u) << out;
   EXPECT_EQ(a[0]["event"].text, "start");
@@ -507,17 +507,9 @@ TEST_F(SnapshotEdgeTest, ATableDroppedWhileItIsReadFailsAndTheRestGoesOn) {
   EXPECT_NE(log.find("snapshot done: 300 rows of 2 tables"), std::string::npos) << log;
 }
 
-// BUG (pgslotd): a table dropped while it is read is tried again 9 times
-// (about 2 s apart here) before its failed line, with a warning each time,
-// although docs/operations.md ("Failures while reading") says a failure
-// that retrying cannot fix, such as a table no longer in the publications,
-// gives the failed line at once: the chunk's SQLSTATE 42P01 (undefined
-// table) matches no rule of src/pg/server_error.cc but the last, which
-// makes any other server error kRetryable, and SnapshotDriver::Answered
-// tries every kRetryable failure again. Enable once that is decided.
+// A table dropped while it is read fails at once (SQLSTATE 42P01, which
+// retrying cannot fix), with no warning that it is tried again.
 TEST_F(SnapshotEdgeTest, ATableDroppedWhileItIsReadFailsAtOnce) {
-  GTEST_SKIP() << "BUG: a dropped table (SQLSTATE 42P01) is retried 9 times before its failed "
-                  "line; docs/operations.md says it fails at once";
   Subprocess p;
   ASSERT_NO_FATAL_FAILURE(DropWhileRead(&p));
   EXPECT_TRUE(LinesWithAll(p.Stderr(), {"trying again"}).empty()) << p.Stderr();
@@ -569,19 +561,11 @@ TEST_F(SnapshotEdgeTest, ATableTakenOutOfThePublicationBeforeItsTurnFailsAtOnce)
   EXPECT_NE(log.find("snapshot done: 2300 rows of 3 tables"), std::string::npos) << log;
 }
 
-// BUG (pgslotd): a clean stop (SIGTERM) soon after a snapshot's last lines
-// cuts them off the file. The end line is written between transactions
-// and has no position of its own: only the next message or keepalive
-// covers it (ReadLoop::SnapshotTurn, src/slot/read_loop.cc). When the stop
-// comes first, the last state record is at the offset before it (its
-// progress: the table still being read), and the stop cuts the file back
-// to that record (ExactlyOnce::DropUnrecorded, src/slot/exactly_once.cc),
-// although the log said "snapshot ... done". The next start reads the
-// table on and writes the end line again; a slot never started again
-// leaves a file without it. Timing-dependent: most runs under load.
+// A clean stop (SIGTERM) right after a snapshot's last line keeps it: the
+// line has no position of its own, and the state record holds it with the
+// position before it (AckPolicy::Positionless), so the stop does not cut
+// it off, and the record says the snapshot is done.
 TEST_F(SnapshotEdgeTest, AStopRightAfterASnapshotsLastLineKeepsIt) {
-  GTEST_SKIP() << "BUG: a clean stop right after a snapshot's end line cuts it off the file "
-                  "(the state record does not cover lines written after the last message)";
   UseSlot("snapedge_stop");
   MakeTables(pg_, "sne_stop_pub", {{"sne_stop", 300}});
   Subprocess p;

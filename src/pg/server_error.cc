@@ -96,6 +96,11 @@ constexpr Rule kRules[] = {
    "its grammar does not accept)"},
   {kAnyStep, "42602", kAnySlot, false, Outcome::kStop, ""},
   {kCreate, "55000", kAnySlot, false, Outcome::kStop, ""},
+  // A snapshot's reads: the table or a column of it is gone.
+  {kQuery, "42P01", kAnySlot, false, Outcome::kStop,
+   "the table does not exist any more (dropped or renamed)"},
+  {kQuery, "42703", kAnySlot, false, Outcome::kStop,
+   "a column of the table does not exist any more (dropped or renamed)"},
   {kAnyStep, "*", kAnySlot, false, Outcome::kRetry, ""},
 };
 // clang-format on

@@ -77,6 +77,14 @@ void AckPolicy::Unwritten(uint64_t offset) {
 
 void AckPolicy::EndOfBatch(uint64_t end, Clock::time_point now) { MarkPending(end, now); }
 
+void AckPolicy::Positionless(uint64_t end, Clock::time_point now) {
+  if (!exactly_once_ || !AtBoundary() || has_pending_) return;
+  Lsn before = count_ > 0 ? ring_[(head_ + count_ - 1) % ring_.size()].lsn : durable_lsn_;
+  if (before == kInvalidLsn) return;
+  last_mark_offset_ = end;
+  AddMark(end, before, now);
+}
+
 void AckPolicy::MarkPending(uint64_t end, Clock::time_point now) {
   if (!has_pending_ || (exactly_once_ && !AtBoundary())) return;
   last_mark_offset_ = end;

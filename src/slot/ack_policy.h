@@ -99,6 +99,12 @@ class AckPolicy {
   void Unwritten(uint64_t offset);
   // The end of a read batch at `end`: the data received gets its mark.
   void EndOfBatch(uint64_t end, Clock::time_point now);
+  // Output with no position of its own (a snapshot's lines, written
+  // between transactions) ends at `end`. For an exactly-once sink it is
+  // marked with the position of the mark before it, which it changes
+  // nothing of, so that a record can hold it at once (not only once the
+  // next message comes: a stop before that would cut it off).
+  void Positionless(uint64_t end, Clock::time_point now);
   // A keepalive at the stream's `end` whose WAL end (already cut to any
   // end position) is `claim`. Returns how far it may be acknowledged.
   Lsn Keepalive(Lsn claim, uint64_t end, Clock::time_point now);

@@ -122,10 +122,12 @@ void ReadLoop::SnapshotTurn() {
                  !policy_.in_pieces() && pipeline_.received != kInvalidLsn;
   if (!snapshot->Turn(session_.json, writer_.buffer(), between, turn_now_)) return;
   snapshot->Wrote(writer_.appended());
-  // No position of their own: the next message or keepalive the policy is
-  // told of covers them, so nothing is acknowledged before they are durable
-  // (and nothing beyond what the stream has proven).
+  // No position of their own: an exactly-once sink records them with the
+  // position before them; otherwise the next message or keepalive the
+  // policy is told of covers them, so nothing is acknowledged before they
+  // are durable (and nothing beyond what the stream has proven).
   writer_.buffer()->MarkUnitEnd();
+  policy_.Positionless(writer_.appended(), turn_now_);
 }
 
 Status ReadLoop::ContinueOutput(Clock::time_point now) {

@@ -117,6 +117,13 @@ class SnapshotDriverTest : public ::testing::Test {
 const char kStart[] =
     "{\"op\":\"snapshot\",\"event\":\"start\",\"schema\":\"public\",\"table\":\"items\"}\n";
 
+// The items table's end line, with its count of rows.
+std::string End(int rows) {
+  return "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"items\","
+         "\"rows\":" +
+         std::to_string(rows) + "}\n";
+}
+
 std::string Read(int id) {
   return "{\"op\":\"read\",\"lsn\":\"0/"
          "100\",\"schema\":\"public\",\"table\":\"items\",\"new\":{\"id\":" +
@@ -153,9 +160,7 @@ TEST_F(SnapshotDriverTest, ListsDescribesWaitsThenReadsInChunksFramedByStartAndE
   Turn();
   EXPECT_EQ(Take(), Read(4));
   Turn();
-  EXPECT_EQ(Take(),
-            "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"items\","
-            "\"rows\":4}\n");
+  EXPECT_EQ(Take(), End(4));
   Turn();
   EXPECT_EQ(reads_.last().kind, Kind::kClose) << "the connection is given back";
   EXPECT_FALSE(driver_.active());
@@ -238,10 +243,7 @@ TEST_F(SnapshotDriverTest, LinesLostWithAFailedSessionAreReadAgainAfterWhatTheOu
   Turn();
   EXPECT_EQ(Take(), Read(4));
   Turn();
-  EXPECT_EQ(Take(),
-            "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"items\","
-            "\"rows\":4}\n")
-      << "the rows the output holds";
+  EXPECT_EQ(Take(), End(4)) << "the rows the output holds";
 
   driver_.Wrote(350);
   driver_.Rewind(350);  // all kept: nothing to do
@@ -305,9 +307,7 @@ TEST_F(SnapshotDriverTest, AResumedPassGoesOnAfterItsKeyWithoutASecondStartLine)
   Turn();
   EXPECT_EQ(Take(), Read(2));
   Turn();
-  EXPECT_EQ(Take(),
-            "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"items\","
-            "\"rows\":5}\n");
+  EXPECT_EQ(Take(), End(5));
   EXPECT_EQ(reads_.last().kind, Kind::kDescribe);
   EXPECT_EQ(reads_.last().table, "later") << "then the rest of the queue";
 }
@@ -329,9 +329,7 @@ TEST_F(SnapshotDriverTest, APassResumedWithItsRangesReadReadsOnlyItsKeysAgain) {
   Turn();
   EXPECT_EQ(Take(), Read(5));
   Turn();
-  EXPECT_EQ(Take(),
-            "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":\"items\","
-            "\"rows\":8}\n");
+  EXPECT_EQ(Take(), End(8));
 }
 
 TEST_F(SnapshotDriverTest, ASnapshotOfNoTablesIsFinishedWithoutALine) {

@@ -1,6 +1,7 @@
 // pgslotd: parses flags, loads the config, runs the supervisor. Nothing else.
 #include <getopt.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -11,18 +12,21 @@
 #include "daemon/control_socket.h"
 #include "daemon/supervisor.h"
 #include "pg/lsn.h"
+#include "snapshot/snapshot_request.h"
 #include "util/log.h"
 #include "version.h"
 
 namespace {
 
-constexpr int kExitUsage = 64;   // EX_USAGE
-constexpr int kExitConfig = 78;  // EX_CONFIG
+constexpr int kExitUsage = 64;       // EX_USAGE
+constexpr int kExitCantCreate = 73;  // EX_CANTCREAT
+constexpr int kExitConfig = 78;      // EX_CONFIG
 
 void PrintHelp() {
   std::printf(
       "Usage: pgslotd --config PATH [--check] [--end-lsn LSN] [--log-target T]\n"
       "       pgslotd --config PATH --status [--json]\n"
+      "       pgslotd --config PATH --snapshot SLOT [--table SCHEMA.TABLE]...\n"
       "\n"
       "Streams PostgreSQL logical replication slots into stdout, files and named\n"
       "pipes, acknowledging each position only once its sink has made it durable.\n"
@@ -37,6 +41,13 @@ void PrintHelp() {
       "                      slots are (through its control socket; no database\n"
       "                      access needed) and print one line per slot\n"
       "      --json          with --status: print the same as JSON\n"
+      "      --snapshot SLOT ask the daemon to read the rows of SLOT's tables\n"
+      "                      again (snapshot: initial or on_request), interleaved\n"
+      "                      with its stream; exits 0 once the request is durable\n"
+      "                      (a daemon that is down takes it when it starts)\n"
+      "      --table SCHEMA.TABLE\n"
+      "                      with --snapshot: only this table (repeatable;\n"
+      "                      default: every table of the slot's publications)\n"
       "      --end-lsn LSN   stream until every slot has durably written and\n"
       "                      acknowledged everything up to LSN (X/Y), then exit 0\n"
       "      --log-target T  auto (the default: journald when stderr is the journal\n"
@@ -46,7 +57,8 @@ void PrintHelp() {
       "\n"
       "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads the configuration\n"
       "(unchanged slots keep streaming) and reopens sink files.\n"
-      "Exit codes: 0 clean, 1 fatal error, 64 bad usage, 78 configuration error.\n");
+      "Exit codes: 0 clean, 1 fatal error, 64 bad usage, 73 cannot write a snapshot\n"
+      "request, 78 configuration error.\n");
 }
 
 // --status: asks the daemon of `config` through its control socket.
@@ -65,6 +77,44 @@ int PrintStatus(const pgslotd::Config& config, bool json) {
   return answer.value().rfind("error:", 0) == 0 ? 1 : 0;
 }
 
+// --snapshot: writes the request where the slot's worker finds it, then
+// tells the running daemon, if any.
+int RequestSnapshot(const pgslotd::Config& config, const std::string& slot,
+                    const std::vector<pgslotd::QualifiedTable>& tables) {
+  const pgslotd::SlotConfig* found = nullptr;
+  for (const pgslotd::SlotConfig& s : config.slots) {
+    if (s.name == slot) found = &s;
+  }
+  if (found == nullptr) {
+    std::fprintf(stderr, "pgslotd: --snapshot: %s has no slot named \"%s\"\n", config.path.c_str(),
+                 slot.c_str());
+    return kExitUsage;
+  }
+  if (found->snapshot == pgslotd::SnapshotMode::kNever) {
+    std::fprintf(stderr,
+                 "pgslotd: --snapshot: slot %s has snapshot: never in %s; set snapshot: "
+                 "on_request (format json) and reload pgslotd, then ask again\n",
+                 slot.c_str(), config.path.c_str());
+    return kExitConfig;
+  }
+  pgslotd::Result<std::string> path =
+      pgslotd::WriteSnapshotRequest(found->state_directory, slot, tables);
+  if (!path.ok()) {
+    std::fprintf(stderr, "pgslotd: --snapshot: %s\n", path.status().message().c_str());
+    return kExitCantCreate;
+  }
+  std::printf("pgslotd: snapshot of slot %s requested (%s)\n", slot.c_str(), path.value().c_str());
+  pgslotd::Result<std::string> answer = pgslotd::AskDaemon(
+      config.control_socket, "snapshot " + slot, std::chrono::milliseconds(1500));
+  if (!answer.ok()) {
+    std::printf("pgslotd is not running (%s): the request is carried out when it starts\n",
+                answer.status().message().c_str());
+  } else {
+    std::fwrite(answer.value().data(), 1, answer.value().size(), stdout);
+  }
+  return 0;
+}
+
 // What the command line asks for.
 struct Flags {
   std::string config_path;
@@ -73,17 +123,30 @@ struct Flags {
   bool json = false;
   std::optional<pgslotd::Lsn> end_lsn;
   std::string log_target = "auto";
+  std::optional<std::string> snapshot_slot;     // --snapshot
+  std::vector<pgslotd::QualifiedTable> tables;  // --table
 };
 
 // Reads the options into *flags. Returns the exit code when the program is
 // done (--help, --version, bad usage), nullopt to go on.
 std::optional<int> ReadOptions(int argc, char** argv, Flags* flags) {
-  enum { kOptCheck = 1000, kOptEndLsn, kOptVersion, kOptLogTarget, kOptStatus, kOptJson };
+  enum {
+    kOptCheck = 1000,
+    kOptEndLsn,
+    kOptVersion,
+    kOptLogTarget,
+    kOptStatus,
+    kOptJson,
+    kOptSnapshot,
+    kOptTable
+  };
   static const struct option kOptions[] = {
       {"config", required_argument, nullptr, 'c'},
       {"check", no_argument, nullptr, kOptCheck},
       {"status", no_argument, nullptr, kOptStatus},
       {"json", no_argument, nullptr, kOptJson},
+      {"snapshot", required_argument, nullptr, kOptSnapshot},
+      {"table", required_argument, nullptr, kOptTable},
       {"end-lsn", required_argument, nullptr, kOptEndLsn},
       {"version", no_argument, nullptr, kOptVersion},
       {"log-target", required_argument, nullptr, kOptLogTarget},
@@ -105,6 +168,21 @@ std::optional<int> ReadOptions(int argc, char** argv, Flags* flags) {
       case kOptJson:
         flags->json = true;
         break;
+      case kOptSnapshot:
+        flags->snapshot_slot = optarg;
+        break;
+      case kOptTable: {
+        pgslotd::QualifiedTable table;
+        std::string err;
+        if (!pgslotd::ParseQualifiedTable(optarg, &table, &err)) {
+          std::fprintf(stderr, "pgslotd: --table %s\n", err.c_str());
+          return kExitUsage;
+        }
+        if (std::find(flags->tables.begin(), flags->tables.end(), table) == flags->tables.end()) {
+          flags->tables.push_back(std::move(table));
+        }
+        break;
+      }
       case kOptEndLsn:
         flags->end_lsn = pgslotd::ParseLsn(optarg);
         if (!flags->end_lsn) {
@@ -144,6 +222,10 @@ std::optional<int> ReadFlags(int argc, char** argv, Flags* flags) {
     problem = "--json goes with --status";
   } else if (flags->status && (flags->check || flags->end_lsn)) {
     problem = "--status goes with neither --check nor --end-lsn";
+  } else if (!flags->tables.empty() && !flags->snapshot_slot) {
+    problem = "--table goes with --snapshot SLOT";
+  } else if (flags->snapshot_slot && (flags->check || flags->end_lsn || flags->status)) {
+    problem = "--snapshot goes with neither --check, --status nor --end-lsn";
   }
   if (problem == nullptr) return std::nullopt;
   std::fprintf(stderr, "pgslotd: %s\n", problem);
@@ -156,7 +238,7 @@ bool Load(const Flags& flags, pgslotd::Config* config) {
   std::vector<pgslotd::ConfigError> errors, warnings;
   pgslotd::LoadOptions load_options;
   load_options.check_paths = flags.check;
-  load_options.warn_world_writable = !flags.status;
+  load_options.warn_world_writable = !flags.status && !flags.snapshot_slot;
   bool loaded = pgslotd::LoadConfig(flags.config_path, config, &errors, load_options, &warnings);
   for (const auto& w : warnings) std::fprintf(stderr, "%s\n", w.ToString().c_str());
   if (loaded) return true;
@@ -199,5 +281,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (flags.status) return PrintStatus(config, flags.json);
+  if (flags.snapshot_slot) return RequestSnapshot(config, *flags.snapshot_slot, flags.tables);
   return RunDaemon(std::move(config), flags);
 }

@@ -611,6 +611,59 @@ slots:
                  7, "slots[0].snapshot_chunk_rows", {"must be greater than 0"});
 }
 
+// on_request: no snapshot by itself, so no create: true with any sink; the
+// same needs of format, sink and messages as initial.
+TEST_F(ConfigTest, SnapshotOnRequestTakesAnyJsonSlotButAKafkaOne) {
+  Config ok = Load(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    snapshot: on_request
+    options: {publication_names: p}
+    sink: {type: stdout}
+)");
+  EXPECT_EQ(ok.slots[0].snapshot, SnapshotMode::kOnRequest);
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: test_decoding
+    snapshot: on_request
+    sink: {type: stdout}
+)",
+                 4, "slots[0].snapshot", {"snapshot applies to format json only"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    snapshot: on_request
+    options: {publication_names: p}
+    sink: {type: kafka, brokers: "k:9092"}
+)",
+                 5, "slots[0].snapshot", {"not supported with a kafka sink yet"});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    snapshot: on_request
+    options: {publication_names: p, messages: "off"}
+    sink: {type: stdout}
+)",
+                 6, "slots[0].options", {"snapshot needs pgoutput's messages", "\"off\""});
+  ExpectOneError(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    snapshot: sometimes
+    options: {publication_names: p}
+    sink: {type: stdout}
+)",
+                 5, "slots[0].snapshot", {"never", "initial", "on_request"});
+}
+
 TEST_F(ConfigTest, JsonNeedsPgoutput) {
   ExpectOneError(R"(
 slots:

@@ -376,5 +376,51 @@ TEST_F(SnapshotDriverTest, ATableIsWatchedFromAPointBetweenTransactionsOnly) {
   EXPECT_NE(driver_.observer()->WatchOf("public", "items"), nullptr);
 }
 
+// An on-demand request's file is named by the progress of every offset
+// from the request on (so that a record holds it), until the snapshot is
+// done; a resumed driver knows it.
+TEST_F(SnapshotDriverTest, AnOnDemandRequestIsNamedByTheProgressUntilTheSnapshotIsDone) {
+  driver_.Wrote(0);
+  driver_.Request({{"public", "items"}}, "0001-7");
+  EXPECT_TRUE(driver_.HoldsRequest("0001-7"));
+  EXPECT_FALSE(driver_.HoldsRequest("0002-7"));
+  EXPECT_EQ(driver_.ProgressAt(0),
+            "queue 1 t public items started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0 "
+            "requests 1 0001-7");
+  Turn();
+  UpToFirstRead(Items());
+  Take();
+  driver_.Wrote(100);
+  EXPECT_NE(driver_.ProgressAt(100).find(" requests 1 0001-7"), std::string::npos)
+      << driver_.ProgressAt(100);
+  driver_.Request({}, "0002-7");  // a second one while the first is read
+  EXPECT_NE(driver_.ProgressAt(100).find("requests 2 0001-7 0002-7"), std::string::npos)
+      << driver_.ProgressAt(100);
+
+  SnapshotProgress recorded;
+  std::string err;
+  ASSERT_TRUE(ParseSnapshotProgress(driver_.ProgressAt(100), &recorded, &err)) << err;
+  FakeReads other_reads;
+  SnapshotDriver resumed("s1", {"pub"}, 3, &other_reads);
+  resumed.Resume(recorded);
+  EXPECT_TRUE(resumed.HoldsRequest("0001-7"));
+  EXPECT_TRUE(resumed.HoldsRequest("0002-7"));
+
+  AnswerRead({1});
+  Turn();
+  Turn();
+  EXPECT_EQ(Take(), Read(1) + End(1));
+  Turn();  // "all": listed
+  SnapshotAnswer none;
+  reads_.Answer(std::move(none));
+  Turn();
+  Turn();
+  EXPECT_EQ(reads_.last().kind, Kind::kClose);
+  EXPECT_FALSE(driver_.HoldsRequest("0001-7"));
+  EXPECT_FALSE(driver_.HoldsRequest("0002-7"));
+  driver_.Wrote(200);
+  EXPECT_EQ(driver_.ProgressAt(200), "");
+}
+
 }  // namespace
 }  // namespace pgslotd

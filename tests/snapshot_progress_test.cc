@@ -77,5 +77,31 @@ TEST(SnapshotProgressTest, WhatIsNotOneIsRefused) {
   }
 }
 
+TEST(SnapshotProgressTest, TheRequestFilesItHoldsComeLastAndOnlyWhenThereAreAny) {
+  SnapshotProgress p;
+  p.queue = {{"public", "orders"}};
+  p.requests = {"00000001764999000000000000-12", "a b"};
+  const std::string text = SerializeSnapshotProgress(p);
+  EXPECT_EQ(text,
+            "queue 1 t public orders started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0 "
+            "requests 2 00000001764999000000000000-12 a\\sb");
+  SnapshotProgress back;
+  std::string err;
+  ASSERT_TRUE(ParseSnapshotProgress(text, &back, &err)) << err;
+  EXPECT_EQ(back, p);
+  // A record of the version before has none.
+  ASSERT_TRUE(ParseSnapshotProgress(
+      "queue 1 all started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0", &back, &err));
+  EXPECT_TRUE(back.requests.empty());
+  EXPECT_FALSE(ParseSnapshotProgress(
+      "queue 1 all started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0 requests", &back,
+      &err));
+  EXPECT_FALSE(ParseSnapshotProgress(
+      "queue 1 all started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0 requests 2 x", &back,
+      &err));
+  EXPECT_FALSE(ParseSnapshotProgress(
+      "queue 1 all started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0 extra 0", &back, &err));
+}
+
 }  // namespace
 }  // namespace pgslotd

@@ -188,6 +188,7 @@ constexpr Choice kFormats[] = {
 constexpr Choice kSnapshotModes[] = {
     {"never", static_cast<int>(SnapshotMode::kNever)},
     {"initial", static_cast<int>(SnapshotMode::kInitial)},
+    {"on_request", static_cast<int>(SnapshotMode::kOnRequest)},
     {nullptr, 0},
 };
 
@@ -416,7 +417,8 @@ constexpr KeySpec kSchema[] = {
    "how changes are written to the sink"},
   {Scope::kSlot, "snapshot",        Kind::kChoice,   Need::kOptional,  "never", kSnapshotModes,
    nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::snapshot>(),
-   "format json: initial reads every table of the publications when pgslotd creates the slot"},
+   "format json: initial reads every table of the publications at the slot's first start; "
+   "initial and on_request read tables again on request (pgslotd --snapshot)"},
   {Scope::kSlot, "snapshot_chunk_rows", Kind::kCount, Need::kOptional, "10000", nullptr,
    CheckPositiveSize, Reload::kRestartsSlot, Bind<&SlotConfig::snapshot_chunk_rows>(),
    "rows a snapshot reads in one chunk (one short transaction)"},
@@ -1305,11 +1307,13 @@ void Loader::CheckSnapshot(const Section& s, SlotDraft* draft) {
     Error(snapshot.line, key,
           "snapshot is not supported with a kafka sink yet (a snapshot's progress is not kept "
           "with its position yet); use a file, stdout or pipe sink");
-  } else if (!slot.create && slot.sink.type != SinkType::kFile) {
+  } else if (slot.snapshot == SnapshotMode::kInitial && !slot.create &&
+             slot.sink.type != SinkType::kFile) {
     Error(snapshot.line, key,
           "snapshot: initial with a stdout or pipe sink (which records no position) runs when "
           "pgslotd creates the slot; set create: true (a slot created otherwise is never read "
-          "from the start)");
+          "from the start), or snapshot: on_request to read its tables with pgslotd "
+          "--snapshot");
   }
   for (const auto& [name, value] : slot.options) {
     if (name == "messages" && !ServerBoolTrue(value)) {

@@ -32,8 +32,9 @@ using Duration = std::chrono::milliseconds;
 enum class SinkType { kStdout, kFile, kPipe, kKafka, kCount };
 constexpr size_t kSinkTypeCount = static_cast<size_t>(SinkType::kCount);
 enum class OutputFormat { kRaw, kJson };
-// When a slot reads the rows that exist already (docs/design-snapshots.md).
-enum class SnapshotMode { kNever, kInitial };
+// When a slot reads the rows that exist already (docs/design-snapshots.md):
+// never; at its start (and on request); only on request (pgslotd --snapshot).
+enum class SnapshotMode { kNever, kInitial, kOnRequest };
 // What a kafka sink's records are keyed by.
 enum class KafkaKey { kPrimaryKey, kNone };
 

@@ -1,11 +1,16 @@
 // The daemon's control socket, through which `pgslotd --status` asks the
-// running daemon how its slots are: a Unix stream socket at
+// running daemon how its slots are, and `pgslotd --snapshot` tells it of a
+// request: a Unix stream socket at
 // <runtime_directory>/pgslotd.sock, mode 0660 (the daemon's user and
 // group). Nothing on it needs a database connection.
 //
-// Protocol: the client sends one request line ("status" or "status json")
-// and reads the answer until the daemon closes the connection. An unknown
-// request gets "error: ..." as its answer.
+// Protocol: the client sends one request line and reads the answer until
+// the daemon closes the connection:
+//   status, status json   how the slots are (daemon/status_line.h)
+//   snapshot SLOT         a snapshot request file for SLOT is written
+//                         (snapshot/snapshot_request.h): its worker takes
+//                         it now; "ok: ..." or "error: ..."
+// An unknown request gets "error: ..." as its answer.
 //
 // The server side is served from the supervisor's poll loop and never
 // blocks it: every socket is non-blocking, and a client that has not sent

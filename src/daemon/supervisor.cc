@@ -243,11 +243,32 @@ void Supervisor::WriteMetrics() {
 }
 
 std::string Supervisor::Answer(const std::string& request) {
+  const std::string kSnapshot = "snapshot ";
+  if (request.compare(0, kSnapshot.size(), kSnapshot) == 0) {
+    return AnswerSnapshot(request.substr(kSnapshot.size()));
+  }
   if (request != "status" && request != "status json") {
     return "error: unknown request \"" + request.substr(0, 64) +
-           "\" (known: status, status json)\n";
+           "\" (known: status, status json, snapshot SLOT)\n";
   }
   return StatusReport(Views(), Clock::now().time_since_epoch().count(), request == "status json");
+}
+
+// pgslotd --snapshot has written a request file for `slot`: its worker
+// takes it now. The answer says whether one will.
+std::string Supervisor::AnswerSnapshot(const std::string& slot) {
+  for (auto& w : workers_) {
+    if (w->config().name != slot) continue;
+    if (!w->started() || w->finished()) {
+      return "error: slot " + slot +
+             " is not streaming (it has stopped: see --status); the request is taken when it "
+             "starts again\n";
+    }
+    w->RequestSnapshot();
+    return "ok: slot " + slot + " takes the request\n";
+  }
+  return "error: the running pgslotd has no slot " + slot.substr(0, 64) +
+         " (its configuration is older: reload it with systemctl reload pgslotd)\n";
 }
 
 void Supervisor::Reload() {

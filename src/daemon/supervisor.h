@@ -138,6 +138,8 @@ class Supervisor {
   void WriteMetrics();
   // The answer to a control socket request (daemon/control_socket.h).
   std::string Answer(const std::string& request);
+  // "snapshot SLOT": wakes the slot's worker to take its request files.
+  std::string AnswerSnapshot(const std::string& slot);
 
   Config config_;
   Options options_;

@@ -56,6 +56,7 @@ Status ExactlyOnce::Checkpoint(Clock::time_point now, bool force) {
   if (!recorded.ok()) return recorded.status().Prefixed(writer_->sink()->Describe());
   if (!recorded.value()) return Status::Ok();  // under way: asked again on a later turn
   policy_->Recorded(wanted->offset, wanted->lsn);
+  ++records_;
   last_checkpoint_ = now;
   return Status::Ok();
 }

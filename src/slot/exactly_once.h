@@ -57,6 +57,9 @@ class ExactlyOnce {
   // Records the durable position when it moved (at most once per
   // fsync_interval unless `force`).
   Status Checkpoint(Clock::time_point now, bool force);
+  // State records written by this object (each holding the snapshot's
+  // progress at its offset, as of when it was written).
+  uint64_t records() const { return records_; }
   // A unit of the stream ended at `lsn` (`ended`: a transaction's commit).
   // Whether the sink holds it already, from before this session: its
   // output is then to be dropped. Logs the first one of a session.
@@ -91,6 +94,7 @@ class ExactlyOnce {
   AckPolicy* policy_;
   const SnapshotDriver* snapshot_ = nullptr;
   std::string held_progress_;
+  uint64_t records_ = 0;
   Clock::time_point last_checkpoint_;
   Lsn skip_floor_ = kInvalidLsn;  // the record's position when the session began
   uint64_t skipped_ = 0;          // units dropped this session

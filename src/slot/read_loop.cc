@@ -56,6 +56,7 @@ ReadLoop::ReadLoop(SlotPipeline* pipeline, ClaimCheck* claims, Session session)
       claims_(*claims),
       session_(session),
       conn_(*session.conn),
+      snapshot_(session.snapshot),
       pacer_(Clock::now()),
       last_received_(Clock::now()) {}
 
@@ -114,10 +115,20 @@ Status ReadLoop::BeginTurn(Clock::time_point now) {
 }
 
 void ReadLoop::SnapshotTurn() {
-  SnapshotDriver* snapshot = session_.snapshot;
+  if (session_.snapshot_wanted != nullptr &&
+      session_.snapshot_wanted->load(std::memory_order_relaxed) &&
+      session_.snapshot_wanted->exchange(false, std::memory_order_acquire)) {
+    snapshot_ = session_.take_snapshot_requests();
+  }
+  SnapshotDriver* snapshot = snapshot_;
   if (snapshot == nullptr) return;
   // What a cut-back keeps: a file its record; a stream sink what it took.
   snapshot->Settled(exactly_once_ ? policy_.recorded().offset : writer_.sink()->accepted());
+  if (session_.request_files != nullptr && session_.request_files->pending()) {
+    session_.request_files->Settle(exactly_once_ != nullptr,
+                                   exactly_once_ ? exactly_once_->records() : 0,
+                                   snapshot->finished());
+  }
   bool between = !formatter_.InTransaction() && !formatter_.HasMoreOutput() &&
                  !policy_.in_pieces() && pipeline_.received != kInvalidLsn;
   if (!snapshot->Turn(session_.json, writer_.buffer(), between, turn_now_)) return;
@@ -308,8 +319,8 @@ void ReadLoop::PublishStats(Clock::time_point now) {
 }
 
 void ReadLoop::PublishSinkFigures() {
-  if (session_.snapshot) {
-    SnapshotDriver::Figures f = session_.snapshot->figures();
+  if (snapshot_) {
+    SnapshotDriver::Figures f = snapshot_->figures();
     stats_.snapshot_rows.store(f.rows_total, std::memory_order_relaxed);
     stats_.snapshot_tables_done.store(f.tables_done, std::memory_order_relaxed);
     stats_.snapshot_tables_left.store(f.tables_left, std::memory_order_relaxed);

@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 
 #include "config/config.h"
@@ -31,6 +32,7 @@
 #include "slot/read_pacer.h"
 #include "slot/server_position.h"
 #include "snapshot/snapshot_driver.h"
+#include "snapshot/snapshot_request.h"
 #include "util/fd.h"
 #include "util/status.h"
 
@@ -64,6 +66,13 @@ class ReadLoop {
     // none.
     SnapshotDriver* snapshot = nullptr;
     PgoutputFormatter* json = nullptr;
+    // On-demand snapshots (null: the slot takes none): set when a request
+    // came; the loop then calls take_snapshot_requests between turns, which
+    // returns the snapshot driver from then on. Queued request files are
+    // settled as the records hold them.
+    std::atomic<bool>* snapshot_wanted = nullptr;
+    std::function<SnapshotDriver*()> take_snapshot_requests = nullptr;
+    SnapshotRequestFiles* request_files = nullptr;
   };
 
   ReadLoop(SlotPipeline* pipeline, ClaimCheck* claims, Session session);
@@ -128,6 +137,7 @@ class ReadLoop {
   ClaimCheck& claims_;
   const Session session_;
   ReplicationConn& conn_;
+  SnapshotDriver* snapshot_;  // session_.snapshot, or one a request made
 
   ReadPacer pacer_;
   Clock::time_point turn_now_;     // the clock at the start of this turn

@@ -41,7 +41,8 @@ SlotWorker::SlotWorker(SlotConfig config, Options options)
       primary_keys_(config_, wakeup_.fd(), &stop_, &stats_.heartbeat_ns),
       pipeline_(config_, MakeConfiguredSink(config_, options_.make_sink), &stats_, &primary_keys_),
       claims_(config_, &pipeline_.policy().server(), wakeup_.fd(), &stop_, &stats_.heartbeat_ns),
-      backoff_(kBackoffMin) {
+      backoff_(kBackoffMin),
+      request_files_(config_.state_directory, config_.name) {
   sink_description_ = sink()->Describe();
   pipeline_.Heartbeat();
 }
@@ -64,6 +65,11 @@ void SlotWorker::RequestStop() {
 
 void SlotWorker::RequestReopen() {
   reopen_.store(true, std::memory_order_release);
+  wakeup_.Notify();
+}
+
+void SlotWorker::RequestSnapshot() {
+  snapshot_wanted_.store(true, std::memory_order_release);
   wakeup_.Notify();
 }
 
@@ -241,9 +247,7 @@ void SlotWorker::Conclude(Status result) {
 // --- A session: set-up ---------------------------------------------------
 
 Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
-  // A snapshot that is done gives back its thread, now that the session
-  // before (and any cut-back after it) can no longer drop its lines.
-  EndSnapshotIfDone();
+  SettleSnapshotRequests();
   stats_.state.store(SlotState::kConnecting);
   conn->set_error_context(ErrorContext{config_.name, config_.plugin, "", created_here_});
   Lsn start = kInvalidLsn;
@@ -272,9 +276,12 @@ Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
   stats_.state.store(SlotState::kStreaming);
   ReadLoop::Session session{conn,      &wakeup_,       &stop_,           &reopen_,
                             &reading_, session_began_, options_.end_lsn, receive_timeout_};
-  if (snapshot_) {
-    session.snapshot = snapshot_.get();
-    session.json = dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter());
+  session.snapshot = snapshot_.get();
+  session.json = dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter());
+  if (config_.snapshot != SnapshotMode::kNever) {
+    session.snapshot_wanted = &snapshot_wanted_;
+    session.take_snapshot_requests = [this] { return TakeSnapshotRequests(); };
+    session.request_files = &request_files_;
   }
   ReadLoop loop(&pipeline_, &claims_, session);
   Result<StreamEnd> end = loop.Run();
@@ -300,11 +307,12 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
   if (!session.ok()) return session.status();
   const SlotSession& slot = session.value();
   if (slot.created) created_here_ = true;
+  server_version_ = conn->server_version();
   // A sink that keeps its position takes its snapshot when it has none
   // recorded (below); a stream sink when pgslotd creates the slot.
   const bool keeps_position = pipeline_.exactly_once() != nullptr;
   if (config_.snapshot == SnapshotMode::kInitial && slot.created && !keeps_position) {
-    StartSnapshot(conn->server_version(), nullptr);
+    StartSnapshot(nullptr);
   } else if (config_.snapshot == SnapshotMode::kInitial && !created_here_ && !announced_ &&
              !keeps_position) {
     pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
@@ -321,11 +329,26 @@ Status SlotWorker::Prepare(ReplicationConn* conn, Lsn* start) {
     if (slot.active_pid && sink()->exactly_once()->RecoverTouchesShared()) {
       return SlotInUse(*slot.active_pid);
     }
-    if (Status s = RecoverWithSnapshot(e, slot, conn->server_version()); !s.ok()) return s;
+    if (Status s = RecoverWithSnapshot(e, slot); !s.ok()) return s;
   } else {
     if (slot.confirmed) pipeline_.policy().RaiseFloor(*slot.confirmed);
     if (pipeline_.policy().durable_lsn() > slot.wal_end)
       ForgetEarlierServer(slot.wal_end, slot.confirmed);
+  }
+  if (config_.snapshot != SnapshotMode::kNever) {
+    // The driver watches the stream from the session's start, whether or
+    // not a snapshot is under way: a request that comes while it streams
+    // finds the commits it has seen (SnapshotPass::RecentlyCommitted).
+    if (server_version_ >= 150000 &&
+        dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter()) != nullptr) {
+      MakeSnapshotDriver();
+    }
+    TakeSnapshotRequests();
+  } else if (!announced_ && request_files_.AnyWaiting()) {
+    pipeline_.Event(spdlog::level::warn, nullptr, kInvalidLsn,
+                    "snapshot requests wait in " + config_.state_directory +
+                        " (pgslotd --snapshot), but the slot has snapshot: never; set snapshot: "
+                        "on_request to carry them out, or delete the files");
   }
   *start = pipeline_.policy().durable_lsn();
   pipeline_.received = std::max(pipeline_.received, *start);
@@ -351,20 +374,19 @@ std::string ResumePoint(const SnapshotProgress& p) {
 // and how far a snapshot it holds part of has come. Without a record the
 // output is new: snapshot: initial starts, and its request is in the first
 // record.
-Status SlotWorker::RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot,
-                                       int server_version) {
+Status SlotWorker::RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot) {
   bool applied = false;
   if (Status s = e->Recover(slot, &applied); !s.ok()) return s;
   if (!applied) {
     if (config_.snapshot == SnapshotMode::kInitial && !snapshot_) {
-      StartSnapshot(server_version, nullptr);
+      StartSnapshot(nullptr);
     }
     return e->RecordStart();
   }
   const std::string recorded = sink()->exactly_once()->RecoveredSnapshotProgress();
   if (snapshot_ || recorded.empty()) return Status::Ok();  // in this run, the driver goes on
-  if (config_.snapshot != SnapshotMode::kInitial) {
-    // Its watermarks need messages, asked for with snapshot: initial only.
+  if (config_.snapshot == SnapshotMode::kNever) {
+    // Its watermarks need messages, which snapshot: never does not ask for.
     pipeline_.Event(spdlog::level::warn, nullptr, kInvalidLsn,
                     "snapshot: " + sink()->Describe() +
                         " holds part of a snapshot, which is abandoned (the slot has snapshot: "
@@ -378,26 +400,27 @@ Status SlotWorker::RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot,
                              ".state: " + err +
                              "; move the file and its record aside to start again");
   }
-  StartSnapshot(server_version, &progress);
+  StartSnapshot(&progress);
   // One that cannot go on in this run (logged) stays recorded for a later.
   if (!snapshot_) e->HoldProgress(recorded);
   return Status::Ok();
 }
 
-void SlotWorker::StartSnapshot(int server_version, const SnapshotProgress* resume) {
-  if (server_version < 150000) {
+bool SlotWorker::MakeSnapshotDriver() {
+  if (snapshot_) return true;
+  if (server_version_ < 150000) {
     pipeline_.Event(spdlog::level::err, nullptr, kInvalidLsn,
                     "snapshot not taken: it needs PostgreSQL 15 or later (column lists and row "
                     "filters in pg_publication_tables), and the server is " +
-                        std::to_string(server_version / 10000));
-    return;
+                        std::to_string(server_version_ / 10000));
+    return false;
   }
   auto* json = dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter());
   std::vector<std::pair<std::string, std::string>> params;
   std::string err;
   if (json == nullptr || !BuildSnapshotParams(config_.connection, config_.name, &params, &err)) {
     pipeline_.Event(spdlog::level::err, nullptr, kInvalidLsn, "snapshot not taken: " + err);
-    return;
+    return false;
   }
   snapshot_reads_ = std::make_unique<SnapshotReaderThread>(std::move(params), &wakeup_);
   snapshot_ = std::make_unique<SnapshotDriver>(config_.name, PublicationNames(config_),
@@ -405,6 +428,11 @@ void SlotWorker::StartSnapshot(int server_version, const SnapshotProgress* resum
                                                snapshot_reads_.get());
   json->set_observer(snapshot_->observer());
   if (ExactlyOnce* e = pipeline_.exactly_once()) e->set_snapshot(snapshot_.get());
+  return true;
+}
+
+void SlotWorker::StartSnapshot(const SnapshotProgress* resume) {
+  if (!MakeSnapshotDriver()) return;
   if (resume != nullptr) {
     snapshot_->Resume(*resume);
     pipeline_.Event(
@@ -421,16 +449,45 @@ void SlotWorker::StartSnapshot(int server_version, const SnapshotProgress* resum
           ")");
 }
 
-void SlotWorker::EndSnapshotIfDone() {
-  // Done, and every line of it recorded (a record must not lose the
-  // progress of output that a cut-back could still undo).
-  if (!snapshot_ || !snapshot_->finished()) return;
-  if (ExactlyOnce* e = pipeline_.exactly_once()) e->set_snapshot(nullptr);
-  if (auto* json = dynamic_cast<PgoutputFormatter*>(&pipeline_.formatter())) {
-    json->set_observer(nullptr);
+namespace {
+
+std::string DescribeRequest(const std::vector<QualifiedTable>& tables) {
+  if (tables.empty()) return "every table of the slot's publications";
+  std::string list = tables.size() == 1 ? "table " : "tables ";
+  for (size_t i = 0; i < tables.size(); ++i) {
+    list += (i ? ", " : "") + tables[i].first + "." + tables[i].second;
   }
-  snapshot_.reset();
-  snapshot_reads_.reset();
+  return list;
+}
+
+}  // namespace
+
+SnapshotDriver* SlotWorker::TakeSnapshotRequests() {
+  std::vector<std::string> errors;
+  std::vector<SnapshotRequestFiles::Request> taken;
+  if (request_files_.AnyWaiting() && MakeSnapshotDriver()) taken = request_files_.TakeNew(&errors);
+  for (const std::string& e : errors) {
+    pipeline_.Event(spdlog::level::err, nullptr, kInvalidLsn, e);
+  }
+  ExactlyOnce* e = pipeline_.exactly_once();
+  for (SnapshotRequestFiles::Request& r : taken) {
+    if (snapshot_->HoldsRequest(r.id)) {  // the record holds it: queued already
+      request_files_.Forget(r.path);
+      continue;
+    }
+    pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
+                    "snapshot requested (" + r.path + "): reading " + DescribeRequest(r.tables) +
+                        (snapshot_->active() ? " after what is queued" : std::string()));
+    snapshot_->Request(std::move(r.tables), r.id);
+    request_files_.Queued(r.path, e ? e->records() : 0);
+  }
+  return snapshot_.get();
+}
+
+void SlotWorker::SettleSnapshotRequests() {
+  if (!snapshot_ || !request_files_.pending()) return;
+  ExactlyOnce* e = pipeline_.exactly_once();
+  request_files_.Settle(e != nullptr, e ? e->records() : 0, snapshot_->finished());
 }
 
 Status SlotWorker::SlotInUse(int pid) const {

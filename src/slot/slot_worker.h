@@ -48,6 +48,7 @@
 #include "slot/slot_stats.h"
 #include "snapshot/reader_thread.h"
 #include "snapshot/snapshot_driver.h"
+#include "snapshot/snapshot_request.h"
 #include "util/fd.h"
 #include "util/mutex.h"
 #include "util/status.h"
@@ -77,6 +78,9 @@ class SlotWorker {
   void RequestStop();
   // Thread-safe: reopen the sink (SIGHUP, logrotate) at the next turn.
   void RequestReopen();
+  // Thread-safe: a snapshot request file for this slot came (pgslotd
+  // --snapshot, through the control socket); it is taken at the next turn.
+  void RequestSnapshot();
   // Thread-safe: the monitor saw the server invalidate this slot while it
   // was paused (no connection to learn it from); it stops as invalidated.
   void NoteInvalidated();
@@ -139,17 +143,25 @@ class SlotWorker {
   // After a large message: the slot's buffer back to its usual size, and a
   // note of the new session.
   void GiveMemoryBack();
+  // The snapshot driver (and its reading thread) for this slot, made when
+  // there is none; false, logged, when this slot cannot take snapshots
+  // (a server before 15, format raw).
+  bool MakeSnapshotDriver();
   // snapshot: initial, for a slot pgslotd has just created (a stream
   // sink) or a file with no record: every table of its publications is
-  // read, interleaved with the stream. `resume`: the progress a sink's record held (null: a new
-  // snapshot).
-  void StartSnapshot(int server_version, const SnapshotProgress* resume);
+  // read, interleaved with the stream. `resume`: the progress a sink's
+  // record held (null: a new snapshot).
+  void StartSnapshot(const SnapshotProgress* resume);
+  // Queues the snapshot request files not taken yet (at a session's start,
+  // and when RequestSnapshot says one came). Returns the driver (null:
+  // none).
+  SnapshotDriver* TakeSnapshotRequests();
   // ExactlyOnce::Recover, then the snapshot the record says is under way,
   // or snapshot: initial when there is no record.
-  Status RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot, int server_version);
-  // After a session: a snapshot that is done gives back its thread and
-  // connection.
-  void EndSnapshotIfDone();
+  Status RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot);
+  // Deletes the request files that are done with (also as the read loop
+  // turns).
+  void SettleSnapshotRequests();
   bool SleepInterruptibly(std::chrono::milliseconds d);
   void SetLastError(const std::string& message);
   Sink* sink() { return pipeline_.sink(); }
@@ -162,6 +174,7 @@ class SlotWorker {
   std::atomic<bool> stop_{false};
   std::atomic<bool> reopen_{false};
   std::atomic<bool> invalidated_{false};
+  std::atomic<bool> snapshot_wanted_{false};
   ReportedReading reading_;  // the monitor's latest
   std::atomic<bool> finished_{false};
   bool started_ = false;
@@ -182,10 +195,13 @@ class SlotWorker {
   // pgslotd created the slot in this run and has not streamed from it yet.
   bool created_here_ = false;
   Duration receive_timeout_{0};  // the config's, raised to the server's wal_sender_timeout
-  // The snapshot being taken (and the thread reading it); null: none.
+  // The slot's snapshot driver (and the thread reading for it), made at
+  // the first session that may take a snapshot and kept; null: none.
   std::unique_ptr<SnapshotReaderThread> snapshot_reads_;
   std::unique_ptr<SnapshotDriver> snapshot_;
-  uint64_t largest_message_ = 0;  // of the last session
+  SnapshotRequestFiles request_files_;  // pgslotd --snapshot's
+  int server_version_ = 0;              // of the last session
+  uint64_t largest_message_ = 0;        // of the last session
 };
 
 }  // namespace pgslotd

@@ -15,9 +15,7 @@ constexpr std::chrono::minutes kRequestTimeout{10};
 
 SnapshotReaderThread::SnapshotReaderThread(std::vector<std::pair<std::string, std::string>> params,
                                            const WakeupFd* worker)
-    : params_(std::move(params)), worker_(worker), reader_(wakeup_.fd(), &stop_) {
-  thread_ = std::thread([this] { Run(); });
-}
+    : params_(std::move(params)), worker_(worker), reader_(wakeup_.fd(), &stop_) {}
 
 SnapshotReaderThread::~SnapshotReaderThread() { Stop(); }
 
@@ -28,6 +26,11 @@ void SnapshotReaderThread::Stop() {
 }
 
 void SnapshotReaderThread::Ask(SnapshotAsk ask) {
+  // Started at the first request: a slot that may take snapshots but has
+  // none to take costs no thread.
+  if (!thread_.joinable() && !stop_.load(std::memory_order_acquire)) {
+    thread_ = std::thread([this] { Run(); });
+  }
   {
     MutexLock lock(&mu_);
     ask_ = std::move(ask);

@@ -3,6 +3,8 @@
 // runs it on its TableReader and posts the answer, then wakes the worker's
 // wakeup descriptor; the worker takes the answer on its next turn.
 //
+// The thread starts at the first Ask.
+//
 // Thread-safety: Ask, TakeAnswer and busy are the worker's (one thread);
 // the reader thread touches only the mailbox, under its mutex. Stop (or the
 // destructor) interrupts a read in progress (its query is cancelled on the

@@ -36,15 +36,21 @@ SnapshotDriver::SnapshotDriver(std::string slot, std::vector<std::string> public
       reads_(reads),
       pass_(std::move(slot), chunk_rows) {}
 
-void SnapshotDriver::Request(std::vector<TableName> tables) {
+void SnapshotDriver::Request(std::vector<TableName> tables, const std::string& request_id) {
   // Queued after everything: every remembered progress holds it too.
-  auto add = [&tables](SnapshotProgress* p) {
+  auto add = [&](SnapshotProgress* p) {
     if (tables.empty()) p->queue.emplace_back();
     p->queue.insert(p->queue.end(), tables.begin(), tables.end());
+    if (!request_id.empty()) p->requests.push_back(request_id);
   };
   add(&base_);
   for (auto& entry : history_) add(&entry.second);
   requests_.push_back(std::move(tables));
+  if (!request_id.empty()) request_ids_.push_back(request_id);
+}
+
+bool SnapshotDriver::HoldsRequest(const std::string& request_id) const {
+  return std::find(request_ids_.begin(), request_ids_.end(), request_id) != request_ids_.end();
 }
 
 void SnapshotDriver::Resume(const SnapshotProgress& progress) {
@@ -74,6 +80,7 @@ SnapshotProgress SnapshotDriver::Progress() const {
   }
   p.tables_done = tables_done_;
   p.rows_total = rows_total_;
+  if (!p.queue.empty()) p.requests = request_ids_;
   return p;
 }
 
@@ -114,6 +121,7 @@ void SnapshotDriver::Restore(const SnapshotProgress& progress) {
   resume_keys_.clear();
   tables_done_ = progress.tables_done;
   rows_total_ = progress.rows_total;
+  request_ids_ = progress.requests;
   // Tables before the first "all" are the request being served; each
   // "all", and the tables after it, a request of its own.
   for (const SnapshotProgress::Item& item : progress.queue) {
@@ -308,6 +316,7 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, bool between, Clock::
     if (!tables_.empty()) NextTable();
     if (state_ == State::kIdle && requests_.empty() && working_) {
       working_ = false;
+      request_ids_.clear();
       if (!given_up_) {
         Log(Level::info, LogEvent{slot_, kInvalidLsn, nullptr, {}},
             "snapshot done: " + std::to_string(rows_total_) + " rows of " +

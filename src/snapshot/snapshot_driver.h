@@ -48,8 +48,11 @@ class SnapshotDriver {
   ChangeObserver* observer() { return &pass_; }
 
   // Reads `tables` (empty: every table of the publications) after what is
-  // queued.
-  void Request(std::vector<TableName> tables);
+  // queued. `request_id`: the on-demand request file it comes from (empty:
+  // none), which the progress names until the snapshot is done.
+  void Request(std::vector<TableName> tables, const std::string& request_id = "");
+  // The request file `request_id` is queued (or being read).
+  bool HoldsRequest(const std::string& request_id) const;
   // Goes on from `progress` (recorded with the sink's position): its queue,
   // and a table whose pass had started goes on after its recorded key,
   // without a second start line. Call before the first Turn.
@@ -132,6 +135,7 @@ class SnapshotDriver {
   State state_ = State::kIdle;
   bool working_ = false;                         // from a request taken until "snapshot done"
   std::deque<std::vector<TableName>> requests_;  // each: tables, or empty for all
+  std::vector<std::string> request_ids_;         // request files, until done
   std::deque<TableName> tables_;                 // of the request being served
   TableName current_;
   TableDescription described_;

@@ -138,7 +138,7 @@ bool ParseQueue(Tokens* in, std::vector<SnapshotProgress::Item>* queue) {
 bool SnapshotProgress::operator==(const SnapshotProgress& o) const {
   return queue == o.queue && started == o.started && rows == o.rows && after_key == o.after_key &&
          ranges_done == o.ranges_done && read_again == o.read_again &&
-         tables_done == o.tables_done && rows_total == o.rows_total;
+         tables_done == o.tables_done && rows_total == o.rows_total && requests == o.requests;
 }
 
 std::string SerializeSnapshotProgress(const SnapshotProgress& p) {
@@ -169,6 +169,10 @@ std::string SerializeSnapshotProgress(const SnapshotProgress& p) {
   PutToken(std::to_string(p.tables_done), &out);
   PutToken("total", &out);
   PutToken(std::to_string(p.rows_total), &out);
+  if (!p.requests.empty()) {
+    PutToken("requests", &out);
+    PutStrings(p.requests, &out);
+  }
   return out;
 }
 
@@ -187,7 +191,11 @@ bool ParseSnapshotProgress(const std::string& text, SnapshotProgress* progress, 
     ok = in.Strings(&p.read_again.back());
   }
   ok = ok && in.Expect("done") && in.Count(&p.tables_done) && in.Expect("total") &&
-       in.Count(&p.rows_total) && in.AtEnd();
+       in.Count(&p.rows_total);
+  // The request files the queue holds, when there are any (a record of an
+  // earlier version has none).
+  if (ok && !in.AtEnd()) ok = in.Expect("requests") && in.Strings(&p.requests);
+  ok = ok && in.AtEnd();
   if (!ok || (started == 1 && (p.queue.empty() || p.queue.front().first.empty()))) {
     *err = "the snapshot's progress is malformed";
     return false;
@@ -195,6 +203,19 @@ bool ParseSnapshotProgress(const std::string& text, SnapshotProgress* progress, 
   p.started = started == 1;
   p.ranges_done = ranges == 1;
   *progress = std::move(p);
+  return true;
+}
+
+void AppendToken(const std::string& s, std::string* out) { PutToken(s, out); }
+
+bool SplitTokens(const std::string& line, std::vector<std::string>* tokens) {
+  tokens->clear();
+  Tokens in(line);
+  std::string t;
+  while (!in.AtEnd()) {
+    if (!in.Next(&t)) return false;
+    tokens->push_back(t);
+  }
   return true;
 }
 

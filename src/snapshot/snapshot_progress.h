@@ -18,6 +18,9 @@
 //   again N  (K KEY...)...               keys to read again (an update left
 //                                        an unchanged TOASTed value out)
 //   done N  total N                      tables done, rows written (figures)
+//   [requests N ID...]                   the on-demand request files the
+//                                        queue holds (snapshot_request.h),
+//                                        only when there are any
 // Each token escapes "\" as "\\", space as "\s", newline as "\n", tab as
 // "\t", and the empty string is "\e".
 #pragma once
@@ -40,6 +43,7 @@ struct SnapshotProgress {
   std::vector<std::vector<std::string>> read_again;
   uint64_t tables_done = 0;
   uint64_t rows_total = 0;
+  std::vector<std::string> requests;  // ids of request files queued
 
   // Nothing left to do: no snapshot to record.
   bool empty() const { return queue.empty(); }
@@ -49,5 +53,11 @@ struct SnapshotProgress {
 std::string SerializeSnapshotProgress(const SnapshotProgress& progress);
 // False, with *err saying what is wrong, when `text` is not one.
 bool ParseSnapshotProgress(const std::string& text, SnapshotProgress* progress, std::string* err);
+
+// The token escaping above, for other one-line records (a snapshot
+// request): appends `s` as one token, after a space unless `out` is empty.
+void AppendToken(const std::string& s, std::string* out);
+// Splits a line of such tokens; false when one is malformed.
+bool SplitTokens(const std::string& line, std::vector<std::string>* tokens);
 
 }  // namespace pgslotd

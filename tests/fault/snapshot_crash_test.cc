@@ -2,7 +2,10 @@
 // middle of each table while a workload changes them: the snapshot goes on
 // where the file's state record says, and the file holds one start and one
 // end line per table, no key read twice within a table, every transaction
-// once, and, applied in order, exactly the tables' rows.
+// once, and, applied in order, exactly the tables' rows. The same for a
+// snapshot of one table asked for with pgslotd --snapshot while the daemon
+// streams, killed once, with its request file left as a crash between the
+// record and the file's deletion leaves it.
 #include <signal.h>
 
 #include <cstdio>
@@ -61,13 +64,32 @@ class SnapshotCrashTest : public FaultTest {
         std::to_string(b_rows) + ") i");
     Sql("CREATE PUBLICATION snc_pub FOR TABLE snc_a, snc_b");
   }
-  std::string Config(const std::string& file) {
-    return WriteConfig(FaultConfig(
-        pg_->Conninfo(kDb), SlotYaml("snapcrash", FileSinkYaml(file),
-                                     "    create: true\n    format: json\n    snapshot: initial\n"
-                                     "    snapshot_chunk_rows: 1000\n    fsync_interval: 50ms\n"
-                                     "    options: {publication_names: snc_pub}\n",
-                                     "pgoutput")));
+  std::string Config(const std::string& file, const std::string& snapshot = "initial") {
+    return WriteConfig(
+        FaultConfig(pg_->Conninfo(kDb),
+                    SlotYaml("snapcrash", FileSinkYaml(file),
+                             "    create: true\n    format: json\n    snapshot: " + snapshot +
+                                 "\n    snapshot_chunk_rows: 1000\n    fsync_interval: 50ms\n"
+                                 "    options: {publication_names: snc_pub}\n",
+                             "pgoutput")));
+  }
+  // Starts pgbench changing both tables: updates, deletes, inserts and
+  // primary-key moves.
+  void StartWorkload(Subprocess* workload) {
+    const std::string script = dir_->File("workload.sql");
+    WriteFile(script,
+              "\\set id random(1, 200000)\n"
+              "UPDATE snc_a SET v = v || '+' WHERE id = :id;\n"
+              "\\set k random(1, 300000)\n"
+              "UPDATE snc_b SET n = n + 1 WHERE k = 'k' || :k;\n"
+              "\\set gone random(1, 200000)\n"
+              "DELETE FROM snc_a WHERE id = :gone;\n"
+              "\\set born random(200001, 400000)\n"
+              "INSERT INTO snc_a VALUES (:born, 'new') ON CONFLICT (id) DO NOTHING;\n"
+              "\\set moved random(1, 200000)\n"
+              "UPDATE snc_a SET id = id + 1000000 WHERE id = :moved;\n");
+    workload->Start({"/usr/lib/postgresql/15/bin/pgbench", "-n", "-c", "2", "-T", "900", "-f",
+                     script, pg_->Conninfo(kDb)});
   }
   // The tables as the server has them.
   AppliedTables Expected() {
@@ -146,21 +168,8 @@ TEST_F(SnapshotCrashTest, KilledInEachTableItGoesOnWhereTheFileEndsAndHoldsEachR
   MakeTables(200000, 300000);
   const std::string file = dir_->File("snap.jsonl");
   const std::string cfg = Config(file);
-  const std::string script = dir_->File("workload.sql");
-  WriteFile(script,
-            "\\set id random(1, 200000)\n"
-            "UPDATE snc_a SET v = v || '+' WHERE id = :id;\n"
-            "\\set k random(1, 300000)\n"
-            "UPDATE snc_b SET n = n + 1 WHERE k = 'k' || :k;\n"
-            "\\set gone random(1, 200000)\n"
-            "DELETE FROM snc_a WHERE id = :gone;\n"
-            "\\set born random(200001, 400000)\n"
-            "INSERT INTO snc_a VALUES (:born, 'new') ON CONFLICT (id) DO NOTHING;\n"
-            "\\set moved random(1, 200000)\n"
-            "UPDATE snc_a SET id = id + 1000000 WHERE id = :moved;\n");
   Subprocess workload;
-  workload.Start({"/usr/lib/postgresql/15/bin/pgbench", "-n", "-c", "2", "-T", "900", "-f", script,
-                  pg_->Conninfo(kDb)});
+  StartWorkload(&workload);
 
   // Each kill comes once the record says the file holds part of the table:
   // pgslotd is frozen when the record says so, and killed if it still does
@@ -261,6 +270,99 @@ TEST_F(SnapshotCrashTest, AFileWithoutARecordTakesANewSnapshot) {
         ::rename(dir_->File("snapcrash.state").c_str(), dir_->File("snapcrash.state.old").c_str()),
         0);
   }
+}
+
+// pgslotd --snapshot of one table while the daemon streams into a file
+// under the workload; pgslotd is killed once in the table, and its request
+// file is put back as a crash between the record that holds the request
+// and the file's deletion would leave it: the record's progress names it,
+// so it is deleted, not carried out twice.
+TEST_F(SnapshotCrashTest, OnDemandOneTableKilledOnceIsReadOnceAndReplaysToTheTable) {
+  MakeTables(100000, 3000);
+  const std::string file = dir_->File("snap.jsonl");
+  const std::string cfg = Config(file, "on_request");
+  Subprocess first;
+  StartDaemon(cfg, &first);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return !first.Running() || first.Stderr().find("streaming from") != std::string::npos;
+      },
+      seconds(60)))
+      << first.Stderr();
+  Subprocess workload;
+  StartWorkload(&workload);
+
+  Subprocess ask;
+  ask.Start(
+      {PgslotdBinary(), "--config", cfg, "--snapshot", "snapcrash", "--table", "Public.SNC_A"});
+  ASSERT_EQ(ask.Wait(seconds(30)), 0) << ask.Stderr();
+  const std::string said = ask.Stdout();
+  const std::string prefix = "pgslotd: snapshot of slot snapcrash requested (";
+  ASSERT_EQ(said.rfind(prefix, 0), 0u) << said;
+  const std::string request = said.substr(prefix.size(), said.find(')') - prefix.size());
+  EXPECT_EQ(request.rfind(dir_->File("snapcrash.snapshot-request."), 0), 0u) << request;
+  EXPECT_NE(said.find("\nok: slot snapcrash takes the request\n"), std::string::npos) << said;
+  const std::string request_text = ReadFile(request);
+  EXPECT_EQ(request_text, "pgslotd-snapshot-request 1\ntable public snc_a\n");
+
+  const std::string record_file = dir_->File("snapcrash.state");
+  auto mid_table = [&] {
+    SnapshotProgress now = Recorded(record_file);
+    return now.started && now.queue.front().second == "snc_a" && now.rows >= 20000;
+  };
+  ASSERT_TRUE(
+      WaitFor([&] { return mid_table() || !first.Running(); }, seconds(300), milliseconds(1)))
+      << first.Stderr();
+  ASSERT_TRUE(first.Signal(SIGSTOP)) << first.Stderr();
+  SnapshotProgress at_kill = Recorded(record_file);
+  ASSERT_TRUE(mid_table()) << "the record moved past snc_a before pgslotd was frozen";
+  ASSERT_TRUE(first.Signal(SIGKILL));
+  ASSERT_EQ(first.Wait(seconds(10)), 128 + SIGKILL);
+  std::string logs = first.Stderr();
+  EXPECT_EQ(at_kill.requests, std::vector<std::string>{request.substr(request.rfind('.') + 1)});
+  if (!FileExists(request)) WriteFile(request, request_text);
+
+  Subprocess second;
+  StartDaemon(cfg, &second);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return !second.Running() || second.Stderr().find("snapshot done: ") != std::string::npos;
+      },
+      seconds(300)))
+      << second.Stderr();
+  workload.Signal(SIGTERM);
+  workload.Wait(seconds(60));
+  DrainAndStop(&second);
+  logs += second.Stderr();
+
+  const std::string out = ReadFile(file);
+  Frames f = Examine(out, {{"snc_a", "id"}, {"snc_b", "k"}});
+  EXPECT_EQ(f.starts["snc_a"], 1);
+  EXPECT_EQ(f.ends["snc_a"], 1);
+  EXPECT_EQ(f.end_rows["snc_a"], std::to_string(f.reads["snc_a"]));
+  EXPECT_EQ(f.keys_read_twice["snc_a"], 0);
+  EXPECT_EQ(f.starts["snc_b"], 0) << "only the table asked for is read";
+  EXPECT_EQ(f.reads["snc_b"], 0u);
+  EXPECT_EQ(f.out_of_frame, 0);
+  EXPECT_EQ(f.commits_back, 0) << "a transaction was written twice";
+  AppliedTables applied = ApplyLines(out, {{"snc_a", {"id", "v"}}, {"snc_b", {"k", "n"}}});
+  AppliedTables expected = Expected();
+  EXPECT_EQ(applied["snc_a"].size(), expected["snc_a"].size());
+  EXPECT_TRUE(applied["snc_a"] == expected["snc_a"])
+      << "the lines applied in order differ from the table";
+
+  EXPECT_NE(logs.find("snapshot requested (" + request + "): reading table public.snc_a"),
+            std::string::npos)
+      << LinesWith(logs, {"snapshot"});
+  EXPECT_NE(logs.find("snapshot: going on from where file " + file +
+                      " ends: table public.snc_a after its first "),
+            std::string::npos)
+      << LinesWith(logs, {"snapshot"});
+  EXPECT_EQ(CountOf(logs, "snapshot requested ("), 1u) << LinesWith(logs, {"snapshot"});
+  EXPECT_FALSE(FileExists(request)) << "the request is deleted once a record holds it";
+  const std::string record = ReadFile(record_file);
+  EXPECT_NE(record.find("\nversion 2\n"), std::string::npos) << record;
+  std::cout << "[ fault    ] " << f.reads["snc_a"] << " read lines on request, 1 kill" << std::endl;
 }
 
 }  // namespace

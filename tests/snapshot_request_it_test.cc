@@ -1,0 +1,214 @@
+// pgslotd --snapshot against the real daemon binary: what the command
+// says when it cannot ask, a request made while the daemon is down carried
+// out when it starts (a stdout sink: the file is deleted once the snapshot
+// is finished, and not carried out again), and a slot with snapshot: never
+// that leaves a waiting request alone, saying so.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "daemon_fixture.h"
+#include "json_parse.h"
+#include "snapshot_apply.h"
+#include "test_util.h"
+
+namespace pgslotd::test {
+namespace {
+
+using std::chrono::seconds;
+
+constexpr char kDb[] = "snapshot_request_it";
+
+class SnapshotRequestTest : public DaemonTest {
+ protected:
+  void SetUp() override {
+    DaemonTest::SetUp();
+    pg_->CreateDatabase(kDb);
+    pg_->DropSlotIfExists("srq");
+  }
+  void TearDown() override { pg_->DropSlotIfExists("srq"); }
+  void Sql(const std::string& sql) { pg_->Exec(sql, kDb); }
+
+  // A config of slot srq (stdout, snapshot `mode`) under `header`
+  // (default: the test's directories); `plain`: and slot plain (a file,
+  // snapshot: never).
+  std::string Config(const std::string& mode, const std::string& header = "", bool plain = false) {
+    return WriteConfig(
+        (header.empty() ? Header(kDb) : header) +
+        SlotYaml("srq", "{type: stdout}",
+                 "    create: true\n    format: json\n    snapshot: " + mode +
+                     "\n    snapshot_chunk_rows: 700\n"
+                     "    options: {publication_names: srq_pub}\n",
+                 "pgoutput") +
+        (plain
+             ? SlotYaml("plain", "{type: file, path: " + dir_->File("plain.jsonl") + "}",
+                        "    format: json\n    options: {publication_names: srq_pub}\n", "pgoutput")
+             : std::string()));
+  }
+  // Runs pgslotd with `args` after --config `cfg`; returns its exit code.
+  int Ask(const std::string& cfg, const std::vector<std::string>& args, Subprocess* p) {
+    std::vector<std::string> argv = {PgslotdBinary(), "--config", cfg};
+    argv.insert(argv.end(), args.begin(), args.end());
+    p->Start(argv);
+    return p->Wait(seconds(30));
+  }
+  // The request files waiting in the state directory.
+  std::vector<std::string> Requests() const {
+    std::vector<std::string> found;
+    DIR* d = ::opendir(dir_->path().c_str());
+    while (struct dirent* e = d ? ::readdir(d) : nullptr) {
+      std::string name = e->d_name;
+      if (name.rfind("srq.snapshot-request.", 0) == 0) found.push_back(name);
+    }
+    if (d) ::closedir(d);
+    return found;
+  }
+};
+
+TEST_F(SnapshotRequestTest, TheCommandSaysWhatIsWrongWithEachRequest) {
+  const std::string cfg = Config("on_request", "", true);
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string error;
+  } cases[] = {
+      {{"--snapshot", "nope"}, 64, "pgslotd: --snapshot: " + cfg + " has no slot named \"nope\"\n"},
+      {{"--snapshot", "plain"},
+       78,
+       "pgslotd: --snapshot: slot plain has snapshot: never in " + cfg +
+           "; set snapshot: on_request (format json) and reload pgslotd, then ask again\n"},
+      {{"--snapshot", "srq", "--table", "orders"},
+       64,
+       "pgslotd: --table \"orders\": no schema: give the table as SCHEMA.TABLE (public.orders)\n"},
+      {{"--table", "public.t"}, 64, "pgslotd: --table goes with --snapshot SLOT\n"},
+      {{"--snapshot", "srq", "--status"},
+       64,
+       "pgslotd: --snapshot goes with neither --check, --status nor --end-lsn\n"},
+  };
+  for (const Case& c : cases) {
+    Subprocess p;
+    EXPECT_EQ(Ask(cfg, c.args, &p), c.code) << c.args[0] << " " << c.args[1];
+    EXPECT_EQ(p.Stderr(), c.error);
+  }
+  EXPECT_TRUE(Requests().empty()) << "a refused request writes nothing";
+
+  // A state directory that does not exist: exit 73, and what to do.
+  const std::string missing = dir_->File("gone");
+  const std::string elsewhere = Config(
+      "on_request", "connection: \"" + pg_->Conninfo(kDb) + "\"\nstate_directory: " + missing +
+                        "\nruntime_directory: " + dir_->path() + "\nslots:\n");
+  Subprocess p;
+  EXPECT_EQ(Ask(elsewhere, {"--snapshot", "srq"}, &p), 73);
+  EXPECT_EQ(p.Stderr(), "pgslotd: --snapshot: the state directory " + missing +
+                            " does not exist (pgslotd creates it when it first starts; start it "
+                            "once, or create it for the user it runs as)\n");
+}
+
+// Asked while the daemon is down; carried out when it starts, into stdout;
+// the request file goes once the snapshot is finished, and the next start
+// reads nothing again.
+TEST_F(SnapshotRequestTest, ARequestMadeWhileTheDaemonIsDownIsCarriedOutWhenItStarts) {
+  Sql("DROP TABLE IF EXISTS srq_a, srq_b; DROP PUBLICATION IF EXISTS srq_pub");
+  Sql("CREATE TABLE srq_a (id int PRIMARY KEY, v text NOT NULL)");
+  Sql("CREATE TABLE srq_b (k text PRIMARY KEY, n int)");
+  Sql("INSERT INTO srq_a SELECT i, 'a' || i FROM generate_series(1, 5000) i");
+  Sql("INSERT INTO srq_b SELECT 'k' || i, i FROM generate_series(1, 1200) i");
+  Sql("CREATE PUBLICATION srq_pub FOR TABLE srq_a, srq_b");
+  const std::string cfg = Config("on_request");
+
+  Subprocess ask;
+  ASSERT_EQ(Ask(cfg, {"--snapshot", "srq"}, &ask), 0) << ask.Stderr();
+  std::vector<std::string> waiting = Requests();
+  ASSERT_EQ(waiting.size(), 1u);
+  const std::string request = dir_->File(waiting[0]);
+  const std::string said = ask.Stdout();
+  EXPECT_EQ(said.rfind("pgslotd: snapshot of slot srq requested (" + request + ")\n", 0), 0u)
+      << said;
+  EXPECT_NE(said.find("pgslotd is not running (cannot connect to " + dir_->File("pgslotd.sock")),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("): the request is carried out when it starts\n"), std::string::npos) << said;
+  EXPECT_EQ(ReadFile(request), "pgslotd-snapshot-request 1\nall\n");
+  struct stat st;
+  ASSERT_EQ(::stat(request.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  // A second request, carried out after the first: a table that is in
+  // none of the publications fails, and nothing else.
+  Subprocess ask_more;
+  ASSERT_EQ(Ask(cfg, {"--snapshot", "srq", "--table", "public.srq_elsewhere"}, &ask_more), 0)
+      << ask_more.Stderr();
+  ASSERT_EQ(Requests().size(), 2u);
+
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg, "--log-target", "stderr"});
+  ASSERT_TRUE(WaitFor([&] { return !p.Running() || Requests().empty(); }, seconds(120)))
+      << p.Stderr();
+  ASSERT_TRUE(p.Running()) << p.Stderr();
+  ASSERT_TRUE(p.Signal(SIGTERM));
+  ASSERT_EQ(p.Wait(seconds(60)), 0) << p.Stderr();
+  const std::string log = p.Stderr();
+  EXPECT_NE(log.find("snapshot requested (" + request +
+                     "): reading every table of the slot's publications"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("snapshot done: 6200 rows of 3 tables"), std::string::npos) << log;
+  const std::string failed =
+      "{\"op\":\"snapshot\",\"event\":\"failed\",\"schema\":\"public\",\"table\":"
+      "\"srq_elsewhere\",\"rows\":0,\"error\":\"table public.srq_elsewhere is in none of the "
+      "slot's publications\"}\n";
+  const std::string out = p.Stdout();
+  EXPECT_NE(out.find(failed), std::string::npos) << out.substr(out.size() - 1000);
+  EXPECT_LT(out.find("\"event\":\"end\",\"schema\":\"public\",\"table\":\"srq_b\""),
+            out.find(failed))
+      << "requests are carried out in the order they were made";
+  AppliedTables applied = ApplyLines(p.Stdout(), {{"srq_a", {"id", "v"}}, {"srq_b", {"k", "n"}}});
+  EXPECT_EQ(applied["srq_a"].size(), 5000u);
+  EXPECT_EQ(applied["srq_b"].size(), 1200u);
+  EXPECT_EQ(applied["srq_a"]["4321"], "a4321");
+  EXPECT_EQ(applied["srq_b"]["k77"], "77");
+
+  // Nothing is waiting: the next start reads nothing.
+  Sql("UPDATE srq_a SET v = 'after' WHERE id = 1");
+  const std::string end = pg_->CurrentWalLsn();
+  Subprocess again;
+  again.Start({PgslotdBinary(), "--config", cfg, "--log-target", "stderr", "--end-lsn", end});
+  ASSERT_EQ(again.Wait(seconds(60)), 0) << again.Stderr();
+  EXPECT_EQ(again.Stderr().find("snapshot requested"), std::string::npos) << again.Stderr();
+  EXPECT_EQ(again.Stderr().find("snapshot done"), std::string::npos) << again.Stderr();
+  EXPECT_EQ(again.Stdout().find("\"op\":\"read\""), std::string::npos);
+  EXPECT_NE(again.Stdout().find("\"v\":\"after\""), std::string::npos) << again.Stdout();
+}
+
+// A slot with snapshot: never does not ask pgoutput for the messages a
+// snapshot's watermarks need: a request file left for it (the config was
+// changed after the request) waits, and the log says what to do.
+TEST_F(SnapshotRequestTest, ASlotWithSnapshotNeverLeavesAWaitingRequestAndSaysWhatToSet) {
+  Sql("DROP TABLE IF EXISTS srq_a, srq_b; DROP PUBLICATION IF EXISTS srq_pub");
+  Sql("CREATE TABLE srq_a (id int PRIMARY KEY, v text NOT NULL)");
+  Sql("CREATE PUBLICATION srq_pub FOR TABLE srq_a");
+  Subprocess ask;
+  ASSERT_EQ(Ask(Config("on_request"), {"--snapshot", "srq"}, &ask), 0) << ask.Stderr();
+  ASSERT_EQ(Requests().size(), 1u);
+
+  const std::string cfg = Config("never");
+  Sql("INSERT INTO srq_a VALUES (1, 'one')");
+  const std::string end = pg_->CurrentWalLsn();
+  Subprocess p;
+  p.Start({PgslotdBinary(), "--config", cfg, "--log-target", "stderr", "--end-lsn", end});
+  ASSERT_EQ(p.Wait(seconds(60)), 0) << p.Stderr();
+  EXPECT_NE(p.Stderr().find("snapshot requests wait in " + dir_->path() +
+                            " (pgslotd --snapshot), but the slot has snapshot: never; set "
+                            "snapshot: on_request to carry them out, or delete the files"),
+            std::string::npos)
+      << p.Stderr();
+  EXPECT_EQ(p.Stdout().find("\"op\":\"read\""), std::string::npos);
+  EXPECT_EQ(Requests().size(), 1u) << "it waits for a slot that can carry it out";
+}
+
+}  // namespace
+}  // namespace pgslotd::test

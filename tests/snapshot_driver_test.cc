@@ -422,5 +422,55 @@ TEST_F(SnapshotDriverTest, AnOnDemandRequestIsNamedByTheProgressUntilTheSnapshot
   EXPECT_EQ(driver_.ProgressAt(200), "");
 }
 
+// A watermark the stream passes without giving it (the reading connection
+// reached another server; a failover lost it): the chunk is read again,
+// and after three misses running the table fails, saying why.
+TEST_F(SnapshotDriverTest, AChunkWhoseWatermarkTheStreamPassesIsReadAgainThenTheTableFails) {
+  driver_.Request({{"public", "items"}});
+  Turn();
+  UpToFirstRead(Items());
+  EXPECT_EQ(Take(), kStart);
+  auto answer_unseen = [&](const std::vector<int>& ids, Lsn end) {
+    SnapshotAnswer a;
+    a.chunk = RowsChunk(ids, reads_.last().chunk.watermark);
+    a.chunk.watermark_end = end;
+    reads_.Answer(std::move(a));
+    Turn();
+  };
+  answer_unseen({1, 2, 3}, 0x200);
+  const std::string first_watermark = reads_.last().chunk.watermark;
+  size_t asks = reads_.asks.size();
+  driver_.StreamAt(0x200);  // up to the watermark's end: it may still come
+  Turn();
+  EXPECT_EQ(reads_.asks.size(), asks);
+  driver_.StreamAt(0x201);
+  Turn();
+  ASSERT_EQ(reads_.asks.size(), asks + 1) << "the same rows are asked for again";
+  EXPECT_EQ(reads_.last().kind, Kind::kRead);
+  EXPECT_TRUE(reads_.last().chunk.after_key.empty());
+  EXPECT_NE(reads_.last().chunk.watermark, first_watermark);
+  EXPECT_EQ(Take(), "") << "nothing of the missed chunk is written";
+
+  // One that comes resets the count.
+  answer_unseen({1, 2, 3}, 0x300);
+  driver_.StreamAt(0x301);
+  Turn();
+  AnswerRead({1, 2, 3});
+  Turn();
+  EXPECT_EQ(Take(), Read(1) + Read(2) + Read(3));
+  EXPECT_EQ(reads_.last().chunk.after_key, std::vector<std::string>{"3"});
+  for (Lsn end : {0x400, 0x500, 0x600}) {
+    answer_unseen({4}, end);
+    driver_.StreamAt(end + 1);
+    Turn();
+  }
+  Turn();
+  EXPECT_EQ(Take(),
+            "{\"op\":\"snapshot\",\"event\":\"failed\",\"schema\":\"public\",\"table\":"
+            "\"items\",\"rows\":3,\"error\":\"the watermarks of its chunks do not reach the "
+            "slot's stream (3 running): the snapshot's connection reaches another server than the "
+            "slot's (several hosts in connection?)\"}\n");
+}
+
 }  // namespace
 }  // namespace pgslotd

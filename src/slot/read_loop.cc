@@ -122,6 +122,7 @@ void ReadLoop::SnapshotTurn() {
   }
   SnapshotDriver* snapshot = snapshot_;
   if (snapshot == nullptr) return;
+  snapshot->StreamAt(pipeline_.received);
   // What a cut-back keeps: a file its record; a stream sink what it took.
   snapshot->Settled(exactly_once_ ? policy_.recorded().offset : writer_.sink()->accepted());
   if (session_.request_files != nullptr && session_.request_files->pending()) {

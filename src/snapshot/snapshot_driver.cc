@@ -14,6 +14,9 @@ namespace {
 // failing this many times running is given up.
 constexpr std::chrono::seconds kRetryDelay{1};
 constexpr int kMaxFailures = 10;
+// A table whose chunks' watermarks miss the stream this many times running
+// fails.
+constexpr int kMaxWatermarksMissed = 3;
 
 std::string Qualified(const SnapshotDriver::TableName& t) { return t.first + "." + t.second; }
 
@@ -158,6 +161,7 @@ bool SnapshotDriver::Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool 
       wrote = true;
     }
     if (pass_.ChunkDue()) {
+      watermarks_missed_ = 0;
       uint64_t before = out->size();
       uint64_t rows = pass_.WriteDue(out);
       rows_ += rows;
@@ -183,6 +187,21 @@ bool SnapshotDriver::Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool 
   AskNext(formatter, can_write, now);
   wrote_ = wrote_ || wrote;
   return wrote;
+}
+
+void SnapshotDriver::StreamAt(Lsn received) {
+  if (state_ != State::kReading || !pass_.WatermarkMissed(received)) return;
+  if (++watermarks_missed_ >= kMaxWatermarksMissed) {
+    Fail("the watermarks of its chunks do not reach the slot's stream (" +
+         std::to_string(kMaxWatermarksMissed) +
+         " running): the snapshot's connection reaches another server than the slot's "
+         "(several hosts in connection?)");
+    return;
+  }
+  Log(Level::warn, LogEvent{slot_, received, nullptr, {}},
+      "snapshot: the watermark of a chunk of table " + Qualified(current_) +
+          " did not come, and the stream is past where the server wrote it (a failover?): "
+          "reading the chunk again");
 }
 
 void SnapshotDriver::Wrote(uint64_t offset) {
@@ -303,6 +322,7 @@ void SnapshotDriver::NextTable() {
   resume_ranges_done_ = false;
   resume_keys_.clear();
   failures_ = 0;  // each table has its own tries
+  watermarks_missed_ = 0;
   if (state_ != State::kIdle) return;
   if (tables_.empty()) return;
   current_ = tables_.front();

@@ -66,6 +66,13 @@ class SnapshotDriver {
   // Log lines say when a table starts and ends.
   bool Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool can_write, Clock::time_point now);
 
+  // The stream has given everything up to `received` (the worker's
+  // received position): a chunk whose watermark the server wrote before
+  // that, and which has not come, is read again (logged); after 3 such
+  // misses running, the table fails (its watermarks do not reach this
+  // stream).
+  void StreamAt(Lsn received);
+
   // What the last Turn wrote ends at `offset` of the slot's output (the
   // sink writer's count of bytes appended). Call after a Turn that wrote.
   void Wrote(uint64_t offset);
@@ -152,6 +159,7 @@ class SnapshotDriver {
   Clock::time_point started_;
   Clock::time_point retry_at_;  // after a failed read
   int failures_ = 0;            // of the current request, running
+  int watermarks_missed_ = 0;   // of the current table, running
   bool given_up_ = false;       // the tables could not be listed
   std::string last_error_;
 };

@@ -225,6 +225,15 @@ Result<ChunkRequest> SnapshotPass::NextRequest() {
 
 void SnapshotPass::Answered(Chunk chunk) { answer_ = std::move(chunk); }
 
+bool SnapshotPass::WatermarkMissed(Lsn received) {
+  if (!answer_ || watermark_lsn_ != kInvalidLsn || answer_->watermark_end == kInvalidLsn ||
+      received <= answer_->watermark_end) {
+    return false;
+  }
+  Failed();
+  return true;
+}
+
 void SnapshotPass::Failed() {
   outstanding_.reset();
   answer_.reset();

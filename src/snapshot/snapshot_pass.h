@@ -91,6 +91,13 @@ class SnapshotPass : public ChangeObserver {
   // The read failed: the same rows are asked for again (with a new
   // watermark) by the next NextRequest.
   void Failed();
+  // The stream has given everything up to `received` (a message's or a
+  // keepalive's position: the server has decoded that far) without the
+  // answered chunk's watermark, which the server wrote before it: the
+  // watermark is not in this stream (the reading connection reached
+  // another server, or a failover lost it). The chunk is then dropped and
+  // asked for again, as after Failed; returns true.
+  bool WatermarkMissed(Lsn received);
   // Answered, and its watermark has come.
   bool ChunkDue() const { return answer_.has_value() && watermark_lsn_ != kInvalidLsn; }
   // Writes the due chunk's rows (but the changed keys) to `out` as read

@@ -270,10 +270,14 @@ Result<Chunk> TableReader::ReadChunk(const TableDescription& table, const std::s
   r = Run("SET LOCAL synchronous_commit = local", {}, deadline);
   if (r.ok()) r = Run("SELECT pg_catalog.pg_current_xact_id()", {}, deadline);
   if (r.ok()) {
-    r = Run("SELECT pg_catalog.pg_logical_emit_message(false, $1, $2)",
+    r = Run("SELECT pg_catalog.pg_logical_emit_message(false, $1, $2)::text",
             {kWatermarkPrefix, chunk.watermark}, deadline);
   }
-  if (r.ok()) r = Run("COMMIT", {}, deadline);
+  if (r.ok()) {
+    std::optional<Lsn> end = ParseLsn(PQgetvalue(r.value().get(), 0, 0));
+    chunk.watermark_end = end.value_or(kInvalidLsn);
+    r = Run("COMMIT", {}, deadline);
+  }
   if (!r.ok()) return r.status().Prefixed("writing the watermark of a chunk of " + table.name());
   int n = chunk.row_count();
   if (n > 0) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "decode/change_observer.h"
+#include "pg/lsn.h"
 #include "pg/replication_conn.h"
 #include "snapshot/pg_snapshot.h"
 #include "util/status.h"
@@ -61,8 +62,11 @@ struct Chunk {
   // The rows in libpq's text format: the table's columns in order, then
   // the key's columns again.
   PgResultPtr rows;
-  // The watermark message's content, as asked for.
+  // The watermark message's content, as asked for, and where the server
+  // wrote it (pg_logical_emit_message's answer: the end of its record, the
+  // position the stream gives the message).
   std::string watermark;
+  Lsn watermark_end = kInvalidLsn;
   // The key of the last row, as text in the key's order; empty when the
   // chunk has no rows.
   std::vector<std::string> last_key;

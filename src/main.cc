@@ -97,18 +97,22 @@ int RequestSnapshot(const pgslotd::Config& config, const std::string& slot,
                  slot.c_str(), config.path.c_str());
     return kExitConfig;
   }
+  std::string warning;
   pgslotd::Result<std::string> path =
-      pgslotd::WriteSnapshotRequest(found->state_directory, slot, tables);
+      pgslotd::WriteSnapshotRequest(found->state_directory, slot, tables, &warning);
   if (!path.ok()) {
     std::fprintf(stderr, "pgslotd: --snapshot: %s\n", path.status().message().c_str());
     return kExitCantCreate;
   }
+  if (!warning.empty()) std::fprintf(stderr, "pgslotd: --snapshot: %s\n", warning.c_str());
   std::printf("pgslotd: snapshot of slot %s requested (%s)\n", slot.c_str(), path.value().c_str());
   pgslotd::Result<std::string> answer = pgslotd::AskDaemon(
-      config.control_socket, "snapshot " + slot, std::chrono::milliseconds(1500));
+      config.control_socket, "snapshot " + slot, std::chrono::milliseconds(5000));
   if (!answer.ok()) {
-    std::printf("pgslotd is not running (%s): the request is carried out when it starts\n",
-                answer.status().message().c_str());
+    std::printf(
+        "cannot reach a running pgslotd (%s): one that runs takes the request within 10 "
+        "seconds, one that is down when it starts\n",
+        answer.status().message().c_str());
   } else {
     std::fwrite(answer.value().data(), 1, answer.value().size(), stdout);
   }

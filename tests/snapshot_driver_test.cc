@@ -377,9 +377,9 @@ TEST_F(SnapshotDriverTest, ATableIsWatchedFromAPointBetweenTransactionsOnly) {
 }
 
 // An on-demand request's file is named by the progress of every offset
-// from the request on (so that a record holds it), until the snapshot is
-// done; a resumed driver knows it.
-TEST_F(SnapshotDriverTest, AnOnDemandRequestIsNamedByTheProgressUntilTheSnapshotIsDone) {
+// from the request on (so that a record holds it), done or not, until its
+// file is deleted; a resumed driver knows it.
+TEST_F(SnapshotDriverTest, AnOnDemandRequestIsNamedByTheProgressUntilItsFileIsDeleted) {
   driver_.Wrote(0);
   driver_.Request({{"public", "items"}}, "0001-7");
   EXPECT_TRUE(driver_.HoldsRequest("0001-7"));
@@ -406,6 +406,9 @@ TEST_F(SnapshotDriverTest, AnOnDemandRequestIsNamedByTheProgressUntilTheSnapshot
   EXPECT_TRUE(resumed.HoldsRequest("0001-7"));
   EXPECT_TRUE(resumed.HoldsRequest("0002-7"));
 
+  // A file deleted while the snapshot runs is named until it is done.
+  driver_.RequestFilesGone({"0001-7"});
+  EXPECT_TRUE(driver_.HoldsRequest("0001-7"));
   AnswerRead({1});
   Turn();
   Turn();
@@ -416,9 +419,19 @@ TEST_F(SnapshotDriverTest, AnOnDemandRequestIsNamedByTheProgressUntilTheSnapshot
   Turn();
   Turn();
   EXPECT_EQ(reads_.last().kind, Kind::kClose);
+  // Done: the progress names the files not yet deleted, so that a record
+  // written before their deletion keeps a crash from reading the tables
+  // again.
   EXPECT_FALSE(driver_.HoldsRequest("0001-7"));
-  EXPECT_FALSE(driver_.HoldsRequest("0002-7"));
+  EXPECT_TRUE(driver_.HoldsRequest("0002-7"));
   driver_.Wrote(200);
+  EXPECT_EQ(driver_.ProgressAt(200),
+            "queue 0 started 0 rows 0 after 0 ranges 0 again 0 done 1 total 1 requests 1 0002-7");
+  EXPECT_FALSE(driver_.finished()) << "not until its last line is settled";
+  driver_.Settled(200);
+  EXPECT_TRUE(driver_.finished());
+  driver_.RequestFilesGone({"0002-7"});
+  EXPECT_FALSE(driver_.HoldsRequest("0002-7"));
   EXPECT_EQ(driver_.ProgressAt(200), "");
 }
 

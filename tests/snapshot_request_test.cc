@@ -103,8 +103,10 @@ class SnapshotRequestFilesTest : public ::testing::Test {
     (void)rc;
   }
   std::string Write(const std::vector<QualifiedTable>& tables) {
-    Result<std::string> path = WriteSnapshotRequest(dir_, "orders", tables);
+    std::string warning;
+    Result<std::string> path = WriteSnapshotRequest(dir_, "orders", tables, &warning);
     EXPECT_TRUE(path.ok()) << path.status().message();
+    EXPECT_EQ(warning, "");
     return path.ok() ? path.value() : std::string();
   }
   static bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
@@ -112,16 +114,19 @@ class SnapshotRequestFilesTest : public ::testing::Test {
 };
 
 TEST_F(SnapshotRequestFilesTest, RequestsAreTakenOnceInTheOrderTheyWereMade) {
+  mode_t umask_before = ::umask(077);  // an operator's strict umask
   std::string first = Write({{"public", "a"}});
+  ::umask(umask_before);
   std::string second = Write({});
   std::string third = Write({{"public", "b"}, {"public", "c"}});
   // Another slot's request, and a temporary file of a writer, are not ours.
-  Result<std::string> other = WriteSnapshotRequest(dir_, "orders_archive", {});
+  std::string warning;
+  Result<std::string> other = WriteSnapshotRequest(dir_, "orders_archive", {}, &warning);
   ASSERT_TRUE(other.ok());
   std::ofstream(dir_ + "/.orders.snapshot-request.1-1.tmp") << "half";
   struct stat st;
   ASSERT_EQ(::stat(first.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  EXPECT_EQ(st.st_mode & 0777, 0644u) << "the daemon's user reads it, whatever the umask";
   EXPECT_EQ(first.rfind(dir_ + "/orders.snapshot-request.", 0), 0u) << first;
 
   SnapshotRequestFiles files(dir_, "orders");
@@ -167,15 +172,19 @@ TEST_F(SnapshotRequestFilesTest, AFileSinkDeletesARequestOnceARecordWrittenAfter
   std::string first = Write({});
   SnapshotRequestFiles files(dir_, "orders");
   std::vector<std::string> errors;
-  ASSERT_EQ(files.TakeNew(&errors).size(), 1u);
-  files.Queued(first, 7);  // seven records written before it was queued
+  std::vector<SnapshotRequestFiles::Request> taken = files.TakeNew(&errors);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(first, dir_ + "/orders.snapshot-request." + taken[0].id);
+  files.Queued(taken[0], 7);  // seven records written before it was queued
   EXPECT_TRUE(files.pending());
-  files.Settle(true, 7, false);
+  EXPECT_TRUE(files.Settle(true, 7, false).empty());
   EXPECT_TRUE(Exists(first));
   std::string second = Write({{"public", "t"}});
-  ASSERT_EQ(files.TakeNew(&errors).size(), 1u);
-  files.Queued(second, 7);
-  files.Settle(true, 8, false);  // the eighth holds both
+  std::vector<SnapshotRequestFiles::Request> more = files.TakeNew(&errors);
+  ASSERT_EQ(more.size(), 1u);
+  files.Queued(more[0], 7);
+  // The eighth holds both.
+  EXPECT_EQ(files.Settle(true, 8, false), (std::vector<std::string>{taken[0].id, more[0].id}));
   EXPECT_FALSE(Exists(first));
   EXPECT_FALSE(Exists(second));
   EXPECT_FALSE(files.pending());
@@ -186,17 +195,19 @@ TEST_F(SnapshotRequestFilesTest, AStreamSinkDeletesItsRequestsOnceTheSnapshotIsF
   std::string first = Write({});
   SnapshotRequestFiles files(dir_, "orders");
   std::vector<std::string> errors;
-  ASSERT_EQ(files.TakeNew(&errors).size(), 1u);
-  files.Queued(first, 0);
+  std::vector<SnapshotRequestFiles::Request> taken = files.TakeNew(&errors);
+  ASSERT_EQ(taken.size(), 1u);
+  files.Queued(taken[0], 0);
   files.Settle(false, 5, false);  // records say nothing for a stream sink
   EXPECT_TRUE(Exists(first));
-  files.Settle(false, 0, true);
+  EXPECT_EQ(files.Settle(false, 0, true), std::vector<std::string>{taken[0].id});
   EXPECT_FALSE(Exists(first));
   EXPECT_FALSE(files.pending());
 }
 
 TEST_F(SnapshotRequestFilesTest, WritingIntoAMissingDirectorySaysWhatToDo) {
-  Result<std::string> path = WriteSnapshotRequest(dir_ + "/none", "orders", {});
+  std::string warning;
+  Result<std::string> path = WriteSnapshotRequest(dir_ + "/none", "orders", {}, &warning);
   ASSERT_FALSE(path.ok());
   EXPECT_EQ(path.status().message(),
             "the state directory " + dir_ +

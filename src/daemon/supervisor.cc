@@ -259,6 +259,11 @@ std::string Supervisor::Answer(const std::string& request) {
 std::string Supervisor::AnswerSnapshot(const std::string& slot) {
   for (auto& w : workers_) {
     if (w->config().name != slot) continue;
+    if (w->config().snapshot == SnapshotMode::kNever) {
+      return "error: slot " + slot +
+             " has snapshot: never in the running configuration; reload pgslotd after setting "
+             "snapshot: on_request (the request waits until then)\n";
+    }
     if (!w->started() || w->finished()) {
       return "error: slot " + slot +
              " is not streaming (it has stopped: see --status); the request is taken when it "

@@ -20,6 +20,9 @@ constexpr milliseconds kFinishTimeout{5000};
 // message it has half taken is given up on.
 constexpr milliseconds kFinishIdle{1000};
 constexpr std::chrono::seconds kProgressEvery{10};
+// How often the state directory is looked at for snapshot requests (besides
+// the control socket's word).
+constexpr std::chrono::seconds kRequestScanInterval{10};
 // Bytes gathered before writing while the server keeps sending.
 constexpr uint64_t kWriteBatch = 1 << 20;
 // A raw message at least this large is written to the sink from libpq's
@@ -115,6 +118,12 @@ Status ReadLoop::BeginTurn(Clock::time_point now) {
 }
 
 void ReadLoop::SnapshotTurn() {
+  // Requests are looked for every 10 s too: a command that could not
+  // reach the control socket says the daemon takes them at its start.
+  if (session_.snapshot_wanted != nullptr && turn_now_ >= next_request_scan_) {
+    session_.snapshot_wanted->store(true, std::memory_order_relaxed);
+    next_request_scan_ = turn_now_ + kRequestScanInterval;
+  }
   if (session_.snapshot_wanted != nullptr &&
       session_.snapshot_wanted->load(std::memory_order_relaxed) &&
       session_.snapshot_wanted->exchange(false, std::memory_order_acquire)) {
@@ -126,9 +135,10 @@ void ReadLoop::SnapshotTurn() {
   // What a cut-back keeps: a file its record; a stream sink what it took.
   snapshot->Settled(exactly_once_ ? policy_.recorded().offset : writer_.sink()->accepted());
   if (session_.request_files != nullptr && session_.request_files->pending()) {
-    session_.request_files->Settle(exactly_once_ != nullptr,
-                                   exactly_once_ ? exactly_once_->records() : 0,
-                                   snapshot->finished());
+    std::vector<std::string> gone = session_.request_files->Settle(
+        exactly_once_ != nullptr, exactly_once_ ? exactly_once_->records() : 0,
+        snapshot->finished());
+    if (!gone.empty()) snapshot->RequestFilesGone(gone);
   }
   bool between = !formatter_.InTransaction() && !formatter_.HasMoreOutput() &&
                  !policy_.in_pieces() && pipeline_.received != kInvalidLsn;

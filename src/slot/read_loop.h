@@ -160,6 +160,7 @@ class ReadLoop {
   Lsn unfinished_lsn_ = kInvalidLsn;  // the message whose output comes in pieces
   uint64_t largest_message_ = 0;
   Clock::time_point next_progress_log_;  // log_level debug: progress every 10 s
+  Clock::time_point next_request_scan_;  // snapshot request files, every 10 s
 };
 
 }  // namespace pgslotd

@@ -217,6 +217,7 @@ SlotWorker::Phase SlotWorker::BackOff() {
 }
 
 void SlotWorker::Conclude(Status result) {
+  SettleSnapshotRequests();
   Status cs = sink()->Close();
   if (!cs.ok() && result.ok()) result = cs.Prefixed(sink()->Describe());
   stats_.flushed_lsn.store(Acked());
@@ -285,6 +286,7 @@ Result<StreamEnd> SlotWorker::Session(ReplicationConn* conn) {
   }
   ReadLoop loop(&pipeline_, &claims_, session);
   Result<StreamEnd> end = loop.Run();
+  SettleSnapshotRequests();  // the last record (a stop's) may hold them
   largest_message_ = loop.largest_message();
   if (!end.ok()) end = conn->WithSlotCondition(end.status(), config_.name);
   if (LogEnabled(spdlog::level::debug)) {
@@ -378,13 +380,34 @@ Status SlotWorker::RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot) 
   bool applied = false;
   if (Status s = e->Recover(slot, &applied); !s.ok()) return s;
   if (!applied) {
-    if (config_.snapshot == SnapshotMode::kInitial && !snapshot_) {
-      StartSnapshot(nullptr);
+    // A new output (the first, or one whose file and record were moved
+    // aside while the slot ran): what the driver remembers was another's,
+    // and its request files are taken again.
+    if (snapshot_) {
+      snapshot_->Resume(SnapshotProgress());
+      request_files_.Reset();
     }
+    if (config_.snapshot == SnapshotMode::kInitial) StartSnapshot(nullptr);
     return e->RecordStart();
   }
   const std::string recorded = sink()->exactly_once()->RecoveredSnapshotProgress();
   if (snapshot_ || recorded.empty()) return Status::Ok();  // in this run, the driver goes on
+  SnapshotProgress progress;
+  std::string err;
+  if (!ParseSnapshotProgress(recorded, &progress, &err)) {
+    return Status::SlotFatal("the state record " + config_.state_directory + "/" + config_.name +
+                             ".state: " + err +
+                             "; move the file and its record aside to start again");
+  }
+  if (progress.empty()) {
+    // Only request files a crash may have left, whose snapshot is done:
+    // TakeSnapshotRequests deletes them.
+    if (config_.snapshot != SnapshotMode::kNever && server_version_ >= 150000 &&
+        MakeSnapshotDriver()) {
+      snapshot_->Resume(progress);
+    }
+    return Status::Ok();
+  }
   if (config_.snapshot == SnapshotMode::kNever) {
     // Its watermarks need messages, which snapshot: never does not ask for.
     pipeline_.Event(spdlog::level::warn, nullptr, kInvalidLsn,
@@ -392,13 +415,6 @@ Status SlotWorker::RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot) 
                         " holds part of a snapshot, which is abandoned (the slot has snapshot: "
                         "never now): a table it had started stays without its end line");
     return Status::Ok();
-  }
-  SnapshotProgress progress;
-  std::string err;
-  if (!ParseSnapshotProgress(recorded, &progress, &err)) {
-    return Status::SlotFatal("the state record " + config_.state_directory + "/" + config_.name +
-                             ".state: " + err +
-                             "; move the file and its record aside to start again");
   }
   StartSnapshot(&progress);
   // One that cannot go on in this run (logged) stays recorded for a later.
@@ -469,17 +485,23 @@ SnapshotDriver* SlotWorker::TakeSnapshotRequests() {
   for (const std::string& e : errors) {
     pipeline_.Event(spdlog::level::err, nullptr, kInvalidLsn, e);
   }
+  // Files a record names that are gone (deleted before a crash, or by an
+  // operator): the progress stops naming them.
+  if (snapshot_ && !snapshot_->request_ids().empty()) {
+    std::vector<std::string> missing = request_files_.Missing(snapshot_->request_ids());
+    if (!missing.empty()) snapshot_->RequestFilesGone(missing);
+  }
   ExactlyOnce* e = pipeline_.exactly_once();
   for (SnapshotRequestFiles::Request& r : taken) {
-    if (snapshot_->HoldsRequest(r.id)) {  // the record holds it: queued already
-      request_files_.Forget(r.path);
+    if (snapshot_->HoldsRequest(r.id)) {  // a record names it: queued already, or done
+      if (request_files_.Forget(r)) snapshot_->RequestFilesGone({r.id});
       continue;
     }
     pipeline_.Event(spdlog::level::info, nullptr, kInvalidLsn,
                     "snapshot requested (" + r.path + "): reading " + DescribeRequest(r.tables) +
                         (snapshot_->active() ? " after what is queued" : std::string()));
     snapshot_->Request(std::move(r.tables), r.id);
-    request_files_.Queued(r.path, e ? e->records() : 0);
+    request_files_.Queued(r, e ? e->records() : 0);
   }
   return snapshot_.get();
 }
@@ -487,7 +509,9 @@ SnapshotDriver* SlotWorker::TakeSnapshotRequests() {
 void SlotWorker::SettleSnapshotRequests() {
   if (!snapshot_ || !request_files_.pending()) return;
   ExactlyOnce* e = pipeline_.exactly_once();
-  request_files_.Settle(e != nullptr, e ? e->records() : 0, snapshot_->finished());
+  std::vector<std::string> gone =
+      request_files_.Settle(e != nullptr, e ? e->records() : 0, snapshot_->finished());
+  if (!gone.empty()) snapshot_->RequestFilesGone(gone);
 }
 
 Status SlotWorker::SlotInUse(int pid) const {

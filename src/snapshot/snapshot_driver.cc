@@ -56,10 +56,35 @@ bool SnapshotDriver::HoldsRequest(const std::string& request_id) const {
   return std::find(request_ids_.begin(), request_ids_.end(), request_id) != request_ids_.end();
 }
 
+void SnapshotDriver::RequestFilesGone(const std::vector<std::string>& ids) {
+  for (const std::string& id : ids) {
+    if (std::find(gone_ids_.begin(), gone_ids_.end(), id) == gone_ids_.end()) {
+      gone_ids_.push_back(id);
+    }
+  }
+  if (!working_) DropGoneIds();
+}
+
+void SnapshotDriver::DropGoneIds() {
+  auto drop = [this](std::vector<std::string>* list) {
+    list->erase(std::remove_if(list->begin(), list->end(),
+                               [this](const std::string& id) {
+                                 return std::find(gone_ids_.begin(), gone_ids_.end(), id) !=
+                                        gone_ids_.end();
+                               }),
+                list->end());
+  };
+  drop(&request_ids_);
+  drop(&base_.requests);
+  for (auto& entry : history_) drop(&entry.second.requests);
+  gone_ids_.clear();
+}
+
 void SnapshotDriver::Resume(const SnapshotProgress& progress) {
   Restore(progress);
   base_ = progress;
   history_.clear();
+  if (!working_) DropGoneIds();
 }
 
 SnapshotProgress SnapshotDriver::Progress() const {
@@ -83,7 +108,7 @@ SnapshotProgress SnapshotDriver::Progress() const {
   }
   p.tables_done = tables_done_;
   p.rows_total = rows_total_;
-  if (!p.queue.empty()) p.requests = request_ids_;
+  p.requests = request_ids_;
   return p;
 }
 
@@ -98,7 +123,7 @@ const SnapshotProgress& SnapshotDriver::RememberedAt(uint64_t offset) const {
 
 std::string SnapshotDriver::ProgressAt(uint64_t offset) const {
   const SnapshotProgress& p = RememberedAt(offset);
-  return p.empty() ? std::string() : SerializeSnapshotProgress(p);
+  return p.empty() && p.requests.empty() ? std::string() : SerializeSnapshotProgress(p);
 }
 
 void SnapshotDriver::Settled(uint64_t offset) {
@@ -226,6 +251,7 @@ void SnapshotDriver::Rewind(uint64_t offset) {
     where = "after the " + std::to_string(kept.rows) + " rows the output kept";
   }
   Restore(kept);
+  if (!working_) DropGoneIds();
   if (kept.empty()) return;
   const std::string next = kept.queue.front().first.empty()
                                ? std::string("listing the tables")
@@ -336,7 +362,7 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, bool between, Clock::
     if (!tables_.empty()) NextTable();
     if (state_ == State::kIdle && requests_.empty() && working_) {
       working_ = false;
-      request_ids_.clear();
+      DropGoneIds();
       if (!given_up_) {
         Log(Level::info, LogEvent{slot_, kInvalidLsn, nullptr, {}},
             "snapshot done: " + std::to_string(rows_total_) + " rows of " +

@@ -49,10 +49,19 @@ class SnapshotDriver {
 
   // Reads `tables` (empty: every table of the publications) after what is
   // queued. `request_id`: the on-demand request file it comes from (empty:
-  // none), which the progress names until the snapshot is done.
+  // none), which the progress names from then on, while the snapshot runs
+  // and after, until RequestFilesGone says the file is deleted: a record
+  // names it while the file may still be there.
   void Request(std::vector<TableName> tables, const std::string& request_id = "");
-  // The request file `request_id` is queued (or being read).
+  // The request file `request_id` is queued, being read or done, and its
+  // file not yet deleted.
   bool HoldsRequest(const std::string& request_id) const;
+  // The request files `ids` are deleted: the progress names them no more
+  // once the snapshot is done (while it runs it names every request it
+  // serves).
+  void RequestFilesGone(const std::vector<std::string>& ids);
+  // The request files the progress names.
+  const std::vector<std::string>& request_ids() const { return request_ids_; }
   // Goes on from `progress` (recorded with the sink's position): its queue,
   // and a table whose pass had started goes on after its recorded key,
   // without a second start line. Call before the first Turn.
@@ -87,7 +96,8 @@ class SnapshotDriver {
   // (Wrote), until Settled says the output will not be cut back before an
   // offset past it.
   // The progress the output holds up to `offset` (serialized; empty when
-  // no snapshot is under way there): what a sink records with its position.
+  // no snapshot is under way there and no request file is named): what a
+  // sink records with its position.
   std::string ProgressAt(uint64_t offset) const;
   // The output is never cut back before `offset` (a file: its record's
   // offset; a stream sink: what it took).
@@ -142,8 +152,10 @@ class SnapshotDriver {
   State state_ = State::kIdle;
   bool working_ = false;                         // from a request taken until "snapshot done"
   std::deque<std::vector<TableName>> requests_;  // each: tables, or empty for all
-  std::vector<std::string> request_ids_;         // request files, until done
-  std::deque<TableName> tables_;                 // of the request being served
+  std::vector<std::string> request_ids_;         // request files the progress names
+  std::vector<std::string> gone_ids_;            // of those, deleted: dropped when done
+  void DropGoneIds();
+  std::deque<TableName> tables_;  // of the request being served
   TableName current_;
   TableDescription described_;
   bool start_due_ = false;

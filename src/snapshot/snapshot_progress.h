@@ -45,7 +45,7 @@ struct SnapshotProgress {
   uint64_t rows_total = 0;
   std::vector<std::string> requests;  // ids of request files queued
 
-  // Nothing left to do: no snapshot to record.
+  // Nothing left to do (request files may still be named).
   bool empty() const { return queue.empty(); }
   bool operator==(const SnapshotProgress& o) const;
 };

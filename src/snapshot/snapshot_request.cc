@@ -83,9 +83,20 @@ std::string NewRequestId() {
   return id;
 }
 
-Result<std::string> ReadSmallFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return Status::Retryable(ErrnoMessage("cannot open " + path, errno));
+// A regular file's text, `kMaxRequestBytes` at most (more: cut, and then
+// no request); *gone when it does not exist.
+Result<std::string> ReadSmallFile(const std::string& path, bool* gone) {
+  *gone = false;
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    *gone = errno == ENOENT;
+    return Status::Retryable(ErrnoMessage("cannot open " + path, errno));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return std::string();  // no request
+  }
   std::string text;
   char buf[4096];
   for (;;) {
@@ -179,7 +190,8 @@ bool ParseSnapshotRequest(const std::string& text, std::vector<QualifiedTable>* 
 }
 
 Result<std::string> WriteSnapshotRequest(const std::string& directory, const std::string& slot,
-                                         const std::vector<QualifiedTable>& tables) {
+                                         const std::vector<QualifiedTable>& tables,
+                                         std::string* warning) {
   struct stat dir;
   if (::stat(directory.c_str(), &dir) != 0 || !S_ISDIR(dir.st_mode)) {
     return Status::Invalid("the state directory " + directory +
@@ -190,16 +202,15 @@ Result<std::string> WriteSnapshotRequest(const std::string& directory, const std
   const std::string name = slot + ".snapshot-request." + id;
   const std::string path = directory + "/" + name;
   const std::string temp = directory + "/." + name + ".tmp";
-  int fd = CreateFresh(temp, 0640);
-  if (fd < 0) return PathError("cannot create " + temp, temp, errno);
+  int fd = CreateFresh(temp, 0644);
+  if (fd < 0) return Status::Invalid(ErrnoMessage("cannot create " + temp, errno));
   const std::string text = SerializeSnapshotRequest(tables);
   size_t done = 0;
   int err = WriteFully(fd, text.data(), text.size(), &done);
-  // The daemon's user must read it and may delete it (its directory).
-  if (err == 0 && ::geteuid() == 0 && dir.st_uid != 0 &&
-      ::fchown(fd, dir.st_uid, dir.st_gid) != 0) {
-    err = errno;
-  }
+  // The daemon's user must read it (whatever the umask), and deletes it
+  // (its directory).
+  if (err == 0 && ::fchmod(fd, 0644) != 0) err = errno;
+  if (err == 0 && ::geteuid() == 0 && ::fchown(fd, dir.st_uid, dir.st_gid) != 0) err = errno;
   if (err == 0 && ::fsync(fd) != 0) err = errno;
   ::close(fd);
   if (err == 0 && ::rename(temp.c_str(), path.c_str()) != 0) err = errno;
@@ -207,7 +218,11 @@ Result<std::string> WriteSnapshotRequest(const std::string& directory, const std
     ::unlink(temp.c_str());
     return Status::Retryable(ErrnoMessage("cannot write " + path, err));
   }
-  if (Status s = SyncDirectory(directory); !s.ok()) return s;
+  if (Status s = SyncDirectory(directory); !s.ok()) {
+    *warning = s.message() +
+               ": the request is in place, but may not survive a crash of the "
+               "machine";
+  }
   return path;
 }
 
@@ -237,9 +252,10 @@ std::vector<SnapshotRequestFiles::Request> SnapshotRequestFiles::TakeNew(
   for (const std::string& name : List()) {
     const std::string path = directory_ + "/" + name;
     if (taken_.count(path)) continue;
-    Result<std::string> text = ReadSmallFile(path);
+    bool gone = false;
+    Result<std::string> text = ReadSmallFile(path, &gone);
     if (!text.ok()) {
-      if (errno != ENOENT) errors->push_back(text.status().message() + " (tried again later)");
+      if (!gone) errors->push_back(text.status().message() + " (tried again later)");
       continue;
     }
     Request r;
@@ -248,7 +264,12 @@ std::vector<SnapshotRequestFiles::Request> SnapshotRequestFiles::TakeNew(
     std::string err;
     if (!ParseSnapshotRequest(text.value(), &r.tables, &err)) {
       std::string aside = path + ".invalid";
-      ::rename(path.c_str(), aside.c_str());
+      if (::rename(path.c_str(), aside.c_str()) != 0) {
+        taken_.insert(path);  // said once; it stays where it is
+        errors->push_back("snapshot request " + path + " is no request (" + err + "); " +
+                          ErrnoMessage("cannot move it aside", errno) + ": delete it");
+        continue;
+      }
       errors->push_back("snapshot request " + path + " is no request (" + err +
                         "): moved aside to " + aside + "; ask again with pgslotd --snapshot");
       continue;
@@ -259,8 +280,22 @@ std::vector<SnapshotRequestFiles::Request> SnapshotRequestFiles::TakeNew(
   return taken;
 }
 
-void SnapshotRequestFiles::Queued(const std::string& path, uint64_t records) {
-  queued_.emplace_back(path, records);
+void SnapshotRequestFiles::Queued(const Request& r, uint64_t records) {
+  queued_.push_back(Queue{r.path, r.id, records});
+}
+
+std::vector<std::string> SnapshotRequestFiles::Missing(const std::vector<std::string>& ids) const {
+  std::vector<std::string> missing;
+  for (const std::string& id : ids) {
+    const std::string path = directory_ + "/" + prefix_ + id;
+    if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT) missing.push_back(id);
+  }
+  return missing;
+}
+
+void SnapshotRequestFiles::Reset() {
+  taken_.clear();
+  queued_.clear();
 }
 
 bool SnapshotRequestFiles::Delete(const std::string& path) {
@@ -282,22 +317,26 @@ void SnapshotRequestFiles::SyncAfterDeleting() {
   }
 }
 
-void SnapshotRequestFiles::Forget(const std::string& path) {
-  if (Delete(path)) SyncAfterDeleting();
+bool SnapshotRequestFiles::Forget(const Request& r) {
+  if (!Delete(r.path)) return false;
+  SyncAfterDeleting();
+  return true;
 }
 
-void SnapshotRequestFiles::Settle(bool keeps_position, uint64_t records, bool finished) {
-  bool removed = false;
-  std::vector<std::pair<std::string, uint64_t>> kept;
-  for (auto& [path, at] : queued_) {
-    if (finished || (keeps_position && records > at)) {
-      removed = Delete(path) || removed;
+std::vector<std::string> SnapshotRequestFiles::Settle(bool keeps_position, uint64_t records,
+                                                      bool finished) {
+  std::vector<std::string> gone;
+  std::vector<Queue> kept;
+  for (Queue& q : queued_) {
+    if (finished || (keeps_position && records > q.records)) {
+      if (Delete(q.path)) gone.push_back(q.id);
     } else {
-      kept.emplace_back(std::move(path), at);
+      kept.push_back(std::move(q));
     }
   }
   queued_ = std::move(kept);
-  if (removed) SyncAfterDeleting();
+  if (!gone.empty()) SyncAfterDeleting();
+  return gone;
 }
 
 }  // namespace pgslotd

@@ -18,13 +18,13 @@
 // When a request is done with (SnapshotRequestFiles::Settle):
 //   - a sink that keeps its position (a file): once a state record written
 //     after the request was queued holds it (the record's snapshot
-//     progress carries the queue); a crash after that goes on from the
-//     record;
+//     progress carries the queue, and names the request's file while the
+//     snapshot runs and until it is deleted); a crash after that goes on
+//     from the record,
+//     and a file a crash left although a record names it is deleted, not
+//     queued twice;
 //   - a stream sink (stdout, a pipe): once the snapshot is finished; a
 //     crash before that reads the tables again.
-// The progress a record holds names the request files its queue holds:
-// after a crash between the record and the unlink, the file is known as
-// queued and deleted, not queued twice.
 #pragma once
 
 #include <cstdint>
@@ -52,10 +52,13 @@ bool ParseSnapshotRequest(const std::string& text, std::vector<QualifiedTable>* 
                           std::string* err);
 
 // Writes a request for `slot` into `directory`, durably. Returns its path.
-// When run as root in a directory of another user (the daemon's), the file
-// is given to that user, so that the daemon can read and delete it.
+// Mode 0644 whatever the umask (the daemon's user must read it; it holds
+// table names only); when run as root, the file is given to the
+// directory's owner and group. When the file is in place but its directory
+// could not be fsynced, *warning says so (the request stands).
 Result<std::string> WriteSnapshotRequest(const std::string& directory, const std::string& slot,
-                                         const std::vector<QualifiedTable>& tables);
+                                         const std::vector<QualifiedTable>& tables,
+                                         std::string* warning);
 
 // The worker's side: which request files it has taken, and deleting them
 // when they are done with. Not thread-safe: owned by one slot worker.
@@ -76,18 +79,25 @@ class SnapshotRequestFiles {
   // Whether any request file waits (taken or not).
   bool AnyWaiting() const;
 
-  // `path` (taken) is queued in the snapshot; `records` is the sink's count
+  // `r` (taken) is queued in the snapshot; `records` is the sink's count
   // of state records written so far (ExactlyOnce::records()).
-  void Queued(const std::string& path, uint64_t records);
+  void Queued(const Request& r, uint64_t records);
   bool pending() const { return !queued_.empty(); }
-  // Deletes `path` (taken) now: a record holds it already (it came back
-  // with the record's progress after a crash).
-  void Forget(const std::string& path);
+  // Deletes `r` (taken) now: a record holds it already (it came back with
+  // the record's progress after a crash). Whether it is gone.
+  bool Forget(const Request& r);
   // Deletes the queued files that are done with: with a sink that keeps
   // its position, those queued before a record now written (`records`
   // beyond their count); any sink, all of them once the snapshot is
-  // `finished`. A file that cannot be deleted is logged, and stays taken.
-  void Settle(bool keeps_position, uint64_t records, bool finished);
+  // `finished`. Returns the ids of those deleted (each directory entry
+  // gone for good: the directory is fsynced). A file that cannot be
+  // deleted is logged, and stays taken.
+  std::vector<std::string> Settle(bool keeps_position, uint64_t records, bool finished);
+  // Forgets what was taken and queued (a new output): every file is taken
+  // again.
+  void Reset();
+  // Of `ids`, those whose file is not there (any more).
+  std::vector<std::string> Missing(const std::vector<std::string>& ids) const;
 
  private:
   std::vector<std::string> List() const;
@@ -97,9 +107,13 @@ class SnapshotRequestFiles {
 
   const std::string directory_;
   const std::string slot_;
-  const std::string prefix_;  // "<slot>.snapshot-request."
-  std::set<std::string> taken_;
-  std::vector<std::pair<std::string, uint64_t>> queued_;  // path, records then
+  const std::string prefix_;     // "<slot>.snapshot-request."
+  std::set<std::string> taken_;  // paths
+  struct Queue {
+    std::string path, id;
+    uint64_t records;  // written before it was queued
+  };
+  std::vector<Queue> queued_;
 };
 
 }  // namespace pgslotd

@@ -311,7 +311,7 @@ TEST_F(SnapshotCrashTest, OnDemandOneTableKilledOnceIsReadOnceAndReplaysToTheTab
     return now.started && now.queue.front().second == "snc_a" && now.rows >= 20000;
   };
   ASSERT_TRUE(
-      WaitFor([&] { return mid_table() || !first.Running(); }, seconds(300), milliseconds(1)))
+      WaitFor([&] { return mid_table() || !first.Running(); }, seconds(300), milliseconds(5)))
       << first.Stderr();
   ASSERT_TRUE(first.Signal(SIGSTOP)) << first.Stderr();
   SnapshotProgress at_kill = Recorded(record_file);

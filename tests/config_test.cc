@@ -532,6 +532,7 @@ slots:
   ASSERT_EQ(ok.slots.size(), 1u);
   EXPECT_EQ(ok.slots[0].snapshot, SnapshotMode::kInitial);
   EXPECT_EQ(ok.slots[0].snapshot_chunk_rows, 500u);
+  EXPECT_EQ(ok.slots[0].snapshot_keyless, SnapshotKeyless::kRefuse);
   Config defaults = Load(R"(
 slots:
   - name: a
@@ -2345,6 +2346,12 @@ constexpr char kJsonStdoutCreatedSnapshot[] = R"(create: true
     format: json
     snapshot: initial
     sink: {type: stdout})";
+constexpr char kJsonStdoutCreatedSnapshotKeyless[] = R"(create: true
+    options: {proto_version: 1, publication_names: p}
+    format: json
+    snapshot: initial
+    snapshot_keyless: read_whole
+    sink: {type: stdout})";
 constexpr char kJsonStdoutCreatedSnapshotChunks[] = R"(create: true
     options: {proto_version: 1, publication_names: p}
     format: json
@@ -2390,6 +2397,8 @@ const KeyChange kKeyChanges[] = {
      kJsonStdoutCreatedSnapshot},
     {"slots[].snapshot_chunk_rows", Reload::kRestartsSlot, kStreamSinkAnchor,
      kJsonStdoutCreatedSnapshot, kJsonStdoutCreatedSnapshotChunks},
+    {"slots[].snapshot_keyless", Reload::kRestartsSlot, kStreamSinkAnchor,
+     kJsonStdoutCreatedSnapshot, kJsonStdoutCreatedSnapshotKeyless},
     {"slots[].status_interval", Reload::kRestartsSlot, "format: raw", nullptr,
      "format: raw\n    status_interval: 11s"},
     {"slots[].fsync_interval", Reload::kRestartsSlot, "format: raw", nullptr,

@@ -179,7 +179,8 @@ TEST_F(SnapshotDriverTest, ATableWithoutAKeyEndsWithAFailedLineAndTheNextGoesOn)
   EXPECT_EQ(Take(),
             "{\"op\":\"snapshot\",\"event\":\"failed\",\"schema\":\"public\",\"table\":\"items\","
             "\"rows\":0,\"error\":\"table public.items has no primary key and no unique index over "
-            "NOT NULL columns: its rows cannot be read in chunks; give it a primary key\"}\n");
+            "NOT NULL columns: its rows cannot be read in chunks; give it a primary key, or set "
+            "snapshot_keyless: read_whole to read it whole\"}\n");
   EXPECT_EQ(reads_.last().kind, Kind::kDescribe);
   EXPECT_EQ(reads_.last().table, "other");
 }

@@ -37,13 +37,15 @@ class SnapshotRequestTest : public DaemonTest {
   // A config of slot srq (stdout, snapshot `mode`) under `header`
   // (default: the test's directories); `plain`: and slot plain (a file,
   // snapshot: never).
-  std::string Config(const std::string& mode, const std::string& header = "", bool plain = false) {
+  std::string Config(const std::string& mode, const std::string& header = "", bool plain = false,
+                     const std::string& more = "") {
     return WriteConfig(
         (header.empty() ? Header(kDb) : header) +
         SlotYaml("srq", "{type: stdout}",
                  "    create: true\n    format: json\n    snapshot: " + mode +
                      "\n    snapshot_chunk_rows: 700\n"
-                     "    options: {publication_names: srq_pub}\n",
+                     "    options: {publication_names: srq_pub}\n" +
+                     more,
                  "pgoutput") +
         (plain
              ? SlotYaml("plain", "{type: file, path: " + dir_->File("plain.jsonl") + "}",
@@ -56,6 +58,15 @@ class SnapshotRequestTest : public DaemonTest {
     argv.insert(argv.end(), args.begin(), args.end());
     p->Start(argv);
     return p->Wait(seconds(30));
+  }
+  // Changes row 1 of srq_a to "after", runs pgslotd up to that change
+  // and checks that it took no request.
+  void RunToAChangeTakingNoRequest(const std::string& cfg, Subprocess* p) {
+    Sql("UPDATE srq_a SET v = 'after' WHERE id = 1");
+    const std::string end = pg_->CurrentWalLsn();
+    p->Start({PgslotdBinary(), "--config", cfg, "--log-target", "stderr", "--end-lsn", end});
+    ASSERT_EQ(p->Wait(seconds(60)), 0) << p->Stderr();
+    EXPECT_EQ(p->Stderr().find("snapshot requested"), std::string::npos) << p->Stderr();
   }
   // The request files waiting in the state directory.
   std::vector<std::string> Requests() const {
@@ -177,12 +188,8 @@ TEST_F(SnapshotRequestTest, ARequestMadeWhileTheDaemonIsDownIsCarriedOutWhenItSt
   EXPECT_EQ(applied["srq_b"]["k77"], "77");
 
   // Nothing is waiting: the next start reads nothing.
-  Sql("UPDATE srq_a SET v = 'after' WHERE id = 1");
-  const std::string end = pg_->CurrentWalLsn();
   Subprocess again;
-  again.Start({PgslotdBinary(), "--config", cfg, "--log-target", "stderr", "--end-lsn", end});
-  ASSERT_EQ(again.Wait(seconds(60)), 0) << again.Stderr();
-  EXPECT_EQ(again.Stderr().find("snapshot requested"), std::string::npos) << again.Stderr();
+  ASSERT_NO_FATAL_FAILURE(RunToAChangeTakingNoRequest(cfg, &again));
   EXPECT_EQ(again.Stderr().find("snapshot done"), std::string::npos) << again.Stderr();
   EXPECT_EQ(again.Stdout().find("\"op\":\"read\""), std::string::npos);
   EXPECT_NE(again.Stdout().find("\"v\":\"after\""), std::string::npos) << again.Stdout();
@@ -254,12 +261,8 @@ TEST_F(SnapshotRequestTest, ARequestDoneJustBeforeAStopIsNotCarriedOutAgain) {
   ASSERT_EQ(p.Wait(seconds(60)), 0) << p.Stderr();
   EXPECT_TRUE(Requests().empty()) << "deleted as the slot stopped\n" << p.Stderr();
 
-  Sql("UPDATE srq_a SET v = 'after' WHERE id = 1");
-  const std::string end = pg_->CurrentWalLsn();
   Subprocess again;
-  again.Start({PgslotdBinary(), "--config", cfg, "--log-target", "stderr", "--end-lsn", end});
-  ASSERT_EQ(again.Wait(seconds(60)), 0) << again.Stderr();
-  EXPECT_EQ(again.Stderr().find("snapshot requested"), std::string::npos) << again.Stderr();
+  ASSERT_NO_FATAL_FAILURE(RunToAChangeTakingNoRequest(cfg, &again));
   const std::string out = ReadFile(file);
   size_t ends = 0;
   for (size_t at = out.find(end_line); at != std::string::npos; at = out.find(end_line, at + 1)) {
@@ -267,6 +270,61 @@ TEST_F(SnapshotRequestTest, ARequestDoneJustBeforeAStopIsNotCarriedOutAgain) {
   }
   EXPECT_EQ(ends, 1u) << "the table is read once";
   EXPECT_NE(out.find("\"v\":\"after\""), std::string::npos);
+}
+
+// A table without a key: refused (a failed line saying what to do), or,
+// with snapshot_keyless: read_whole, read whole in one chunk.
+TEST_F(SnapshotRequestTest, ATableWithoutAKeyIsRefusedUnlessTheSlotReadsItWhole) {
+  Sql("DROP TABLE IF EXISTS srq_a, srq_b, srq_log; DROP PUBLICATION IF EXISTS srq_pub");
+  Sql("CREATE TABLE srq_a (id int PRIMARY KEY, v text NOT NULL)");
+  Sql("CREATE TABLE srq_log (at int, msg text)");
+  Sql("INSERT INTO srq_a SELECT i, 'a' || i FROM generate_series(1, 100) i");
+  Sql("INSERT INTO srq_log SELECT i % 7, 'm' || i FROM generate_series(1, 1500) i");
+  Sql("CREATE PUBLICATION srq_pub FOR TABLE srq_a, srq_log WITH (publish = 'insert')");
+  for (const char* keyless : {"refuse", "read_whole"}) {
+    SCOPED_TRACE(keyless);
+    pg_->DropSlotIfExists("srq");
+    const std::string cfg =
+        Config("initial", "", false, std::string("    snapshot_keyless: ") + keyless + "\n");
+    Subprocess p;
+    p.Start({PgslotdBinary(), "--config", cfg, "--log-target", "stderr"});
+    ASSERT_TRUE(WaitFor(
+        [&] { return !p.Running() || p.Stderr().find("snapshot done: ") != std::string::npos; },
+        seconds(120)))
+        << p.Stderr();
+    ASSERT_TRUE(p.Signal(SIGTERM));
+    ASSERT_EQ(p.Wait(seconds(60)), 0) << p.Stderr();
+    const std::string out = p.Stdout();
+    size_t log_reads = 0;
+    for (const std::string& line : SplitLines(out)) {
+      if (line.find("\"op\":\"read\"") != std::string::npos &&
+          line.find("\"table\":\"srq_log\"") != std::string::npos) {
+        ++log_reads;
+      }
+    }
+    EXPECT_NE(out.find("{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\","
+                       "\"table\":\"srq_a\",\"rows\":100}\n"),
+              std::string::npos);
+    if (std::string(keyless) == "refuse") {
+      EXPECT_EQ(log_reads, 0u);
+      EXPECT_NE(out.find("{\"op\":\"snapshot\",\"event\":\"failed\",\"schema\":\"public\","
+                         "\"table\":\"srq_log\",\"rows\":0,\"error\":\"table public.srq_log has "
+                         "no primary key and no unique index over NOT NULL columns: its rows "
+                         "cannot be read in chunks; give it a primary key, or set "
+                         "snapshot_keyless: read_whole to read it whole\"}\n"),
+                std::string::npos)
+          << out.substr(0, 2000);
+    } else {
+      EXPECT_EQ(log_reads, 1500u);
+      EXPECT_NE(out.find("{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\","
+                         "\"table\":\"srq_log\",\"rows\":1500}\n"),
+                std::string::npos);
+      EXPECT_NE(p.Stderr().find("snapshot: table public.srq_log has no key: it is read whole, in "
+                                "one chunk (snapshot_keyless: read_whole)"),
+                std::string::npos)
+          << p.Stderr();
+    }
+  }
 }
 
 }  // namespace

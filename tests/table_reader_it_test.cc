@@ -465,5 +465,35 @@ TEST_F(TableReaderItTest, AStopInterruptsAChunkWaitingForALockAndCancelsItsQuery
   OnConn(holder.get(), "ROLLBACK");
 }
 
+// A table without a key (snapshot_keyless: read_whole) is read locked
+// against writes: a writer's open transaction holds the read off (2 s at
+// most, then a retryable 55P03), and once it has committed the read sees
+// its row.
+TEST_F(TableReaderItTest, ATableWithoutAKeyIsReadLockedAgainstWritesWaitingTwoSecondsAtMost) {
+  Make("DROP TABLE IF EXISTS tr_whole", "CREATE TABLE tr_whole (a int, b text)");
+  Sql("INSERT INTO tr_whole VALUES (1, 'x'), (2, 'y'), (2, 'y')");
+  Make("DROP PUBLICATION IF EXISTS tr_whole_pub",
+       "CREATE PUBLICATION tr_whole_pub FOR TABLE tr_whole WITH (publish = 'insert')");
+  ConnectReader();
+  Result<TableDescription> d = Describe("tr_whole", {"tr_whole_pub"});
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  ASSERT_TRUE(d.value().key_columns.empty());
+
+  ConnPtr writer = Connect();
+  OnConn(writer.get(), "BEGIN");
+  OnConn(writer.get(), "INSERT INTO tr_whole VALUES (3, 'z')");
+  Result<Chunk> held = reader_.Read(d.value(), {}, 10, "s1 whole", Deadline());
+  ASSERT_FALSE(held.ok());
+  EXPECT_EQ(held.status().code(), Status::Code::kRetryable) << held.status().message();
+  EXPECT_NE(held.status().message().find("55P03"), std::string::npos) << held.status().message();
+  OnConn(writer.get(), "COMMIT");
+
+  ConnectReader();  // as the reader thread does for each request after a failure
+  Result<Chunk> chunk = reader_.Read(d.value(), {}, 10, "s1 whole", Deadline());
+  ASSERT_TRUE(chunk.ok()) << chunk.status().message();
+  EXPECT_EQ(chunk.value().row_count(), 4) << "every row, the duplicate and the writer's too";
+  EXPECT_NE(chunk.value().watermark_end, kInvalidLsn);
+}
+
 }  // namespace
 }  // namespace pgslotd::test

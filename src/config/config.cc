@@ -185,6 +185,12 @@ constexpr Choice kFormats[] = {
     {nullptr, 0},
 };
 
+constexpr Choice kSnapshotKeyless[] = {
+    {"refuse", static_cast<int>(SnapshotKeyless::kRefuse)},
+    {"read_whole", static_cast<int>(SnapshotKeyless::kReadWhole)},
+    {nullptr, 0},
+};
+
 constexpr Choice kSnapshotModes[] = {
     {"never", static_cast<int>(SnapshotMode::kNever)},
     {"initial", static_cast<int>(SnapshotMode::kInitial)},
@@ -422,6 +428,9 @@ constexpr KeySpec kSchema[] = {
   {Scope::kSlot, "snapshot_chunk_rows", Kind::kCount, Need::kOptional, "10000", nullptr,
    CheckPositiveSize, Reload::kRestartsSlot, Bind<&SlotConfig::snapshot_chunk_rows>(),
    "rows a snapshot reads in one chunk (one short transaction)"},
+  {Scope::kSlot, "snapshot_keyless", Kind::kChoice, Need::kOptional, "refuse", kSnapshotKeyless,
+   nullptr, Reload::kRestartsSlot, Bind<&SlotConfig::snapshot_keyless>(),
+   "a table without a key: refuse it (a failed line), or read_whole it in one chunk"},
   {Scope::kSlot, "sink",            Kind::kMap,      Need::kRequired,  nullptr, nullptr,
    nullptr, Reload::kRestartsSlot, kNoField,
    "where changes go"},

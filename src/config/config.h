@@ -35,6 +35,9 @@ enum class OutputFormat { kRaw, kJson };
 // When a slot reads the rows that exist already (docs/design-snapshots.md):
 // never; at its start (and on request); only on request (pgslotd --snapshot).
 enum class SnapshotMode { kNever, kInitial, kOnRequest };
+// What a snapshot does with a table that has no primary key (nor a unique
+// index over NOT NULL columns): fail it, or read it whole in one chunk.
+enum class SnapshotKeyless { kRefuse, kReadWhole };
 // What a kafka sink's records are keyed by.
 enum class KafkaKey { kPrimaryKey, kNone };
 
@@ -115,6 +118,7 @@ struct SlotConfig {
   // slot, in chunks of snapshot_chunk_rows rows.
   SnapshotMode snapshot{};
   uint64_t snapshot_chunk_rows = 0;
+  SnapshotKeyless snapshot_keyless{};
   SinkConfig sink;
   Duration status_interval{0};
   Duration fsync_interval{0};

@@ -442,6 +442,7 @@ bool SlotWorker::MakeSnapshotDriver() {
   snapshot_ = std::make_unique<SnapshotDriver>(config_.name, PublicationNames(config_),
                                                static_cast<uint32_t>(config_.snapshot_chunk_rows),
                                                snapshot_reads_.get());
+  snapshot_->set_read_keyless_whole(config_.snapshot_keyless == SnapshotKeyless::kReadWhole);
   json->set_observer(snapshot_->observer());
   if (ExactlyOnce* e = pipeline_.exactly_once()) e->set_snapshot(snapshot_.get());
   return true;

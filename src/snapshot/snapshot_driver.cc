@@ -189,6 +189,13 @@ bool SnapshotDriver::Turn(PgoutputFormatter* formatter, RecordBuffer* out, bool 
       watermarks_missed_ = 0;
       uint64_t before = out->size();
       uint64_t rows = pass_.WriteDue(out);
+      if (pass_.TakeWrittenDespiteChanges()) {
+        Log(Level::warn, LogEvent{slot_, kInvalidLsn, nullptr, {}},
+            "snapshot of table " + Qualified(current_) +
+                " (no key, read whole): changed while it was read, 3 times running; its rows are "
+                "written as read: changes made while it was read may appear twice, or be undone "
+                "by its read lines");
+      }
       rows_ += rows;
       rows_total_ += rows;
       wrote = wrote || out->size() != before;
@@ -301,11 +308,17 @@ void SnapshotDriver::Answered(SnapshotAnswer answer, Clock::time_point now) {
       break;
     case State::kDescribing:
       described_ = std::move(answer.described);
-      if (described_.key_columns.empty()) {
+      if (described_.key_columns.empty() && !read_keyless_whole_) {
         Fail("table " + Qualified(current_) +
              " has no primary key and no unique index over NOT NULL columns: its rows cannot be "
-             "read in chunks; give it a primary key");
+             "read in chunks; give it a primary key, or set snapshot_keyless: read_whole to read "
+             "it whole");
         break;
+      }
+      if (described_.key_columns.empty()) {
+        Log(Level::info, LogEvent{slot_, kInvalidLsn, nullptr, {}},
+            "snapshot: table " + Qualified(current_) +
+                " has no key: it is read whole, in one chunk (snapshot_keyless: read_whole)");
       }
       state_ = State::kBeginning;
       break;

@@ -44,6 +44,11 @@ class SnapshotDriver {
   SnapshotDriver(std::string slot, std::vector<std::string> publications, uint32_t chunk_rows,
                  SnapshotReads* reads);
 
+  // snapshot_keyless: read_whole: a table without a key is read whole, in
+  // one chunk; its rows are written as read once a read has been changed
+  // while it ran 3 times running (the pass's WriteDue). Otherwise it fails.
+  void set_read_keyless_whole(bool whole) { read_keyless_whole_ = whole; }
+
   // What the formatter tells (JsonOptions::observer).
   ChangeObserver* observer() { return &pass_; }
 
@@ -172,7 +177,8 @@ class SnapshotDriver {
   Clock::time_point retry_at_;  // after a failed read
   int failures_ = 0;            // of the current request, running
   int watermarks_missed_ = 0;   // of the current table, running
-  bool given_up_ = false;       // the tables could not be listed
+  bool read_keyless_whole_ = false;
+  bool given_up_ = false;  // the tables could not be listed
   std::string last_error_;
 };
 

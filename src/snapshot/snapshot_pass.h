@@ -105,6 +105,14 @@ class SnapshotPass : public ChangeObserver {
   // change of unknown key that the chunk's snapshot does not see makes it
   // write nothing and read the same rows again.
   uint64_t WriteDue(RecordBuffer* out);
+  // A table without a key (read whole, in one chunk) whose read was
+  // changed while it ran: read again, and after 3 reads running written as
+  // read; then this says so, once.
+  bool TakeWrittenDespiteChanges() {
+    bool was = written_despite_changes_;
+    written_despite_changes_ = false;
+    return was;
+  }
   // Every range read, and no key left to read again.
   bool TableDone() const;
   // The key of the last row of the last range chunk written (the progress
@@ -140,6 +148,8 @@ class SnapshotPass : public ChangeObserver {
   std::set<std::string> read_again_;                    // keys as the observer writes them
   std::vector<std::vector<std::string>> resumed_keys_;  // ReadAgain's, not asked yet
 
+  int whole_reads_ = 0;  // of a table without a key, changed while read, running
+  bool written_despite_changes_ = false;
   std::optional<ChunkRequest> outstanding_;
   bool repeat_ = false;  // the next request repeats the last one
   ChunkRequest last_request_;

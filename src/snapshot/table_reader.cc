@@ -256,6 +256,19 @@ Result<Chunk> TableReader::ReadChunk(const TableDescription& table, const std::s
   // committed before the watermark. The transaction takes an xid so that
   // its commit flushes the WAL, and the message reaches the stream at once.
   Result<PgResultPtr> r = Run("BEGIN ISOLATION LEVEL REPEATABLE READ", {}, deadline);
+  // A table without a key is read whole (snapshot_keyless: read_whole),
+  // locked against writes first: every transaction that wrote it has then
+  // ended, so the snapshot sees them all, and none changes it until the
+  // rows are read. The lock waits 2 s at most (writers queue behind a
+  // waiting lock); a timeout (55P03) is tried again a second later.
+  if (r.ok() && table.key_columns.empty()) {
+    r = Run("SET LOCAL lock_timeout = '2s'", {}, deadline);
+    if (r.ok()) {
+      r = Run("LOCK TABLE ONLY " + QuoteIdent(table.schema) + "." + QuoteIdent(table.table) +
+                  " IN SHARE MODE",
+              {}, deadline);
+    }
+  }
   if (r.ok()) r = Run("SELECT pg_catalog.pg_current_snapshot()::text", {}, deadline);
   if (!r.ok()) return r.status().Prefixed(what);
   Result<PgSnapshot> snapshot = PgSnapshot::Parse(PQgetvalue(r.value().get(), 0, 0));

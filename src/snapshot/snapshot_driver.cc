@@ -400,7 +400,10 @@ void SnapshotDriver::AskNext(PgoutputFormatter* formatter, bool between, Clock::
       }
     }
   }
-  SnapshotAsk ask;  // empty until something is asked: this runs per message
+  // Nothing to ask: return before making an ask (this runs per message,
+  // and a slot that may take snapshots has a driver while none runs).
+  if (state_ == State::kIdle || state_ == State::kFinishing) return;
+  SnapshotAsk ask;
   switch (state_) {
     case State::kListing:
       ask.kind = SnapshotAsk::Kind::kListTables;

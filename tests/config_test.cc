@@ -576,17 +576,30 @@ slots:
     sink: {type: file, path: /var/lib/x.jsonl}
 )");
   EXPECT_EQ(file.slots[0].snapshot, SnapshotMode::kInitial);
+  // Kafka with exactly_once (the default) records its position, and the
+  // snapshot's progress with it; without, it is a stream like stdout.
+  Config kafka = Load(R"(
+slots:
+  - name: a
+    plugin: pgoutput
+    format: json
+    snapshot: initial
+    options: {publication_names: p}
+    sink: {type: kafka, brokers: "k:9092"}
+)");
+  EXPECT_EQ(kafka.slots[0].snapshot, SnapshotMode::kInitial);
   ExpectOneError(R"(
 slots:
   - name: a
     plugin: pgoutput
     format: json
-    create: true
     snapshot: initial
     options: {publication_names: p}
-    sink: {type: kafka, brokers: "k:9092"}
+    sink: {type: kafka, brokers: "k:9092", exactly_once: false}
 )",
-                 6, "slots[0].snapshot", {"not supported with a kafka sink yet"});
+                 5, "slots[0].snapshot",
+                 {"snapshot: initial with a kafka sink with exactly_once: false (which records no "
+                  "position) runs when pgslotd creates the slot; set create: true"});
   ExpectOneError(R"(
 slots:
   - name: a
@@ -614,7 +627,7 @@ slots:
 
 // on_request: no snapshot by itself, so no create: true with any sink; the
 // same needs of format, sink and messages as initial.
-TEST_F(ConfigTest, SnapshotOnRequestTakesAnyJsonSlotButAKafkaOne) {
+TEST_F(ConfigTest, SnapshotOnRequestTakesAnyJsonSlot) {
   Config ok = Load(R"(
 slots:
   - name: a
@@ -633,16 +646,18 @@ slots:
     sink: {type: stdout}
 )",
                  4, "slots[0].snapshot", {"snapshot applies to format json only"});
-  ExpectOneError(R"(
+  for (const char* exactly_once : {"true", "false"}) {
+    Config kafka = Load(std::string(R"(
 slots:
   - name: a
     plugin: pgoutput
     format: json
     snapshot: on_request
     options: {publication_names: p}
-    sink: {type: kafka, brokers: "k:9092"}
-)",
-                 5, "slots[0].snapshot", {"not supported with a kafka sink yet"});
+    sink: {type: kafka, brokers: "k:9092", exactly_once: )") +
+                        exactly_once + "}\n");
+    EXPECT_EQ(kafka.slots[0].snapshot, SnapshotMode::kOnRequest) << exactly_once;
+  }
   ExpectOneError(R"(
 slots:
   - name: a

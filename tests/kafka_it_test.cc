@@ -9,6 +9,7 @@
 #include "kafka_harness.h"
 #include "pg/lsn.h"
 #include "pg_cluster.h"
+#include "sink/kafka_position.h"
 #include "slot/slot_worker.h"
 #include "test_util.h"
 
@@ -267,6 +268,72 @@ TEST_F(KafkaSinkTest, ExactlyOnceTheCommittedPositionIsReadBackAndTheTransaction
   }
   EXPECT_EQ(JsonText(kafka_.ReadTopic("pgslotd_positions").back().value.value_or(""), "lsn"),
             Confirmed("ke_json"));
+}
+
+// A snapshot into Kafka with exactly_once: each read line goes to its
+// table's topic keyed by the row's primary key, so to the partition of the
+// row's later changes; the start and end lines go to the table's topic too,
+// partition 0, without a key. Once it is done the position record holds no
+// snapshot.
+TEST_F(KafkaSinkTest, ExactlyOnceSnapshotRowsFollowTheirKeysAndTheFramesGoToPartitionZero) {
+  pg_->Exec(
+      "DROP PUBLICATION IF EXISTS kn_pub; DROP TABLE IF EXISTS kn;"
+      "CREATE TABLE kn(id int PRIMARY KEY, v text);"
+      "INSERT INTO kn SELECT i, 'v' || i FROM generate_series(1, 50) i;"
+      "CREATE PUBLICATION kn_pub FOR TABLE kn");
+  pg_->DropSlotIfExists("kn_json");
+  pg_->CreateLogicalSlot("kn_json", "pgoutput");
+  SlotConfig c = JsonSlot("kn_json", "kn_pub");
+  c.sink.exactly_once = true;
+  c.snapshot = SnapshotMode::kInitial;
+  c.snapshot_chunk_rows = 10;
+  TempDir state("pgslotd-kafka-snapshot");
+  c.state_directory = state.path();
+  auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
+  w->Start();
+  const std::string topic = "kn_json.public.kn";
+  ASSERT_EQ(kafka_.ReadTopicUntil(topic, 52).size(), 52u) << w->last_error();
+  pg_->Exec("UPDATE kn SET v = 'changed' WHERE id <= 5");
+  std::string end = pg_->CurrentWalLsn();
+  ASSERT_TRUE(FlushReaches("kn_json", end)) << w->last_error();
+  w->RequestStop();
+  w->Join();
+  EXPECT_TRUE(w->error().ok()) << w->error().message();
+
+  std::vector<KafkaRecord> records = kafka_.ReadTopicUntil(topic, 57);
+  ASSERT_EQ(records.size(), 57u) << "50 rows, a start and an end line, 5 updates";
+  std::vector<std::string> frames;
+  std::map<std::string, int32_t> read_partition;
+  std::set<int32_t> partitions;
+  for (const KafkaRecord& r : records) {
+    const std::string op = JsonText(r.value.value_or(""), "op");
+    if (op == "snapshot") {
+      EXPECT_FALSE(r.key) << ToString(r);
+      EXPECT_EQ(r.partition, 0) << ToString(r);
+      frames.push_back(*r.value);
+    } else if (op == "read") {
+      ASSERT_TRUE(r.key) << ToString(r);
+      EXPECT_TRUE(read_partition.emplace(*r.key, r.partition).second)
+          << "read once: " << ToString(r);
+      partitions.insert(r.partition);
+    } else {
+      ASSERT_EQ(op, "update") << ToString(r);
+      ASSERT_TRUE(r.key && read_partition.count(*r.key)) << ToString(r);
+      EXPECT_EQ(r.partition, read_partition[*r.key]) << "a row's read and change share a partition";
+    }
+  }
+  EXPECT_EQ(read_partition.size(), 50u);
+  EXPECT_GT(partitions.size(), 1u) << "rows spread over the partitions by key";
+  EXPECT_EQ(frames, (std::vector<std::string>{
+                        "{\"op\":\"snapshot\",\"event\":\"start\",\"schema\":\"public\",\"table\":"
+                        "\"kn\"}",
+                        "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":"
+                        "\"kn\",\"rows\":50}"}));
+  std::vector<KafkaRecord> positions = kafka_.ReadTopic("pgslotd_positions");
+  ASSERT_FALSE(positions.empty());
+  EXPECT_EQ(ParsePosition(positions.back().value.value_or("")).snapshot, "")
+      << ToString(positions.back());
+  EXPECT_EQ(FormatLsn(PositionOf(positions.back().value.value_or(""))), Confirmed("kn_json"));
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "sink/file_sink.h"
+#include "sink/kafka_position.h"
 #include "sink/pipe_sink.h"
 #include "sink/stdout_sink.h"
 #include "util/path.h"
@@ -518,6 +519,37 @@ TEST_F(SinkTest, MakeSinkMakesTheKindTheConfigNames) {
     EXPECT_EQ(sink->Describe(), described[i]);
     EXPECT_EQ(sink->exactly_once() != nullptr, config.slots[i].sink.type == SinkType::kFile);
   }
+}
+
+// The Kafka position record's value: without a snapshot as before, with one
+// its progress as a JSON string that reads back byte for byte.
+TEST(KafkaPositionTest, TheValueCarriesTheSnapshotProgressAndReadsItBack) {
+  const std::string plain = PositionValue("7300", "orders", 0x16B3748, "pgslotd-7300-orders");
+  EXPECT_EQ(plain,
+            "{\"system_id\":\"7300\",\"slot\":\"orders\",\"lsn\":\"0/16B3748\","
+            "\"transactional_id\":\"pgslotd-7300-orders\"}");
+  CommittedPosition p = ParsePosition(plain);
+  EXPECT_EQ(p.lsn, Lsn{0x16B3748});
+  EXPECT_EQ(p.snapshot, "");
+
+  // A key with a quote, a backslash, a control character and UTF-8.
+  const std::string progress =
+      "queue 1 t public orders started 1 rows 5 after 1 a\"b\\\\c\x01\xc3\xa9 ranges 0 again 0 "
+      "done 0 total 5";
+  const std::string value = PositionValue("7300", "orders", 0x16B3748, "a\"b", progress);
+  EXPECT_EQ(value,
+            "{\"system_id\":\"7300\",\"slot\":\"orders\",\"lsn\":\"0/16B3748\","
+            "\"transactional_id\":\"a\\\"b\",\"snapshot\":\"queue 1 t public orders started 1 "
+            "rows 5 after 1 a\\\"b\\\\\\\\c\\u0001\xc3\xa9 ranges 0 again 0 done 0 total 5\"}");
+  p = ParsePosition(value);
+  EXPECT_EQ(p.lsn, Lsn{0x16B3748});
+  EXPECT_EQ(p.snapshot, progress);
+
+  // JSON's other escapes read as well; a malformed string names no position.
+  EXPECT_EQ(ParsePosition("{\"lsn\":\"0/1\",\"snapshot\":\"a\\tb\\u0041\\/\"}").snapshot, "a\tbA/");
+  EXPECT_EQ(ParsePosition("{\"lsn\":\"0/1\",\"snapshot\":\"a\\qb\"}").lsn, kInvalidLsn);
+  EXPECT_EQ(ParsePosition("{\"lsn\":\"0/1\",\"snapshot\":\"unterminated").lsn, kInvalidLsn);
+  EXPECT_EQ(ParsePosition("{\"lsn\":\"0/1\",\"snapshot\":\"\\u00e9\"}").lsn, kInvalidLsn);
 }
 
 }  // namespace

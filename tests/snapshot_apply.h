@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -40,6 +41,59 @@ inline AppliedTables ApplyLines(
     rows[line["new"][key].text] = line["new"][column].text;
   }
   return tables;
+}
+
+// What an output's snapshot lines say, per table; `key_of` names each
+// table's key column.
+struct Frames {
+  std::map<std::string, int> starts, ends;
+  std::map<std::string, std::string> end_rows;  // the end line's count
+  std::map<std::string, uint64_t> reads;
+  std::map<std::string, int> keys_read_twice;
+  int out_of_frame = 0;  // read lines outside their table's start..end
+  int commits_back = 0;  // changes whose commit_lsn is below the one before
+};
+
+inline Frames Examine(const std::string& out, const std::map<std::string, std::string>& key_of) {
+  Frames f;
+  std::map<std::string, std::set<std::string>> seen;
+  std::map<std::string, bool> open;
+  std::string last_commit;
+  auto lsn_less = [](const std::string& a, const std::string& b) {
+    auto parse = [](const std::string& s) {
+      size_t slash = s.find('/');
+      return (std::stoull(s.substr(0, slash), nullptr, 16) << 32) |
+             std::stoull(s.substr(slash + 1), nullptr, 16);
+    };
+    return parse(a) < parse(b);
+  };
+  for (const std::string& text : SplitLines(out)) {
+    Json line = JsonParser::Parse(text);
+    const std::string& op = line["op"].text;
+    const std::string table = line.Has("table") ? line["table"].text : "";
+    if (op == "snapshot") {
+      const std::string& event = line["event"].text;
+      if (event == "start") {
+        ++f.starts[table];
+        open[table] = true;
+      } else {
+        ++f.ends[table];
+        f.end_rows[table] = line["rows"].text;
+        open[table] = false;
+      }
+    } else if (op == "read") {
+      ++f.reads[table];
+      if (!open[table]) ++f.out_of_frame;
+      if (!seen[table].insert(line["new"][key_of.at(table)].text).second) {
+        ++f.keys_read_twice[table];
+      }
+    } else if (line.Has("commit_lsn")) {
+      const std::string& c = line["commit_lsn"].text;
+      if (!last_commit.empty() && lsn_less(c, last_commit)) ++f.commits_back;
+      last_commit = c;
+    }
+  }
+  return f;
 }
 
 }  // namespace pgslotd::test

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <utility>
 
 namespace pgslotd {
 
@@ -43,7 +44,7 @@ struct Window {
   int64_t end;
 };
 Status ScanWindow(rd_kafka_topic_t* rkt, const std::string& key, Window w,
-                  Clock::time_point deadline, Lsn* found, int64_t* stable_end) {
+                  Clock::time_point deadline, CommittedPosition* found, int64_t* stable_end) {
   if (rd_kafka_consume_start(rkt, 0, w.start) != 0) {
     return ReadError(rd_kafka_topic_name(rkt), rd_kafka_last_error());
   }
@@ -67,8 +68,8 @@ Status ScanWindow(rd_kafka_topic_t* rkt, const std::string& key, Window w,
       done = true;
     } else if (m->key_len == key.size() &&
                key.compare(0, key.size(), static_cast<char*>(m->key), m->key_len) == 0) {
-      Lsn lsn = PositionOf(std::string_view(static_cast<char*>(m->payload), m->len));
-      if (lsn != kInvalidLsn) *found = lsn;
+      CommittedPosition p = ParsePosition(std::string_view(static_cast<char*>(m->payload), m->len));
+      if (p.lsn != kInvalidLsn) *found = std::move(p);
     }
     done = done || m->offset + 1 >= w.end;
     rd_kafka_message_destroy(m);
@@ -78,6 +79,85 @@ Status ScanWindow(rd_kafka_topic_t* rkt, const std::string& key, Window w,
   return s;
 }
 
+// The snapshot progress as a JSON string's content: '"', '\\' and
+// control characters escaped, every other byte as it is (a key's text in
+// the server's encoding), so that it reads back byte for byte.
+void AppendQuoted(std::string_view text, std::string* out) {
+  static const char kHex[] = "0123456789abcdef";
+  for (char c : text) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      *out += '\\';
+      *out += c;
+    } else if (u < 0x20) {
+      *out += "\\u00";
+      *out += kHex[u >> 4];
+      *out += kHex[u & 0xF];
+    } else {
+      *out += c;
+    }
+  }
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Reads a JSON string's content up to its closing quote (what AppendQuoted
+// writes, and JSON's other escapes up to U+007F); false when malformed.
+bool ReadQuoted(std::string_view in, std::string* out) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '"') return true;
+    if (c != '\\') {
+      *out += c;
+      continue;
+    }
+    if (++i == in.size()) return false;
+    switch (in[i]) {
+      case '"':
+      case '\\':
+      case '/':
+        *out += in[i];
+        break;
+      case 'b':
+        *out += '\b';
+        break;
+      case 'f':
+        *out += '\f';
+        break;
+      case 'n':
+        *out += '\n';
+        break;
+      case 'r':
+        *out += '\r';
+        break;
+      case 't':
+        *out += '\t';
+        break;
+      case 'u': {
+        if (i + 4 >= in.size()) return false;
+        int code = 0;
+        for (size_t k = 1; k <= 4; ++k) {
+          int h = HexValue(in[i + k]);
+          if (h < 0) return false;
+          code = code * 16 + h;
+        }
+        if (code >= 0x80) return false;
+        *out += static_cast<char>(code);
+        i += 4;
+        break;
+      }
+      default:
+        return false;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string PositionKey(const std::string& system_id, const std::string& slot) {
@@ -85,7 +165,7 @@ std::string PositionKey(const std::string& system_id, const std::string& slot) {
 }
 
 std::string PositionValue(const std::string& system_id, const std::string& slot, Lsn lsn,
-                          const std::string& transactional_id) {
+                          const std::string& transactional_id, const std::string& snapshot) {
   // The names are digits, [a-z0-9_] and an operator's id: quoted as they are
   // but for the two characters JSON forbids there.
   std::string id;
@@ -93,8 +173,15 @@ std::string PositionValue(const std::string& system_id, const std::string& slot,
     if (c == '"' || c == '\\') id += '\\';
     id += c;
   }
-  return "{\"system_id\":\"" + system_id + "\",\"slot\":\"" + slot + "\",\"lsn\":\"" +
-         FormatLsn(lsn) + "\",\"transactional_id\":\"" + id + "\"}";
+  std::string value = "{\"system_id\":\"" + system_id + "\",\"slot\":\"" + slot + "\",\"lsn\":\"" +
+                      FormatLsn(lsn) + "\",\"transactional_id\":\"" + id + "\"";
+  if (!snapshot.empty()) {
+    value += ",\"snapshot\":\"";
+    AppendQuoted(snapshot, &value);
+    value += '"';
+  }
+  value += '}';
+  return value;
 }
 
 Lsn PositionOf(std::string_view value) {
@@ -107,8 +194,21 @@ Lsn PositionOf(std::string_view value) {
   return ParseLsn(value.substr(at, end - at)).value_or(kInvalidLsn);
 }
 
-Result<Lsn> ReadCommittedPosition(rd_kafka_conf_s* conf, const std::string& topic,
-                                  const std::string& key, std::chrono::milliseconds timeout) {
+CommittedPosition ParsePosition(std::string_view value) {
+  CommittedPosition position;
+  position.lsn = PositionOf(value);
+  constexpr std::string_view kField = "\"snapshot\":\"";
+  size_t at = value.find(kField);
+  if (position.lsn == kInvalidLsn || at == std::string_view::npos) return position;
+  if (!ReadQuoted(value.substr(at + kField.size()), &position.snapshot)) {
+    return CommittedPosition{};
+  }
+  return position;
+}
+
+Result<CommittedPosition> ReadCommittedPosition(rd_kafka_conf_s* conf, const std::string& topic,
+                                                const std::string& key,
+                                                std::chrono::milliseconds timeout) {
   Clock::time_point deadline = Clock::now() + timeout;
   char errstr[512];
   std::unique_ptr<rd_kafka_t, ClientDeleter> rk(
@@ -123,13 +223,13 @@ Result<Lsn> ReadCommittedPosition(rd_kafka_conf_s* conf, const std::string& topi
                                                              &high, MillisLeft(deadline));
   if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
       err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
-    return Lsn{kInvalidLsn};  // no topic yet: nothing was ever committed there
+    return CommittedPosition{};  // no topic yet: nothing was ever committed there
   }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return ReadError(topic, err);
   std::unique_ptr<rd_kafka_topic_t, TopicDeleter> rkt(
       rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr));
-  Lsn found = kInvalidLsn;
-  for (int64_t end = high; end > low && found == kInvalidLsn;) {
+  CommittedPosition found;
+  for (int64_t end = high; end > low && found.lsn == kInvalidLsn;) {
     Window w{std::max(low, end - kWindow), end};
     int64_t stable_end = -1;
     if (Status s = ScanWindow(rkt.get(), key, w, deadline, &found, &stable_end); !s.ok()) return s;

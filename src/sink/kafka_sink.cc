@@ -145,7 +145,8 @@ Status KafkaSink::CreateProducer(const std::string& transactional_id) {
 }
 
 const std::string& KafkaSink::TopicOf(const Record& record) {
-  uint32_t id = record.info->kind == RecordKind::kChange ? record.info->table : 0;
+  // A change's table, or the table a snapshot's start or end line is about.
+  uint32_t id = record.info->table;
   if (id >= topics_.size()) topics_.resize(id + 1);
   std::string& topic = topics_[id];
   if (topic.empty()) {
@@ -424,7 +425,7 @@ Status KafkaSink::BeginTransaction() {
 }
 
 Status KafkaSink::ProducePosition(Lsn lsn) {
-  std::string value = PositionValue(system_id_, config_.name, lsn, transactional_id_);
+  std::string value = PositionValue(system_id_, config_.name, lsn, transactional_id_, snapshot_);
   rd_kafka_resp_err_t err =
       rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(config_.sink.position_topic.c_str()),
                         RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -434,6 +435,15 @@ Status KafkaSink::ProducePosition(Lsn lsn) {
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::Ok();
   std::string what = "producing the position record to topic " + config_.sink.position_topic +
                      ": " + rd_kafka_err2str(err);
+  if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+    // Only a snapshot's progress (its keys to read again) makes it large.
+    return Status::SlotFatal(
+        what + ": it is " + std::to_string(value.size()) + " bytes, of which " +
+        std::to_string(snapshot_.size()) +
+        " are the snapshot's progress (the keys it has still to read); raise message.max.bytes "
+        "in properties and the position topic's max.message.bytes on the brokers, or set "
+        "snapshot_chunk_rows lower");
+  }
   return IsPermanent(err) ? Status::SlotFatal(what) : Status::Retryable(what);
 }
 
@@ -511,12 +521,12 @@ Result<Lsn> KafkaSink::Recover(const StateKey& key, std::string* note, bool* war
   rd_kafka_conf_t* conf = MakeReaderConf(config_, &err);
   if (conf == nullptr) return Status::SlotFatal(err);
   SetCallbacks(conf);
-  Result<Lsn> read =
+  Result<CommittedPosition> read =
       ReadCommittedPosition(conf, config_.sink.position_topic, position_key_, kReadWait);
   if (!read.ok()) return read.status();
-  Lsn lsn = read.value();
-  committed_lsn_ = lsn;
-  return Recovered(key, lsn, note, warn);
+  committed_lsn_ = read.value().lsn;
+  recovered_snapshot_ = read.value().snapshot;
+  return Recovered(key, committed_lsn_, note, warn);
 }
 
 Result<Lsn> KafkaSink::Recovered(const StateKey& key, Lsn lsn, std::string* note, bool* warn) {

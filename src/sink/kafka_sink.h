@@ -3,8 +3,9 @@
 // producer).
 //
 // Topics and partitions. A change goes to the topic the `topic` template
-// names ({slot}, and for json {schema} and {table}); a record without a
-// table (begin, commit, message, truncate, raw) goes to the template with
+// names ({slot}, and for json {schema} and {table}), and so does a
+// snapshot's start or end line (of the table it frames); a record without
+// a table (begin, commit, message, truncate, raw) goes to the template with
 // {schema} and {table} taken away and the dots around them, so by default
 // to "{slot}". A keyed record (json with key: primary_key, a table with a
 // primary key) goes to the partition librdkafka's murmur2 partitioner
@@ -30,8 +31,9 @@
 // transaction boundary (RecordInfo::unit_end) past transaction_records or
 // transaction_bytes, or once fsync_interval has passed (the worker's
 // sync schedule: Sync). It ends with Checkpoint, which adds the position
-// record (sink/kafka_position.h) and commits; only then is the position
-// recorded, and so acknowledged. Commits wait briefly per call and are
+// record (sink/kafka_position.h), with a snapshot's progress when one is
+// under way, and commits; only then is the position recorded, and so
+// acknowledged. Commits wait briefly per call and are
 // resumed on the next (librdkafka's calls are resumable), so the worker
 // keeps reading its socket while the brokers take their time. Recover, at
 // session start, creates the producer for the server's system identifier
@@ -51,6 +53,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sink/sink.h"
@@ -94,6 +97,10 @@ class KafkaSink : public Sink, public ExactlyOnceSink {
   Status Rotate() override { return Status::Ok(); }
   bool CheckpointUrgent() const override { return CommitUrgent(); }
   bool RecoverTouchesShared() const override { return true; }
+  // A snapshot's progress travels in the position record's value.
+  bool KeepsSnapshotProgress() const override { return true; }
+  void SetSnapshotProgress(std::string progress) override { snapshot_ = std::move(progress); }
+  std::string RecoveredSnapshotProgress() const override { return recovered_snapshot_; }
 
   // Records produced and not yet reported, for metrics and STATUS.
   size_t in_flight() const { return in_flight_.size() - reported_in_flight_; }
@@ -175,6 +182,8 @@ class KafkaSink : public Sink, public ExactlyOnceSink {
   uint64_t commit_offset_ = 0;  // what the commit under way stands for
   Lsn commit_lsn_ = kInvalidLsn;
   Lsn committed_lsn_ = kInvalidLsn;  // the position record last committed
+  std::string snapshot_;             // the progress the next position record holds
+  std::string recovered_snapshot_;   // what the committed one held at Recover
   uint64_t transactions_committed_ = 0;
   uint64_t transactions_aborted_ = 0;
 };

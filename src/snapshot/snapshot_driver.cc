@@ -472,6 +472,8 @@ void SnapshotDriver::WriteLine(const char* event, RecordBuffer* out) {
   Put(o, "}\n");
   RecordInfo info;
   info.kind = RecordKind::kMessage;
+  // The table's (a Kafka sink's topic), without a key (its partition 0).
+  info.table = out->InternTable(current_.first, current_.second);
   out->EndRecord(info);
 }
 

@@ -10,7 +10,9 @@
 #include "pg/lsn.h"
 #include "pg_cluster.h"
 #include "sink/kafka_position.h"
+#include "sink/kafka_sink.h"
 #include "slot/slot_worker.h"
+#include "snapshot/snapshot_request.h"
 #include "test_util.h"
 
 namespace pgslotd::test {
@@ -334,6 +336,133 @@ TEST_F(KafkaSinkTest, ExactlyOnceSnapshotRowsFollowTheirKeysAndTheFramesGoToPart
   EXPECT_EQ(ParsePosition(positions.back().value.value_or("")).snapshot, "")
       << ToString(positions.back());
   EXPECT_EQ(FormatLsn(PositionOf(positions.back().value.value_or(""))), Confirmed("kn_json"));
+}
+
+// pgslotd --snapshot's request, for a slot streaming into Kafka with
+// exactly_once: the table asked for is read into its topic, and the request
+// file is deleted once a committed position record holds the request.
+TEST_F(KafkaSinkTest, ExactlyOnceARequestedSnapshotIsReadAndItsFileDeletedOnceCommitted) {
+  pg_->Exec(
+      "DROP PUBLICATION IF EXISTS kr_pub; DROP TABLE IF EXISTS kr_a, kr_b;"
+      "CREATE TABLE kr_a(id int PRIMARY KEY); CREATE TABLE kr_b(id int PRIMARY KEY);"
+      "INSERT INTO kr_a SELECT generate_series(1, 20); INSERT INTO kr_b VALUES (1);"
+      "CREATE PUBLICATION kr_pub FOR TABLE kr_a, kr_b");
+  pg_->DropSlotIfExists("kr_json");
+  pg_->CreateLogicalSlot("kr_json", "pgoutput");
+  SlotConfig c = JsonSlot("kr_json", "kr_pub");
+  c.sink.exactly_once = true;
+  c.snapshot = SnapshotMode::kOnRequest;
+  c.snapshot_chunk_rows = 5;
+  TempDir state("pgslotd-kafka-request");
+  c.state_directory = state.path();
+  auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
+  w->Start();
+  pg_->Exec("INSERT INTO kr_b VALUES (2)");
+  ASSERT_TRUE(FlushReaches("kr_json", pg_->CurrentWalLsn())) << w->last_error();
+  std::string warning;
+  Result<std::string> request =
+      WriteSnapshotRequest(state.path(), "kr_json", {{"public", "kr_a"}}, &warning);
+  ASSERT_TRUE(request.ok()) << request.status().message();
+  w->RequestSnapshot();
+  EXPECT_TRUE(WaitFor([&] { return !FileExists(request.value()); }, seconds(60)))
+      << "the request file stays: " << w->last_error();
+  pg_->Exec("INSERT INTO kr_b VALUES (3)");
+  std::string end = pg_->CurrentWalLsn();
+  ASSERT_TRUE(FlushReaches("kr_json", end)) << w->last_error();
+  w->RequestStop();
+  w->Join();
+  EXPECT_TRUE(w->error().ok()) << w->error().message();
+
+  std::vector<KafkaRecord> a = kafka_.ReadTopicUntil("kr_json.public.kr_a", 22);
+  ASSERT_EQ(a.size(), 22u) << "20 rows, a start and an end line";
+  size_t reads = 0;
+  size_t ends = 0;
+  for (const KafkaRecord& r : a) {
+    reads += JsonText(r.value.value_or(""), "op") == "read" ? 1 : 0;
+    ends += r.value.value_or("") ==
+                    "{\"op\":\"snapshot\",\"event\":\"end\",\"schema\":\"public\",\"table\":"
+                    "\"kr_a\",\"rows\":20}"
+                ? 1
+                : 0;
+  }
+  EXPECT_EQ(reads, 20u);
+  EXPECT_EQ(ends, 1u);
+  std::vector<KafkaRecord> b = kafka_.ReadTopicUntil("kr_json.public.kr_b", 2);
+  ASSERT_EQ(b.size(), 2u) << "only the table asked for is read";
+  const std::string id = request.value().substr(request.value().rfind('.') + 1);
+  std::vector<KafkaRecord> positions = kafka_.ReadTopic("pgslotd_positions");
+  bool named = false;
+  for (const KafkaRecord& r : positions) {
+    named = named || ParsePosition(r.value.value_or("")).snapshot.find(id) != std::string::npos;
+  }
+  EXPECT_TRUE(named) << "a committed position record held the request";
+  ASSERT_FALSE(positions.empty());
+  EXPECT_EQ(ParsePosition(positions.back().value.value_or("")).snapshot, "");
+}
+
+// A Kafka commit records the snapshot progress it was produced with: a
+// progress set while the commit is under way (a request queued meanwhile)
+// is not taken as recorded when that commit ends, but committed again.
+// (The worker deletes a request file once a record holds its request.)
+TEST_F(KafkaSinkTest, ACommitUnderWayIsNotTakenForTheRecordOfAProgressSetSinceItBegan) {
+  SlotConfig c = JsonSlot("kc_json", "kc_pub");
+  c.sink.exactly_once = true;
+  c.sink.topic = "kc";
+  KafkaSink sink(c);
+  ASSERT_TRUE(sink.Open().ok());
+  ExactlyOnceSink::StateKey key{"", "4242", "kc_json", kInvalidLsn, kInvalidLsn};
+  std::string note;
+  bool warn = false;
+  Status recovered = Status::Ok();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Result<Lsn> r = sink.Recover(key, &note, &warn);
+        recovered = r.status();
+        return r.ok();
+      },
+      seconds(60)))
+      << recovered.message();
+  RecordBuffer buffer;
+  buffer.bytes()->Append("x\n", 2);
+  RecordInfo info;
+  info.lsn = 0x100;
+  info.unit_end = true;
+  buffer.EndRecord(info);
+  size_t taken = 0;
+  ASSERT_TRUE(sink.Append(buffer, buffer.size(), &taken).ok());
+  ASSERT_EQ(taken, 2u);
+  std::vector<Sink::Range> ranges;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        EXPECT_TRUE(sink.Sync().ok());
+        sink.TakeCompleted(&ranges);
+        return sink.in_flight() == 0;
+      },
+      seconds(60)));
+
+  kafka_.InjectErrors("EndTxn", 3, "COORDINATOR_LOAD_IN_PROGRESS");
+  sink.SetSnapshotProgress("queue 1 all started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0");
+  Result<bool> first = sink.Checkpoint(2, 0x200);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  ASSERT_FALSE(first.value()) << "the commit ended at once: the test proves nothing";
+  const std::string since =
+      "queue 1 all started 0 rows 0 after 0 ranges 0 again 0 done 0 total 0 requests 1 "
+      "00000001796600000000000000-1";
+  sink.SetSnapshotProgress(since);
+  Status checkpointed = Status::Ok();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Result<bool> r = sink.Checkpoint(2, 0x200);
+        checkpointed = r.status();
+        return r.ok() && r.value();
+      },
+      seconds(60)))
+      << checkpointed.message();
+  std::vector<KafkaRecord> positions = kafka_.ReadTopic("pgslotd_positions");
+  ASSERT_EQ(positions.size(), 2u) << "the commit under way, then one with the newer progress";
+  EXPECT_EQ(ParsePosition(positions.back().value.value_or("")).snapshot, since);
+  EXPECT_EQ(PositionOf(positions.back().value.value_or("")), Lsn{0x200});
+  EXPECT_TRUE(sink.Close().ok());
 }
 
 }  // namespace

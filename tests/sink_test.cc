@@ -545,11 +545,17 @@ TEST(KafkaPositionTest, TheValueCarriesTheSnapshotProgressAndReadsItBack) {
   EXPECT_EQ(p.lsn, Lsn{0x16B3748});
   EXPECT_EQ(p.snapshot, progress);
 
-  // JSON's other escapes read as well; a malformed string names no position.
+  // JSON's other escapes read as well; a malformed string names no
+  // position, and says it is malformed (ReadCommittedPosition refuses it).
   EXPECT_EQ(ParsePosition("{\"lsn\":\"0/1\",\"snapshot\":\"a\\tb\\u0041\\/\"}").snapshot, "a\tbA/");
-  EXPECT_EQ(ParsePosition("{\"lsn\":\"0/1\",\"snapshot\":\"a\\qb\"}").lsn, kInvalidLsn);
-  EXPECT_EQ(ParsePosition("{\"lsn\":\"0/1\",\"snapshot\":\"unterminated").lsn, kInvalidLsn);
-  EXPECT_EQ(ParsePosition("{\"lsn\":\"0/1\",\"snapshot\":\"\\u00e9\"}").lsn, kInvalidLsn);
+  for (const char* bad :
+       {"{\"lsn\":\"0/1\",\"snapshot\":\"a\\qb\"}", "{\"lsn\":\"0/1\",\"snapshot\":\"unterminated",
+        "{\"lsn\":\"0/1\",\"snapshot\":\"\\u00e9\"}"}) {
+    p = ParsePosition(bad);
+    EXPECT_EQ(p.lsn, kInvalidLsn) << bad;
+    EXPECT_TRUE(p.malformed) << bad;
+  }
+  EXPECT_FALSE(ParsePosition(plain).malformed);
 }
 
 }  // namespace

@@ -1312,19 +1312,17 @@ void Loader::CheckSnapshot(const Section& s, SlotDraft* draft) {
     Error(snapshot.line, key, "snapshot applies to format json only (plugin pgoutput)");
     return;
   }
-  // A file and a kafka sink with exactly_once record their position, and
-  // the snapshot's progress with it.
-  const bool records_position = slot.sink.type == SinkType::kFile ||
-                                (slot.sink.type == SinkType::kKafka && slot.sink.exactly_once);
-  if (slot.snapshot == SnapshotMode::kInitial && !slot.create && !records_position) {
-    const std::string sink = slot.sink.type == SinkType::kKafka
-                                 ? "a kafka sink with exactly_once: false"
-                                 : "a stdout or pipe sink";
+  if (slot.sink.type == SinkType::kKafka && !slot.sink.exactly_once) {
     Error(snapshot.line, key,
-          "snapshot: initial with " + sink +
-              " (which records no position) runs when pgslotd creates the slot; set create: "
-              "true (a slot created otherwise is never read from the start), or snapshot: "
-              "on_request to read its tables with pgslotd --snapshot");
+          "snapshot with a kafka sink needs exactly_once: true (without it, read rows whose "
+          "delivery fails would not be read again, and a cut snapshot would not go on)");
+  } else if (slot.snapshot == SnapshotMode::kInitial && !slot.create &&
+             slot.sink.type != SinkType::kFile && slot.sink.type != SinkType::kKafka) {
+    Error(snapshot.line, key,
+          "snapshot: initial with a stdout or pipe sink (which records no position) runs when "
+          "pgslotd creates the slot; set create: true (a slot created otherwise is never read "
+          "from the start), or snapshot: on_request to read its tables with pgslotd "
+          "--snapshot");
   }
   for (const auto& [name, value] : slot.options) {
     if (name == "messages" && !ServerBoolTrue(value)) {

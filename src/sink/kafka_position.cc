@@ -69,7 +69,7 @@ Status ScanWindow(rd_kafka_topic_t* rkt, const std::string& key, Window w,
     } else if (m->key_len == key.size() &&
                key.compare(0, key.size(), static_cast<char*>(m->key), m->key_len) == 0) {
       CommittedPosition p = ParsePosition(std::string_view(static_cast<char*>(m->payload), m->len));
-      if (p.lsn != kInvalidLsn) *found = std::move(p);
+      if (p.lsn != kInvalidLsn || p.malformed) *found = std::move(p);
     }
     done = done || m->offset + 1 >= w.end;
     rd_kafka_message_destroy(m);
@@ -201,7 +201,8 @@ CommittedPosition ParsePosition(std::string_view value) {
   size_t at = value.find(kField);
   if (position.lsn == kInvalidLsn || at == std::string_view::npos) return position;
   if (!ReadQuoted(value.substr(at + kField.size()), &position.snapshot)) {
-    return CommittedPosition{};
+    position = CommittedPosition{};
+    position.malformed = true;
   }
   return position;
 }
@@ -229,7 +230,7 @@ Result<CommittedPosition> ReadCommittedPosition(rd_kafka_conf_s* conf, const std
   std::unique_ptr<rd_kafka_topic_t, TopicDeleter> rkt(
       rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr));
   CommittedPosition found;
-  for (int64_t end = high; end > low && found.lsn == kInvalidLsn;) {
+  for (int64_t end = high; end > low && found.lsn == kInvalidLsn && !found.malformed;) {
     Window w{std::max(low, end - kWindow), end};
     int64_t stable_end = -1;
     if (Status s = ScanWindow(rkt.get(), key, w, deadline, &found, &stable_end); !s.ok()) return s;
@@ -241,6 +242,13 @@ Result<CommittedPosition> ReadCommittedPosition(rd_kafka_conf_s* conf, const std
           "died with it open is timed out by the brokers after its transaction.timeout.ms)");
     }
     end = w.start;
+  }
+  if (found.malformed) {
+    return Status::SlotFatal("the newest position record of key " + key + " in Kafka topic " +
+                             topic +
+                             " has a snapshot field pgslotd cannot read (was it written by "
+                             "another program?); nothing is acknowledged on the strength of an "
+                             "older one (set position_topic to a new topic to start again)");
   }
   return found;
 }

@@ -30,8 +30,9 @@ namespace pgslotd {
 std::string PositionKey(const std::string& system_id, const std::string& slot);
 // What a position record says.
 struct CommittedPosition {
-  Lsn lsn = kInvalidLsn;  // kInvalidLsn: none
-  std::string snapshot;   // a snapshot's progress; empty: none
+  Lsn lsn = kInvalidLsn;   // kInvalidLsn: none
+  std::string snapshot;    // a snapshot's progress; empty: none
+  bool malformed = false;  // a position whose snapshot field cannot be read
 };
 
 // `snapshot` empty: no snapshot field.
@@ -40,7 +41,8 @@ std::string PositionValue(const std::string& system_id, const std::string& slot,
 // The position a record's value names; kInvalidLsn when it names none.
 Lsn PositionOf(std::string_view value);
 // The position and snapshot progress a record's value holds; lsn
-// kInvalidLsn when it names no position or its snapshot field is malformed.
+// kInvalidLsn when it names no position, and then also when its snapshot
+// field cannot be read (`malformed`).
 CommittedPosition ParsePosition(std::string_view value);
 
 // Reads the newest record with `key` in partition 0 of `topic`, with a
@@ -49,6 +51,8 @@ CommittedPosition ParsePosition(std::string_view value);
 // window at a time, so a compacted or a long topic costs the same. Returns
 // what it says, or lsn kInvalidLsn when there is none (or no such topic
 // yet).
+// SlotFatal when the newest record of `key` names a position with a
+// snapshot field that cannot be read (an older one would be wrong).
 // Retryable when the brokers do not answer within `timeout`, or when an
 // open transaction of another producer hides the partition's end (its
 // last stable offset is below its end: what follows may be ours).

@@ -440,9 +440,9 @@ Status KafkaSink::ProducePosition(Lsn lsn) {
     return Status::SlotFatal(
         what + ": it is " + std::to_string(value.size()) + " bytes, of which " +
         std::to_string(snapshot_.size()) +
-        " are the snapshot's progress (the keys it has still to read); raise message.max.bytes "
-        "in properties and the position topic's max.message.bytes on the brokers, or set "
-        "snapshot_chunk_rows lower");
+        " are the snapshot's progress (mostly the keys it has still to read again); raise "
+        "message.max.bytes in properties and the position topic's max.message.bytes on the "
+        "brokers");
   }
   return IsPermanent(err) ? Status::SlotFatal(what) : Status::Retryable(what);
 }
@@ -452,10 +452,11 @@ Result<bool> KafkaSink::Checkpoint(uint64_t offset, Lsn lsn) {
   if (committing_) {
     Result<bool> done = ResumeCommit();
     if (!done.ok() || !done.value()) return done;
-    // A later point (a keepalive since): the next call commits it.
-    return offset == commit_offset_ && lsn == commit_lsn_;
+    // A later point (a keepalive since), or a progress that changed since
+    // (a request queued): the next call commits it.
+    return offset == commit_offset_ && lsn == commit_lsn_ && snapshot_ == committed_snapshot_;
   }
-  if (lsn == committed_lsn_ && !txn_open_) return true;
+  if (lsn == committed_lsn_ && !txn_open_ && snapshot_ == committed_snapshot_) return true;
   if (offset != accepted() || in_flight() > 0) {
     commit_wanted_ = true;  // Append stops at the next boundary
     return false;
@@ -471,6 +472,7 @@ Result<bool> KafkaSink::Checkpoint(uint64_t offset, Lsn lsn) {
   committing_ = true;
   commit_offset_ = offset;
   commit_lsn_ = lsn;
+  commit_snapshot_ = snapshot_;
   Result<bool> done = ResumeCommit();
   if (!done.ok() || !done.value()) return done;
   return true;
@@ -486,6 +488,7 @@ Result<bool> KafkaSink::ResumeCommit() {
   txn_open_ = closing_ = committing_ = commit_wanted_ = false;
   brokers_down_.store(false, std::memory_order_relaxed);
   committed_lsn_ = commit_lsn_;
+  committed_snapshot_ = commit_snapshot_;
   ++transactions_committed_;
   return true;
 }
@@ -526,6 +529,7 @@ Result<Lsn> KafkaSink::Recover(const StateKey& key, std::string* note, bool* war
   if (!read.ok()) return read.status();
   committed_lsn_ = read.value().lsn;
   recovered_snapshot_ = read.value().snapshot;
+  committed_snapshot_ = recovered_snapshot_;
   return Recovered(key, committed_lsn_, note, warn);
 }
 

@@ -182,8 +182,13 @@ class KafkaSink : public Sink, public ExactlyOnceSink {
   uint64_t commit_offset_ = 0;  // what the commit under way stands for
   Lsn commit_lsn_ = kInvalidLsn;
   Lsn committed_lsn_ = kInvalidLsn;  // the position record last committed
-  std::string snapshot_;             // the progress the next position record holds
-  std::string recovered_snapshot_;   // what the committed one held at Recover
+  // A snapshot's progress: what the worker set for the next position
+  // record, what the commit under way holds, what the last committed one
+  // holds, and what the committed one held at Recover.
+  std::string snapshot_;
+  std::string commit_snapshot_;
+  std::string committed_snapshot_;
+  std::string recovered_snapshot_;
   uint64_t transactions_committed_ = 0;
   uint64_t transactions_aborted_ = 0;
 };

@@ -12,6 +12,8 @@ void ExactlyOnce::Event(spdlog::level::level_enum level, Lsn lsn,
 Status ExactlyOnce::Recover(const SlotSession& session, bool* applied) {
   *applied = false;
   skip_floor_ = kInvalidLsn;
+  const Lsn known = policy_->recorded().lsn;  // what this run saw recorded
+  recorded_ahead_ = false;
   std::string note;
   bool warn = false;
   ExactlyOnceSink::StateKey key{config_.state_directory + "/" + config_.name + ".state",
@@ -32,6 +34,7 @@ Status ExactlyOnce::Recover(const SlotSession& session, bool* applied) {
   }
   uint64_t offset = writer_->sink()->accepted();
   if (recorded.value() != kInvalidLsn) {
+    recorded_ahead_ = known != kInvalidLsn && recorded.value() > known;
     policy_->StartFromRecord(offset, recorded.value());
     skip_floor_ = recorded.value();
     *applied = true;

@@ -46,6 +46,11 @@ class ExactlyOnce {
   // confirmed position, the WAL end no record may be beyond); *applied says
   // whether there was one. Without one the caller calls RecordStart.
   Status Recover(const SlotSession& session, bool* applied);
+  // Whether the record Recover applied is beyond the last one this object
+  // saw recorded: a Kafka commit whose outcome was unknown when the session
+  // failed, which went through. What the record holds (a snapshot's
+  // progress) is then newer than what the worker kept.
+  bool recorded_ahead() const { return recorded_ahead_; }
   // With no record applied: records the slot's position at once, so that
   // from here on a crash finds the file's size and position.
   Status RecordStart() { return Checkpoint(Clock::now(), true); }
@@ -97,6 +102,7 @@ class ExactlyOnce {
   uint64_t records_ = 0;
   Clock::time_point last_checkpoint_;
   Lsn skip_floor_ = kInvalidLsn;  // the record's position when the session began
+  bool recorded_ahead_ = false;   // see recorded_ahead()
   uint64_t skipped_ = 0;          // units dropped this session
   bool reopen_pending_ = false;
   Clock::time_point switch_retry_at_;

@@ -391,14 +391,10 @@ Status SlotWorker::RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot) 
     return e->RecordStart();
   }
   const std::string recorded = sink()->exactly_once()->RecoveredSnapshotProgress();
+  if (snapshot_ && e->recorded_ahead()) return ResumeFromAheadRecord(recorded);
   if (snapshot_ || recorded.empty()) return Status::Ok();  // in this run, the driver goes on
   SnapshotProgress progress;
-  std::string err;
-  if (!ParseSnapshotProgress(recorded, &progress, &err)) {
-    return Status::SlotFatal("the state record " + config_.state_directory + "/" + config_.name +
-                             ".state: " + err +
-                             "; move the file and its record aside to start again");
-  }
+  if (Status s = ParseRecordedProgress(recorded, &progress); !s.ok()) return s;
   if (progress.empty()) {
     // Only request files a crash may have left, whose snapshot is done:
     // TakeSnapshotRequests deletes them.
@@ -419,6 +415,36 @@ Status SlotWorker::RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot) 
   StartSnapshot(&progress);
   // One that cannot go on in this run (logged) stays recorded for a later.
   if (!snapshot_) e->HoldProgress(recorded);
+  return Status::Ok();
+}
+
+Status SlotWorker::ParseRecordedProgress(const std::string& text, SnapshotProgress* progress) {
+  std::string err;
+  if (ParseSnapshotProgress(text, progress, &err)) return Status::Ok();
+  const bool file = config_.sink.type == SinkType::kFile;
+  return Status::SlotFatal(
+      "the snapshot progress recorded for " + sink()->Describe() +
+      (file ? " (" + config_.state_directory + "/" + config_.name + ".state)" : std::string()) +
+      ": " + err +
+      (file ? "; move the file and its record aside to start again"
+            : "; set position_topic to a new topic to start again"));
+}
+
+// The sink's record is beyond what this run saw recorded (a Kafka commit
+// whose outcome was unknown when the last session failed went through), so
+// the driver, rewound to what the run knew, is behind the output: it goes
+// on from the record's progress instead, as a new run would, and takes the
+// request files again (those the progress holds are not queued twice).
+Status SlotWorker::ResumeFromAheadRecord(const std::string& recorded) {
+  SnapshotProgress progress;
+  if (Status s = ParseRecordedProgress(recorded, &progress); !s.ok()) return s;
+  snapshot_->Resume(progress);
+  request_files_.Reset();
+  if (!progress.empty()) {
+    pipeline_.Event(
+        spdlog::level::info, nullptr, kInvalidLsn,
+        "snapshot: going on from where " + sink()->Describe() + " ends: " + ResumePoint(progress));
+  }
   return Status::Ok();
 }
 

@@ -159,6 +159,8 @@ class SlotWorker {
   // ExactlyOnce::Recover, then the snapshot the record says is under way,
   // or snapshot: initial when there is no record.
   Status RecoverWithSnapshot(ExactlyOnce* e, const SlotSession& slot);
+  Status ParseRecordedProgress(const std::string& text, SnapshotProgress* progress);
+  Status ResumeFromAheadRecord(const std::string& recorded);
   // Deletes the request files that are done with (also as the read loop
   // turns).
   void SettleSnapshotRequests();

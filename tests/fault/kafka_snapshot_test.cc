@@ -152,7 +152,7 @@ TEST_F(KafkaSnapshotTest, KilledInEachTableItGoesOnFromThePositionRecordAndCommi
     Subprocess p;
     StartDaemon(cfg, &p);
     ASSERT_TRUE(
-        WaitFor([&] { return mid_table(table) || !p.Running(); }, seconds(120), milliseconds(1)))
+        WaitFor([&] { return mid_table(table) || !p.Running(); }, seconds(120), milliseconds(100)))
         << p.Stderr();
     ASSERT_TRUE(p.Signal(SIGSTOP)) << p.Stderr();
     ASSERT_TRUE(mid_table(table)) << "the position moved past " << table

@@ -69,6 +69,24 @@ class KafkaSinkTest : public ::testing::Test {
 
   void BrokersDown(bool exactly_once);
 
+  // A json slot with exactly_once that takes snapshots (`mode`), `chunk_rows`
+  // rows a chunk, with its state (request files) in `state`, started on a
+  // new pgoutput slot <name>_json of publication <name>_pub.
+  std::unique_ptr<SlotWorker> StartSnapshotSlot(const std::string& name, SnapshotMode mode,
+                                                uint64_t chunk_rows, const TempDir& state) {
+    pg_->DropSlotIfExists(name + "_json");
+    pg_->CreateLogicalSlot(name + "_json", "pgoutput");
+    configs_.push_back(std::make_unique<SlotConfig>(JsonSlot(name + "_json", name + "_pub")));
+    SlotConfig& c = *configs_.back();
+    c.sink.exactly_once = true;
+    c.snapshot = mode;
+    c.snapshot_chunk_rows = chunk_rows;
+    c.state_directory = state.path();
+    auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
+    w->Start();
+    return w;
+  }
+
   // Table `name` (`columns`) published by <name>_pub, a new pgoutput slot
   // <name>_json, and a json slot config for them.
   SlotConfig FreshTableAndSlot(const std::string& name, const std::string& columns) {
@@ -81,6 +99,7 @@ class KafkaSinkTest : public ::testing::Test {
   }
 
   PgCluster* pg_ = nullptr;
+  std::vector<std::unique_ptr<SlotConfig>> configs_;  // outlive their workers
   MockKafka kafka_;
 };
 
@@ -283,16 +302,8 @@ TEST_F(KafkaSinkTest, ExactlyOnceSnapshotRowsFollowTheirKeysAndTheFramesGoToPart
       "CREATE TABLE kn(id int PRIMARY KEY, v text);"
       "INSERT INTO kn SELECT i, 'v' || i FROM generate_series(1, 50) i;"
       "CREATE PUBLICATION kn_pub FOR TABLE kn");
-  pg_->DropSlotIfExists("kn_json");
-  pg_->CreateLogicalSlot("kn_json", "pgoutput");
-  SlotConfig c = JsonSlot("kn_json", "kn_pub");
-  c.sink.exactly_once = true;
-  c.snapshot = SnapshotMode::kInitial;
-  c.snapshot_chunk_rows = 10;
   TempDir state("pgslotd-kafka-snapshot");
-  c.state_directory = state.path();
-  auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
-  w->Start();
+  auto w = StartSnapshotSlot("kn", SnapshotMode::kInitial, 10, state);
   const std::string topic = "kn_json.public.kn";
   ASSERT_EQ(kafka_.ReadTopicUntil(topic, 52).size(), 52u) << w->last_error();
   pg_->Exec("UPDATE kn SET v = 'changed' WHERE id <= 5");
@@ -347,16 +358,8 @@ TEST_F(KafkaSinkTest, ExactlyOnceARequestedSnapshotIsReadAndItsFileDeletedOnceCo
       "CREATE TABLE kr_a(id int PRIMARY KEY); CREATE TABLE kr_b(id int PRIMARY KEY);"
       "INSERT INTO kr_a SELECT generate_series(1, 20); INSERT INTO kr_b VALUES (1);"
       "CREATE PUBLICATION kr_pub FOR TABLE kr_a, kr_b");
-  pg_->DropSlotIfExists("kr_json");
-  pg_->CreateLogicalSlot("kr_json", "pgoutput");
-  SlotConfig c = JsonSlot("kr_json", "kr_pub");
-  c.sink.exactly_once = true;
-  c.snapshot = SnapshotMode::kOnRequest;
-  c.snapshot_chunk_rows = 5;
   TempDir state("pgslotd-kafka-request");
-  c.state_directory = state.path();
-  auto w = std::make_unique<SlotWorker>(c, SlotWorker::Options{});
-  w->Start();
+  auto w = StartSnapshotSlot("kr", SnapshotMode::kOnRequest, 5, state);
   pg_->Exec("INSERT INTO kr_b VALUES (2)");
   ASSERT_TRUE(FlushReaches("kr_json", pg_->CurrentWalLsn())) << w->last_error();
   std::string warning;

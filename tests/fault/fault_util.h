@@ -36,6 +36,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <functional>
 #include <initializer_list>
 #include <iostream>
 #include <map>
@@ -197,6 +198,31 @@ class FaultTest : public DaemonTest {
   // waits (up to `timeout`) until it has acknowledged `end` for `slot` by
   // itself, then stops it with SIGTERM and expects exit 0. Returns whether
   // all of that happened (failures are reported).
+  // For each of `tables`, starts the daemon on `config` and kills it with
+  // SIGKILL once `in_table(table)` says its output holds part of that
+  // table (polled every `poll`, up to `timeout`): frozen with SIGSTOP
+  // first and asked again, so that the kill lands in that table. Each
+  // run's log is appended to *logs; `after_kill` runs after each kill.
+  void KillInEachTable(const std::string& config, std::initializer_list<const char*> tables,
+                       const std::function<bool(const std::string&)>& in_table,
+                       std::chrono::milliseconds poll, std::chrono::milliseconds timeout,
+                       std::string* logs, const std::function<void()>& after_kill = {}) {
+    for (const char* table : tables) {
+      Subprocess p;
+      StartDaemon(config, &p);
+      ASSERT_TRUE(WaitFor([&] { return in_table(table) || !p.Running(); }, timeout, poll))
+          << p.Stderr();
+      ASSERT_TRUE(p.Signal(SIGSTOP)) << p.Stderr();
+      ASSERT_TRUE(in_table(table)) << "the output moved past " << table
+                                   << " before pgslotd was frozen: the test proves nothing\n"
+                                   << LinesWith(p.Stderr(), {"snapshot"});
+      ASSERT_TRUE(p.Signal(SIGKILL));
+      ASSERT_EQ(p.Wait(std::chrono::seconds(10)), 128 + SIGKILL);
+      if (after_kill) after_kill();
+      *logs += p.Stderr();
+    }
+  }
+
   bool CatchUpAndStop(Subprocess* p, const std::string& slot, const std::string& end,
                       std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
     if (!WaitFor([&] { return !p->Running() || FlushAtLeast(slot, end); }, timeout) ||

@@ -148,22 +148,9 @@ TEST_F(KafkaSnapshotTest, KilledInEachTableItGoesOnFromThePositionRecordAndCommi
     return now.started && now.queue.front().second == table && now.rows >= 100;
   };
   std::string logs;
-  for (const char* table : {"ksn_a", "ksn_b"}) {
-    Subprocess p;
-    StartDaemon(cfg, &p);
-    ASSERT_TRUE(
-        WaitFor([&] { return mid_table(table) || !p.Running(); }, seconds(120), milliseconds(100)))
-        << p.Stderr();
-    ASSERT_TRUE(p.Signal(SIGSTOP)) << p.Stderr();
-    ASSERT_TRUE(mid_table(table)) << "the position moved past " << table
-                                  << " before pgslotd was frozen: the test proves nothing\n"
-                                  << SerializeSnapshotProgress(recorded()) << "\n"
-                                  << LinesWith(p.Stderr(), {"snapshot"});
-    ASSERT_TRUE(p.Signal(SIGKILL));
-    ASSERT_EQ(p.Wait(seconds(10)), 128 + SIGKILL);
-    kafka.Produce(kTopic, kMarker, "killed");
-    logs += p.Stderr();
-  }
+  ASSERT_NO_FATAL_FAILURE(KillInEachTable(cfg, {"ksn_a", "ksn_b"}, mid_table, milliseconds(100),
+                                          seconds(120), &logs,
+                                          [&] { kafka.Produce(kTopic, kMarker, "killed"); }));
 
   Subprocess p;
   StartDaemon(cfg, &p);

@@ -128,19 +128,8 @@ TEST_F(SnapshotCrashTest, KilledInEachTableItGoesOnWhereTheFileEndsAndHoldsEachR
     return now.started && now.queue.front().second == table && now.rows >= 20000;
   };
   std::string logs;
-  for (const char* table : {"snc_a", "snc_b"}) {
-    Subprocess p;
-    StartDaemon(cfg, &p);
-    ASSERT_TRUE(
-        WaitFor([&] { return mid_table(table) || !p.Running(); }, seconds(300), milliseconds(1)))
-        << p.Stderr();
-    ASSERT_TRUE(p.Signal(SIGSTOP)) << p.Stderr();
-    ASSERT_TRUE(mid_table(table)) << "the record moved past " << table
-                                  << " before pgslotd was frozen: the test proves nothing";
-    ASSERT_TRUE(p.Signal(SIGKILL));
-    ASSERT_EQ(p.Wait(seconds(10)), 128 + SIGKILL);
-    logs += p.Stderr();
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      KillInEachTable(cfg, {"snc_a", "snc_b"}, mid_table, milliseconds(1), seconds(300), &logs));
 
   Subprocess p;
   StartDaemon(cfg, &p);
